@@ -1,0 +1,251 @@
+"""Typed configuration: omegaconf structured configs, YAML files, dotlist overrides and flags.
+
+Every command has one dataclass schema. The resolved config is built in this order, later
+sources winning: the schema's defaults, ``--config FILE`` (YAML), the command's ``--flags``, then
+``key=value`` overrides on the command line. A key the schema does not have is an error that names
+it and the closest valid keys; omegaconf's struct mode does the rejecting, this module the wording.
+
+Shared sections (``DataConfig``, ``TrainerConfig``) live here so that every stage reads the same
+keys the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
+
+from dermkit.errors import DermkitError, closest
+
+T = TypeVar("T")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CONFIG_DIR = REPO_ROOT / "configs"
+
+
+def default_ham10000_root() -> str:
+    """``$DERMKIT_HAM10000`` if set, else ``../shared/data/ham10000`` beside the repository."""
+    return os.environ.get("DERMKIT_HAM10000") or str(REPO_ROOT.parent / "shared" / "data" / "ham10000")
+
+
+def default_cache_dir() -> str:
+    """``$DERMKIT_CACHE`` if set, else ``~/.cache/dermkit``."""
+    return os.environ.get("DERMKIT_CACHE") or str(Path("~/.cache/dermkit").expanduser())
+
+
+@dataclass
+class DataConfig:
+    """Which images a command reads and how they are split and cached.
+
+    Keys:
+        name: dataset format: ``demo`` (embedded procedural data), ``ham10000``, ``isic``
+            (ISIC 2018/2019 ground-truth CSV), ``imagefolder`` (a subfolder per class),
+            ``medmnist`` (``dermamnist*.npz``) or ``folder`` (unlabeled images, recursive).
+        root: dataset folder (or the .npz file for medmnist). Empty: the demo data's own folder,
+            or ``$DERMKIT_HAM10000`` / ``../shared/data/ham10000`` for ham10000.
+        image_size: side in pixels of the square images the cache stores and models see.
+        cache_dir: where decoded image caches and the demo data live.
+        split_seed: seed of the train/val/test split and the nested label fractions.
+        val_fraction: share of images (by lesion) in the validation split.
+        test_fraction: share of images (by lesion) in the test split.
+        fraction: label fraction of the training split to train on (1.0 = all; one of the
+            nested fractions 0.01, 0.05, 0.1, 0.25, 0.5, 1.0).
+        split_file: an existing ``split.csv`` (from ``python -m dermkit.data``) to use instead of
+            computing the split.
+        skip_bad: skip unreadable images and list them, instead of stopping at the first.
+        batch_size: images per batch (per device).
+        num_workers: data-loader worker processes.
+    """
+
+    name: str = "demo"
+    root: str = ""
+    image_size: int = 64
+    cache_dir: str = field(default_factory=default_cache_dir)
+    split_seed: int = 0
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    fraction: float = 1.0
+    split_file: str = ""
+    skip_bad: bool = False
+    batch_size: int = 64
+    num_workers: int = 2
+
+
+@dataclass
+class TrainerConfig:
+    """Options passed to ``pytorch_lightning.Trainer``.
+
+    Keys:
+        max_epochs: epochs to train.
+        max_steps: stop after this many optimiser steps (-1: no limit).
+        accelerator: ``auto``, ``cpu`` or ``gpu``.
+        devices: devices per node (``auto``, or a number).
+        num_nodes: machines; more than one with ``strategy=ddp`` is multi-node DDP.
+        strategy: ``auto`` or ``ddp`` (Lightning's DistributedDataParallel).
+        precision: ``32-true``, or ``bf16-mixed`` on GPU (``auto`` picks bf16-mixed on a GPU
+            that supports it, else 32-true).
+        limit_train_batches: fraction or number of training batches per epoch (1.0 = all).
+        log_every_n_steps: logging interval.
+    """
+
+    max_epochs: int = 10
+    max_steps: int = -1
+    accelerator: str = "auto"
+    devices: str = "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str = "auto"
+    limit_train_batches: float = 1.0
+    log_every_n_steps: int = 10
+
+
+@dataclass(frozen=True)
+class Flag:
+    """A ``--flag`` that sets one config key (the everyday options listed by ``--help``)."""
+
+    option: str
+    key: str
+    help: str
+    type: type = str
+    action: str | None = None  # "append" for a repeatable flag (its key holds a list)
+
+
+def build_parser(prog: str, description: str, flags: list[Flag] = ()) -> argparse.ArgumentParser:
+    """An argparse parser with ``--config``, the given flags and trailing ``key=value`` overrides."""
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=description,
+        epilog="Any config key can be set as key=value, e.g. data.root=/x trainer.max_epochs=5. "
+        "Run commands from the repository root.",
+    )
+    parser.add_argument("--config", metavar="FILE", help="YAML config file (keys of this command's schema)")
+    for flag in flags:
+        kwargs: dict[str, Any] = {"help": f"{flag.help} (config key: {flag.key})", "dest": _dest(flag)}
+        if flag.action == "append":
+            kwargs["action"] = "append"
+        elif flag.type is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+            kwargs["default"] = None
+        else:
+            kwargs["type"] = flag.type
+        parser.add_argument(flag.option, **kwargs)
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    return parser
+
+
+def _dest(flag: Flag) -> str:
+    return "flag__" + flag.key.replace(".", "__")
+
+
+def _all_keys(cfg: Any, prefix: str = "") -> list[str]:
+    keys: list[str] = []
+    if isinstance(cfg, DictConfig):
+        for k in cfg.keys():
+            full = f"{prefix}{k}"
+            keys.append(full)
+            node = cfg._get_node(k)  # noqa: SLF001 - omegaconf has no public accessor for the node type
+            if isinstance(node, DictConfig):
+                keys.extend(_all_keys(node, f"{full}."))
+    return keys
+
+
+def _unknown_key_error(schema_cfg: DictConfig, key: str, source: str) -> DermkitError:
+    valid = _all_keys(schema_cfg)
+    hits = closest(key, valid) or closest(key.split(".")[-1], [k.split(".")[-1] for k in valid])
+    hint = f" Closest valid keys: {', '.join(hits)}." if hits else ""
+    return DermkitError(f"Unknown config key {key!r} in {source}.{hint} List all keys with --help-config.")
+
+
+def _merge(base: DictConfig, other: DictConfig | dict, schema_cfg: DictConfig, source: str) -> DictConfig:
+    try:
+        return OmegaConf.merge(base, other)  # type: ignore[return-value]
+    except (ConfigKeyError, ConfigAttributeError) as err:
+        key = getattr(err, "full_key", None) or str(err)
+        raise _unknown_key_error(schema_cfg, str(key), source) from None
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", "")
+        raise DermkitError(f"Bad value for config key {key!r} in {source}: {err.msg if hasattr(err, 'msg') else err}") from None
+
+
+def load_config(schema: type[T], args: argparse.Namespace, flags: list[Flag] = ()) -> T:
+    """Resolve a structured config from defaults, ``--config``, flags and ``key=value`` overrides.
+
+    Returns:
+        An omegaconf ``DictConfig`` in struct mode, typed as the schema (attribute access works
+        and unknown keys are rejected).
+
+    Raises:
+        DermkitError: a missing or malformed config file, an unknown key (with the closest valid
+            keys), or a value of the wrong type.
+    """
+    schema_cfg = OmegaConf.structured(schema)
+    cfg = schema_cfg
+    if args.config:
+        path = Path(args.config)
+        if not path.is_file():
+            raise DermkitError(f"Config file {path} does not exist. Pass a YAML file, e.g. --config configs/<name>.yaml.")
+        try:
+            file_cfg = OmegaConf.load(path)
+        except Exception as err:  # yaml errors come in several types
+            raise DermkitError(f"Config file {path} is not valid YAML: {err}") from None
+        if not isinstance(file_cfg, DictConfig):
+            raise DermkitError(f"Config file {path} must hold a mapping of keys, not {type(file_cfg).__name__}.")
+        cfg = _merge(cfg, file_cfg, schema_cfg, str(path))
+    flag_values: dict[str, Any] = {}
+    for flag in flags:
+        value = getattr(args, _dest(flag), None)
+        if value is not None:
+            flag_values[flag.key] = value
+    if flag_values:
+        cfg = _merge(cfg, OmegaConf.from_dotlist([]) if not flag_values else _nested(flag_values), schema_cfg, "command-line flags")
+    overrides = list(getattr(args, "overrides", []) or [])
+    for item in overrides:
+        if "=" not in item:
+            raise DermkitError(f"Override {item!r} is not of the form key=value (e.g. trainer.max_epochs=5).")
+    if overrides:
+        try:
+            dot = OmegaConf.from_dotlist(overrides)
+        except OmegaConfBaseException as err:
+            raise DermkitError(f"Cannot parse overrides {overrides}: {err}") from None
+        cfg = _merge(cfg, dot, schema_cfg, "command-line overrides")
+    OmegaConf.set_struct(cfg, True)
+    return cfg  # type: ignore[return-value]
+
+
+def _nested(flat: dict[str, Any]) -> DictConfig:
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        node = out
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return OmegaConf.create(out)
+
+
+def parse_config(schema: type[T], prog: str, description: str, argv: list[str] | None,
+                 flags: list[Flag] = ()) -> T:
+    """Parse ``argv`` with :func:`build_parser` and resolve the config (the usual entry-point call)."""
+    parser = build_parser(prog, description, flags)
+    parser.add_argument("--help-config", action="store_true", help="print every config key with its default and exit")
+    args = parser.parse_args(argv)
+    if args.help_config:
+        print(OmegaConf.to_yaml(OmegaConf.structured(schema)))
+        raise SystemExit(0)
+    return load_config(schema, args, flags)
+
+
+def to_yaml(cfg: Any) -> str:
+    """The resolved config as YAML (what runs write to ``config.yaml``)."""
+    return OmegaConf.to_yaml(cfg, resolve=True)
+
+
+def to_container(cfg: Any) -> dict[str, Any]:
+    """The resolved config as plain dicts and lists (for JSON and hashing)."""
+    value = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, (DictConfig, ListConfig)) else cfg
+    return value  # type: ignore[return-value]
