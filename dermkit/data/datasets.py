@@ -49,7 +49,7 @@ class CachedImageDataset(Dataset):
 
     def __getitem__(self, i: int) -> tuple[Any, int]:
         row = int(self.indices[i])
-        pixels = np.asarray(self.array[row])  # (S, S, 3) uint8, copied out of the map
+        pixels = np.array(self.array[row])  # (S, S, 3) uint8, copied out of the read-only map
         label = int(self.labels[row])
         if self.transform is None:
             return torch.from_numpy(pixels).permute(2, 0, 1).contiguous(), label  # (3, S, S)

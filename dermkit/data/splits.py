@@ -35,9 +35,10 @@ def lesion_grouped_split(records: Sequence[ImageRecord], val_fraction: float, te
                          seed: int) -> list[str]:
     """Assign each record to ``train``/``val``/``test``, keeping each group on one side.
 
-    Per class (a group's class is its most common label), groups are placed largest first, each into
-    the split that is furthest below its target image count; the single-image groups that come last
-    even the counts out, so each split ends within about one image of its target.
+    Per class (a group's class is its most common label), groups are placed largest first (in random
+    order within a size), each into the split furthest below its target image count relative to that
+    target; the single-image groups that come last even the counts out, so each split ends within
+    about one image of its target and holds its share of multi-image lesions.
 
     Returns:
         One split name per record, in the order of ``records``.
@@ -64,7 +65,10 @@ def lesion_grouped_split(records: Sequence[ImageRecord], val_fraction: float, te
         counts = dict.fromkeys(SPLITS, 0)
         for group in groups:
             size = len(members[group])
-            split = max(SPLITS, key=lambda s: (shares[s] * total - counts[s] - size / 2 if shares[s] > 0 else -math.inf))
+            # Relative shortfall, so large lesions are shared out in proportion instead of all
+            # filling the largest split; the single images that come last even out the counts.
+            split = max(SPLITS, key=lambda s: ((shares[s] * total - counts[s] - size / 2) / (shares[s] * total)
+                                               if shares[s] > 0 else -math.inf))
             counts[split] += size
             for i in members[group]:
                 assignment[i] = split
