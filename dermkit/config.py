@@ -133,6 +133,8 @@ def build_parser(prog: str, description: str, flags: list[Flag] = ()) -> argpars
             kwargs["default"] = None
         else:
             kwargs["type"] = flag.type
+        if flag.type is not bool:
+            kwargs["metavar"] = flag.key.rsplit(".", 1)[-1].upper()
         parser.add_argument(flag.option, **kwargs)
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     return parser
@@ -249,3 +251,29 @@ def to_container(cfg: Any) -> dict[str, Any]:
     """The resolved config as plain dicts and lists (for JSON and hashing)."""
     value = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, (DictConfig, ListConfig)) else cfg
     return value  # type: ignore[return-value]
+
+
+def trainer_kwargs(cfg: TrainerConfig) -> dict[str, Any]:
+    """``pytorch_lightning.Trainer`` arguments from the shared trainer section.
+
+    ``precision=auto`` becomes ``bf16-mixed`` on a CUDA GPU that supports it, else ``32-true``;
+    ``devices`` is passed as a number when it is one.
+    """
+    import torch  # here, so that reading configs does not import torch
+
+    precision = cfg.precision
+    if precision == "auto":
+        gpu = cfg.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+        precision = "bf16-mixed" if gpu and torch.cuda.is_bf16_supported() else "32-true"
+    devices: Any = int(cfg.devices) if str(cfg.devices).isdigit() else cfg.devices
+    return {
+        "max_epochs": cfg.max_epochs,
+        "max_steps": cfg.max_steps,
+        "accelerator": cfg.accelerator,
+        "devices": devices,
+        "num_nodes": cfg.num_nodes,
+        "strategy": cfg.strategy,
+        "precision": precision,
+        "limit_train_batches": cfg.limit_train_batches,
+        "log_every_n_steps": cfg.log_every_n_steps,
+    }

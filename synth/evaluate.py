@@ -1,0 +1,277 @@
+"""Judge synthetic images against the real training images: ``python -m synth.evaluate``.
+
+Per synthetic class, in the feature space of a dermkit backbone (a file from ``ssl.pretrain``, or a
+named random-init network, which the report says):
+
+* Fréchet distance and KID to the real training images of the same class, and to every other
+  class (does the conditioning work? the own class should be the closest);
+* k-NN precision and recall against the real images of the class;
+* a memorisation audit: the nearest training image of each synthetic image in feature space and
+  in pixel space; near-copies (pixel RMSE below ``copy_rmse``) are listed and their rate reported;
+* a grid PNG per class: real images, synthetic images, and the nearest training image of each.
+
+Example::
+
+    python -m synth.evaluate --synthetic runs/synth/ham32_small/samples --data ham10000 \\
+        --backbone runs/ssl/simclr/backbone.safetensors
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torchvision.utils import make_grid, save_image
+
+from dermkit.backbones import BackboneCard, build_backbone, load_backbone
+from dermkit.config import DataConfig, Flag, parse_config
+from dermkit.console import console, entry_point, print_table, progress
+from dermkit.data.cache import cache_images
+from dermkit.data.prepare import PreparedData, prepare_data
+from dermkit.errors import DermkitError
+from dermkit.runinfo import write_run_info
+from synth.manifest import read_header, read_manifest
+from synth.metrics import frechet_distance, kernel_distance, nearest, precision_recall
+
+
+@dataclass
+class EvaluateConfig:
+    """``python -m synth.evaluate``.
+
+    Keys:
+        synthetic: an output folder of ``synth.generate`` (manifest.csv + PNGs).
+        data: :class:`dermkit.config.DataConfig` of the real data the generator was trained on
+            (its split hash must match the manifest's). ``data.image_size=0`` (default) uses the
+            synthetic images' size.
+        backbone: a backbone file (``backbone.safetensors`` with its JSON card) giving the feature
+            space; empty: a random-init ``random_backbone`` (stated as such in the report).
+        random_backbone: registry name of the random-init backbone used when ``backbone`` is empty.
+        random_small_stem: give the random-init backbone the small-image stem (more detail at
+            <= 64 px, but ~16x the compute of the standard stem for ResNets).
+        out: report folder (default ``<synthetic>/eval``).
+        knn_k: k of the k-NN precision / recall.
+        copy_rmse: pixel RMSE (in [0, 1] units) below which a synthetic image counts as a near-copy
+            of its nearest training image.
+        kid_subsets: random subsets KID is averaged over.
+        grid_images: images per row of the per-class grids.
+        seed: seed of the random backbone, KID subsets and the real images shown in the grids.
+    """
+
+    synthetic: str = ""
+    data: DataConfig = field(default_factory=lambda: DataConfig(image_size=0))
+    backbone: str = ""
+    random_backbone: str = "resnet18"
+    random_small_stem: bool = True
+    out: str = ""
+    knn_k: int = 3
+    copy_rmse: float = 0.04
+    kid_subsets: int = 50
+    grid_images: int = 8
+    seed: int = 0
+
+
+FLAGS = [
+    Flag("--synthetic", "synthetic", "folder written by python -m synth.generate"),
+    Flag("--data", "data.name", "dataset the generator was trained on (demo, ham10000, ...)"),
+    Flag("--root", "data.root", "dataset folder"),
+    Flag("--backbone", "backbone", "backbone.safetensors giving the feature space (empty: random init)"),
+    Flag("--out", "out", "report folder"),
+]
+
+
+class FeatureSpace:
+    """A frozen backbone applied to uint8 images, with the name the report gives it.
+
+    Args:
+        backbone_path: backbone file with its card, or empty for a random-init network.
+        random_name: registry name used when ``backbone_path`` is empty.
+        small_stem: the small-image stem for the random-init network.
+        image_size: side of the images to embed (used for a random-init network's input size).
+        seed: initialisation seed of a random-init network.
+    """
+
+    def __init__(self, backbone_path: str, random_name: str, small_stem: bool, image_size: int, seed: int) -> None:
+        if backbone_path:
+            self.net, self.card = load_backbone(backbone_path)
+            self.name = (f"{self.card.architecture} from {backbone_path} ({self.card.method}, "
+                         f"{self.card.epochs} epochs, {self.card.input_size} px)")
+        else:
+            torch.manual_seed(seed)
+            self.net = build_backbone(random_name, small_stem=small_stem, image_size=image_size)
+            self.card = BackboneCard(architecture=random_name, input_size=image_size, small_stem=small_stem)
+            self.name = (f"random-init {random_name} (seed {seed}, {'small' if small_stem else 'standard'} stem; "
+                         "not trained)")
+        self.net.eval()
+        self.mean = torch.tensor(self.card.mean).view(1, 3, 1, 1)
+        self.std = torch.tensor(self.card.std).view(1, 3, 1, 1)
+
+    @torch.no_grad()
+    def embed(self, images: np.ndarray, label: str, batch_size: int = 128) -> torch.Tensor:
+        """(N, S, S, 3) uint8 -> (N, D) float32 features."""
+        out = []
+        with progress(transient=True) as bar:
+            task = bar.add_task(f"Features: {label}", total=len(images))
+            for start in range(0, len(images), batch_size):
+                x = torch.from_numpy(np.array(images[start:start + batch_size])).permute(0, 3, 1, 2)  # copy: the cache is read-only
+                x = x.float() / 255.0  # (B, 3, S, S)
+                if x.shape[-1] != self.card.input_size:
+                    x = F.interpolate(x, size=self.card.input_size, mode="bilinear", antialias=True,
+                                      align_corners=False)
+                out.append(self.net((x - self.mean) / self.std).float())
+                bar.advance(task, len(x))
+        return torch.cat(out) if out else torch.zeros(0, self.net.feature_dim)
+
+
+def load_synthetic(folder: Path, size: int, cache_dir: str) -> tuple[list[dict[str, str]], np.ndarray]:
+    """The manifest rows of a synthetic folder and their pixels (N, size, size, 3) uint8.
+
+    Raises:
+        DermkitError: not a synth.generate folder, or an empty one.
+    """
+    rows = read_manifest(folder)
+    if not rows:
+        raise DermkitError(f"{folder} has no manifest.csv rows: pass --synthetic with a folder written by "
+                           "python -m synth.generate.")
+    result = cache_images([folder / r.file for r in rows], size, cache_dir, description="Reading synthetic images")
+    return [r.as_csv() for r in rows], result.open()
+
+
+def pixel_vectors(images: np.ndarray) -> torch.Tensor:
+    """(N, S, S, 3) uint8 -> (N, S*S*3) float in [0, 1]."""
+    return torch.from_numpy(np.array(images)).reshape(len(images), -1).float() / 255.0
+
+
+def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
+    """Compute the report (see the module docstring), write it to the report folder and return it."""
+    if not cfg.synthetic:
+        raise DermkitError("Pass --synthetic with a folder written by python -m synth.generate.")
+    folder = Path(cfg.synthetic)
+    header = read_header(folder)
+    if header is None:
+        raise DermkitError(f"{folder} has no manifest.json: pass --synthetic with a folder written by "
+                           "python -m synth.generate.")
+    data_cfg = cfg.data
+    if data_cfg.image_size == 0:
+        data_cfg.image_size = int(header["image_size"])
+    prepared: PreparedData = prepare_data(data_cfg)
+    if prepared.split_hash != header["split_hash"]:
+        raise DermkitError(f"The generator of {folder} was trained on split {header['split_hash']}, but this data "
+                           f"config gives split {prepared.split_hash}. Pass the data settings used by synth.train "
+                           "(data.name, data.root, data.split_seed, fractions).")
+    rows, synth_images = load_synthetic(folder, data_cfg.image_size, data_cfg.cache_dir)
+    out = Path(cfg.out) if cfg.out else folder / "eval"
+    write_run_info(out, cfg, cfg.seed, {"split_hash": prepared.split_hash, "model_hash": header["model_hash"]})
+
+    space = FeatureSpace(cfg.backbone, cfg.random_backbone, cfg.random_small_stem, data_cfg.image_size, cfg.seed)
+    train_idx = prepared.indices("train")
+    train_images = prepared.images[train_idx]  # (N, S, S, 3)
+    train_labels = prepared.labels[train_idx]  # (N,)
+    train_feats = space.embed(train_images, "real training images")  # (N, D)
+    synth_feats = space.embed(synth_images, "synthetic images")  # (M, D)
+    train_pixels, synth_pixels = pixel_vectors(train_images), pixel_vectors(synth_images)
+    feat_dist, feat_nn = nearest(synth_feats, train_feats)  # (M,), (M,)
+    pix_dist, pix_nn = nearest(synth_pixels, train_pixels)
+    pix_rmse = pix_dist / np.sqrt(train_pixels.shape[1])  # (M,) RMSE in [0, 1] units
+
+    synth_classes = np.array([r["class"] for r in rows])
+    unknown = sorted(set(synth_classes) - set(prepared.classes))
+    if unknown:
+        raise DermkitError(f"{folder} holds classes {unknown} that data {data_cfg.name!r} does not have "
+                           f"({', '.join(prepared.classes)}); pass the dataset the generator was trained on.")
+    real_by_class = {c: torch.from_numpy(np.flatnonzero(train_labels == i)) for i, c in enumerate(prepared.classes)}
+    image_ids = np.array(prepared.image_ids)[train_idx]
+    report: dict[str, Any] = {"feature_space": space.name, "synthetic": str(folder), "model_hash": header["model_hash"],
+                              "split_hash": prepared.split_hash, "image_size": data_cfg.image_size,
+                              "copy_rmse": cfg.copy_rmse, "classes": {}}
+    copies: list[dict[str, Any]] = []
+    grid_dir = out / "grids"
+    grid_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(cfg.seed)
+    for klass in sorted(set(synth_classes), key=list(prepared.classes).index):
+        s_idx = np.flatnonzero(synth_classes == klass)
+        fake = synth_feats[s_idx]
+        if len(s_idx) < 2:
+            console.print(f"[yellow]{klass}: only {len(s_idx)} synthetic image; distances need at least 2.[/]")
+            continue
+        to_class = {}
+        for other, r_idx in real_by_class.items():
+            if len(r_idx) >= 2:
+                to_class[other] = {"fd": frechet_distance(train_feats[r_idx], fake),
+                                   "kid": kernel_distance(train_feats[r_idx], fake, cfg.kid_subsets, seed=cfg.seed)[0]}
+        own = train_feats[real_by_class[klass]]
+        kid_mean, kid_std = kernel_distance(own, fake, cfg.kid_subsets, seed=cfg.seed)
+        precision, recall = precision_recall(own, fake, cfg.knn_k)
+        flagged = s_idx[(pix_rmse[s_idx] < cfg.copy_rmse).numpy()]
+        by_kid = sorted(to_class, key=lambda c: to_class[c]["kid"])
+        by_fd = sorted(to_class, key=lambda c: to_class[c]["fd"])
+        report["classes"][klass] = {
+            "synthetic": int(len(s_idx)), "real_train": int(len(own)),
+            "fd": to_class[klass]["fd"], "kid": kid_mean, "kid_std": kid_std,
+            "precision": precision, "recall": recall,
+            "closest_real_class_kid": by_kid[0], "own_rank_kid": by_kid.index(klass) + 1,
+            "closest_real_class_fd": by_fd[0], "own_rank_fd": by_fd.index(klass) + 1,
+            "to_class": to_class,
+            "nn_feature_distance_median": float(feat_dist[s_idx].median()),
+            "nn_pixel_rmse_median": float(pix_rmse[s_idx].median()),
+            "nn_pixel_rmse_min": float(pix_rmse[s_idx].min()),
+            "near_copies": int(len(flagged)), "copy_rate": float(len(flagged) / len(s_idx)),
+        }
+        copies += [{"file": rows[i]["file"], "nearest_train_image": image_ids[int(pix_nn[i])],
+                    "pixel_rmse": round(float(pix_rmse[i]), 5),
+                    "nearest_train_image_features": image_ids[int(feat_nn[i])]} for i in flagged]
+        show = s_idx[:cfg.grid_images]
+        real_show = rng.choice(real_by_class[klass].numpy(), size=min(len(show), len(own)), replace=False)
+        save_class_grid(grid_dir / f"{klass}.png", train_images[real_show], synth_images[show],
+                        train_images[pix_nn[show].numpy()])
+    report["near_copies_total"] = len(copies)
+    report["copy_rate"] = len(copies) / max(1, len(rows))
+    (out / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
+    with open(out / "near_copies.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["file", "nearest_train_image", "pixel_rmse",
+                                                "nearest_train_image_features"], lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(copies)
+    console.print(f"Feature space: {space.name}")
+    print_table(f"synth.evaluate: {folder} vs real training images (report: {out})",
+                ["class", "n", "FD", "KID", "nearest (KID)", "rank", "prec", "recall", "copies"],
+                [[c, m["synthetic"], m["fd"], m["kid"], m["closest_real_class_kid"], m["own_rank_kid"],
+                  m["precision"], m["recall"], m["copy_rate"]] for c, m in report["classes"].items()])
+    return report
+
+
+def save_class_grid(path: Path, real: np.ndarray, synthetic: np.ndarray, nearest_train: np.ndarray,
+                    display_size: int = 64) -> Path:
+    """Write a 3-row grid: real images of the class / synthetic images / nearest training image of each.
+
+    Args:
+        real: (R, S, S, 3) uint8.
+        synthetic: (K, S, S, 3) uint8.
+        nearest_train: (K, S, S, 3) uint8, row i is the pixel-space neighbour of ``synthetic[i]``.
+        display_size: side each image is upscaled to (nearest neighbour) so small images are visible.
+    """
+    def tiles(images: np.ndarray) -> torch.Tensor:
+        x = torch.from_numpy(np.array(images)).permute(0, 3, 1, 2).float() / 255.0  # (B, 3, S, S)
+        return F.interpolate(x, size=display_size, mode="nearest")
+
+    ncol = max(len(real), len(synthetic))
+    pad = [torch.ones(ncol - len(t), 3, display_size, display_size) for t in (real, synthetic, nearest_train)]
+    rows = [torch.cat([tiles(a), p]) for a, p in zip((real, synthetic, nearest_train), pad)]
+    save_image(make_grid(torch.cat(rows), nrow=ncol, padding=2, pad_value=1.0), path)
+    return path
+
+
+@entry_point
+def main(argv: list[str] | None = None) -> int:
+    cfg = parse_config(EvaluateConfig, "python -m synth.evaluate", __doc__.splitlines()[0], argv, FLAGS)
+    evaluate(cfg)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

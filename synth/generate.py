@@ -1,0 +1,220 @@
+"""Generate synthetic images of chosen classes: ``python -m synth.generate --class melanoma --n 500``.
+
+Images go to ``OUT/<class>/<class>_<index>.png`` and are listed in ``OUT/manifest.csv`` once they are
+complete (see :mod:`synth.manifest`). Image ``index`` of a class is drawn from a seed derived from
+(``seed``, class, index), so re-running the same command resumes where it stopped and gives the
+same images; images already listed are never made twice.
+
+Example::
+
+    python -m synth.generate --model runs/synth/ham32_small --out runs/synth/ham32_small/samples \\
+        --class melanoma --class vasc --balance 1000 --steps 50 --guidance 3.0
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from dermkit.config import Flag, parse_config
+from dermkit.console import console, entry_point, print_table, progress
+from dermkit.errors import DermkitError
+from dermkit.runinfo import write_run_info
+from dermkit.vocab import canonical_class, display_name
+from synth.generator import GeneratorInfo, load_generator, model_hash
+from synth.manifest import (
+    ManifestRow,
+    check_same_generator,
+    image_file,
+    image_index,
+    image_seed,
+    read_manifest,
+    remove_partials,
+    write_header,
+    write_manifest,
+    write_png,
+)
+from synth.sampling import make_sampler, sample, to_uint8
+
+
+@dataclass
+class GenerateConfig:
+    """``python -m synth.generate``.
+
+    Keys:
+        model: generator folder written by ``python -m synth.train``.
+        out: output folder (PNGs per class + manifest.csv); re-running resumes.
+        classes: classes to generate (names or aliases, e.g. ``melanoma``, ``mel``, ``vascular``).
+        n: images per class in the folder when done (set this or ``balance``).
+        balance: fill each class up to this many images counting the generator's training images of
+            the class: makes ``balance - train_count`` synthetic images (none if already above).
+        steps: denoising steps (DDIM: 50 is usual; DDPM: the training length, 1000).
+        guidance: classifier-free guidance weight (1 = conditional only, 0 = unconditional).
+        sampler: ``ddim`` or ``ddpm``.
+        seed: base seed; image i of class c uses a seed derived from (seed, c, i).
+        batch_size: images denoised at once.
+        device: ``auto`` (GPU if available), ``cpu`` or ``cuda``.
+    """
+
+    model: str = ""
+    out: str = ""
+    classes: list[str] = field(default_factory=list)
+    n: Optional[int] = None  # noqa: UP045 - omegaconf needs typing.Optional
+    balance: Optional[int] = None  # noqa: UP045
+    steps: int = 50
+    guidance: float = 3.0
+    sampler: str = "ddim"
+    seed: int = 0
+    batch_size: int = 32
+    device: str = "auto"
+
+
+FLAGS = [
+    Flag("--model", "model", "generator folder (from python -m synth.train)"),
+    Flag("--out", "out", "output folder; re-running the same command resumes"),
+    Flag("--class", "classes", "class to generate, name or alias; repeat for several", action="append"),
+    Flag("--n", "n", "images per class", int),
+    Flag("--balance", "balance", "fill each class up to this count, counting its training images", int),
+    Flag("--steps", "steps", "denoising steps", int),
+    Flag("--guidance", "guidance", "classifier-free guidance weight", float),
+    Flag("--sampler", "sampler", "ddim or ddpm"),
+    Flag("--seed", "seed", "base seed", int),
+    Flag("--batch-size", "batch_size", "images per batch", int),
+    Flag("--device", "device", "auto, cpu or cuda"),
+]
+
+
+def chosen_classes(names: list[str], info: GeneratorInfo, model_dir: str) -> list[str]:
+    """Canonical, de-duplicated classes, each one the generator was trained on.
+
+    Raises:
+        DermkitError: no class given, an unknown name, or a class the generator never saw.
+    """
+    if not names:
+        raise DermkitError(f"Choose classes with --class (repeatable); this generator knows {', '.join(info.classes)}.")
+    chosen: list[str] = []
+    for name in names:
+        klass = canonical_class(name)
+        if klass not in info.classes or info.train_counts.get(klass, 0) == 0:
+            raise DermkitError(f"The generator {model_dir} never saw class {klass!r} ({display_name(klass)}) in "
+                               f"training; it can make: {', '.join(c for c in info.classes if info.train_counts.get(c))}.")
+        if klass not in chosen:
+            chosen.append(klass)
+    return chosen
+
+
+def targets(classes: list[str], info: GeneratorInfo, n: int | None, balance: int | None) -> dict[str, int]:
+    """Synthetic images each class should have in the folder when done.
+
+    Raises:
+        DermkitError: neither or both of ``n`` and ``balance``, or a value below 1.
+    """
+    if (n is None) == (balance is None):
+        raise DermkitError("Pass exactly one of --n (images per class) and --balance (target count per class).")
+    if n is not None:
+        if n < 1:
+            raise DermkitError(f"--n must be at least 1, got {n}.")
+        return {c: n for c in classes}
+    assert balance is not None
+    if balance < 1:
+        raise DermkitError(f"--balance must be at least 1, got {balance}.")
+    return {c: max(0, balance - info.train_counts.get(c, 0)) for c in classes}
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name not in ("cpu", "cuda"):
+        raise DermkitError(f"device must be auto, cpu or cuda, got {name!r}.")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise DermkitError("device=cuda but no CUDA GPU is available; use device=auto or cpu.")
+    return torch.device(name)
+
+
+def generate(cfg: GenerateConfig) -> list[ManifestRow]:
+    """Make the missing images of ``cfg`` and return the manifest rows of the whole folder."""
+    if not cfg.model:
+        raise DermkitError("Pass --model with a generator folder (from python -m synth.train).")
+    if not cfg.out:
+        raise DermkitError("Pass --out with the folder to write images to.")
+    unet, train_scheduler, info = load_generator(cfg.model)
+    classes = chosen_classes(list(cfg.classes), info, cfg.model)
+    wanted = targets(classes, info, cfg.n, cfg.balance)
+    if cfg.steps < 1:
+        raise DermkitError(f"--steps must be at least 1, got {cfg.steps}.")
+    if cfg.steps > train_scheduler.config.num_train_timesteps:
+        raise DermkitError(f"--steps {cfg.steps} exceeds the {train_scheduler.config.num_train_timesteps} training "
+                           "timesteps of this generator.")
+    if cfg.guidance < 0:
+        raise DermkitError(f"--guidance must be >= 0, got {cfg.guidance}.")
+    if cfg.batch_size < 1:
+        raise DermkitError(f"--batch-size must be at least 1, got {cfg.batch_size}.")
+    scheduler = make_sampler(cfg.sampler, train_scheduler)
+    device = resolve_device(cfg.device)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    weights_hash = model_hash(cfg.model)
+    rows = read_manifest(out)
+    check_same_generator(out, weights_hash, rows)
+    removed = remove_partials(out)
+    present = [r for r in rows if (out / r.file).is_file()]
+    if len(present) < len(rows) or removed:
+        console.print(f"[yellow]{len(rows) - len(present)} listed images were missing (they will be remade); "
+                      f"{removed} partial files of an interrupted run removed.[/]")
+        write_manifest(out, present)
+    rows = present
+    write_header(out, {"model": str(Path(cfg.model).resolve()), "model_hash": weights_hash,
+                       "split_hash": info.split_hash, "classes": list(info.classes), "image_size": info.image_size})
+    write_run_info(out, cfg, cfg.seed, {"model_hash": weights_hash, "split_hash": info.split_hash})
+
+    done = {(r.klass, image_index(r.file)) for r in rows}
+    todo = [(c, i) for c in classes for i in range(wanted[c]) if (c, i) not in done]
+    label_of = {c: i for i, c in enumerate(info.classes)}
+    unet.to(device)
+    made = {c: 0 for c in classes}
+    start = time.perf_counter()
+    with progress() as bar:
+        task = bar.add_task(f"Generating ({cfg.sampler}, {cfg.steps} steps, w={cfg.guidance})", total=len(todo))
+        try:
+            for first in range(0, len(todo), cfg.batch_size):
+                batch = todo[first:first + cfg.batch_size]
+                seeds = [image_seed(cfg.seed, c, i) for c, i in batch]
+                labels = torch.tensor([label_of[c] for c, _ in batch])
+                images = to_uint8(sample(unet, scheduler, labels, seeds, cfg.steps, cfg.guidance))  # (B, S, S, 3)
+                for (klass, index), seed, image in zip(batch, seeds, images):
+                    write_png(out / image_file(klass, index), image)
+                    rows.append(ManifestRow(image_file(klass, index), klass, seed, cfg.steps, cfg.guidance,
+                                            weights_hash, info.split_hash))
+                    made[klass] += 1
+                write_manifest(out, rows)  # after the PNGs are in place: lists complete files only
+                bar.advance(task, len(batch))
+        except KeyboardInterrupt:
+            remove_partials(out)
+            console.print(f"[yellow]Interrupted: {sum(made.values())} new images saved and listed in "
+                          f"{out / 'manifest.csv'}. Re-run the same command to resume.[/]")
+            raise
+    seconds = time.perf_counter() - start
+    in_folder = {c: sum(r.klass == c for r in rows) for c in classes}
+    print_table(f"synth.generate -> {out} ({sum(made.values())} images in {seconds:.1f} s)",
+                ["class", "training images", "synthetic in folder", "made now"],
+                [[c, info.train_counts.get(c, 0), in_folder[c], made[c]] for c in classes])
+    return rows
+
+
+@entry_point
+def main(argv: list[str] | None = None) -> int:
+    cfg = parse_config(GenerateConfig, "python -m synth.generate", __doc__.splitlines()[0], argv, FLAGS)
+    try:
+        generate(cfg)
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

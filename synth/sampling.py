@@ -1,0 +1,110 @@
+"""The sampling loop: DDIM or DDPM with classifier-free guidance, separate from network and scheduler.
+
+diffusers' ``DDPMPipeline`` passes no class labels, so the loop is written here (as in the
+diffusers pipelines: set timesteps, predict noise, ``scheduler.step``). Guidance follows Ho &
+Salimans (2022): ``eps = eps_null + w * (eps_class - eps_null)``; ``w = 1`` is plain conditional
+sampling (no second pass), ``w = 0`` unconditional sampling.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+
+from dermkit.errors import DermkitError, did_you_mean
+from synth.model import null_class
+
+SAMPLERS: tuple[str, ...] = ("ddim", "ddpm")
+
+
+def make_sampler(name: str, train_scheduler: SchedulerMixin) -> SchedulerMixin:
+    """A sampling scheduler sharing the noise schedule (betas) of the training scheduler.
+
+    Args:
+        name: ``ddim`` (deterministic, eta = 0, few steps) or ``ddpm`` (ancestral, usually 1000).
+        train_scheduler: the ``DDPMScheduler`` the network was trained with.
+
+    Raises:
+        DermkitError: unknown sampler name.
+    """
+    if name == "ddim":
+        return DDIMScheduler.from_config(train_scheduler.config)
+    if name == "ddpm":
+        return DDPMScheduler.from_config(train_scheduler.config)
+    raise DermkitError(f"Unknown sampler {name!r} (config key sampler).{did_you_mean(name, SAMPLERS)} "
+                       f"Samplers: {', '.join(SAMPLERS)}.")
+
+
+def seed_generators(seeds: Sequence[int]) -> list[torch.Generator]:
+    """One CPU generator per image, seeded, so an image does not depend on its batch-mates."""
+    return [torch.Generator("cpu").manual_seed(int(s)) for s in seeds]
+
+
+@torch.no_grad()
+def sample(
+    unet: UNet2DModel,
+    scheduler: SchedulerMixin,
+    class_labels: torch.Tensor,
+    seeds: Sequence[int],
+    num_steps: int = 50,
+    guidance: float = 3.0,
+    on_step: Callable[[int], None] | None = None,
+) -> torch.Tensor:
+    """Generate one image per label.
+
+    Args:
+        unet: class-conditional noise predictor; its last class embedding is the null class.
+        scheduler: a sampling scheduler from :func:`make_sampler` (its state is reset here).
+        class_labels: (B,) int64 class indices in ``[0, null_class)``.
+        seeds: B seeds; image ``i`` is a function of ``seeds[i]`` and its label only.
+        num_steps: denoising steps (DDIM: e.g. 50; DDPM: usually the training length, 1000).
+        guidance: classifier-free guidance weight ``w`` (1 = conditional only).
+        on_step: called with the step number after every denoising step (progress bars).
+
+    Returns:
+        (B, 3, S, S) float32 images in [0, 1] on the CPU.
+
+    Raises:
+        DermkitError: a label out of range, a seed count that does not match, or ``num_steps`` < 1.
+    """
+    null = null_class(unet)
+    labels = class_labels.long()
+    if labels.ndim != 1 or len(seeds) != labels.shape[0]:
+        raise DermkitError(f"sample() needs one seed per label: {len(seeds)} seeds for labels of shape "
+                           f"{tuple(labels.shape)}.")
+    if labels.numel() and (labels.min() < 0 or labels.max() >= null):
+        raise DermkitError(f"Class labels must lie in [0, {null}) for this generator, got {labels.tolist()}.")
+    if num_steps < 1:
+        raise DermkitError(f"Sampling needs at least one step, got {num_steps}.")
+    device = next(unet.parameters()).device
+    dtype = next(unet.parameters()).dtype
+    size = int(unet.config.sample_size)
+    generators = seed_generators(seeds)
+    # (B, 3, S, S): each image's starting noise comes from its own generator.
+    x = torch.stack([torch.randn(3, size, size, generator=g) for g in generators]).to(device, dtype)
+    labels = labels.to(device)
+    use_null = guidance != 1.0
+    both_labels = torch.cat([labels, torch.full_like(labels, null)]) if use_null else labels  # (2B,) or (B,)
+    scheduler.set_timesteps(num_steps, device=device)
+    x = x * scheduler.init_noise_sigma
+    for i, t in enumerate(scheduler.timesteps):
+        model_in = torch.cat([x, x]) if use_null else x  # (2B, 3, S, S) or (B, 3, S, S)
+        model_in = scheduler.scale_model_input(model_in, t)
+        eps = unet(model_in, t, class_labels=both_labels).sample
+        if use_null:
+            eps_class, eps_null = eps.chunk(2)
+            eps = eps_null + guidance * (eps_class - eps_null)
+        # DDPM adds fresh noise each step: per-image generators keep images batch-independent.
+        x = scheduler.step(eps, t, x, generator=generators if len(generators) > 1 else generators[0]).prev_sample
+        if on_step is not None:
+            on_step(i + 1)
+    return ((x.float().clamp(-1, 1) + 1) / 2).cpu()
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """(B, 3, S, S) floats in [0, 1] -> (B, S, S, 3) uint8 arrays for PNG files."""
+    return (images.permute(0, 2, 3, 1).numpy() * 255).round().clip(0, 255).astype(np.uint8)

@@ -1,0 +1,285 @@
+"""Train a class-conditional diffusion generator: ``python -m synth.train``.
+
+DDPM training (Ho et al., 2020, "Denoising Diffusion Probabilistic Models": predict the noise added
+at a random timestep, mean-squared error) of a diffusers ``UNet2DModel`` conditioned on the lesion
+class, with labels dropped to a null class for classifier-free guidance (Ho & Salimans, 2022), an
+EMA copy of the weights (the one that is saved), and a cosine learning rate with linear warm-up.
+Only the training split of the data is used; the split hash and per-class counts are saved with
+the model. Re-running with the same ``out`` folder resumes from ``out/checkpoints/last.ckpt``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from diffusers import DDPMScheduler, UNet2DModel
+from diffusers.optimization import get_cosine_schedule_with_warmup
+from diffusers.training_utils import EMAModel
+from pytorch_lightning.callbacks import ModelCheckpoint, RichProgressBar
+from pytorch_lightning.loggers import TensorBoardLogger
+from torch.utils.data import DataLoader
+
+from dermkit.config import DataConfig, Flag, TrainerConfig, parse_config, to_container
+from dermkit.console import console, entry_point
+from dermkit.data.datasets import CachedImageDataset
+from dermkit.data.prepare import prepare_data
+from dermkit.errors import DermkitError
+from dermkit.runinfo import write_run_info
+from synth.generator import GeneratorInfo, save_generator
+from synth.model import get_preset, unet_config
+
+
+@dataclass
+class DiffusionConfig:
+    """The network and the noise process.
+
+    Keys:
+        preset: UNet size: ``tiny`` (tests), ``small`` (CPU, 32 px), ``base`` (GPU, 64 px),
+            ``large`` (GPU, 128 px).
+        label_dropout: probability of replacing a label by the null class (classifier-free guidance).
+        num_train_timesteps: diffusion steps T of the DDPM noise schedule.
+        beta_schedule: diffusers beta schedule: ``squaredcos_cap_v2`` (cosine, Nichol & Dhariwal
+            2021) or ``linear`` (Ho et al. 2020).
+        flip: random horizontal and vertical flips (dermoscopy has no preferred orientation).
+    """
+
+    preset: str = "small"
+    label_dropout: float = 0.1
+    num_train_timesteps: int = 1000
+    beta_schedule: str = "squaredcos_cap_v2"
+    flip: bool = True
+
+
+@dataclass
+class OptimConfig:
+    """AdamW, cosine learning rate with linear warm-up, EMA of the weights.
+
+    Keys:
+        lr: peak learning rate.
+        weight_decay: AdamW weight decay.
+        warmup_steps: linear warm-up steps of the learning rate.
+        ema_decay: maximum EMA decay (EMA warm-up ramps up to it, power 3/4).
+        grad_clip: gradient-norm clipping (0 = none).
+    """
+
+    lr: float = 5e-4
+    weight_decay: float = 0.0
+    warmup_steps: int = 200
+    ema_decay: float = 0.999
+    grad_clip: float = 1.0
+
+
+@dataclass
+class SynthTrainConfig:
+    """``python -m synth.train``.
+
+    Keys:
+        data: :class:`dermkit.config.DataConfig` (the generator reads ``indices("train",
+            data.fraction)`` only; ``data.image_size`` is the generated image size).
+        trainer: :class:`dermkit.config.TrainerConfig` (``max_steps`` sets the training length and
+            the cosine schedule's length; otherwise ``max_epochs`` does).
+        model: :class:`DiffusionConfig`.
+        optim: :class:`OptimConfig`.
+        out: the generator folder (checkpoints, logs and the saved model); re-running resumes.
+        seed: seed of initialisation, noise and data order.
+        checkpoint_every: optimiser steps between resumable checkpoints.
+    """
+
+    data: DataConfig = field(default_factory=lambda: DataConfig(image_size=32, batch_size=64))
+    trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(max_epochs=-1, max_steps=2000))
+    model: DiffusionConfig = field(default_factory=DiffusionConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    out: str = "runs/synth/default"
+    seed: int = 0
+    checkpoint_every: int = 200
+
+
+FLAGS = [
+    Flag("--out", "out", "generator folder to write (re-running with the same folder resumes)"),
+    Flag("--preset", "model.preset", "UNet size: tiny, small, base, large"),
+    Flag("--data", "data.name", "dataset: demo, ham10000, isic, imagefolder, medmnist"),
+    Flag("--root", "data.root", "dataset folder"),
+    Flag("--image-size", "data.image_size", "image side in pixels", int),
+    Flag("--steps", "trainer.max_steps", "optimiser steps to train", int),
+    Flag("--batch-size", "data.batch_size", "images per batch and device", int),
+    Flag("--seed", "seed", "random seed", int),
+]
+
+
+class DiffusionModule(pl.LightningModule):
+    """Noise-prediction training of a class-conditional UNet, with an EMA copy.
+
+    Reads the config sections ``model`` (:class:`DiffusionConfig`) and ``optim`` (:class:`OptimConfig`).
+
+    Args:
+        unet_config: ``UNet2DModel`` keyword arguments (see :func:`synth.model.unet_config`).
+        num_classes: real classes C; label C is the null class.
+        model_cfg: the ``model`` section.
+        optim_cfg: the ``optim`` section.
+        total_steps: optimiser steps of the whole run (length of the cosine schedule).
+    """
+
+    def __init__(self, unet_config: dict[str, Any], num_classes: int, model_cfg: DiffusionConfig,
+                 optim_cfg: OptimConfig, total_steps: int) -> None:
+        super().__init__()
+        self.unet = UNet2DModel(**unet_config)
+        self.num_classes = num_classes
+        self.model_cfg = model_cfg
+        self.optim_cfg = optim_cfg
+        self.total_steps = total_steps
+        self.noise_scheduler = make_noise_scheduler(model_cfg)
+        self.ema = EMAModel(self.unet.parameters(), decay=optim_cfg.ema_decay, use_ema_warmup=True, power=3 / 4,
+                            model_cls=UNet2DModel, model_config=self.unet.config)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        images, labels = batch  # (B, 3, S, S) uint8, (B,) int64
+        x0 = images.float() / 127.5 - 1.0  # (B, 3, S, S) in [-1, 1]
+        b = x0.shape[0]
+        if self.model_cfg.flip:
+            hflip = torch.rand(b, 1, 1, 1, device=x0.device) < 0.5
+            vflip = torch.rand(b, 1, 1, 1, device=x0.device) < 0.5
+            x0 = torch.where(hflip, x0.flip(3), x0)
+            x0 = torch.where(vflip, x0.flip(2), x0)
+        drop = torch.rand(b, device=labels.device) < self.model_cfg.label_dropout
+        labels = torch.where(drop, torch.full_like(labels, self.num_classes), labels)  # (B,), C = null
+        noise = torch.randn_like(x0)
+        t = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (b,), device=x0.device)
+        noisy = self.noise_scheduler.add_noise(x0, noise, t)  # (B, 3, S, S)
+        pred = self.unet(noisy, t, class_labels=labels).sample
+        loss = F.mse_loss(pred.float(), noise.float())
+        self.log("train/loss", loss, prog_bar=True, on_step=True, batch_size=b)
+        self.log("train/lr", self.lr_schedulers().get_last_lr()[0], on_step=True, batch_size=b)
+        return loss
+
+    def on_fit_start(self) -> None:
+        self.ema.to(self.device)
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self.ema.step(self.unet.parameters())
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["ema"] = self.ema.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.ema.load_state_dict(checkpoint["ema"])
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        opt = torch.optim.AdamW(self.unet.parameters(), lr=self.optim_cfg.lr, weight_decay=self.optim_cfg.weight_decay)
+        sched = get_cosine_schedule_with_warmup(opt, num_warmup_steps=min(self.optim_cfg.warmup_steps, self.total_steps),
+                                                num_training_steps=self.total_steps)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def ema_unet(self) -> UNet2DModel:
+        """A CPU copy of the UNet holding the EMA weights (what the generator folder stores)."""
+        unet = UNet2DModel.from_config(self.unet.config)
+        self.ema.copy_to(unet.parameters())
+        return unet.cpu().eval()
+
+
+def make_noise_scheduler(cfg: DiffusionConfig) -> DDPMScheduler:
+    """The DDPM forward-noise schedule of training (saved with the model, reused for sampling)."""
+    if cfg.beta_schedule not in ("squaredcos_cap_v2", "linear"):
+        raise DermkitError(f"model.beta_schedule must be squaredcos_cap_v2 or linear, got {cfg.beta_schedule!r}.")
+    return DDPMScheduler(num_train_timesteps=cfg.num_train_timesteps, beta_schedule=cfg.beta_schedule,
+                         prediction_type="epsilon", clip_sample=True)
+
+
+def trainer_kwargs(cfg: TrainerConfig) -> dict[str, Any]:
+    """``pl.Trainer`` arguments from the shared trainer section (``precision=auto`` -> bf16 on GPUs
+    that support it, else 32-bit)."""
+    precision = cfg.precision
+    if precision == "auto":
+        gpu = cfg.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+        precision = "bf16-mixed" if gpu and torch.cuda.is_bf16_supported() else "32-true"
+    devices: Any = cfg.devices if cfg.devices == "auto" else int(cfg.devices)
+    return {
+        "max_epochs": cfg.max_epochs,
+        "max_steps": cfg.max_steps,
+        "accelerator": cfg.accelerator,
+        "devices": devices,
+        "num_nodes": cfg.num_nodes,
+        "strategy": cfg.strategy,
+        "precision": precision,
+        "limit_train_batches": cfg.limit_train_batches,
+        "log_every_n_steps": cfg.log_every_n_steps,
+    }
+
+
+def _check_resume(out: Path, state: dict[str, Any]) -> bool:
+    """Whether ``out`` holds a resumable run of the same data and model; errors if it is another's."""
+    path = out / "train_state.json"
+    if path.is_file():
+        old = json.loads(path.read_text())
+        diff = sorted(k for k in state if old.get(k) != state[k])
+        if diff:
+            raise DermkitError(f"{out} holds a generator run with different {', '.join(diff)} "
+                               f"({', '.join(f'{k}={old.get(k)!r}' for k in diff)}). Pass a new --out folder to "
+                               "train another generator, or the same settings to resume this one.")
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(state, indent=2) + "\n")
+    return (out / "checkpoints" / "last.ckpt").is_file()
+
+
+def train(cfg: SynthTrainConfig) -> Path:
+    """Train (or resume) a generator and save it to ``cfg.out``; returns the folder."""
+    get_preset(cfg.model.preset)
+    if not 0.0 <= cfg.model.label_dropout < 1.0:
+        raise DermkitError(f"model.label_dropout must be in [0, 1), got {cfg.model.label_dropout}.")
+    if cfg.trainer.max_steps < 1 and cfg.trainer.max_epochs < 1:
+        raise DermkitError("Set trainer.max_steps (or --steps) or trainer.max_epochs to a positive length.")
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    prepared = prepare_data(cfg.data)
+    if not prepared.classes:
+        raise DermkitError(f"Dataset {cfg.data.name!r} has no labels: a class-conditional generator needs "
+                           "labeled images.")
+    train_idx = prepared.indices("train", cfg.data.fraction)
+    counts = {c: int(n) for c, n in prepared.class_counts(train_idx).items()}
+    if len(train_idx) == 0:
+        raise DermkitError("The training split is empty; check data.val_fraction and data.test_fraction.")
+    out = Path(cfg.out)
+    state = {"split_hash": prepared.split_hash, "classes": list(prepared.classes), "preset": cfg.model.preset,
+             "image_size": cfg.data.image_size, "fraction": cfg.data.fraction}
+    resuming = _check_resume(out, state)
+    write_run_info(out, cfg, cfg.seed, {"split_hash": prepared.split_hash, "train_counts": counts})
+    dataset = CachedImageDataset(prepared.cache_path, train_idx, prepared.labels)
+    loader = DataLoader(dataset, batch_size=cfg.data.batch_size, shuffle=True, num_workers=cfg.data.num_workers,
+                        drop_last=len(dataset) >= cfg.data.batch_size, persistent_workers=cfg.data.num_workers > 0)
+    ucfg = unet_config(cfg.model.preset, len(prepared.classes), cfg.data.image_size)
+    total = cfg.trainer.max_steps if cfg.trainer.max_steps > 0 else cfg.trainer.max_epochs * len(loader)
+    module = DiffusionModule(ucfg, len(prepared.classes), cfg.model, cfg.optim, total)
+    checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", save_last=True, save_top_k=0,
+                                 every_n_train_steps=cfg.checkpoint_every)
+    trainer = pl.Trainer(**trainer_kwargs(cfg.trainer), default_root_dir=str(out),
+                         logger=TensorBoardLogger(str(out), name="logs", version=0),
+                         callbacks=[checkpoint, RichProgressBar()],
+                         gradient_clip_val=cfg.optim.grad_clip or None, enable_model_summary=False)
+    console.print(f"[bold]synth.train[/]: {cfg.model.preset} UNet, {len(train_idx)} training images "
+                  f"({', '.join(f'{c} {n}' for c, n in counts.items())}), split {prepared.split_hash}"
+                  + (", resuming" if resuming else ""))
+    trainer.fit(module, loader, ckpt_path=str(out / "checkpoints" / "last.ckpt") if resuming else None)
+    if trainer.is_global_zero:
+        trainer.save_checkpoint(out / "checkpoints" / "last.ckpt")
+        info = GeneratorInfo(classes=tuple(prepared.classes), split_hash=prepared.split_hash, train_counts=counts,
+                             image_size=cfg.data.image_size, preset=cfg.model.preset,
+                             steps_trained=int(trainer.global_step), data=to_container(cfg.data))
+        save_generator(out, module.ema_unet(), module.noise_scheduler, info)
+        console.print(f"Saved generator ({trainer.global_step} steps) to {out}")
+    return out
+
+
+@entry_point
+def main(argv: list[str] | None = None) -> int:
+    cfg = parse_config(SynthTrainConfig, "python -m synth.train", __doc__.splitlines()[0], argv, FLAGS)
+    train(cfg)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

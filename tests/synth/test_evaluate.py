@@ -1,0 +1,83 @@
+"""synth.evaluate and its set distances: identical sets are closer than unrelated ones."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dermkit.config import DataConfig, parse_config
+from dermkit.data.prepare import prepare_data
+from dermkit.errors import DermkitError
+from synth.evaluate import FLAGS, EvaluateConfig, evaluate
+from synth.manifest import ManifestRow, image_file, write_header, write_manifest, write_png
+from synth.metrics import frechet_distance, kernel_distance, nearest, precision_recall
+
+
+def test_identical_sets_are_closer_than_unrelated_ones() -> None:
+    g = torch.Generator().manual_seed(0)
+    real = torch.randn(300, 8, generator=g)
+    same = torch.randn(300, 8, generator=g)
+    shifted = torch.randn(300, 8, generator=g) * 0.5 + 3.0
+    assert frechet_distance(real, real) == pytest.approx(0.0, abs=1e-6)
+    assert frechet_distance(real, same) < frechet_distance(real, shifted)
+    assert kernel_distance(real, same)[0] < kernel_distance(real, shifted)[0]
+    p_same, r_same = precision_recall(real, same)
+    p_far, r_far = precision_recall(real, shifted)
+    assert p_same > 0.5 and r_same > 0.5 and p_far < p_same and r_far < r_same
+    dist, idx = nearest(same[:5], torch.cat([torch.zeros(1, 8), same[:5]]))
+    assert torch.equal(idx, torch.arange(1, 6)) and dist.max() < 1e-4
+
+
+def write_synthetic(folder: Path, images: np.ndarray, klass: str, split_hash: str) -> None:
+    """A folder in synth.generate's format holding the given (N, S, S, 3) images as class ``klass``."""
+    rows = []
+    for i, image in enumerate(images):
+        write_png(folder / image_file(klass, i), image)
+        rows.append(ManifestRow(image_file(klass, i), klass, i, 0, 0.0, f"test-{folder.name}", split_hash))
+    write_manifest(folder, rows)
+    write_header(folder, {"model_hash": f"test-{folder.name}", "split_hash": split_hash, "image_size": images.shape[1]})
+
+
+@pytest.fixture(scope="module")
+def demo16(demo_cache: Path):
+    return prepare_data(DataConfig(image_size=16, cache_dir=str(demo_cache)))
+
+
+def run_eval(folder: Path, cache: Path, *args: str) -> dict:
+    cfg = parse_config(EvaluateConfig, "t", "t", ["--synthetic", str(folder), f"data.cache_dir={cache}",
+                                                  "random_backbone=tiny_cnn", "kid_subsets=10", *args], FLAGS)
+    return evaluate(cfg)
+
+
+def test_copies_of_training_images_rank_closer_than_noise_and_are_flagged(demo16, demo_cache: Path,
+                                                                           tmp_path: Path) -> None:
+    train = demo16.indices("train")
+    mel = train[demo16.labels[train] == demo16.classes.index("mel")]  # all of them: the identical set
+    copies_dir, noise_dir = tmp_path / "copies", tmp_path / "noise"
+    write_synthetic(copies_dir, np.array(demo16.images[mel]), "mel", demo16.split_hash)
+    noise = np.random.default_rng(0).integers(0, 256, size=(len(mel), 16, 16, 3), dtype=np.uint8)
+    write_synthetic(noise_dir, noise, "mel", demo16.split_hash)
+    copies = run_eval(copies_dir, demo_cache)["classes"]["mel"]
+    unrelated = run_eval(noise_dir, demo_cache)["classes"]["mel"]
+    assert copies["fd"] < unrelated["fd"] and copies["kid"] < unrelated["kid"]
+    assert copies["own_rank_kid"] == 1 and copies["precision"] > unrelated["precision"]
+    assert copies["copy_rate"] == 1.0 and unrelated["copy_rate"] == 0.0
+    report = json.loads((copies_dir / "eval" / "metrics.json").read_text())
+    assert "random-init tiny_cnn" in report["feature_space"]
+    assert (copies_dir / "eval" / "grids" / "mel.png").is_file()
+    assert len((copies_dir / "eval" / "near_copies.csv").read_text().splitlines()) == len(mel) + 1
+
+
+def test_synthetic_images_of_another_split_are_refused(demo16, demo_cache: Path, tmp_path: Path) -> None:
+    write_synthetic(tmp_path / "other", np.zeros((3, 16, 16, 3), np.uint8), "mel", "not-this-split")
+    with pytest.raises(DermkitError, match="trained on split not-this-split"):
+        run_eval(tmp_path / "other", demo_cache)
+
+
+def test_folder_without_manifest_is_an_error(demo_cache: Path, tmp_path: Path) -> None:
+    with pytest.raises(DermkitError, match="no manifest.json"):
+        run_eval(tmp_path, demo_cache)

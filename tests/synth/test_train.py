@@ -1,0 +1,46 @@
+"""synth.train: a tiny UNet trains on the demo training split and saves a loadable generator."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from dermkit.config import DataConfig, parse_config
+from dermkit.data.prepare import prepare_data
+from dermkit.errors import DermkitError
+from synth.generator import load_generator, read_info
+from synth.train import FLAGS, SynthTrainConfig, train
+from synth.train import main as train_main
+from tests.synth.conftest import tiny_train_argv
+
+
+def test_generator_stores_split_hash_and_training_counts(tiny_generator: Path, demo_cache: Path) -> None:
+    unet, scheduler, info = load_generator(tiny_generator)
+    prepared = prepare_data(DataConfig(image_size=16, cache_dir=str(demo_cache)))
+    assert info.split_hash == prepared.split_hash
+    assert info.train_counts == prepared.class_counts(prepared.indices("train"))
+    assert sum(info.train_counts.values()) < len(prepared.indices("all"))  # training split only
+    assert info.classes == prepared.classes and info.steps_trained == 2
+    assert unet.config.num_class_embeds == len(info.classes) + 1 and unet.config.sample_size == 16
+    assert scheduler.config.num_train_timesteps == 1000
+    assert (tiny_generator / "run.json").is_file() and (tiny_generator / "config.yaml").is_file()
+
+
+def test_rerun_with_same_folder_resumes(tmp_path: Path, demo_cache: Path) -> None:
+    out = tmp_path / "gen"
+    assert train_main(tiny_train_argv(out, demo_cache, steps=1)) == 0
+    assert train_main(tiny_train_argv(out, demo_cache, steps=2)) == 0
+    assert read_info(out).steps_trained == 2
+    state = json.loads((out / "train_state.json").read_text())
+    with pytest.raises(SystemExit) as exit_info:  # another preset into the same folder: refused
+        train_main([*tiny_train_argv(out, demo_cache, steps=2), "--preset", "small"])
+    assert exit_info.value.code == 2 and state["preset"] == "tiny"
+
+
+def test_unknown_preset_is_an_error(tmp_path: Path, demo_cache: Path) -> None:
+    cfg = parse_config(SynthTrainConfig, "t", "t", [*tiny_train_argv(tmp_path / "x", demo_cache), "--preset", "tinny"],
+                       FLAGS)
+    with pytest.raises(DermkitError, match="Did you mean: tiny"):
+        train(cfg)
