@@ -1,0 +1,193 @@
+"""Steps of the benchmark pipeline, their keys, and how a finished step is recognised (resume).
+
+A :class:`Step` is one stage command (``python -m <module> <args>``) writing into its own folder.
+Its *key* is a SHA-256 over everything that determines its result: the module, its arguments
+(with the output root written as ``<out>`` so a moved folder stays valid), the data fingerprint
+(dataset, image count, split hash, image size) and the digests of the files its input steps wrote.
+A step is *done* when ``done.json`` in its folder holds the same key and every declared output
+file exists with the digest recorded there. A done step is never run again; a changed setting
+changes the key, and the stale folder is cleared before the step runs again (so a stage that
+resumes from its own checkpoints never resumes someone else's). An interrupted step keeps its
+folder (``started.json`` holds the same key), so the stage's own resume picks up where it stopped.
+
+:class:`Cell` names one fine-tuning run of the grid.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+# Bump when the meaning of a key changes (every step then runs again).
+KEY_VERSION = 1
+DONE_FILE = "done.json"
+STARTED_FILE = "started.json"
+LOG_FILE = "stage.log"
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file's bytes (hex)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def stable_hash(value: Any) -> str:
+    """SHA-256 (hex) of a JSON-serialisable value, independent of dict order."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One fine-tuning run of the grid.
+
+    Attributes:
+        fraction: label fraction of the training split.
+        init: ``random``, ``simclr``, ``dino`` or ``imagenet``.
+        synthetic: whether generated minority images are added to the training data.
+        seed: fine-tuning seed.
+    """
+
+    fraction: float
+    init: str
+    synthetic: bool
+    seed: int
+
+    @property
+    def cell_id(self) -> str:
+        """Folder name, e.g. ``f0.1-simclr-synth-s2`` or ``f1-random-real-s0``."""
+        return f"f{self.fraction:g}-{self.init}-{'synth' if self.synthetic else 'real'}-s{self.seed}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"fraction": self.fraction, "init": self.init, "synthetic": self.synthetic, "seed": self.seed}
+
+
+@dataclass
+class Step:
+    """One stage command and the files it must leave behind.
+
+    Attributes:
+        name: unique name, shown in the live table (e.g. ``pretrain/simclr``, ``cell/f1-random-real-s0``).
+        kind: ``pretrain``, ``synth-train``, ``synth-generate`` or ``cell`` (what the table groups by).
+        module: the stage's module, run as ``python -m <module>``.
+        args: the stage's arguments (``build_args`` inputs are already resolved to paths).
+        out_dir: the step's folder (the stage writes here; ``done.json`` and the log live here).
+        outputs: files, relative to ``out_dir``, that a finished step has written.
+        inputs: steps whose outputs this one reads (their output digests enter the key).
+        cell: the grid cell, for ``cell`` steps.
+        key_extra: further values that enter the key, e.g. the digest of a local weights file
+            that no step produces.
+    """
+
+    name: str
+    kind: str
+    module: str
+    args: list[str]
+    out_dir: Path
+    outputs: tuple[str, ...]
+    inputs: list[Step] = field(default_factory=list)
+    cell: Cell | None = None
+    key_extra: dict[str, str] = field(default_factory=dict)
+
+    def command(self, python: str) -> list[str]:
+        """The full command line with the interpreter ``python``."""
+        return [python, "-m", self.module, *self.args]
+
+    def key(self, out_root: Path, data_fingerprint: dict[str, Any]) -> str:
+        """The step's key; every input must be done (its ``done.json`` supplies the digests).
+
+        Raises:
+            RuntimeError: an input step has not finished.
+        """
+        root = str(out_root)
+        inputs = {}
+        for step in self.inputs:
+            record = read_done(step)
+            if record is None:
+                raise RuntimeError(f"input {step.name} of {self.name} has not finished")
+            inputs[step.name] = record["outputs"]
+        return stable_hash({
+            "version": KEY_VERSION,
+            "module": self.module,
+            "args": [a.replace(root, "<out>") for a in self.args],
+            "out_dir": str(self.out_dir).replace(root, "<out>"),
+            "data": data_fingerprint,
+            "inputs": inputs,
+            "extra": self.key_extra,
+        })
+
+
+def read_done(step: Step) -> dict[str, Any] | None:
+    """The step's ``done.json`` record if it exists and every output still matches it, else None."""
+    path = step.out_dir / DONE_FILE
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+        outputs = record["outputs"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    for name in step.outputs:
+        file = step.out_dir / name
+        if not file.is_file() or outputs.get(name) != file_digest(file):
+            return None
+    return record
+
+
+def is_done(step: Step, key: str) -> bool:
+    """Whether the step finished with this key and its outputs are intact."""
+    record = read_done(step)
+    return record is not None and record.get("key") == key
+
+
+def prepare_folder(step: Step, key: str) -> bool:
+    """Get the step's folder ready to run under ``key``; returns whether a stale folder was cleared.
+
+    A folder started or finished under another key is removed (its checkpoints belong to other
+    settings); a folder started under this key is kept, so the stage resumes from its checkpoints.
+    """
+    cleared = False
+    if step.out_dir.exists():
+        marks = [step.out_dir / STARTED_FILE, step.out_dir / DONE_FILE]
+        keys = set()
+        for mark in marks:
+            try:
+                keys.add(json.loads(mark.read_text()).get("key"))
+            except (OSError, ValueError, AttributeError):
+                continue
+        if keys != {key}:
+            shutil.rmtree(step.out_dir)
+            cleared = True
+    step.out_dir.mkdir(parents=True, exist_ok=True)
+    (step.out_dir / DONE_FILE).unlink(missing_ok=True)
+    (step.out_dir / STARTED_FILE).write_text(json.dumps({"key": key, "started": time.time()}) + "\n")
+    return cleared
+
+
+def mark_done(step: Step, key: str, seconds: float, cpu_seconds: float = 0.0) -> dict[str, Any]:
+    """Write ``done.json`` (key, output digests, wall and CPU time, command) after a successful run.
+
+    Raises:
+        FileNotFoundError: the stage exited cleanly but did not write a declared output.
+    """
+    missing = [name for name in step.outputs if not (step.out_dir / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{step.name} finished without writing {', '.join(missing)} in {step.out_dir}")
+    record = {
+        "key": key,
+        "step": step.name,
+        "command": [step.module, *step.args],
+        "outputs": {name: file_digest(step.out_dir / name) for name in step.outputs},
+        "seconds": round(seconds, 2),
+        "cpu_seconds": round(cpu_seconds, 2),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    (step.out_dir / DONE_FILE).write_text(json.dumps(record, indent=2) + "\n")
+    return record

@@ -1,0 +1,340 @@
+"""The label-efficiency and synthetic-benefit grid: ``python -m bench.label_efficiency --preset demo``.
+
+Does self-supervised pretraining help when labels are few, and do synthetic images help the
+minority classes? The pipeline runs every stage through its command line, exchanging files only:
+
+1. ``ssl.pretrain`` once per SSL method in ``grid.inits``      -> ``pretrain/<method>/backbone.safetensors``
+2. ``synth.train`` on the training split (per label fraction    -> ``synth/train-f<f>/``
+   with ``synth.match_fraction``), then ``synth.generate`` of the
+   minority classes                                              -> ``synth/generate-f<f>/manifest.csv``
+3. ``finetune.train`` per cell: label fraction x initialisation  -> ``cells/<cell>/metrics.json``,
+   x synthetic (off/on) x seed                                      ``predictions.csv``
+
+then ``results.csv`` (one row per cell and class) and ``report.md`` with figures. Every step is
+keyed by a hash of its settings and inputs (:mod:`bench.grid`): re-running the command skips
+finished steps, so an interrupted grid resumes, and a changed setting re-runs what it affects.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from dermkit.config import CONFIG_DIR, REPO_ROOT, Flag, build_parser, load_config, to_container, to_yaml
+from dermkit.console import console, entry_point, print_table
+from dermkit.data.prepare import prepare_data
+from dermkit.data.splits import FRACTIONS
+from dermkit.errors import DermkitError, did_you_mean
+from dermkit.runinfo import write_run_info
+from dermkit.vocab import canonical_class
+from bench.config import INITS, SSL_METHODS, BenchConfig
+from bench.grid import DONE_FILE, Cell, Step, file_digest, read_done
+from bench.report import ReportContext, cell_table, seed_summary, write_report
+from bench.results import METRICS_FILE, PREDICTIONS_FILE, read_metrics, read_predictions, result_rows, write_results
+from bench.runner import Runner, log_tail
+
+PROG = "python -m bench.label_efficiency"
+DESCRIPTION = ("Label-efficiency grid: pretrain (ssl), train a generator and make minority images (synth), "
+               "fine-tune every cell (finetune), then write results.csv and report.md. Re-running resumes.")
+FLAGS = [
+    Flag("--out", "out_dir", "output folder (default runs/bench/<preset>); re-running resumes in it"),
+    Flag("--jobs", "run.jobs", "steps run at the same time", int),
+    Flag("--threads", "run.threads", "torch CPU threads per step (0: default)", int),
+    Flag("--keep-going", "run.keep_going", "carry on with independent steps after a failure", bool),
+]
+# DataConfig keys passed to every stage (``fraction`` is per cell; empty strings keep the stage default).
+# ``cache_dir`` travels as $DERMKIT_CACHE instead, so that it stays out of the step keys.
+SHARED_DATA_KEYS = ("name", "root", "image_size", "split_seed", "val_fraction", "test_fraction",
+                    "split_file", "skip_bad", "batch_size", "num_workers")
+CELL_KEYS = ("data.fraction", "model.init", "model.backbone", "model.small_stem", "synth.manifest", "seed", "out_dir")
+BACKBONE_OUTPUTS = ("backbone.safetensors", "backbone.json")
+GENERATOR_OUTPUTS = ("dermkit_generator.json", "unet/diffusion_pytorch_model.safetensors")
+MANIFEST_OUTPUTS = ("manifest.csv", "manifest.json")
+CELL_OUTPUTS = (METRICS_FILE, PREDICTIONS_FILE)
+
+
+def preset_path(name: str) -> Path:
+    """``configs/bench_<name>.yaml`` (``-`` in the name read as ``_``).
+
+    Raises:
+        DermkitError: no such preset; the message lists the presets that exist.
+    """
+    path = CONFIG_DIR / f"bench_{name.replace('-', '_')}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem.removeprefix("bench_").replace("_", "-") for p in CONFIG_DIR.glob("bench_*.yaml"))
+        raise DermkitError(f"Unknown preset {name!r} (no {path.relative_to(REPO_ROOT)}).{did_you_mean(name, known)} "
+                           f"Presets: {', '.join(known)}.")
+    return path
+
+
+def parse_args(argv: list[str] | None) -> BenchConfig:
+    """Resolve the config from ``--preset`` (or ``--config``), flags and ``key=value`` overrides."""
+    parser = build_parser(PROG, DESCRIPTION, FLAGS)
+    parser.add_argument("--preset", metavar="NAME", help="preset configs/bench_<NAME>.yaml: demo, cpu-small, gpu-full")
+    parser.add_argument("--help-config", action="store_true", help="print every config key with its default and exit")
+    args = parser.parse_args(argv)
+    if args.help_config:
+        print(to_yaml(BenchConfig()))
+        raise SystemExit(0)
+    if args.preset and args.config:
+        raise DermkitError("Give --preset or --config, not both.")
+    if args.preset:
+        args.config = str(preset_path(args.preset))
+    cfg = load_config(BenchConfig, args, FLAGS)
+    if args.preset and not cfg.preset:
+        cfg.preset = args.preset
+    return cfg
+
+
+def validate(cfg: BenchConfig) -> None:
+    """Reject settings the grid cannot run, naming the key.
+
+    Raises:
+        DermkitError: an unknown init or fraction, a missing ImageNet file, an empty axis, a stage
+            override that the grid sets itself, or a bad run setting.
+    """
+    grid = cfg.grid
+    for key, values in (("grid.fractions", grid.fractions), ("grid.inits", grid.inits),
+                        ("grid.synthetic", grid.synthetic), ("grid.seeds", grid.seeds)):
+        if not values:
+            raise DermkitError(f"{key} is empty; the grid needs at least one value.")
+        if len(set(values)) != len(values):
+            raise DermkitError(f"{key} repeats a value: {list(values)}.")
+    for fraction in grid.fractions:
+        if not any(abs(fraction - f) < 1e-9 for f in FRACTIONS):
+            raise DermkitError(f"grid.fractions holds {fraction}, not a nested label fraction "
+                               f"({', '.join(f'{f:g}' for f in FRACTIONS)}).")
+    for init in grid.inits:
+        if init not in INITS:
+            raise DermkitError(f"grid.inits holds unknown init {init!r}.{did_you_mean(init, INITS)} "
+                               f"Choose from {', '.join(INITS)}.")
+    if "imagenet" in grid.inits and not grid.imagenet_weights:
+        raise DermkitError("grid.inits holds imagenet but grid.imagenet_weights is empty: set it to a local "
+                           "weights file (nothing is downloaded) or drop imagenet.")
+    if grid.imagenet_weights:
+        if "imagenet" not in grid.inits:
+            raise DermkitError("grid.imagenet_weights is set but grid.inits lacks imagenet; add it or clear the file.")
+        if not Path(grid.imagenet_weights).expanduser().is_file():
+            raise DermkitError(f"grid.imagenet_weights: {grid.imagenet_weights} does not exist.")
+    for klass in cfg.synth.classes:
+        canonical_class(klass)
+    if cfg.synth.n_per_class < 1:
+        raise DermkitError(f"synth.n_per_class must be at least 1, got {cfg.synth.n_per_class}.")
+    for method in cfg.pretrain.method_overrides:
+        if method not in SSL_METHODS:
+            raise DermkitError(f"pretrain.method_overrides has unknown method {method!r}; "
+                               f"use {', '.join(SSL_METHODS)}.")
+    for key in cfg.finetune.fraction_overrides:
+        if fraction_key(key, cfg.grid.fractions) is None:
+            raise DermkitError(f"finetune.fraction_overrides has key {key!r}, which is not one of grid.fractions "
+                               f"({', '.join(f'{f:g}' for f in cfg.grid.fractions)}).")
+    per_fraction = [item for items in cfg.finetune.fraction_overrides.values() for item in items]
+    per_method = [item for items in cfg.pretrain.method_overrides.values() for item in items]
+    for item in (*cfg.finetune.overrides, *per_fraction, *cfg.pretrain.overrides, *per_method,
+                 *cfg.synth.train_overrides):
+        if "=" not in item:
+            raise DermkitError(f"Stage override {item!r} is not of the form key=value.")
+    for item in (*cfg.finetune.overrides, *per_fraction):
+        if item.split("=", 1)[0] in CELL_KEYS:
+            raise DermkitError(f"finetune.overrides sets {item.split('=', 1)[0]!r}, which the grid sets per cell "
+                               "(use grid.* and model.* instead).")
+    if cfg.run.jobs < 1 or cfg.run.threads < 0:
+        raise DermkitError(f"run.jobs must be >= 1 and run.threads >= 0, got {cfg.run.jobs} and {cfg.run.threads}.")
+    if not 0 < cfg.report.level < 1 or cfg.report.n_bootstrap < 100:
+        raise DermkitError("report.level must lie in (0, 1) and report.n_bootstrap be at least 100.")
+
+
+def fraction_key(key: str, fractions: list[float]) -> float | None:
+    """The grid fraction a ``finetune.fraction_overrides`` key names (``"0.01"``, ``"1"``), or None."""
+    try:
+        value = float(key)
+    except ValueError:
+        return None
+    return next((f for f in fractions if abs(f - value) < 1e-9), None)
+
+
+def data_args(cfg: BenchConfig) -> list[str]:
+    """``data.*=value`` overrides giving every stage the same dataset and split."""
+    values = to_container(cfg.data)
+    return [f"data.{k}={values[k]}" for k in SHARED_DATA_KEYS if values[k] not in ("", None)]
+
+
+def build_steps(cfg: BenchConfig, out: Path) -> list[Step]:
+    """Every step of the pipeline, inputs before the steps that read them."""
+    shared = data_args(cfg)
+    model = [f"model.backbone={cfg.model.backbone}", f"model.small_stem={cfg.model.small_stem}"]
+    steps: list[Step] = []
+    backbones: dict[str, Step] = {}
+    for method in (m for m in SSL_METHODS if m in cfg.grid.inits):
+        folder = out / "pretrain" / method
+        backbones[method] = Step(
+            f"pretrain/{method}", "pretrain", "ssl.pretrain",
+            [f"method={method}", *shared, *model, *cfg.pretrain.overrides,
+             *cfg.pretrain.method_overrides.get(method, []), f"out_dir={folder}"],
+            folder, BACKBONE_OUTPUTS)
+    steps += backbones.values()
+
+    imagenet: dict[str, str] = {}
+    if "imagenet" in cfg.grid.inits:
+        weights = Path(cfg.grid.imagenet_weights).expanduser().resolve()
+        imagenet = {"imagenet_weights_sha256": file_digest(weights)}  # a replaced file re-runs its cells
+
+    manifests: dict[float, Step] = {}
+    if True in cfg.grid.synthetic:
+        for fraction in (cfg.grid.fractions if cfg.synth.match_fraction else [1.0]):
+            train_dir = out / "synth" / f"train-f{fraction:g}"
+            train = Step(f"synth-train/f{fraction:g}", "synth-train", "synth.train",
+                         [*shared, *cfg.synth.train_overrides, f"data.fraction={fraction}", f"out={train_dir}"],
+                         train_dir, GENERATOR_OUTPUTS)
+            gen_dir = out / "synth" / f"generate-f{fraction:g}"
+            classes = [arg for klass in cfg.synth.classes for arg in ("--class", canonical_class(klass))]
+            generate = Step(f"synth-generate/f{fraction:g}", "synth-generate", "synth.generate",
+                            ["--model", str(train_dir), "--out", str(gen_dir), *classes,
+                             "--n", str(cfg.synth.n_per_class), *cfg.synth.generate_args],
+                            gen_dir, MANIFEST_OUTPUTS, inputs=[train])
+            steps += [train, generate]
+            manifests[fraction] = generate
+
+    for fraction in cfg.grid.fractions:
+        for init in cfg.grid.inits:
+            for synthetic in cfg.grid.synthetic:
+                for seed in cfg.grid.seeds:
+                    cell = Cell(float(fraction), init, bool(synthetic), int(seed))
+                    folder = out / "cells" / cell.cell_id
+                    per_fraction = [item for key, items in cfg.finetune.fraction_overrides.items()
+                                    if fraction_key(key, [fraction]) is not None for item in items]
+                    args = [*shared, *model, *cfg.finetune.overrides, *per_fraction, f"data.fraction={fraction}",
+                            f"seed={seed}"]
+                    inputs: list[Step] = []
+                    if init in backbones:
+                        args.append(f"model.init={backbones[init].out_dir / 'backbone.safetensors'}")
+                        inputs.append(backbones[init])
+                    elif init == "imagenet":
+                        args.append(f"model.init={weights}")
+                    if synthetic:
+                        generate = manifests[fraction if cfg.synth.match_fraction else 1.0]
+                        args.append(f"synth.manifest={generate.out_dir / 'manifest.csv'}")
+                        inputs.append(generate)
+                    args.append(f"out_dir={folder}")
+                    steps.append(Step(f"cell/{cell.cell_id}", "cell", "finetune.train", args, folder, CELL_OUTPUTS,
+                                      inputs, cell, imagenet if init == "imagenet" else {}))
+    return steps
+
+
+def describe_cell(step: Step) -> str | None:
+    """The live table's note for a finished cell: its test balanced accuracy."""
+    if step.cell is None:
+        return None
+    try:
+        return f"balanced accuracy {read_metrics(step.out_dir)['balanced_accuracy']:.3f}"
+    except (DermkitError, TypeError, ValueError):
+        return None
+
+
+def collect_results(steps: list[Step]) -> list[dict[str, Any]]:
+    """Tidy rows of every finished cell, in grid order."""
+    rows = []
+    for step in steps:
+        if step.cell is not None and read_done(step) is not None:
+            rows += result_rows(step.cell, read_metrics(step.out_dir))
+    return rows
+
+
+def report_context(cfg: BenchConfig, command: str, data: dict[str, Any], test_counts: dict[str, int],
+                   steps: list[Step], wall_seconds: float) -> ReportContext:
+    """What the report says about this run (settings, caveats, timings)."""
+    settings = [f"Backbone: `{cfg.model.backbone}` (small stem: {cfg.model.small_stem}), the same for every "
+                "initialisation",
+                f"Pretraining overrides: `{' '.join(cfg.pretrain.overrides) or '(stage defaults)'}`"
+                + "".join(f"; {m}: `{' '.join(o)}`" for m, o in cfg.pretrain.method_overrides.items()),
+                f"Fine-tuning overrides: `{' '.join(cfg.finetune.overrides) or '(stage defaults)'}`"
+                + "".join(f"; fraction {k}: `{' '.join(o)}`" for k, o in cfg.finetune.fraction_overrides.items())]
+    caveats = []
+    if True in cfg.grid.synthetic:
+        settings.append(f"Generator: `synth.train {' '.join(cfg.synth.train_overrides)}`, "
+                        f"{cfg.synth.n_per_class} images per class of {', '.join(cfg.synth.classes)} "
+                        f"(`synth.generate {' '.join(cfg.synth.generate_args)}`), "
+                        + ("one generator per label fraction, trained on that fraction's labeled images only"
+                           if cfg.synth.match_fraction else "one generator trained on the whole training split"))
+        if not cfg.synth.match_fraction and any(f < 1 for f in cfg.grid.fractions):
+            caveats.append("One generator was trained on the labels of the whole training split "
+                           "(synth.match_fraction=false). At label fractions below 1 the synthetic-on cells therefore "
+                           "draw on labeled images the synthetic-off cells never see: part of any gain there may "
+                           "come from those extra labels rather than from synthesis.")
+    if len(cfg.grid.seeds) < 3:
+        caveats.append(f"Only {len(cfg.grid.seeds)} seed(s): intervals over seeds are wide or undefined.")
+    timings = {}
+    for step in steps:
+        record = read_done(step)
+        if record is not None:
+            timings[step.name] = (float(record.get("seconds", 0.0)), float(record.get("cpu_seconds", 0.0)))
+    return ReportContext(preset=cfg.preset or "(custom)", about=cfg.about, command=command, data=data,
+                         test_counts=test_counts, minority_classes=[canonical_class(c) for c in cfg.synth.classes],
+                         settings=settings, caveats=caveats, timings=timings, wall_seconds=wall_seconds,
+                         level=cfg.report.level,
+                         n_bootstrap=cfg.report.n_bootstrap, bootstrap_seed=cfg.report.bootstrap_seed)
+
+
+@entry_point
+def main(argv: list[str] | None = None) -> int:
+    """Run (or resume) the grid and write ``results.csv`` and ``report.md``; returns 0 on success."""
+    started = time.time()
+    command = " ".join([PROG, *map(shlex.quote, sys.argv[1:] if argv is None else argv)])
+    cfg = parse_args(argv)
+    validate(cfg)
+    out = Path(cfg.out_dir or f"runs/bench/{cfg.preset or 'custom'}").expanduser()
+    out = (out if out.is_absolute() else REPO_ROOT / out).resolve()
+    console.print(f"[bold]bench[/] preset {cfg.preset or '(custom)'} -> {out}")
+    data = prepare_data(cfg.data)
+    described = data.describe()
+    fingerprint = {k: described[k] for k in ("name", "images", "classes", "split_hash", "image_size")}
+    test_counts = data.class_counts(data.indices("test"))
+    write_run_info(out, cfg, seed=0, extra={"data": described, "command": command})
+
+    steps = build_steps(cfg, out)
+    runner = Runner(steps, out, fingerprint, jobs=cfg.run.jobs, threads=cfg.run.threads,
+                    keep_going=cfg.run.keep_going, describe=describe_cell,
+                    env={"DERMKIT_CACHE": str(Path(cfg.data.cache_dir).expanduser().resolve())})
+    try:
+        summary = runner.run()
+    except KeyboardInterrupt:
+        console.print(f"[yellow]interrupted[/]: the running steps were stopped. Re-run the same command to resume "
+                      f"(finished steps in {out} are reused).")
+        return 130
+    rows = collect_results(steps)
+    results_path = write_results(out / "results.csv", rows)
+    console.print(f"{len(summary.ran)} step(s) run, {len(summary.skipped)} reused; "
+                  f"{len(rows)} result rows in {results_path}")
+    if summary.cleared:
+        console.print(f"[yellow]settings changed:[/] re-ran {', '.join(summary.cleared)}")
+    if not summary.ok:
+        for name, log in summary.failed.items():
+            console.print(f"[red]{name} failed[/]; last lines of {log}:\n{log_tail(log)}", highlight=False)
+        raise DermkitError(f"{len(summary.failed)} step(s) failed and {len(summary.blocked)} did not run "
+                           f"({', '.join(summary.failed)}). Fix the cause and re-run the same command: finished "
+                           "steps are reused.")
+
+    cells_dir = out / "cells"
+    ctx = report_context(cfg, command, described, test_counts, steps, time.time() - started)
+    report = write_report(out, rows, lambda cell_id: read_predictions(cells_dir / cell_id), ctx)
+    _print_summary(rows, out, report, time.time() - started)
+    return 0
+
+
+def _print_summary(rows: list[dict[str, Any]], out: Path, report: Path, seconds: float) -> None:
+    """Balanced accuracy per init, synthetic setting and fraction (mean over seeds) as a rich table."""
+    summary = seed_summary(cell_table(rows), lambda e: e["balanced_accuracy"], 0.95)
+    fractions = sorted({k[0] for k in summary})
+    table_rows = []
+    for init, syn in dict.fromkeys((k[1], k[2]) for k in summary):
+        table_rows.append([f"{init} ({'synthetic' if syn else 'real'})",
+                           *(summary[(f, init, syn)].estimate if (f, init, syn) in summary else "-" for f in fractions)])
+    print_table("test balanced accuracy, mean over seeds", ["init", *(f"fraction {f:g}" for f in fractions)], table_rows)
+    console.print(f"report: {report}  ({seconds:.0f} s this invocation; done markers: */{DONE_FILE})")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,379 @@
+"""The benchmark report: ``report.md`` with PNG figures, from ``results.csv`` and the cells' predictions.
+
+Sections: the setup (data, preset, command, seeds; demo data flagged as never evidence), balanced
+accuracy against label fraction per initialisation (mean over seeds with a Student-t interval),
+minority-class recall with and without synthetic images, and per class the paired effect of
+synthetic images (:func:`bench.stats.paired_bootstrap`) with a verdict.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dermkit.errors import DermkitError
+from dermkit.vocab import display_name
+from bench.results import Predictions
+from bench.stats import Interval, mean_t_interval, paired_bootstrap, verdict
+
+FIGURES = {
+    "balanced_accuracy": "balanced_accuracy.png",
+    "minority_recall": "minority_recall.png",
+    "synthetic_effect": "synthetic_effect.png",
+}
+INIT_COLOURS = {"random": "tab:gray", "simclr": "tab:blue", "dino": "tab:orange", "imagenet": "tab:green"}
+
+
+@dataclass
+class ReportContext:
+    """What the report states about how its numbers were made.
+
+    Attributes:
+        preset: preset name.
+        about: the preset's one-line description.
+        command: the command line that produced the results.
+        data: the data description (``PreparedData.describe()``: name, root, images, split hash, ...).
+        test_counts: test images per class.
+        minority_classes: classes whose recall and synthetic effect are reported.
+        settings: further lines for the setup section (backbone, stage overrides, ...).
+        caveats: warnings the reader must see (e.g. the generator saw more labels).
+        timings: (wall, CPU) seconds per step name (from ``done.json``), for the running-time section.
+        wall_seconds: wall-clock seconds of the invocation that wrote the report (0: not stated).
+        level: confidence level.
+        n_bootstrap: bootstrap replicates.
+        bootstrap_seed: seed of the resampling.
+    """
+
+    preset: str
+    about: str
+    command: str
+    data: dict[str, Any]
+    test_counts: dict[str, int]
+    minority_classes: list[str]
+    settings: list[str] = field(default_factory=list)
+    caveats: list[str] = field(default_factory=list)
+    timings: dict[str, tuple[float, float]] = field(default_factory=dict)
+    wall_seconds: float = 0.0
+    level: float = 0.95
+    n_bootstrap: int = 5000
+    bootstrap_seed: int = 0
+
+
+@dataclass(frozen=True)
+class Effect:
+    """The paired effect of synthetic images on one class's recall, over a set of conditions.
+
+    Attributes:
+        klass: class name.
+        scope: which conditions were pooled (``all``, ``fraction 0.1``, ``init simclr``).
+        interval: mean difference in recall (on minus off) with its bootstrap interval.
+        pairs: (init, fraction, seed) pairs compared.
+        seeds: distinct seeds among them.
+        images: test images of the class.
+    """
+
+    klass: str
+    scope: str
+    interval: Interval
+    pairs: int
+    seeds: int
+    images: int
+
+
+# -- numbers ----------------------------------------------------------------------------------
+def cell_table(rows: list[dict[str, Any]]) -> dict[tuple[float, str, bool, int], dict[str, Any]]:
+    """One entry per cell ``(fraction, init, synthetic, seed)``: balanced accuracy and recall per class."""
+    cells: dict[tuple[float, str, bool, int], dict[str, Any]] = {}
+    for r in rows:
+        key = (r["fraction"], r["init"], r["synthetic"], r["seed"])
+        entry = cells.setdefault(key, {"cell_id": r["cell_id"], "balanced_accuracy": r["balanced_accuracy"],
+                                       "accuracy": r["accuracy"], "recall": {}})
+        entry["recall"][r["class"]] = r["recall"]
+    return cells
+
+
+def seed_summary(cells: dict[tuple[float, str, bool, int], dict[str, Any]], value: Callable[[dict], float],
+                 level: float) -> dict[tuple[float, str, bool], Interval]:
+    """Mean and t-interval over seeds of ``value(cell)`` per ``(fraction, init, synthetic)``."""
+    groups: dict[tuple[float, str, bool], list[float]] = defaultdict(list)
+    for (fraction, init, synthetic, _seed), entry in sorted(cells.items()):
+        groups[(fraction, init, synthetic)].append(value(entry))
+    return {k: mean_t_interval(v, level) for k, v in groups.items()}
+
+
+def synthetic_effects(cells: dict[tuple[float, str, bool, int], dict[str, Any]],
+                      load: Callable[[str], Predictions], classes: list[str], ctx: ReportContext) -> list[Effect]:
+    """Paired effect of synthetic images on each class's recall: pooled, then per fraction and per init.
+
+    For every (init, fraction, seed) with both an off and an on cell, the per-image difference
+    ``correct_on - correct_off`` over the class's test images is taken; per seed these are averaged
+    over the conditions in scope, giving a (seeds, images) array for :func:`paired_bootstrap`.
+
+    Raises:
+        DermkitError: the two cells of a pair were tested on different images.
+    """
+    pairs = sorted({(f, i, s) for (f, i, syn, s) in cells if syn and (f, i, False, s) in cells})
+    if not pairs:
+        return []
+    truth: dict[tuple[float, str, int], np.ndarray] = {}  # (N,) true class of each test image
+    on_off: dict[tuple[float, str, int], np.ndarray] = {}  # (N,) correct_on - correct_off per test image
+    for f, i, s in pairs:
+        off, on = load(cells[(f, i, False, s)]["cell_id"]), load(cells[(f, i, True, s)]["cell_id"])
+        if not np.array_equal(off.image_ids, on.image_ids):
+            raise DermkitError(f"Cells {cells[(f, i, False, s)]['cell_id']} and {cells[(f, i, True, s)]['cell_id']} "
+                               "were tested on different images; their split settings differ. Re-run the grid.")
+        truth[(f, i, s)] = off.true
+        on_off[(f, i, s)] = on.correct.astype(float) - off.correct.astype(float)
+    scopes: list[tuple[str, Callable[[tuple[float, str, int]], bool]]] = [("all", lambda p: True)]
+    scopes += [(f"fraction {f:g}", lambda p, f=f: p[0] == f) for f in sorted({p[0] for p in pairs})]
+    scopes += [(f"init {i}", lambda p, i=i: p[1] == i) for i in sorted({p[1] for p in pairs})]
+    effects = []
+    for klass in classes:
+        for scope, keep in scopes:
+            chosen = [p for p in pairs if keep(p)]
+            by_seed: dict[int, list[np.ndarray]] = defaultdict(list)
+            for p in chosen:
+                mask = truth[p] == klass
+                by_seed[p[2]].append(on_off[p][mask])
+            if not by_seed or not next(iter(by_seed.values()))[0].size:
+                continue
+            matrix = np.stack([np.mean(by_seed[s], axis=0) for s in sorted(by_seed)])  # (S, N_class)
+            interval = paired_bootstrap(matrix, ctx.n_bootstrap, ctx.level, ctx.bootstrap_seed)
+            effects.append(Effect(klass, scope, interval, len(chosen), len(by_seed), matrix.shape[1]))
+    return effects
+
+
+# -- figures ----------------------------------------------------------------------------------
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _fraction_axis(ax: Any, fractions: list[float]) -> None:
+    ax.set_xscale("log")
+    ax.set_xticks(fractions, [f"{f:g}" for f in fractions])
+    ax.minorticks_off()
+    ax.set_xlabel("label fraction of the training split")
+    ax.grid(alpha=0.3)
+
+
+def plot_balanced_accuracy(path: Path, summary: dict[tuple[float, str, bool], Interval], level: float) -> None:
+    """Balanced accuracy against label fraction, one line per init, a panel per synthetic setting."""
+    plt = _pyplot()
+    synthetic = sorted({k[2] for k in summary})
+    fractions = sorted({k[0] for k in summary})
+    inits = list(dict.fromkeys(k[1] for k in summary))
+    fig, axes = plt.subplots(1, len(synthetic), figsize=(4.6 * len(synthetic), 3.6), sharey=True, squeeze=False)
+    for ax, syn in zip(axes[0], synthetic):
+        for init in inits:
+            xs = [f for f in fractions if (f, init, syn) in summary]
+            ivs = [summary[(f, init, syn)] for f in xs]
+            colour = INIT_COLOURS.get(init)
+            ax.plot(xs, [iv.estimate for iv in ivs], marker="o", color=colour, label=init)
+            ax.fill_between(xs, [iv.low for iv in ivs], [iv.high for iv in ivs], color=colour, alpha=0.2)
+        _fraction_axis(ax, fractions)
+        ax.set_title("with synthetic images" if syn else "real images only", fontsize=10)
+    axes[0][0].set_ylabel(f"test balanced accuracy\n(mean, {level:.0%} t-interval over seeds)")
+    axes[0][-1].legend(fontsize=8, title="initialisation", title_fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_minority_recall(path: Path, recall: dict[str, dict[tuple[float, str, bool], Interval]]) -> None:
+    """Recall of each minority class against label fraction: solid without, dashed with synthetic images."""
+    plt = _pyplot()
+    classes = list(recall)
+    columns = min(2, len(classes))
+    rows = math.ceil(len(classes) / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.6 * columns, 3.3 * rows), sharey=True, squeeze=False)
+    for ax in axes.flat[len(classes):]:
+        ax.axis("off")
+    for ax, klass in zip(axes.flat, classes):
+        summary = recall[klass]
+        fractions = sorted({k[0] for k in summary})
+        for init in dict.fromkeys(k[1] for k in summary):
+            for syn in sorted({k[2] for k in summary}):
+                xs = [f for f in fractions if (f, init, syn) in summary]
+                ax.plot(xs, [summary[(f, init, syn)].estimate for f in xs], marker="o" if syn else "s",
+                        linestyle="--" if syn else "-", color=INIT_COLOURS.get(init),
+                        label=f"{init}, {'synthetic' if syn else 'real only'}")
+        _fraction_axis(ax, fractions)
+        ax.set_ylim(-0.03, 1.03)
+        ax.set_title(f"{klass} ({display_name(klass)})", fontsize=10)
+        ax.set_ylabel("test recall (mean over seeds)")
+    axes.flat[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_synthetic_effect(path: Path, effects: list[Effect], level: float) -> None:
+    """Forest plot: per class and scope, the paired difference in recall with its bootstrap interval."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 0.32 * len(effects) + 1.2))
+    for y, e in enumerate(effects):
+        pooled = e.scope == "all"
+        colour = {"helps": "tab:green", "hurts": "tab:red"}.get(verdict(e.interval), "tab:gray") if pooled else "0.55"
+        ax.errorbar(e.interval.estimate, y, xerr=[[e.interval.estimate - e.interval.low],
+                                                   [e.interval.high - e.interval.estimate]],
+                    fmt="D" if pooled else "o", color=colour, ms=6 if pooled else 4, capsize=2)
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_yticks(range(len(effects)), [f"{e.klass} · {e.scope}" for e in effects], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"recall with minus without synthetic images (paired, {level:.0%} bootstrap CI)")
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# -- markdown ---------------------------------------------------------------------------------
+def _iv(interval: Interval) -> str:
+    if not math.isfinite(interval.estimate):
+        return "-"
+    if not interval.defined:
+        return f"{interval.estimate:.3f} (n={interval.n})"
+    return f"{interval.estimate:.3f} [{interval.low:.3f}, {interval.high:.3f}]"
+
+
+def _signed(interval: Interval) -> str:
+    return f"{interval.estimate:+.3f} [{interval.low:+.3f}, {interval.high:+.3f}]"
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def write_report(out_dir: Path, rows: list[dict[str, Any]], load: Callable[[str], Predictions],
+                 ctx: ReportContext) -> Path:
+    """Write ``report.md`` and its figures (under ``figures/``) into ``out_dir``; returns the report path.
+
+    Args:
+        out_dir: the benchmark's output folder.
+        rows: the rows of ``results.csv`` (:func:`bench.results.read_results`).
+        load: a cell id -> its test predictions.
+        ctx: how the results were made.
+
+    Raises:
+        DermkitError: no results to report.
+    """
+    if not rows:
+        raise DermkitError("No finished cells to report on: results.csv is empty.")
+    figures = out_dir / "figures"
+    figures.mkdir(parents=True, exist_ok=True)
+    cells = cell_table(rows)
+    seeds = sorted({k[3] for k in cells})
+    bal = seed_summary(cells, lambda e: e["balanced_accuracy"], ctx.level)
+    minority = [c for c in ctx.minority_classes if any(c in e["recall"] for e in cells.values())]
+    recall = {c: seed_summary(cells, lambda e, c=c: e["recall"].get(c, math.nan), ctx.level) for c in minority}
+    effects = synthetic_effects(cells, load, minority, ctx)
+
+    plot_balanced_accuracy(figures / FIGURES["balanced_accuracy"], bal, ctx.level)
+    if minority:
+        plot_minority_recall(figures / FIGURES["minority_recall"], recall)
+    if effects:
+        plot_synthetic_effect(figures / FIGURES["synthetic_effect"], effects, ctx.level)
+
+    data = ctx.data
+    lines = [f"# Label efficiency and synthetic minority images: preset `{ctx.preset}`", ""]
+    if data.get("name") == "demo":
+        lines += ["> **DEMO DATA, NEVER EVIDENCE.** These numbers come from the embedded procedural demo images "
+                  "(drawn blobs, not skin). They show that the pipeline runs end to end and say nothing about "
+                  "skin lesions. Run the `cpu-small` or `gpu-full` preset on HAM10000 for results.", ""]
+    for caveat in ctx.caveats:
+        lines += [f"> **Caveat.** {caveat}", ""]
+    lines += ["## Setup", "",
+              f"- Preset: `{ctx.preset}`" + (f" ({ctx.about})" if ctx.about else ""),
+              f"- Command: `{ctx.command}`",
+              f"- Data: `{data.get('name')}` at `{data.get('root')}`, {data.get('images')} images at "
+              f"{data.get('image_size')} px, lesion-grouped split seed {data.get('split_seed')}, "
+              f"split hash `{data.get('split_hash')}`",
+              "- Test images per class: " + ", ".join(f"{c} {n}" for c, n in ctx.test_counts.items()),
+              f"- Seeds: {', '.join(map(str, seeds))} ({len(seeds)} fine-tuning runs per configuration)",
+              f"- Cells: {len(cells)} (label fractions {', '.join(f'{f:g}' for f in sorted({k[0] for k in cells}))}; "
+              f"initialisations {', '.join(dict.fromkeys(k[1] for k in cells))}; "
+              f"synthetic {', '.join('on' if s else 'off' for s in sorted({k[2] for k in cells}))})",
+              *[f"- {s}" for s in ctx.settings], "",
+              "Every number is measured on the test split, which no stage trains on: pretraining and the generator "
+              "use training images only, synthetic images enter training data only.", ""]
+
+    lines += ["## Balanced accuracy against label fraction", "",
+              f"![balanced accuracy](figures/{FIGURES['balanced_accuracy']})", "",
+              f"Mean over seeds with a two-sided {ctx.level:.0%} Student-t interval (n - 1 degrees of freedom, "
+              "n = seeds): the band in the figure, the brackets below.", ""]
+    fractions = sorted({k[0] for k in bal})
+    header = ["initialisation", "synthetic", *(f"fraction {f:g}" for f in fractions)]
+    body = []
+    for init in dict.fromkeys(k[1] for k in bal):
+        for syn in sorted({k[2] for k in bal}):
+            body.append([init, "on" if syn else "off",
+                         *(_iv(bal[(f, init, syn)]) if (f, init, syn) in bal else "-" for f in fractions)])
+    lines += [*_md_table(header, body), ""]
+
+    if minority:
+        lines += ["## Minority-class recall with and without synthetic images", "",
+                  f"![minority recall](figures/{FIGURES['minority_recall']})", "",
+                  f"Test recall, mean over seeds [{ctx.level:.0%} t-interval]; columns are label fractions.", ""]
+        body = []
+        for klass in minority:
+            for (init, syn) in dict.fromkeys((k[1], k[2]) for k in recall[klass]):
+                body.append([klass, init, "on" if syn else "off",
+                             *(_iv(recall[klass][(f, init, syn)]) if (f, init, syn) in recall[klass] else "-"
+                               for f in fractions)])
+        lines += [*_md_table(["class", "initialisation", "synthetic", *(f"{f:g}" for f in fractions)], body), ""]
+
+    lines += ["## Do synthetic images help the minority classes?", ""]
+    if effects:
+        lines += [f"![synthetic effect](figures/{FIGURES['synthetic_effect']})", "",
+                  "Paired comparison: for every initialisation, label fraction and seed, the run with synthetic "
+                  "images is compared with the run without them on the same test images. Per test image of a class "
+                  "the difference is 1 (only the synthetic-on run is right), -1 or 0; its mean is the difference in "
+                  f"recall. The {ctx.level:.0%} interval is a percentile bootstrap ({ctx.n_bootstrap} replicates, "
+                  f"seed {ctx.bootstrap_seed}) that resamples seeds and, independently, the class's test images, both "
+                  "with replacement. Verdict: **helps** when the whole interval is above 0, **hurts** when below 0, "
+                  "otherwise **no detectable effect**.", "",
+                  "Pooled over every initialisation and label fraction (the verdict):", ""]
+        body = [[e.klass, display_name(e.klass), _signed(e.interval), str(e.pairs), str(e.seeds), str(e.images),
+                 f"**{verdict(e.interval)}**"] for e in effects if e.scope == "all"]
+        lines += [*_md_table(["class", "name", "Δ recall [CI]", "pairs", "seeds", "test images", "verdict"], body), ""]
+        lines += ["By label fraction and by initialisation (descriptive: with this many intervals some exclude 0 by "
+                  "chance, so read the pooled verdict first):", ""]
+        body = [[e.klass, e.scope, _signed(e.interval), str(e.pairs)] for e in effects if e.scope != "all"]
+        lines += [*_md_table(["class", "conditions", "Δ recall [CI]", "pairs"], body), ""]
+    else:
+        lines += ["No paired cells (the grid ran synthetic off or on only), so no effect is estimated.", ""]
+
+    if ctx.timings:
+        lines += ["## Running time", "", "Per step as recorded in its `done.json`: wall-clock seconds and the CPU seconds "
+                  "(user + system) of the stage process, which depend less on what else the machine was running. "
+                  "Steps reused from an earlier invocation keep their original times.", ""]
+        groups: dict[str, list[tuple[float, float]]] = defaultdict(list)
+        for name, times in ctx.timings.items():
+            groups[name.split("/")[0]].append(times)
+        body = [[g, str(len(v)), f"{sum(t[0] for t in v):.0f}", f"{sum(t[1] for t in v):.0f}",
+                 f"{np.mean([t[0] for t in v]):.1f}"] for g, v in groups.items()]
+        body.append(["total", str(len(ctx.timings)), f"{sum(t[0] for t in ctx.timings.values()):.0f}",
+                     f"{sum(t[1] for t in ctx.timings.values()):.0f}", ""])
+        lines += [*_md_table(["stage", "steps", "wall s", "CPU s", "mean wall s per step"], body), ""]
+        if ctx.wall_seconds:
+            lines += [f"This invocation took {ctx.wall_seconds:.0f} s of wall-clock time end to end.", ""]
+
+    lines += ["## Files", "", "- `results.csv`: one row per cell and class (fraction, init, synthetic, seed, class, "
+              "recall, precision, f1, support, balanced_accuracy, accuracy).",
+              "- `cells/<cell>/`: each fine-tuning run (metrics.json, predictions.csv, config.yaml, run.json, stage.log).",
+              ""]
+    path = out_dir / "report.md"
+    path.write_text("\n".join(lines))
+    return path

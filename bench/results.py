@@ -1,0 +1,133 @@
+"""Reading the cells' outputs, and the tidy ``results.csv``.
+
+Per cell, ``finetune.train`` writes (see ``finetune/outputs.py``):
+
+- ``metrics.json``: test-set metrics, with ``balanced_accuracy``, ``accuracy`` and ``per_class``
+  ``{class: {recall, precision, f1, support, ...}}``;
+- ``predictions.csv``: ``image_id, true, predicted, prob_<class>...``, one row per test image.
+
+``results.csv`` has one row per cell and class (:data:`RESULT_COLUMNS`); a cell's balanced accuracy
+and accuracy repeat on each of its rows, so the file needs no join to plot.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dermkit.errors import DermkitError
+from bench.grid import Cell
+
+METRICS_FILE = "metrics.json"
+PREDICTIONS_FILE = "predictions.csv"
+RESULT_COLUMNS: tuple[str, ...] = ("cell_id", "fraction", "init", "synthetic", "seed", "class", "recall",
+                                   "precision", "f1", "support", "balanced_accuracy", "accuracy")
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """One cell's test predictions.
+
+    Attributes:
+        image_ids: (N,) image ids, sorted.
+        true: (N,) true class names.
+        correct: (N,) bool, prediction equals the true class.
+    """
+
+    image_ids: np.ndarray
+    true: np.ndarray
+    correct: np.ndarray
+
+
+def read_metrics(cell_dir: Path) -> dict[str, Any]:
+    """A cell's ``metrics.json``.
+
+    Raises:
+        DermkitError: missing or malformed file, or no ``balanced_accuracy`` / ``per_class``.
+    """
+    path = cell_dir / METRICS_FILE
+    try:
+        metrics = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise DermkitError(f"Cannot read {path}: {err}. Re-run the benchmark to recompute this cell.") from None
+    missing = [k for k in ("balanced_accuracy", "accuracy", "per_class") if k not in metrics]
+    if missing:
+        raise DermkitError(f"{path} lacks the key(s) {', '.join(missing)} (written by finetune.train).")
+    return metrics
+
+
+def read_predictions(cell_dir: Path) -> Predictions:
+    """A cell's ``predictions.csv`` (columns ``image_id``, ``true``, ``predicted``).
+
+    Raises:
+        DermkitError: missing file or columns.
+    """
+    path = cell_dir / PREDICTIONS_FILE
+    try:
+        with path.open(newline="") as handle:
+            reader = csv.DictReader(handle)
+            missing = [c for c in ("image_id", "true", "predicted") if c not in (reader.fieldnames or [])]
+            if missing:
+                raise DermkitError(f"{path} lacks the column(s) {', '.join(missing)} (written by finetune.train).")
+            rows = [(r["image_id"], r["true"], r["predicted"]) for r in reader]
+    except OSError as err:
+        raise DermkitError(f"Cannot read {path}: {err}. Re-run the benchmark to recompute this cell.") from None
+    rows.sort()
+    ids = np.array([r[0] for r in rows])
+    true = np.array([r[1] for r in rows])
+    return Predictions(ids, true, true == np.array([r[2] for r in rows]))
+
+
+def result_rows(cell: Cell, metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    """The tidy rows of one cell: one per class of its ``metrics.json``."""
+    rows = []
+    for klass, values in metrics["per_class"].items():
+        rows.append({
+            "cell_id": cell.cell_id, **cell.as_dict(), "class": klass,
+            **{k: values.get(k) for k in ("recall", "precision", "f1", "support")},
+            "balanced_accuracy": metrics["balanced_accuracy"], "accuracy": metrics["accuracy"],
+        })
+    return rows
+
+
+def write_results(path: Path, rows: list[dict[str, Any]]) -> Path:
+    """Write ``results.csv`` (undefined values as empty cells)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, RESULT_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: "" if row[k] is None else row[k] for k in RESULT_COLUMNS})
+    return path
+
+
+def read_results(path: Path) -> list[dict[str, Any]]:
+    """Read ``results.csv`` back with typed values (empty cells as NaN).
+
+    Raises:
+        DermkitError: the file is missing or lacks columns.
+    """
+    if not path.is_file():
+        raise DermkitError(f"{path} does not exist. Run python -m bench.label_efficiency first.")
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        missing = [c for c in RESULT_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise DermkitError(f"{path} lacks the column(s) {', '.join(missing)}.")
+        raw = list(reader)
+
+    def number(text: str) -> float:
+        return float(text) if text != "" else float("nan")
+
+    return [{
+        "cell_id": r["cell_id"], "fraction": float(r["fraction"]), "init": r["init"],
+        "synthetic": r["synthetic"] == "True", "seed": int(r["seed"]), "class": r["class"],
+        "recall": number(r["recall"]), "precision": number(r["precision"]), "f1": number(r["f1"]),
+        "support": int(number(r["support"])) if r["support"] else 0,
+        "balanced_accuracy": number(r["balanced_accuracy"]), "accuracy": number(r["accuracy"]),
+    } for r in raw]

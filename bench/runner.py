@@ -1,0 +1,256 @@
+"""Run the pipeline's steps as subprocesses, inputs first, with a live rich table.
+
+Each step runs as ``python -m <module> <args>`` with the repository root as working directory, its
+output (progress bars included) going to ``stage.log`` in its folder. Up to ``jobs`` steps run at
+once; a step starts when all its input steps are done. Steps already done under the same key
+(:mod:`bench.grid`) are skipped, so re-running the command resumes an interrupted pipeline.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from rich.console import Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from dermkit.config import REPO_ROOT
+from dermkit.console import console
+from bench.grid import LOG_FILE, Step, is_done, mark_done, prepare_folder
+
+POLL_SECONDS = 0.5
+LOG_TAIL_LINES = 15
+
+
+@dataclass
+class _Running:
+    step: Step
+    key: str
+    process: subprocess.Popen
+    log: IO[str]
+    started: float
+    cpu_seconds: float = 0.0
+
+    def reap(self) -> bool:
+        """Whether the process has exited; if so, record its exit status and CPU time.
+
+        ``os.wait4`` returns the finished child's own resource usage, so the CPU seconds (user +
+        system) of each step are exact even with several steps running at once; on a shared
+        machine they are a steadier measure of cost than wall time.
+        """
+        if self.process.returncode is not None:
+            return True
+        pid, status, usage = os.wait4(self.process.pid, os.WNOHANG)
+        if pid == 0:
+            return False
+        self.process.returncode = os.waitstatus_to_exitcode(status)
+        self.cpu_seconds = usage.ru_utime + usage.ru_stime
+        return True
+
+
+@dataclass
+class RunSummary:
+    """What happened to each step.
+
+    Attributes:
+        skipped: steps already done under the same key (not run again).
+        ran: steps run now, with their running time in seconds.
+        failed: steps that failed, with the path of their log.
+        blocked: steps not run because an input failed.
+        cleared: steps whose stale folder (other settings) was removed before running.
+    """
+
+    skipped: list[str] = field(default_factory=list)
+    ran: dict[str, float] = field(default_factory=dict)
+    failed: dict[str, Path] = field(default_factory=dict)
+    blocked: list[str] = field(default_factory=list)
+    cleared: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.blocked
+
+
+def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    """The last ``lines`` lines of a log file ('' when it cannot be read)."""
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+class Runner:
+    """Runs steps in dependency order with at most ``jobs`` at a time.
+
+    Args:
+        steps: every step of the pipeline (inputs listed before the steps reading them or not).
+        out_root: the benchmark's output folder (written as ``<out>`` in keys).
+        data_fingerprint: the data identity that enters every key.
+        jobs: steps run at the same time.
+        threads: ``OMP_NUM_THREADS`` of each step (0: inherit).
+        keep_going: after a failure, keep running steps that do not depend on it.
+        describe: text shown for a finished step in the live table (e.g. its balanced accuracy),
+            or None for nothing.
+        env: environment variables set for every step (on top of this process's environment).
+        python: interpreter running the stages (default: this one).
+    """
+
+    def __init__(self, steps: list[Step], out_root: Path, data_fingerprint: dict[str, Any], jobs: int = 1,
+                 threads: int = 0, keep_going: bool = False,
+                 describe: Callable[[Step], str | None] | None = None, env: dict[str, str] | None = None,
+                 python: str = sys.executable) -> None:
+        names = [s.name for s in steps]
+        if len(set(names)) != len(names):
+            raise ValueError(f"step names must be unique: {sorted(n for n in set(names) if names.count(n) > 1)}")
+        self.steps = steps
+        self.out_root = out_root
+        self.data_fingerprint = data_fingerprint
+        self.jobs = max(1, jobs)
+        self.threads = threads
+        self.keep_going = keep_going
+        self.describe = describe or (lambda step: None)
+        self.extra_env = dict(env or {})
+        self.python = python
+        self.state: dict[str, str] = {s.name: "waiting" for s in steps}
+        self.keys: dict[str, str] = {}  # step name -> key, once its inputs are done
+        self.finished_lines: list[str] = []
+        self.started_at = time.time()
+
+    # -- scheduling -------------------------------------------------------------------------
+    def _inputs_state(self, step: Step) -> str:
+        states = {self.state[s.name] for s in step.inputs}
+        if states & {"failed", "blocked"}:
+            return "blocked"
+        return "ready" if states <= {"done", "skipped"} else "waiting"
+
+    def _env(self) -> dict[str, str]:
+        env = {**os.environ, **self.extra_env, "PYTHONUNBUFFERED": "1"}
+        if self.threads > 0:
+            env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(self.threads)
+        return env
+
+    def _start(self, step: Step, key: str, summary: RunSummary) -> _Running:
+        if prepare_folder(step, key):
+            summary.cleared.append(step.name)
+        log = (step.out_dir / LOG_FILE).open("w")
+        log.write("$ " + " ".join(step.command("python")) + "\n")
+        log.flush()
+        process = subprocess.Popen(step.command(self.python), cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, env=self._env())
+        self.state[step.name] = "running"
+        return _Running(step, key, process, log, time.time())
+
+    def run(self) -> RunSummary:
+        """Run every step that is not done; returns what happened (failures do not raise)."""
+        summary = RunSummary()
+        running: list[_Running] = []
+        stop = False  # set by a failure without keep_going: launch nothing new, let running steps end
+        with Live(self._render(running), console=console, refresh_per_second=2, transient=False) as live:
+            try:
+                while True:
+                    self._settle(summary)
+                    for step in self.steps:
+                        if stop or len(running) >= self.jobs:
+                            break
+                        if self.state[step.name] == "ready":
+                            running.append(self._start(step, self.keys[step.name], summary))
+                    if not running:
+                        break
+                    time.sleep(POLL_SECONDS)
+                    for job in [j for j in running if j.reap()]:
+                        running.remove(job)
+                        if not self._finish(job, summary):
+                            stop = stop or not self.keep_going
+                    live.update(self._render(running))
+            except KeyboardInterrupt:
+                for job in running:  # only the processes started here
+                    job.process.terminate()
+                for job in running:
+                    job.process.wait()
+                    job.log.close()
+                raise
+            finally:
+                live.update(self._render(running))
+        summary.blocked += [s.name for s in self.steps
+                            if self.state[s.name] in ("waiting", "ready") and s.name not in summary.blocked]
+        return summary
+
+    def _settle(self, summary: RunSummary) -> None:
+        """Mark waiting steps whose inputs are settled as skipped (done before), ready, or blocked.
+
+        Repeats until nothing changes, since a skipped step can make its readers ready at once.
+        """
+        progressed = True
+        while progressed:
+            progressed = False
+            for step in self.steps:
+                if self.state[step.name] != "waiting":
+                    continue
+                inputs = self._inputs_state(step)
+                if inputs == "waiting":
+                    continue
+                progressed = True
+                if inputs == "blocked":
+                    self.state[step.name] = "blocked"
+                    summary.blocked.append(step.name)
+                    continue
+                key = step.key(self.out_root, self.data_fingerprint)
+                if is_done(step, key):
+                    self.state[step.name] = "skipped"
+                    summary.skipped.append(step.name)
+                    self._note_finished(step, cached=True)
+                else:
+                    self.state[step.name] = "ready"
+                    self.keys[step.name] = key
+
+    def _finish(self, job: _Running, summary: RunSummary) -> bool:
+        """Record an exited step as done (exit status 0 and every output written) or failed; returns success."""
+        job.log.close()
+        seconds = time.time() - job.started
+        log_path = job.step.out_dir / LOG_FILE
+        if job.process.returncode == 0:
+            try:
+                mark_done(job.step, job.key, seconds, job.cpu_seconds)
+            except FileNotFoundError as err:
+                with log_path.open("a") as log:
+                    log.write(f"\n[bench] {err}\n")
+            else:
+                self.state[job.step.name] = "done"
+                summary.ran[job.step.name] = seconds
+                self._note_finished(job.step, cached=False, seconds=seconds)
+                return True
+        self.state[job.step.name] = "failed"
+        summary.failed[job.step.name] = log_path
+        self.finished_lines.append(f"[red]failed[/] {job.step.name} (exit {job.process.returncode}; log: {log_path})")
+        return False
+
+    # -- display ----------------------------------------------------------------------------
+    def _note_finished(self, step: Step, cached: bool, seconds: float = 0.0) -> None:
+        result = self.describe(step)
+        how = "cached" if cached else f"{seconds:.0f} s"
+        self.finished_lines.append(f"{step.name} ({how})" + (f": {result}" if result else ""))
+
+    def _render(self, running: list[_Running]) -> Group:
+        kinds = list(dict.fromkeys(s.kind for s in self.steps))
+        counts = Table(title=f"label-efficiency grid · {time.time() - self.started_at:.0f} s elapsed")
+        for column in ("stage", "done", "running", "remaining", "failed"):
+            counts.add_column(column, justify="left" if column == "stage" else "right")
+        for kind in kinds:
+            states = [self.state[s.name] for s in self.steps if s.kind == kind]
+            done = sum(st in ("done", "skipped") for st in states)
+            now = states.count("running")
+            failed = sum(st in ("failed", "blocked") for st in states)
+            counts.add_row(kind, str(done), str(now), str(len(states) - done - now - failed), str(failed))
+        lines = [Text.from_markup(f"[cyan]running[/] {j.step.name} ({time.time() - j.started:.0f} s)")
+                 for j in running]
+        lines += [Text.from_markup(line) for line in self.finished_lines[-5:]]
+        return Group(counts, *lines)
+

@@ -1,0 +1,132 @@
+"""Step keys, done markers and resume (bench.grid, bench.runner), with a fake stage command."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench.grid import DONE_FILE, Cell, Step, is_done, mark_done, prepare_folder, read_done
+from bench.runner import Runner
+
+# A stand-in stage: writes result.txt (its value plus the text of the files it reads), logs its
+# name to a counter file, and fails on request. Runs as `python -m fake_stage key=value ...`.
+FAKE_STAGE = """
+import pathlib, sys
+args = dict(a.split("=", 1) for a in sys.argv[1:])
+if args.get("fail") == "1":
+    sys.exit(3)
+out = pathlib.Path(args["out"])
+out.mkdir(parents=True, exist_ok=True)
+text = args["value"] + "".join(pathlib.Path(p).read_text() for p in args.get("reads", "").split(",") if p)
+(out / "result.txt").write_text(text)
+with open(args["counter"], "a") as fh:
+    fh.write(args["name"] + "\\n")
+"""
+DATA = {"name": "fake", "split_hash": "abc"}
+
+
+def _stage_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "stage_code"
+    folder.mkdir(exist_ok=True)
+    (folder / "fake_stage.py").write_text(FAKE_STAGE)
+    return folder
+
+
+def _pipeline(root: Path, counter: Path, values: dict[str, str], fail: str = "") -> list[Step]:
+    """a -> b, a -> c; c also reads b's output when ``values`` has 'c_reads_b'."""
+    steps: dict[str, Step] = {}
+    for name, inputs in (("a", []), ("b", ["a"]), ("c", ["a"])):
+        folder = root / name
+        reads = ",".join(str(steps[i].out_dir / "result.txt") for i in inputs)
+        args = [f"out={folder}", f"value={values[name]}", f"counter={counter}", f"name={name}", f"reads={reads}"]
+        if name == fail:
+            args.append("fail=1")
+        steps[name] = Step(name, "kind-" + name, "fake_stage", args, folder, ("result.txt",),
+                           [steps[i] for i in inputs])
+    return list(steps.values())
+
+
+def _run(tmp_path: Path, steps: list[Step], keep_going: bool = False):
+    runner = Runner(steps, tmp_path / "out", DATA, jobs=2, keep_going=keep_going,
+                    env={"PYTHONPATH": str(_stage_dir(tmp_path))})
+    return runner.run()
+
+
+def _ran(counter: Path) -> list[str]:
+    return sorted(counter.read_text().split()) if counter.exists() else []
+
+
+def test_cell_id_names_every_axis() -> None:
+    assert Cell(0.1, "simclr", True, 2).cell_id == "f0.1-simclr-synth-s2"
+    assert Cell(1.0, "random", False, 0).cell_id == "f1-random-real-s0"
+
+
+def test_key_ignores_the_output_root_and_changes_with_settings(tmp_path: Path) -> None:
+    one = Step("x", "k", "m", [f"out={tmp_path / 'A' / 'x'}", "lr=1"], tmp_path / "A" / "x", ())
+    moved = Step("x", "k", "m", [f"out={tmp_path / 'B' / 'x'}", "lr=1"], tmp_path / "B" / "x", ())
+    changed = Step("x", "k", "m", [f"out={tmp_path / 'A' / 'x'}", "lr=2"], tmp_path / "A" / "x", ())
+    key = one.key(tmp_path / "A", DATA)
+    assert moved.key(tmp_path / "B", DATA) == key
+    assert changed.key(tmp_path / "A", DATA) != key
+    assert one.key(tmp_path / "A", {**DATA, "split_hash": "other"}) != key
+
+
+def test_done_marker_requires_same_key_and_intact_outputs(tmp_path: Path) -> None:
+    step = Step("x", "k", "m", [], tmp_path / "x", ("out.txt",))
+    prepare_folder(step, "key1")
+    with pytest.raises(FileNotFoundError):
+        mark_done(step, "key1", 1.0)
+    (step.out_dir / "out.txt").write_text("result")
+    mark_done(step, "key1", 1.0)
+    assert is_done(step, "key1") and not is_done(step, "key2")
+    (step.out_dir / "out.txt").write_text("tampered")
+    assert read_done(step) is None and not is_done(step, "key1")
+
+
+def test_prepare_folder_keeps_an_interrupted_run_and_clears_a_stale_one(tmp_path: Path) -> None:
+    step = Step("x", "k", "m", [], tmp_path / "x", ("out.txt",))
+    assert not prepare_folder(step, "key1")
+    (step.out_dir / "checkpoint").write_text("half done")
+    assert not prepare_folder(step, "key1")  # same settings: the stage resumes from its checkpoint
+    assert (step.out_dir / "checkpoint").exists()
+    assert prepare_folder(step, "key2")  # other settings: the old checkpoint must not be resumed
+    assert not (step.out_dir / "checkpoint").exists()
+
+
+def test_runner_resumes_and_reruns_only_what_a_change_affects(tmp_path: Path) -> None:
+    counter = tmp_path / "counter.txt"
+    values = {"a": "1", "b": "2", "c": "3"}
+    summary = _run(tmp_path, _pipeline(tmp_path / "out", counter, values))
+    assert summary.ok and sorted(summary.ran) == ["a", "b", "c"] and _ran(counter) == ["a", "b", "c"]
+    assert (tmp_path / "out" / "b" / "result.txt").read_text() == "21"
+    record = json.loads((tmp_path / "out" / "b" / DONE_FILE).read_text())
+    assert set(record["outputs"]) == {"result.txt"} and record["seconds"] >= 0
+
+    counter.unlink()
+    summary = _run(tmp_path, _pipeline(tmp_path / "out", counter, values))
+    assert summary.ok and summary.ran == {} and sorted(summary.skipped) == ["a", "b", "c"]
+    assert _ran(counter) == []
+
+    summary = _run(tmp_path, _pipeline(tmp_path / "out", counter, {**values, "b": "20"}))
+    assert sorted(summary.ran) == ["b"] and sorted(summary.skipped) == ["a", "c"]
+    assert summary.cleared == ["b"]
+    assert (tmp_path / "out" / "b" / "result.txt").read_text() == "201"
+
+    counter.unlink()
+    summary = _run(tmp_path, _pipeline(tmp_path / "out", counter, {**values, "a": "9", "b": "20"}))
+    assert sorted(summary.ran) == ["a", "b", "c"]  # a's output changed, so both readers re-run
+    assert (tmp_path / "out" / "c" / "result.txt").read_text() == "39"
+
+
+def test_runner_reports_a_failure_and_blocks_its_dependents(tmp_path: Path) -> None:
+    counter = tmp_path / "counter.txt"
+    values = {"a": "1", "b": "2", "c": "3"}
+    summary = _run(tmp_path, _pipeline(tmp_path / "out", counter, values, fail="a"))
+    assert not summary.ok and list(summary.failed) == ["a"] and sorted(summary.blocked) == ["b", "c"]
+    assert summary.failed["a"].is_file()  # the log is kept
+    assert not is_done(_pipeline(tmp_path / "out", counter, values)[0], "any")
+
+    summary = _run(tmp_path, _pipeline(tmp_path / "out", counter, values, fail="b"), keep_going=True)
+    assert list(summary.failed) == ["b"] and sorted(summary.ran) == ["a", "c"]

@@ -1,0 +1,172 @@
+"""The grid command: presets, validation, the steps it builds, and a real two-cell run on demo data."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from bench.config import BenchConfig
+from bench.grid import DONE_FILE
+from bench.label_efficiency import build_steps, main, parse_args, preset_path, validate
+from bench.results import read_results
+from dermkit.config import CONFIG_DIR, REPO_ROOT
+from dermkit.errors import DermkitError
+
+PRESETS = sorted(p.stem.removeprefix("bench_").replace("_", "-") for p in CONFIG_DIR.glob("bench_*.yaml"))
+
+
+def _cfg(*overrides: str) -> BenchConfig:
+    return parse_args(["--preset", "demo", *overrides])
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_preset_loads_and_validates(preset: str) -> None:
+    cfg = parse_args(["--preset", preset])
+    validate(cfg)
+    assert cfg.preset == preset and cfg.about
+    assert "Running time:" in preset_path(preset).read_text()  # each preset states its running time
+    assert len(cfg.grid.seeds) >= 3
+
+
+def test_presets_exist() -> None:
+    assert {"demo", "cpu-small", "gpu-full"} <= set(PRESETS)
+
+
+def test_unknown_preset_lists_the_presets() -> None:
+    with pytest.raises(DermkitError, match="Presets: .*cpu-small"):
+        parse_args(["--preset", "cpu-smal"])
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("grid.inits=[random,simclrr]", "unknown init 'simclrr'.*simclr"),
+    ("grid.inits=[random,imagenet]", "imagenet_weights is empty"),
+    ("grid.imagenet_weights=/nonexistent.pth", "lacks imagenet"),
+    ("grid.fractions=[0.2]", "not a nested label fraction"),
+    ("grid.seeds=[]", "grid.seeds is empty"),
+    ("finetune.overrides=[seed=3]", "sets 'seed'"),
+    ("synth.classes=[melanomaa]", "Unknown class"),
+    ("pretrain.method_overrides={byol:[a=1]}", "unknown method 'byol'"),
+])
+def test_validate_names_the_bad_key(override: str, message: str) -> None:
+    with pytest.raises(DermkitError, match=message):
+        validate(_cfg(override))
+
+
+def test_unknown_key_is_rejected() -> None:
+    with pytest.raises(DermkitError, match="grid.seeds"):
+        _cfg("grid.sedes=[1]")
+
+
+def test_build_steps_wires_the_grid(tmp_path: Path) -> None:
+    cfg = _cfg("grid.fractions=[0.1,1.0]", "grid.inits=[random,simclr,dino]", "grid.seeds=[0,1,2]",
+               "synth.match_fraction=true")
+    steps = build_steps(cfg, tmp_path)
+    kinds = [s.kind for s in steps]
+    assert kinds.count("pretrain") == 2 and kinds.count("synth-train") == 2 and kinds.count("synth-generate") == 2
+    cells = [s for s in steps if s.kind == "cell"]
+    assert len(cells) == 2 * 3 * 2 * 3 and len({s.out_dir for s in cells}) == len(cells)
+    cell = next(s for s in cells if s.cell.cell_id == "f0.1-simclr-synth-s1")
+    assert [i.name for i in cell.inputs] == ["pretrain/simclr", "synth-generate/f0.1"]
+    assert "data.fraction=0.1" in cell.args and "seed=1" in cell.args
+    assert f"model.init={tmp_path / 'pretrain' / 'simclr' / 'backbone.safetensors'}" in cell.args
+    assert f"synth.manifest={tmp_path / 'synth' / 'generate-f0.1' / 'manifest.csv'}" in cell.args
+    generator = next(s for s in steps if s.name == "synth-train/f0.1")
+    assert "data.fraction=0.1" in generator.args  # the generator sees only that fraction's labels
+    random_real = next(s for s in cells if s.cell.cell_id == "f1-random-real-s0")
+    assert random_real.inputs == [] and not any(a.startswith(("model.init", "synth.manifest")) for a in random_real.args)
+
+
+def test_one_generator_without_match_fraction(tmp_path: Path) -> None:
+    steps = build_steps(_cfg("synth.match_fraction=false"), tmp_path)
+    assert [s.name for s in steps if s.kind == "synth-train"] == ["synth-train/f1"]
+
+
+def test_bench_never_imports_the_ssl_stage() -> None:
+    code = "import sys, bench.label_efficiency; print(sorted(m for m in sys.modules if m.startswith('ssl.')))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.slow
+def test_two_cell_grid_on_demo_data_resumes(tmp_path: Path, demo_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Generator (tiny UNet, 2 steps) -> 4 images per class -> two cells (synthetic off and on), 2 steps each."""
+    monkeypatch.setenv("DERMKIT_CACHE", str(demo_cache))
+    config = tmp_path / "bench.yaml"
+    config.write_text(OmegaConf.to_yaml({
+        "preset": "test", "about": "two-cell test",
+        "data": {"name": "demo", "image_size": 32, "batch_size": 32, "num_workers": 0},
+        "model": {"backbone": "tiny_cnn", "small_stem": True},
+        "grid": {"fractions": [1.0], "inits": ["random"], "synthetic": [False, True], "seeds": [0]},
+        "synth": {"n_per_class": 2, "match_fraction": False, "classes": ["mel", "df"],
+                  "train_overrides": ["model.preset=tiny", "trainer.max_steps=2", "trainer.accelerator=cpu"],
+                  "generate_args": ["--steps", "2", "--device", "cpu"]},
+        "finetune": {"overrides": ["trainer.max_steps=2", "trainer.max_epochs=1", "trainer.accelerator=cpu"]},
+        "run": {"jobs": 1, "threads": 0},
+        "report": {"n_bootstrap": 200},
+    }))
+    out = tmp_path / "out"
+    assert main(["--config", str(config), "--out", str(out)]) == 0
+    rows = read_results(out / "results.csv")
+    assert {r["cell_id"] for r in rows} == {"f1-random-real-s0", "f1-random-synth-s0"}
+    assert {"mel", "df", "nv"} <= {r["class"] for r in rows}
+    report = (out / "report.md").read_text()
+    assert "DEMO DATA, NEVER EVIDENCE" in report and "| mel | melanoma |" in report
+    assert all((out / "figures" / f).is_file() for f in ("balanced_accuracy.png", "synthetic_effect.png"))
+
+    def finished() -> dict[str, str]:  # step folder -> its done.json
+        return {p.parent.name: p.read_text() for p in out.rglob(DONE_FILE)}
+
+    first = finished()
+    assert len(first) == 4  # generator, generation, two cells
+    assert main(["--config", str(config), "--out", str(out)]) == 0
+    assert finished() == first  # nothing recomputed
+
+    # More synthetic images: generation and the synthetic cell run again, the generator and the
+    # real-only cell are reused.
+    assert main(["--config", str(config), "--out", str(out), "synth.n_per_class=3"]) == 0
+    again = finished()
+    changed = sorted(name for name in first if again[name] != first[name])
+    assert changed == ["f1-random-synth-s0", "generate-f1"]
+
+
+def test_imagenet_cells_are_keyed_by_the_weights_file(tmp_path: Path) -> None:
+    weights = tmp_path / "resnet18_imagenet.pth"
+    weights.write_bytes(b"first version")
+    overrides = ("grid.inits=[random,imagenet]", f"grid.imagenet_weights={weights}", "grid.synthetic=[false]")
+    cfg = _cfg(*overrides)
+    validate(cfg)
+    cell = next(s for s in build_steps(cfg, tmp_path / "out") if s.cell and s.cell.init == "imagenet")
+    assert f"model.init={weights}" in cell.args and cell.inputs == []
+    key = cell.key(tmp_path / "out", {})
+    weights.write_bytes(b"second version")
+    again = next(s for s in build_steps(_cfg(*overrides), tmp_path / "out") if s.name == cell.name)
+    assert again.key(tmp_path / "out", {}) != key
+
+
+def _stage_output(module: str, option: str) -> str:
+    return subprocess.run([sys.executable, "-m", module, option], cwd=REPO_ROOT, capture_output=True, text=True,
+                          check=True).stdout
+
+
+@pytest.mark.slow
+def test_every_preset_override_is_a_key_of_its_stage() -> None:
+    """A misspelt stage key in a preset would only fail hours into a grid; check them against the stages."""
+    schemas = {m: OmegaConf.create(_stage_output(m, "--help-config"))
+               for m in ("ssl.pretrain", "synth.train", "finetune.train")}
+    generate_help = _stage_output("synth.generate", "--help")
+    for preset in PRESETS:
+        cfg = parse_args(["--preset", preset])
+        for step in build_steps(cfg, Path("/nonexistent")):
+            if step.module == "synth.generate":
+                flags = [a for a in step.args if a.startswith("--")]
+                assert all(f in generate_help for f in flags), (preset, flags)
+                continue
+            for arg in step.args:
+                key = arg.split("=", 1)[0]
+                assert OmegaConf.select(schemas[step.module], key, default="<missing>") != "<missing>", \
+                    f"preset {preset}: {step.module} has no config key {key!r}"

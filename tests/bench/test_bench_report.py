@@ -1,0 +1,116 @@
+"""results.csv round trip and the report with its figures (bench.results, bench.report)."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from bench.grid import Cell
+from bench.report import FIGURES, ReportContext, write_report
+from bench.results import read_predictions, read_results, result_rows, write_results
+from dermkit.errors import DermkitError
+from dermkit.metrics import classification_report
+
+CLASSES = ("df", "mel", "nv")
+TEST_COUNTS = {"df": 30, "mel": 60, "nv": 90}
+
+
+def _write_cell(folder: Path, cell: Cell, rng: np.random.Generator) -> dict:
+    """predictions.csv for one constructed cell; returns its metrics (classification_report)."""
+    true = [c for c, n in TEST_COUNTS.items() for _ in range(n)]
+    ids = [f"ISIC_{i:05d}" for i in range(len(true))]
+    # mel: recall 0.35 without synthetic images, 0.8 with; df and nv: identical either way.
+    p_right = {"mel": 0.8 if cell.synthetic else 0.35, "df": 0.5, "nv": 0.9}
+    same = np.random.default_rng(cell.seed * 100 + int(cell.fraction * 10))  # shared by the pair
+    predicted = []
+    for klass in true:
+        r_pair, r_own = same.random(), rng.random()
+        right = (r_own if klass == "mel" else r_pair) < p_right[klass]
+        predicted.append(klass if right else "nv" if klass != "nv" else "df")
+    folder.mkdir(parents=True)
+    with (folder / "predictions.csv").open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["image_id", "true", "predicted", *(f"prob_{c}" for c in CLASSES)])
+        for i in reversed(range(len(ids))):  # unsorted on purpose: the reader sorts
+            writer.writerow([ids[i], true[i], predicted[i], *(float(predicted[i] == c) for c in CLASSES)])
+    probs = torch.tensor([[float(p == c) for c in CLASSES] for p in predicted])
+    targets = torch.tensor([CLASSES.index(t) for t in true])
+    return classification_report(probs, targets, CLASSES)
+
+
+@pytest.fixture(scope="module")
+def grid_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict]]:
+    """24 constructed cells (2 fractions x 2 inits x synthetic off/on x 3 seeds), built once."""
+    tmp_path = tmp_path_factory.mktemp("grid")
+    rng = np.random.default_rng(0)
+    rows = []
+    for fraction in (0.1, 1.0):
+        for init in ("random", "simclr"):
+            for synthetic in (False, True):
+                for seed in (0, 1, 2):
+                    cell = Cell(fraction, init, synthetic, seed)
+                    metrics = _write_cell(tmp_path / "cells" / cell.cell_id, cell, rng)
+                    rows += result_rows(cell, metrics)
+    write_results(tmp_path / "results.csv", rows)
+    return tmp_path, rows
+
+
+def _context(name: str = "demo") -> ReportContext:
+    return ReportContext(preset="test", about="constructed", command="python -m bench.label_efficiency --preset test",
+                         data={"name": name, "root": "/data", "images": 1200, "image_size": 32, "split_seed": 0,
+                               "split_hash": "abc"},
+                         test_counts=TEST_COUNTS, minority_classes=["mel", "df"], caveats=["a stated caveat"],
+                         timings={"cell/x": (2.0, 1.5), "pretrain/simclr": (5.0, 9.0)}, n_bootstrap=1000)
+
+
+def test_results_csv_round_trip(grid_dir: tuple[Path, list[dict]]) -> None:
+    root, rows = grid_dir
+    back = read_results(root / "results.csv")
+    assert len(back) == len(rows) == 24 * len(CLASSES)
+    first = back[0]
+    assert first["cell_id"] == "f0.1-random-real-s0" and first["synthetic"] is False and first["seed"] == 0
+    assert first["support"] == TEST_COUNTS[first["class"]]
+    assert first["recall"] == pytest.approx(rows[0]["recall"])
+    with pytest.raises(DermkitError, match="does not exist"):
+        read_results(root / "missing.csv")
+
+
+def test_report_writes_figures_and_verdicts(grid_dir: tuple[Path, list[dict]]) -> None:
+    root, _ = grid_dir
+    rows = read_results(root / "results.csv")
+    path = write_report(root, rows, lambda cell_id: read_predictions(root / "cells" / cell_id), _context())
+    text = path.read_text()
+    for figure in FIGURES.values():
+        with Image.open(root / "figures" / figure) as image:
+            assert image.size[0] > 200 and image.size[1] > 100
+        assert f"figures/{figure}" in text
+    assert "DEMO DATA, NEVER EVIDENCE" in text and "a stated caveat" in text
+    assert "Student-t interval" in text and "percentile bootstrap" in text
+    assert "Seeds: 0, 1, 2" in text and "--preset test" in text
+    verdicts = {line.split("|")[1].strip(): line.split("|")[-2].strip() for line in text.splitlines()
+                if line.startswith("| mel | melanoma") or line.startswith("| df | dermatofibroma")}
+    assert verdicts == {"mel": "**helps**", "df": "**no detectable effect**"}
+
+
+def test_report_on_real_data_has_no_demo_banner(grid_dir: tuple[Path, list[dict]]) -> None:
+    root, _ = grid_dir
+    rows = read_results(root / "results.csv")
+    text = write_report(root, rows, lambda c: read_predictions(root / "cells" / c), _context("ham10000")).read_text()
+    assert "NEVER EVIDENCE" not in text
+
+
+def test_report_refuses_pairs_tested_on_different_images(grid_dir: tuple[Path, list[dict]], tmp_path: Path) -> None:
+    root = tmp_path / "grid"
+    shutil.copytree(grid_dir[0], root)
+    rows = read_results(root / "results.csv")
+    victim = root / "cells" / "f1-simclr-synth-s2" / "predictions.csv"
+    lines = victim.read_text().splitlines()
+    victim.write_text("\n".join(lines[:-1]) + "\n")  # one test image fewer
+    with pytest.raises(DermkitError, match="different images"):
+        write_report(root, rows, lambda c: read_predictions(root / "cells" / c), _context())

@@ -1,0 +1,91 @@
+"""Intervals over seeds and the paired bootstrap (bench.stats)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from bench.stats import HELPS, HURTS, NO_EFFECT, Interval, mean_t_interval, paired_bootstrap, t_quantile, verdict
+
+
+@pytest.mark.parametrize(("df", "expected"), [(1, 12.7062), (2, 4.3027), (4, 2.7764), (10, 2.2281), (30, 2.0423)])
+def test_t_quantile_matches_tables(df: int, expected: float) -> None:
+    assert t_quantile(0.975, df) == pytest.approx(expected, abs=1e-3)
+    assert t_quantile(0.025, df) == pytest.approx(-expected, abs=1e-3)
+
+
+def test_mean_t_interval_by_hand() -> None:
+    # values 1, 2, 3: mean 2, sd 1, half-width t(0.975, 2) / sqrt(3) = 4.3027 / 1.7321.
+    iv = mean_t_interval([1.0, 2.0, 3.0])
+    assert iv.estimate == pytest.approx(2.0)
+    assert iv.high - iv.estimate == pytest.approx(4.3027 / math.sqrt(3), abs=1e-3)
+    assert iv.estimate - iv.low == pytest.approx(iv.high - iv.estimate)
+    assert iv.n == 3
+
+
+def test_mean_t_interval_single_value_has_no_interval() -> None:
+    iv = mean_t_interval([0.7, float("nan")])
+    assert iv.estimate == pytest.approx(0.7) and iv.n == 1 and not iv.defined
+
+
+def _paired(rng: np.random.Generator, seeds: int, images: int, p_off: float, p_on: float) -> np.ndarray:
+    """(seeds, images) paired differences of two classifiers with per-image recall p_off and p_on.
+
+    Each image has its own difficulty, shared by both runs and all seeds (that is what pairing
+    removes); the run-to-run noise is independent.
+    """
+    difficulty = rng.normal(0, 1, images)  # (N,)
+    logit = lambda p: math.log(p / (1 - p))  # noqa: E731
+    sigmoid = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731
+    off = rng.random((seeds, images)) < sigmoid(logit(p_off) - difficulty)
+    on = rng.random((seeds, images)) < sigmoid(logit(p_on) - difficulty)
+    return on.astype(float) - off.astype(float)
+
+
+def test_bootstrap_covers_a_known_difference_and_says_helps() -> None:
+    rng = np.random.default_rng(1)
+    d = _paired(rng, seeds=5, images=400, p_off=0.5, p_on=0.75)
+    iv = paired_bootstrap(d, n_boot=2000, seed=0)
+    true_difference = float(d.mean())  # constructed: about 0.2
+    assert iv.low < true_difference < iv.high
+    assert 0.1 < iv.estimate < 0.3
+    assert iv.low > 0 and verdict(iv) == HELPS
+
+
+def test_bootstrap_of_a_harmful_change_says_hurts() -> None:
+    d = _paired(np.random.default_rng(2), seeds=4, images=400, p_off=0.8, p_on=0.55)
+    assert verdict(paired_bootstrap(d, n_boot=1000)) == HURTS
+
+
+def test_bootstrap_of_no_change_covers_zero() -> None:
+    d = _paired(np.random.default_rng(3), seeds=3, images=300, p_off=0.6, p_on=0.6)
+    iv = paired_bootstrap(d, n_boot=1000)
+    assert iv.low < 0 < iv.high and verdict(iv) == NO_EFFECT
+
+
+def test_bootstrap_coverage_is_near_nominal() -> None:
+    # 120 constructed experiments with the same true effect; the 95% interval must cover the
+    # population difference in most of them (a broken resampling gives far fewer).
+    rng = np.random.default_rng(4)
+    covered = 0
+    for rep in range(120):
+        off = rng.random((3, 150)) < 0.55
+        on = rng.random((3, 150)) < 0.65
+        iv = paired_bootstrap(on.astype(float) - off.astype(float), n_boot=400, seed=rep)
+        covered += iv.low < 0.10 < iv.high
+    assert covered / 120 >= 0.85
+
+
+def test_bootstrap_is_reproducible_and_rejects_bad_input() -> None:
+    d = _paired(np.random.default_rng(5), seeds=3, images=50, p_off=0.5, p_on=0.6)
+    assert paired_bootstrap(d, seed=7) == paired_bootstrap(d, seed=7)
+    with pytest.raises(ValueError):
+        paired_bootstrap(np.zeros(10))
+    with pytest.raises(ValueError):
+        paired_bootstrap(np.array([[0.0, np.nan]]))
+
+
+def test_verdict_of_undefined_interval_is_no_effect() -> None:
+    assert verdict(Interval(0.3, math.nan, math.nan, 1)) == NO_EFFECT
