@@ -17,6 +17,7 @@ across processes, so that validation and test metrics are computed once over the
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -84,7 +85,9 @@ def per_class_auroc(probs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     out = torch.full((num_classes,), float("nan"))
     if defined.any():
         # torchmetrics warns about and scores 0 for undefined classes; those are overwritten with NaN.
-        auroc = multiclass_auroc(probs.float(), targets.long(), num_classes, average="none", validate_args=False)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*(positive|negative) samples in targets.*")
+            auroc = multiclass_auroc(probs.float(), targets.long(), num_classes, average="none", validate_args=False)
         out[defined] = auroc.float().cpu()[defined]
     return out
 

@@ -1,0 +1,116 @@
+"""Config schemas of ``finetune.train`` (and the parts ``finetune.evaluate`` shares)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from dermkit.config import DataConfig, TrainerConfig
+
+
+@dataclass
+class ModelConfig:
+    """The classifier's backbone and head.
+
+    Keys:
+        backbone: architecture from the registry (``resnet18``, ``resnet50``, ``vit_s16``,
+            ``tiny_cnn``) for random initialisation or a plain weights file; ignored when ``init``
+            is a backbone card file (the card names the architecture).
+        small_stem: small-image stem (3x3 stride-1 first convolution, no max-pool); ignored with a
+            backbone card.
+        init: empty for random initialisation; a ``backbone.safetensors`` written by
+            ``ssl.pretrain`` (its JSON card beside it sets architecture, stem, input size and
+            normalisation); or any other local weights file (``.pth``/``.safetensors``, e.g.
+            torchvision ImageNet weights) loaded into ``backbone``. Nothing is downloaded.
+        dropout: dropout before the linear head.
+    """
+
+    backbone: str = "resnet18"
+    small_stem: bool = False
+    init: str = ""
+    dropout: float = 0.0
+
+
+@dataclass
+class LossConfig:
+    """The training loss.
+
+    Keys:
+        name: ``focal`` (Lin et al. 2017), ``ce`` (cross-entropy) or ``class_balanced``
+            (Cui et al. 2019: effective-number weights; focal when ``gamma`` > 0).
+        gamma: focal γ (``focal`` and ``class_balanced``).
+        weighting: per-class α for ``focal`` and ``ce``: ``none``, ``inverse`` (1/n),
+            ``effective`` (effective number of samples, uses ``beta``) or ``given`` (``alpha``).
+            Counted on the training data actually used (real + synthetic).
+        beta: β of the effective number of samples.
+        alpha: explicit per-class weights in the run's class order (``weighting=given``).
+    """
+
+    name: str = "focal"
+    gamma: float = 2.0
+    weighting: str = "effective"
+    beta: float = 0.999
+    alpha: list[float] = field(default_factory=list)
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with per-step cosine decay, and the transfer-learning schedule.
+
+    Keys:
+        lr: peak learning rate of the head (and of the backbone with random initialisation).
+        backbone_lr_scale: the pretrained backbone's learning rate is ``lr * backbone_lr_scale``.
+        weight_decay: AdamW weight decay.
+        head_epochs: epochs that train the head only (backbone frozen, in eval mode) before the
+            whole network trains; ignored (0) with random initialisation.
+        warmup_steps: linear warm-up steps at the start of the cosine schedule.
+    """
+
+    lr: float = 1e-3
+    backbone_lr_scale: float = 0.1
+    weight_decay: float = 0.05
+    head_epochs: int = 1
+    warmup_steps: int = 0
+
+
+@dataclass
+class SynthConfig:
+    """Synthetic images added to the training data (never to validation or test).
+
+    Keys:
+        manifest: a ``manifest.csv`` written by ``synth.generate`` (or its folder); empty for none.
+        max_ratio: at most ``max_ratio`` synthetic images per real training image, per class.
+        classes: classes to add synthetic images for (empty: every class in the manifest).
+    """
+
+    manifest: str = ""
+    max_ratio: float = 1.0
+    classes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class FinetuneConfig:
+    """``python -m finetune.train``: fine-tune a classifier and test it.
+
+    Keys:
+        data: :class:`dermkit.config.DataConfig` (``data.fraction`` picks the nested label fraction).
+        trainer: :class:`dermkit.config.TrainerConfig`.
+        model: :class:`ModelConfig`.
+        loss: :class:`LossConfig`.
+        optim: :class:`OptimConfig`.
+        synth: :class:`SynthConfig`.
+        sampler: ``shuffle`` (plain shuffling) or ``balanced`` (every class drawn equally often).
+        seed: seed of initialisation, augmentation and sampling.
+        out_dir: run folder (metrics, predictions, figures, checkpoints).
+        resume: continue from ``out_dir/checkpoints/last.ckpt`` when it exists.
+    """
+
+    data: DataConfig = field(default_factory=DataConfig)
+    trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(max_epochs=5))
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    synth: SynthConfig = field(default_factory=SynthConfig)
+    sampler: str = "shuffle"
+    seed: int = 0
+    out_dir: str = "runs/finetune/demo"
+    resume: bool = False

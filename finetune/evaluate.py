@@ -1,0 +1,158 @@
+"""``python -m finetune.evaluate``: score a fine-tuned classifier on any labeled dataset.
+
+For external test sets (e.g. the ISIC 2018 test set): the dataset's class names go through the
+vocabulary and are matched to the classes the model was trained on. Images of classes the model
+does not know (e.g. ``scc`` for a HAM10000 model) cannot be scored: they are counted, listed in
+``metrics.json`` under ``unknown_classes`` with what the model predicted for them, and kept in
+``predictions.csv``; the metrics cover the known classes. Model classes absent from the dataset
+have support 0 and no recall.
+
+Example::
+
+    python -m finetune.evaluate --checkpoint runs/finetune/ham/checkpoints/best-epoch07.ckpt \\
+        --data isic --root /data/ISIC2018_Task3_Test
+
+Outputs (``--out``, default ``<run>/eval_<data>_<split>``): the files of :mod:`finetune.outputs`
+plus ``config.yaml`` and ``run.json``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+from torch.utils.data import DataLoader
+
+from dermkit.config import DataConfig, Flag, TrainerConfig, parse_config, trainer_kwargs
+from dermkit.console import console, entry_point
+from dermkit.data.datasets import CachedImageDataset
+from dermkit.data.prepare import prepare_data
+from dermkit.errors import DermkitError
+from dermkit.metrics import classification_report
+from dermkit.runinfo import write_run_info
+from finetune.data import IndexedDataset
+from finetune.module import ClassifierModule
+from finetune.outputs import write_outputs
+from finetune.progress import ProgressBar
+from finetune.transforms import eval_transform
+
+
+@dataclass
+class EvaluateConfig:
+    """``python -m finetune.evaluate``.
+
+    Keys:
+        checkpoint: a ``.ckpt`` written by ``finetune.train`` (``checkpoints/best-*.ckpt``).
+        data: :class:`dermkit.config.DataConfig` of the dataset to score; ``data.image_size`` is
+            replaced by the model's input size.
+        split: ``all`` (an external test set), or ``train``/``val``/``test`` of the dataset's split.
+        trainer: :class:`dermkit.config.TrainerConfig` (accelerator, devices, precision).
+        out_dir: output folder; empty: ``<run folder>/eval_<data.name>_<split>``.
+    """
+
+    checkpoint: str = ""
+    data: DataConfig = field(default_factory=lambda: DataConfig(name="isic"))
+    split: str = "all"
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    out_dir: str = ""
+
+
+FLAGS = [
+    Flag("--checkpoint", "checkpoint", "classifier checkpoint (.ckpt) from finetune.train"),
+    Flag("--data", "data.name", "dataset format: isic, ham10000, imagefolder, medmnist, demo"),
+    Flag("--root", "data.root", "dataset folder"),
+    Flag("--split", "split", "all, train, val or test"),
+    Flag("--out", "out_dir", "output folder"),
+]
+
+
+def load_classifier(path: str) -> ClassifierModule:
+    """The classifier in a ``finetune.train`` checkpoint (on the CPU, in eval mode).
+
+    Raises:
+        DermkitError: no such file, or not a ``finetune.train`` checkpoint.
+    """
+    if not path:
+        raise DermkitError("Pass the classifier to evaluate: --checkpoint runs/finetune/<run>/checkpoints/best-*.ckpt")
+    ckpt = Path(path).expanduser()
+    if not ckpt.is_file():
+        raise DermkitError(f"Checkpoint {ckpt} does not exist. finetune.train writes them to <out_dir>/checkpoints/.")
+    try:
+        return ClassifierModule.load_from_checkpoint(str(ckpt), map_location="cpu").eval()
+    except (KeyError, TypeError, RuntimeError) as err:
+        raise DermkitError(f"{ckpt} is not a finetune.train classifier checkpoint ({type(err).__name__}: {err}).") from None
+
+
+def default_out_dir(checkpoint: Path, data: str, split: str) -> Path:
+    run = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
+    return run / f"eval_{data}_{split}"
+
+
+def unknown_class_summary(true: list[str], predicted: list[str], known: set[str]) -> dict[str, dict[str, Any]]:
+    """Per class the model does not know: its image count and what the model predicted for them."""
+    summary: dict[str, dict[str, Any]] = {}
+    for name in sorted({t for t in true if t not in known}):
+        picks = Counter(p for t, p in zip(true, predicted) if t == name)
+        summary[name] = {"support": sum(picks.values()), "predicted_as": dict(sorted(picks.items()))}
+    return summary
+
+
+@entry_point
+def main(argv: list[str] | None = None) -> int:
+    cfg = parse_config(EvaluateConfig, "python -m finetune.evaluate",
+                       "Evaluate a fine-tuned classifier on a labeled dataset (e.g. an external test set).",
+                       argv, FLAGS)
+    module = load_classifier(cfg.checkpoint)
+    hp = module.hparams
+    model_classes = list(hp.classes)
+    cfg.data.image_size = int(hp.image_size)
+    prepared = prepare_data(cfg.data)
+    if not prepared.source.labeled:
+        raise DermkitError(f"data.name={cfg.data.name} at {prepared.source.root} has no labels to evaluate against.")
+    data_classes = list(prepared.classes)
+    if not set(data_classes) & set(model_classes):
+        raise DermkitError(f"None of the dataset's classes ({', '.join(data_classes)}) is known to the model "
+                           f"({', '.join(model_classes)}).")
+    # Dataset class index -> model class index (-1: a class the model does not know).
+    lookup = np.array([model_classes.index(c) if c in model_classes else -1 for c in data_classes], dtype=np.int64)
+    labels = np.where(prepared.labels >= 0, lookup[np.maximum(prepared.labels, 0)], -1)
+    rows = prepared.indices(cfg.split)
+    checkpoint = Path(cfg.checkpoint).expanduser()
+    out_dir = Path(cfg.out_dir) if cfg.out_dir else default_out_dir(checkpoint, cfg.data.name, cfg.split)
+    write_run_info(out_dir, cfg, 0, {"checkpoint": str(checkpoint), "data": prepared.describe()})
+
+    dataset = IndexedDataset(CachedImageDataset(prepared.cache_path, rows, labels, eval_transform(hp.mean, hp.std)))
+    loader = DataLoader(dataset, batch_size=cfg.data.batch_size, num_workers=cfg.data.num_workers,
+                        persistent_workers=cfg.data.num_workers > 0)
+    kwargs = {k: v for k, v in trainer_kwargs(cfg.trainer).items() if k in ("accelerator", "devices", "num_nodes",
+                                                                             "strategy", "precision")}
+    trainer = pl.Trainer(**kwargs, logger=False, enable_checkpointing=False, callbacks=[ProgressBar()],
+                         default_root_dir=str(out_dir))
+    trainer.test(module, loader, verbose=False)
+    if not trainer.is_global_zero:
+        return 0
+    index, probs, targets = module.test_predictions  # type: ignore[misc]
+    image_ids = [prepared.image_ids[i] for i in index.tolist()]
+    true = [prepared.source.records[i].label or "" for i in index.tolist()]
+    predicted = [model_classes[i] for i in probs.argmax(dim=1).tolist()]
+    known = targets >= 0
+    report = classification_report(probs[known], targets[known], model_classes)
+    unknown = unknown_class_summary(true, predicted, set(model_classes))
+    if unknown:
+        console.print(f"[yellow]{int((~known).sum())} image(s) of classes the model does not know are not scored: "
+                      + ", ".join(f"{c} ({u['support']})" for c, u in unknown.items())
+                      + ". See unknown_classes in metrics.json.[/]")
+    extra = {"checkpoint": str(checkpoint), "split": cfg.split, "split_hash": prepared.split_hash,
+             "data": prepared.describe(), "model_classes": model_classes, "dataset_classes": data_classes,
+             "unknown_classes": unknown, "num_unscored": int((~known).sum())}
+    write_outputs(out_dir, report, image_ids, true, probs, extra, f"{checkpoint.name} on {cfg.data.name} ({cfg.split})")
+    console.print(f"Wrote {out_dir}/metrics.json, predictions.csv, per_class.csv and figures.")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

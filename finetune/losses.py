@@ -1,0 +1,39 @@
+"""The loss registry: ``build_loss(name, ...)`` for ``focal``, ``ce`` and ``class_balanced``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import nn
+
+from dermkit.errors import DermkitError, did_you_mean
+from finetune.class_balanced_loss import ClassBalancedLoss
+from finetune.class_weights import class_weights
+from finetune.focal_loss import FocalLoss
+
+LOSSES = ("focal", "ce", "class_balanced")
+
+
+def build_loss(name: str, counts: Sequence[int], gamma: float = 2.0, weighting: str = "none",
+               beta: float = 0.999, alpha: Sequence[float] = ()) -> nn.Module:
+    """A loss module mapping (logits (B, C), target (B,)) to a scalar.
+
+    Args:
+        name: ``focal``, ``ce`` or ``class_balanced``.
+        counts: (C,) training images per class (for the class weights).
+        gamma: focal γ (``focal``; ``class_balanced`` is focal when γ > 0).
+        weighting: per-class α of ``focal`` / ``ce`` (see :func:`finetune.class_weights.class_weights`).
+        beta: β of the effective number of samples.
+        alpha: explicit weights for ``weighting=given``.
+
+    Raises:
+        DermkitError: unknown name or weighting, or weights that do not fit the classes.
+    """
+    if name == "class_balanced":
+        return ClassBalancedLoss(counts, beta=beta, gamma=gamma)
+    weights = class_weights(weighting, counts, beta=beta, given=alpha)
+    if name == "focal":
+        return FocalLoss(gamma=gamma, alpha=weights)
+    if name == "ce":
+        return nn.CrossEntropyLoss(weight=weights)
+    raise DermkitError(f"Unknown loss.name {name!r}.{did_you_mean(name, LOSSES)} Choose one of {', '.join(LOSSES)}.")

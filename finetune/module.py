@@ -1,0 +1,168 @@
+"""The Lightning classifier: a backbone, a new linear head and the transfer-learning schedule.
+
+Schedule (one array of learning-rate factors, indexed by optimiser step):
+
+- epochs ``[0, head_epochs)``: only the head trains; the pretrained backbone is frozen and kept in
+  eval mode (its BatchNorm statistics stay those of pretraining), i.e. linear probing;
+- afterwards the whole network trains, the backbone at ``lr * backbone_lr_scale``;
+- AdamW, linear warm-up then cosine decay to 0 over all steps of the run.
+
+A randomly initialised backbone has nothing to protect: the caller passes ``head_epochs=0`` and
+``backbone_lr_scale=1``.
+
+Every batch is ``(images (B, 3, S, S), labels (B,), index (B,))``; ``index`` is the image's row
+in the dataset, so validation and test predictions can be de-duplicated and ordered (see
+:class:`dermkit.metrics.PredictionStore`). The checkpoint holds everything needed to rebuild the
+classifier (architecture, stem, input size, normalisation, classes), so ``finetune.evaluate``
+needs only the ``.ckpt`` file.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from dermkit.backbones import Backbone, build_backbone
+from dermkit.metrics import PredictionStore, classification_report
+from finetune.losses import build_loss
+
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+# Scalars of the classification report logged every validation epoch (val/<name>).
+LOGGED_METRICS = ("balanced_accuracy", "accuracy", "macro_f1", "auroc_macro", "ece")
+
+
+def lr_factors(total_steps: int, warmup_steps: int = 0) -> np.ndarray:
+    """(total_steps,) learning-rate multipliers: linear warm-up from 0, then cosine decay to 0."""
+    steps = np.arange(max(total_steps, 1), dtype=np.float64)
+    warmup = max(min(warmup_steps, total_steps - 1), 0)
+    cosine = 0.5 * (1.0 + np.cos(math.pi * (steps - warmup) / max(total_steps - warmup, 1)))
+    ramp = (steps + 1) / max(warmup, 1)
+    return np.where(steps < warmup, ramp, cosine)
+
+
+class ClassifierModule(pl.LightningModule):
+    """Backbone + dropout + linear head, trained with a configurable loss.
+
+    Args:
+        classes: class names; output ``i`` is ``classes[i]``.
+        architecture: backbone registry name.
+        small_stem: whether the backbone uses the small-image stem.
+        image_size: input side S in pixels.
+        mean: per-channel normalisation mean the inputs were normalised with.
+        std: per-channel normalisation standard deviation.
+        init: where the backbone's weights came from (``random`` or a file path), for the record.
+        loss: keyword arguments of :func:`finetune.losses.build_loss` (``name``, ``counts``,
+            ``gamma``, ``weighting``, ``beta``, ``alpha``).
+        lr: peak learning rate (head; backbone too when ``backbone_lr_scale`` is 1).
+        backbone_lr_scale: backbone learning rate = ``lr * backbone_lr_scale``.
+        weight_decay: AdamW weight decay.
+        head_epochs: epochs with the backbone frozen.
+        warmup_steps: linear warm-up steps.
+        dropout: dropout probability before the head.
+        backbone: a built (e.g. pretrained) backbone to use; None builds a random one from the
+            arguments above (what loading a checkpoint does before restoring its weights).
+    """
+
+    def __init__(
+        self,
+        classes: list[str],
+        architecture: str,
+        small_stem: bool,
+        image_size: int,
+        mean: list[float],
+        std: list[float],
+        init: str = "random",
+        loss: dict[str, Any] | None = None,
+        lr: float = 1e-3,
+        backbone_lr_scale: float = 0.1,
+        weight_decay: float = 0.05,
+        head_epochs: int = 0,
+        warmup_steps: int = 0,
+        dropout: float = 0.0,
+        backbone: Backbone | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["backbone"])
+        self.classes = list(classes)
+        self.backbone = backbone if backbone is not None else build_backbone(architecture, small_stem, image_size)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(self.backbone.feature_dim, len(classes))
+        loss_kwargs = dict(loss or {"name": "ce", "counts": [1] * len(classes)})
+        self.criterion = build_loss(**loss_kwargs)
+        self.val_store = PredictionStore()
+        self.test_store = PredictionStore()
+        self.last_val_report: dict[str, Any] | None = None
+        self.test_predictions: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits (B, C) of images (B, 3, S, S) normalised with ``mean`` / ``std``."""
+        features = self.backbone(images)  # (B, D)
+        return self.head(self.dropout(features))  # (B, C)
+
+    # -- schedule ------------------------------------------------------------------------------
+
+    def backbone_frozen(self) -> bool:
+        """Whether the current epoch trains the head only."""
+        return self.current_epoch < self.hparams.head_epochs
+
+    def on_train_epoch_start(self) -> None:
+        frozen = self.backbone_frozen()
+        self.backbone.requires_grad_(not frozen)
+        if frozen:
+            self.backbone.eval()  # keep pretrained BatchNorm statistics while probing
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        hp = self.hparams
+        groups = [
+            {"params": list(self.head.parameters()), "lr": hp.lr},
+            {"params": list(self.backbone.parameters()), "lr": hp.lr * hp.backbone_lr_scale},
+        ]
+        optimizer = torch.optim.AdamW(groups, weight_decay=hp.weight_decay)
+        total = int(self.trainer.estimated_stepping_batches)
+        factors = lr_factors(total, hp.warmup_steps)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: float(factors[min(step, len(factors) - 1)]))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # -- steps ---------------------------------------------------------------------------------
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        images, labels, _ = batch
+        logits = self(images)  # (B, C)
+        loss = self.criterion(logits.float(), labels)
+        self.log("train/loss", loss, prog_bar=True, batch_size=labels.shape[0])
+        return loss
+
+    def _store_batch(self, store: PredictionStore, batch: Batch) -> torch.Tensor:
+        images, labels, index = batch
+        logits = self(images).float()  # (B, C)
+        store.update(index, logits.softmax(dim=1), labels)
+        return logits
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        logits = self._store_batch(self.val_store, batch)
+        labels = batch[1]
+        self.log("val/loss", self.criterion(logits, labels), batch_size=labels.shape[0], sync_dist=True)
+
+    def on_validation_epoch_end(self) -> None:
+        _, probs, targets = self.val_store.compute()  # synced over processes
+        self.val_store.reset()
+        if targets.numel() == 0:
+            return
+        report = classification_report(probs, targets, self.classes)
+        self.last_val_report = report
+        for name in LOGGED_METRICS:
+            if report[name] is not None:
+                self.log(f"val/{name}", report[name], prog_bar=name == "balanced_accuracy", sync_dist=True)
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        # Labels may be -1 (an external image of a class the model does not know): stored, not scored here.
+        self._store_batch(self.test_store, batch)
+
+    def on_test_epoch_end(self) -> None:
+        self.test_predictions = self.test_store.compute()
+        self.test_store.reset()

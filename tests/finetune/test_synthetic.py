@@ -1,0 +1,65 @@
+"""Synthetic images: split-hash check, per-class caps, and never in validation or test."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dermkit.data.prepare import PreparedData
+from dermkit.errors import DermkitError
+from finetune.data import build_datasets
+from finetune.synthetic import load_synthetic
+from tests.finetune.helpers import IMAGE_SIZE, is_magenta, write_manifest
+
+
+def _load(prepared: PreparedData, manifest: Path, cache: Path, fraction: float = 1.0, **kwargs):
+    real = prepared.class_counts(prepared.indices("train", fraction))
+    return load_synthetic(manifest, prepared.classes, real, prepared.split_hash, IMAGE_SIZE, cache, **kwargs)
+
+
+def test_synthetic_images_only_reach_training(demo_prepared: PreparedData, tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path / "synth", demo_prepared.split_hash, {"df": 6, "vasc": 4})
+    synthetic = _load(demo_prepared, manifest, tmp_path / "cache", max_ratio=10.0)
+    data = build_datasets(demo_prepared, 1.0, None, None, synthetic)  # no transforms: raw uint8 pixels
+    assert data.counts["synthetic"] == {c: {"df": 6, "vasc": 4}.get(c, 0) for c in demo_prepared.classes}
+    n_real = len(demo_prepared.indices("train"))
+    assert len(data.train) == n_real + 10 and len(data.train_labels) == n_real + 10
+    train_magenta = [is_magenta(data.train[i][0].numpy()) for i in range(len(data.train))]
+    assert sum(train_magenta) == 10 and all(train_magenta[n_real:])
+    for split in (data.val, data.test):
+        assert not any(is_magenta(split[i][0].numpy()) for i in range(len(split)))
+        assert split.dataset.cache_path == demo_prepared.cache_path
+    rows = np.concatenate([data.val.dataset.indices, data.test.dataset.indices])
+    assert set(rows.tolist()).isdisjoint(demo_prepared.indices("train").tolist())
+
+
+def test_max_ratio_and_class_selection(demo_prepared: PreparedData, tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path / "synth", demo_prepared.split_hash, {"df": 40, "mel": 5})
+    real = demo_prepared.class_counts(demo_prepared.indices("train", 0.1))
+    capped = _load(demo_prepared, manifest, tmp_path / "cache", fraction=0.1, max_ratio=2.0)
+    assert capped.counts["df"] == min(40, 2 * real["df"]) and capped.counts["mel"] == min(5, 2 * real["mel"])
+    only_df = _load(demo_prepared, manifest.parent, tmp_path / "cache", max_ratio=1.0, only_classes=["dermatofibroma"])
+    assert only_df.counts["mel"] == 0 and only_df.counts["df"] > 0
+    assert (only_df.labels == demo_prepared.classes.index("df")).all()
+
+
+def test_split_hash_mismatch_is_refused(demo_prepared: PreparedData, tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path / "synth", "0123456789abcdef", {"df": 2})
+    with pytest.raises(DermkitError, match="another split.*0123456789abcdef"):
+        _load(demo_prepared, manifest, tmp_path / "cache")
+
+
+def test_bad_manifests(demo_prepared: PreparedData, tmp_path: Path) -> None:
+    with pytest.raises(DermkitError, match="no manifest.csv"):
+        _load(demo_prepared, tmp_path / "nowhere", tmp_path / "cache")
+    manifest = write_manifest(tmp_path / "scc", demo_prepared.split_hash, {"scc": 2})
+    with pytest.raises(DermkitError, match="scc.*does not have"):
+        _load(demo_prepared, manifest, tmp_path / "cache")
+    manifest = write_manifest(tmp_path / "df", demo_prepared.split_hash, {"df": 2})
+    with pytest.raises(DermkitError, match="synth.classes asks for mel"):
+        _load(demo_prepared, manifest, tmp_path / "cache", only_classes=["mel"])
+    (manifest.parent / "df" / "df_000001.png").unlink()
+    with pytest.raises(DermkitError, match="do not exist"):
+        _load(demo_prepared, manifest, tmp_path / "cache", max_ratio=5.0)

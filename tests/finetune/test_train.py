@@ -1,0 +1,89 @@
+"""A two-step CPU fine-tune on the demo data writes every output, with the agreed names and keys."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from dermkit.data.prepare import PreparedData
+from finetune.train import main
+
+PER_CLASS_KEYS = {"recall", "precision", "f1", "specificity", "auroc", "support"}
+
+
+@pytest.mark.slow  # shares the demo_run fixture: a two-step fine-tune (~15-35 s on 2 cores)
+def test_writes_every_output(demo_run: Path) -> None:
+    for name in ("metrics.json", "predictions.csv", "per_class.csv", "confusion_matrix.png", "per_class_recall.png",
+                 "config.yaml", "run.json", "checkpoints/last.ckpt", "logs/metrics.csv"):
+        assert (demo_run / name).is_file(), name
+    assert list((demo_run / "checkpoints").glob("best-epoch*.ckpt"))
+    for png in ("confusion_matrix.png", "per_class_recall.png"):
+        assert (demo_run / png).read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow  # shares the demo_run fixture: a two-step fine-tune (~15-35 s on 2 cores)
+def test_metrics_json_contract(demo_run: Path, demo_prepared: PreparedData) -> None:
+    metrics = json.loads((demo_run / "metrics.json").read_text())
+    classes = list(demo_prepared.classes)
+    assert metrics["classes"] == classes
+    for key in ("balanced_accuracy", "accuracy", "macro_f1", "auroc_macro", "ece"):
+        assert 0.0 <= metrics[key] <= 1.0, key
+    assert set(metrics["per_class"]) == set(classes)
+    assert all(set(row) == PER_CLASS_KEYS for row in metrics["per_class"].values())
+    test_rows = demo_prepared.indices("test")
+    assert sum(row["support"] for row in metrics["per_class"].values()) == len(test_rows)
+    assert metrics["split_hash"] == demo_prepared.split_hash
+    assert metrics["fraction"] == 1.0 and metrics["seed"] == 0
+    assert metrics["counts"]["real"] == demo_prepared.class_counts(demo_prepared.indices("train"))
+    assert metrics["counts"]["synthetic"] == {c: 5 if c == "df" else 0 for c in classes}
+    assert metrics["best_checkpoint"].endswith(".ckpt")
+
+
+@pytest.mark.slow  # shares the demo_run fixture: a two-step fine-tune (~15-35 s on 2 cores)
+def test_predictions_cover_the_test_split_sorted(demo_run: Path, demo_prepared: PreparedData) -> None:
+    with open(demo_run / "predictions.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    classes = list(demo_prepared.classes)
+    assert list(rows[0]) == ["image_id", "true", "predicted", *(f"prob_{c}" for c in classes)]
+    ids = [r["image_id"] for r in rows]
+    assert ids == sorted(ids)
+    test_ids = [demo_prepared.image_ids[i] for i in demo_prepared.indices("test")]
+    assert sorted(test_ids) == ids  # real test images only, each once
+    labels = {r.image_id: r.label for r in demo_prepared.source.records}
+    assert all(r["true"] == labels[r["image_id"]] for r in rows)
+    for r in rows[:20]:
+        probs = [float(r[f"prob_{c}"]) for c in classes]
+        assert sum(probs) == pytest.approx(1.0, abs=1e-4)
+        assert r["predicted"] == classes[probs.index(max(probs))]
+
+
+def test_bad_input_is_a_clear_error(demo_cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--out", str(tmp_path), "loss.nmae=focal"])
+    assert exit_info.value.code == 2
+    assert "loss.name" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--out", str(tmp_path), "--init", str(tmp_path / "missing.safetensors"), f"data.cache_dir={demo_cache}"])
+    assert "model.init" in capsys.readouterr().err
+
+
+def test_unknown_loss_is_refused_before_any_work(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--out", str(tmp_path), "--loss", "focla"])
+    err = capsys.readouterr().err
+    assert "loss.name" in err and "focal" in err
+    assert not (tmp_path / "run.json").exists()
+
+
+@pytest.mark.parametrize("preset", sorted(Path("configs").glob("finetune_*.yaml")), ids=lambda p: p.name)
+def test_presets_parse(preset: Path) -> None:
+    from dermkit.config import parse_config
+    from finetune.config import FinetuneConfig
+    from finetune.train import check_config
+
+    cfg = parse_config(FinetuneConfig, "test", "", ["--config", str(preset)])
+    check_config(cfg)
+    assert cfg.out_dir.startswith("runs/finetune/")
