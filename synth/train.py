@@ -25,7 +25,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint, RichProgressBar
 from pytorch_lightning.loggers import TensorBoardLogger
 from torch.utils.data import DataLoader
 
-from dermkit.config import DataConfig, Flag, TrainerConfig, parse_config, to_container
+from dermkit.config import DataConfig, Flag, TrainerConfig, parse_config, to_container, trainer_kwargs
 from dermkit.console import console, entry_point
 from dermkit.data.datasets import CachedImageDataset
 from dermkit.data.prepare import prepare_data
@@ -188,27 +188,6 @@ def make_noise_scheduler(cfg: DiffusionConfig) -> DDPMScheduler:
         raise DermkitError(f"model.beta_schedule must be squaredcos_cap_v2 or linear, got {cfg.beta_schedule!r}.")
     return DDPMScheduler(num_train_timesteps=cfg.num_train_timesteps, beta_schedule=cfg.beta_schedule,
                          prediction_type="epsilon", clip_sample=True)
-
-
-def trainer_kwargs(cfg: TrainerConfig) -> dict[str, Any]:
-    """``pl.Trainer`` arguments from the shared trainer section (``precision=auto`` -> bf16 on GPUs
-    that support it, else 32-bit)."""
-    precision = cfg.precision
-    if precision == "auto":
-        gpu = cfg.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
-        precision = "bf16-mixed" if gpu and torch.cuda.is_bf16_supported() else "32-true"
-    devices: Any = cfg.devices if cfg.devices == "auto" else int(cfg.devices)
-    return {
-        "max_epochs": cfg.max_epochs,
-        "max_steps": cfg.max_steps,
-        "accelerator": cfg.accelerator,
-        "devices": devices,
-        "num_nodes": cfg.num_nodes,
-        "strategy": cfg.strategy,
-        "precision": precision,
-        "limit_train_batches": cfg.limit_train_batches,
-        "log_every_n_steps": cfg.log_every_n_steps,
-    }
 
 
 def _check_resume(out: Path, state: dict[str, Any]) -> bool:

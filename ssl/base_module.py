@@ -1,0 +1,180 @@
+"""What SimCLR and DINO modules share: optimiser, per-step schedules, logging, channels-last.
+
+Schedules follow the DINO code base: each is a numpy array indexed by the global step, computed
+once the trainer knows how many steps the run has (``trainer.estimated_stepping_batches``), and
+read at every step. Nothing is stored in a scheduler object, so a resumed run picks up the value
+of its global step directly.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from lightly.utils.debug import std_of_l2_normalized
+from lightly.utils.lars import LARS
+from lightly.utils.scheduler import cosine_schedule
+from torch import nn
+
+from dermkit.backbones import Backbone
+from dermkit.errors import DermkitError, did_you_mean
+
+OPTIMIZERS = ("sgd", "adamw", "lars")
+
+
+@dataclass
+class OptimConfig:
+    """Optimiser section of ``ssl.pretrain``.
+
+    Keys:
+        name: ``auto`` (SimCLR: ``sgd``; DINO: ``adamw``), ``sgd``, ``adamw`` or ``lars``.
+        lr: base learning rate for a batch of 256, scaled linearly by
+            ``data.batch_size * devices * nodes / 256``; 0 = the method's default
+            (SimCLR 0.12, DINO 5e-4).
+        weight_decay: -1 = the method's default (SimCLR 5e-4, DINO 0.04). Not applied to biases
+            and normalisation weights.
+        momentum: SGD / LARS momentum.
+        warmup_fraction: share of all steps spent in linear learning-rate warm-up; a cosine decay
+            to ``min_lr_ratio * lr`` follows.
+        min_lr_ratio: final learning rate as a share of the peak.
+    """
+
+    name: str = "auto"
+    lr: float = 0.0
+    weight_decay: float = -1.0
+    momentum: float = 0.9
+    warmup_fraction: float = 0.05
+    min_lr_ratio: float = 0.0
+
+
+def warmup_cosine_array(total_steps: int, peak: float, warmup_steps: int, end: float) -> np.ndarray:
+    """(total_steps,) values: linear warm-up 0 -> ``peak``, then lightly's cosine decay to ``end``."""
+    total_steps = max(int(total_steps), 1)
+    warmup_steps = min(max(int(warmup_steps), 0), total_steps)
+    warm = np.linspace(0.0, peak, warmup_steps, endpoint=False) if warmup_steps else np.zeros(0)
+    decay_steps = total_steps - warmup_steps
+    decay = np.array([cosine_schedule(s, decay_steps, peak, end) for s in range(decay_steps)])
+    return np.concatenate([warm, decay])
+
+
+def _split_decay(module: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """(decayed, not decayed): biases and 1-D (normalisation) weights get no weight decay."""
+    decay, no_decay = [], []
+    for _, param in module.named_parameters():
+        if not param.requires_grad:
+            continue
+        (no_decay if param.ndim <= 1 else decay).append(param)
+    return decay, no_decay
+
+
+class SSLModule(pl.LightningModule):
+    """Base class: subclasses implement :meth:`ssl_step` and :attr:`eval_backbone`.
+
+    Args:
+        backbone: the network being pretrained, (B, 3, S, S) -> (B, D).
+        optim: :class:`OptimConfig`.
+        batch_size: per-device batch size (for the learning-rate scaling).
+        default_optimizer / default_lr / default_weight_decay: the method's defaults, used where
+            ``optim`` says ``auto`` / 0 / -1.
+    """
+
+    def __init__(self, backbone: Backbone, optim: OptimConfig, batch_size: int, default_optimizer: str,
+                 default_lr: float, default_weight_decay: float) -> None:
+        super().__init__()
+        name = default_optimizer if optim.name == "auto" else str(optim.name)
+        if name not in OPTIMIZERS:
+            raise DermkitError(f"Unknown optimiser optim.name={optim.name!r}.{did_you_mean(name, OPTIMIZERS)} "
+                               f"Choose auto, {', '.join(OPTIMIZERS)}.")
+        if not 0.0 <= optim.warmup_fraction < 1.0:
+            raise DermkitError(f"Config key optim.warmup_fraction must lie in [0, 1), got {optim.warmup_fraction}.")
+        self.backbone = backbone
+        self.optimizer_name = name
+        self.base_lr = float(optim.lr) if optim.lr > 0 else default_lr
+        self.weight_decay = float(optim.weight_decay) if optim.weight_decay >= 0 else default_weight_decay
+        self.momentum = float(optim.momentum)
+        self.warmup_fraction = float(optim.warmup_fraction)
+        self.min_lr_ratio = float(optim.min_lr_ratio)
+        self.batch_size = int(batch_size)
+        self.lr_schedule = np.zeros(1)
+        self.start_step = 0  # global step at which this fit() began (> 0 when resumed)
+
+    # ----------------------------------------------------------------------------------------
+    # what subclasses provide
+    @property
+    def eval_backbone(self) -> Backbone:
+        """The backbone to monitor and save (SimCLR: the trained one; DINO: the teacher)."""
+        return self.backbone
+
+    def ssl_step(self, views: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Loss of one batch of views.
+
+        Args:
+            views: V tensors, each (B, 3, s, s).
+
+        Returns:
+            (loss, features): the scalar loss and (B, D) backbone features of the first view
+            (for the collapse signal).
+        """
+        raise NotImplementedError
+
+    def build_schedules(self, total_steps: int, steps_per_epoch: int) -> None:
+        """Subclasses add their own per-step arrays (momentum, temperatures) here."""
+
+    # ----------------------------------------------------------------------------------------
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        decay, no_decay = _split_decay(self)
+        groups = [{"params": decay, "weight_decay": self.weight_decay},
+                  {"params": no_decay, "weight_decay": 0.0}]
+        if self.optimizer_name == "sgd":
+            return torch.optim.SGD(groups, lr=self.base_lr, momentum=self.momentum)
+        if self.optimizer_name == "lars":
+            return LARS(groups, lr=self.base_lr, momentum=self.momentum)
+        return torch.optim.AdamW(groups, lr=self.base_lr)
+
+    def on_fit_start(self) -> None:
+        if self.device.type == "cuda":
+            self.to(memory_format=torch.channels_last)  # faster convolutions with (b)f16 on GPUs
+
+    def on_train_start(self) -> None:
+        total = int(self.trainer.estimated_stepping_batches)
+        per_epoch = max(int(self.trainer.num_training_batches), 1)
+        world = self.trainer.world_size
+        peak = self.base_lr * self.batch_size * world / 256.0
+        self.lr_schedule = warmup_cosine_array(total, peak, round(self.warmup_fraction * total),
+                                               peak * self.min_lr_ratio)
+        self.build_schedules(total, per_epoch)
+        self.start_step = int(self.global_step)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Runs on resume before any training hook, also when the run is already complete.
+        self.start_step = int(checkpoint.get("global_step", 0))
+
+    def scheduled(self, schedule: np.ndarray) -> float:
+        """The value of a per-step schedule at the current global step."""
+        return float(schedule[min(int(self.global_step), len(schedule) - 1)])
+
+    def on_train_batch_start(self, batch: object, batch_idx: int) -> None:
+        lr = self.scheduled(self.lr_schedule)
+        for group in self.trainer.optimizers[0].param_groups:
+            group["lr"] = lr
+
+    def training_step(self, batch: tuple[list[torch.Tensor], torch.Tensor], batch_idx: int) -> torch.Tensor:
+        views, _ = batch  # labels are never used for training
+        if self.device.type == "cuda":
+            views = [v.contiguous(memory_format=torch.channels_last) for v in views]
+        loss, features = self.ssl_step(views)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss is {loss.item()} at step {self.global_step}; lower optim.lr")
+        batch_size = views[0].shape[0]
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch_size, sync_dist=False)
+        self.log("train/lr", self.scheduled(self.lr_schedule), batch_size=batch_size)
+        # Collapse signal: about 1/sqrt(D) for healthy features, 0 when every image maps to one point.
+        std = std_of_l2_normalized(features.detach().float())
+        self.log("train/embedding_std", std, batch_size=batch_size)
+        self.log("train/embedding_std_x_sqrt_d", std * math.sqrt(features.shape[1]), prog_bar=True,
+                 batch_size=batch_size)
+        return loss

@@ -1,0 +1,186 @@
+"""Frozen-feature evaluation of a backbone: ``python -m ssl.evaluate --backbone PATH_OR_random``.
+
+Embeds the labelled training images (``data.fraction`` of them) and an evaluation split with the
+frozen backbone, then classifies the split with a kNN classifier and a linear probe trained on
+the training features. Reports balanced accuracy (the headline), micro accuracy and per-class
+recall (torchmetrics via :mod:`dermkit.metrics`) as a rich table and ``metrics.json``.
+
+``--backbone random`` evaluates an untrained backbone built from ``model.*`` (same architecture
+as the pretrained one, seeded by ``seed``): the baseline a pretraining run has to beat.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import OmegaConf
+
+from dermkit.backbones import Backbone, load_backbone
+from dermkit.backbones.card import IMAGENET_MEAN, IMAGENET_STD
+from dermkit.config import DataConfig, Flag, parse_config
+from dermkit.console import console, entry_point, print_table
+from dermkit.data.datasets import CachedImageDataset
+from dermkit.data.prepare import prepare_data
+from dermkit.errors import DermkitError
+from dermkit.metrics import accuracy, balanced_accuracy, recall_by_class
+from dermkit.runinfo import write_run_info
+from dermkit.vocab import display_name
+from ssl.model_config import ModelConfig, build_model_backbone
+from ssl.monitor import embed
+from ssl.probe import knn_classify, linear_probe
+from ssl.transforms import eval_transform
+
+
+@dataclass
+class EvaluateConfig:
+    """Schema of ``python -m ssl.evaluate``.
+
+    Keys:
+        backbone: a ``backbone.safetensors`` written by ``ssl.pretrain`` (its card sets the
+            architecture and ``data.image_size``), or ``random`` for an untrained ``model.*``.
+        split: the split classified: ``val`` or ``test``.
+        out: output folder; empty = ``<backbone folder>/eval_<data.name>_<split>`` or
+            ``runs/ssl_eval/random_<backbone>_<data.name>_<split>``.
+        seed: seed of the random backbone and the probe.
+        knn_k: neighbours of the kNN classifier.
+        knn_temperature: similarity temperature of the kNN classifier.
+        probe_epochs: full-batch steps of the linear probe.
+        probe_lr: AdamW learning rate of the probe.
+        probe_weight_decay: AdamW weight decay of the probe.
+        probe_balanced: weight the probe's loss by inverse class frequency.
+        data: :class:`dermkit.config.DataConfig` (labelled; ``data.fraction`` picks the share of
+            training labels the classifiers see).
+        model: :class:`ssl.model_config.ModelConfig`, read only for ``backbone=random``.
+    """
+
+    backbone: str = "random"
+    split: str = "val"
+    out: str = ""
+    seed: int = 0
+    knn_k: int = 20
+    knn_temperature: float = 0.1
+    probe_epochs: int = 200
+    probe_lr: float = 0.01
+    probe_weight_decay: float = 1e-4
+    probe_balanced: bool = True
+    data: DataConfig = field(default_factory=lambda: DataConfig(name="ham10000"))
+    model: ModelConfig = field(default_factory=ModelConfig)
+
+
+FLAGS = [
+    Flag("--backbone", "backbone", "backbone.safetensors from ssl.pretrain, or random"),
+    Flag("--data", "data.name", "labelled dataset format: ham10000, demo, isic, imagefolder, medmnist"),
+    Flag("--root", "data.root", "dataset folder"),
+    Flag("--image-size", "data.image_size", "image side in px (taken from the card for a backbone file)", int),
+    Flag("--fraction", "data.fraction", "share of training labels used (0.01, 0.05, 0.1, 0.25, 0.5, 1.0)", float),
+    Flag("--split", "split", "split to evaluate: val or test"),
+    Flag("--arch", "model.backbone", "architecture of the random backbone"),
+    Flag("--small-stem", "model.small_stem", "small-image stem for the random backbone", bool),
+    Flag("--out", "out", "output folder"),
+    Flag("--seed", "seed", "seed of the random backbone and the probe", int),
+]
+
+
+def load_eval_backbone(cfg: EvaluateConfig) -> tuple[Backbone, dict[str, Any], tuple[float, ...], tuple[float, ...]]:
+    """The backbone to evaluate, a description of it, and its normalisation (mean, std).
+
+    For a backbone file, ``data.image_size`` is set from its card.
+    """
+    if cfg.backbone == "random":
+        torch.manual_seed(cfg.seed)
+        backbone = build_model_backbone(cfg.model, cfg.data.image_size)
+        return backbone, {"backbone": "random", "architecture": cfg.model.backbone,
+                          "small_stem": bool(cfg.model.small_stem)}, IMAGENET_MEAN, IMAGENET_STD
+    backbone, card = load_backbone(cfg.backbone)
+    if card.input_size != cfg.data.image_size:
+        console.print(f"Using data.image_size={card.input_size} from the card of {cfg.backbone}.")
+        cfg.data.image_size = card.input_size
+    return backbone, {"backbone": str(cfg.backbone), "architecture": card.architecture, "small_stem": card.small_stem,
+                      "method": card.method, "epochs": card.epochs, "pretrain_split_hash": card.split_hash}, \
+        tuple(card.mean), tuple(card.std)
+
+
+def evaluate_features(train_features: torch.Tensor, train_labels: torch.Tensor, query_features: torch.Tensor,
+                      query_labels: torch.Tensor, classes: tuple[str, ...], cfg: EvaluateConfig) -> dict[str, Any]:
+    """kNN and linear-probe scores of (M, D) query features given (N, D) labelled training features."""
+    num_classes = len(classes)
+    predictions = {
+        "knn": knn_classify(train_features, train_labels, query_features, num_classes, cfg.knn_k, cfg.knn_temperature),
+        "linear": linear_probe(train_features, train_labels, query_features, num_classes, cfg.probe_epochs,
+                               cfg.probe_lr, cfg.probe_weight_decay, cfg.probe_balanced, cfg.seed),
+    }
+    return {name: {"balanced_accuracy": balanced_accuracy(preds, query_labels, num_classes),
+                   "accuracy": accuracy(preds, query_labels, num_classes),
+                   "recall": recall_by_class(preds, query_labels, classes)}
+            for name, preds in predictions.items()}
+
+
+def run_evaluation(cfg: EvaluateConfig) -> tuple[dict[str, Any], Path]:
+    """Evaluate the backbone of ``cfg``; returns (metrics, path of metrics.json).
+
+    Raises:
+        DermkitError: unlabelled data, an unknown split, or a bad backbone file.
+    """
+    if cfg.split not in ("val", "test"):
+        raise DermkitError(f"split={cfg.split!r}: choose val or test.")
+    backbone, about, mean, std = load_eval_backbone(cfg)
+    data = prepare_data(cfg.data)
+    if not data.source.labeled:
+        raise DermkitError(f"{data.source.root} ({cfg.data.name}) has no labels; frozen-feature evaluation needs "
+                           "a labelled dataset (e.g. --data ham10000).")
+    train_rows, query_rows = data.indices("train", cfg.data.fraction), data.indices(cfg.split)
+    if len(query_rows) == 0:
+        raise DermkitError(f"The {cfg.split} split of {data.source.root} is empty; set data.val_fraction / "
+                           "data.test_fraction above 0.")
+    transform = eval_transform(mean, std)
+    features: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    for name, rows in (("train", train_rows), (cfg.split, query_rows)):
+        dataset = CachedImageDataset(data.cache_path, rows, data.labels, transform)
+        loader = torch.utils.data.DataLoader(dataset, batch_size=256, num_workers=0)
+        features[name] = embed(backbone, loader, description=f"Embedding {len(rows)} {name} images")
+    metrics = evaluate_features(*features["train"], *features[cfg.split], data.classes, cfg)
+    result = {**about, "data": data.describe(), "split": cfg.split, "fraction": cfg.data.fraction,
+              "train_images": len(train_rows), "eval_images": len(query_rows), **metrics}
+    if cfg.out:
+        out = Path(cfg.out)
+    elif cfg.backbone == "random":
+        out = Path("runs") / "ssl_eval" / f"random_{cfg.model.backbone}_{cfg.data.name}_{cfg.split}"
+    else:
+        out = Path(cfg.backbone).parent / f"eval_{cfg.data.name}_{cfg.split}"
+    write_run_info(out, cfg, cfg.seed, {"split_hash": data.split_hash})
+    path = out / "metrics.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    return result, path
+
+
+def print_results(result: dict[str, Any], classes: list[str]) -> None:
+    """Rich table: one row per metric, one column per classifier."""
+    rows: list[list[Any]] = [["balanced accuracy", result["knn"]["balanced_accuracy"], result["linear"]["balanced_accuracy"]],
+                             ["accuracy", result["knn"]["accuracy"], result["linear"]["accuracy"]]]
+    rows += [[f"recall {c} ({display_name(c)})", result["knn"]["recall"][c], result["linear"]["recall"][c]]
+             for c in classes]
+    title = (f"{result['backbone']} ({result['architecture']}) on {result['data']['name']} {result['split']}, "
+             f"{result['train_images']} labelled training images")
+    print_table(title, ["metric", "kNN", "linear probe"], rows)
+
+
+DESCRIPTION = ("Frozen-feature evaluation of a backbone: kNN and linear probe on a labelled dataset, balanced accuracy "
+               "and per-class recall, written to OUT/metrics.json. --backbone random evaluates an untrained backbone "
+               "of the architecture given by --arch / --small-stem.")
+
+
+@entry_point
+def main(argv: list[str] | None = None) -> int:
+    cfg = parse_config(EvaluateConfig, "python -m ssl.evaluate", DESCRIPTION, argv, FLAGS)
+    result, path = run_evaluation(cfg)
+    print_results(result, result["data"]["classes"])
+    console.print(f"Wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,303 @@
+"""Self-supervised pretraining: ``python -m ssl.pretrain`` (SimCLR or DINO on unlabelled images).
+
+Reads the training split of ``data`` without its labels, trains the backbone with lightly's
+SimCLR or DINO building blocks under ``pytorch_lightning``, and writes into ``out_dir``::
+
+    backbone.safetensors + backbone.json   the pretrained backbone and its card (for later stages)
+    checkpoints/last.ckpt                  Lightning checkpoint (each epoch and every
+                                           checkpoint_every_n_steps); re-running resumes from it
+    logs/csv/version_N/metrics.csv         loss, lr, kNN accuracy, collapse signal
+    logs/tb/version_N/                     the same for TensorBoard
+    config.yaml, run.json                  resolved config, seed, git commit, versions
+    summary.json                           what the run achieved
+
+Several GPUs / nodes: ``trainer.strategy=ddp trainer.devices=N trainer.num_nodes=M``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from omegaconf import OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint, RichProgressBar
+from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+from pytorch_lightning.utilities import rank_zero_only
+from torch.utils.data import DataLoader
+
+from dermkit.backbones import BACKBONES, BackboneCard, build_backbone, save_backbone
+from dermkit.backbones.card import IMAGENET_MEAN, IMAGENET_STD
+from dermkit.config import DataConfig, Flag, TrainerConfig, parse_config, to_container, trainer_kwargs
+from dermkit.console import console, entry_point, print_table
+from dermkit.data.datasets import CachedImageDataset
+from dermkit.data.prepare import PreparedData, prepare_data
+from dermkit.errors import DermkitError, did_you_mean
+from dermkit.runinfo import write_run_info
+from ssl.base_module import OptimConfig, SSLModule
+from ssl.dino_module import DINOConfig, DINOModule, local_crop_side
+from ssl.model_config import ModelConfig, build_model_backbone
+from ssl.monitor import MonitorConfig, SSLMonitor
+from ssl.simclr_module import SimCLRConfig, SimCLRModule
+from ssl.throughput import StepTimer
+from ssl.transforms import AugmentConfig, dino_transform, eval_transform, simclr_transform
+
+METHODS = ("simclr", "dino")
+
+
+@dataclass
+class PretrainConfig:
+    """Schema of ``python -m ssl.pretrain``.
+
+    Keys:
+        method: ``simclr`` or ``dino``.
+        out_dir: run folder; empty = ``runs/ssl/<method>_<backbone>_<data.name><image_size>``.
+            Re-running with the same folder resumes from ``checkpoints/last.ckpt``.
+        seed: seed of weights, augmentations and data order.
+        checkpoint_every_n_steps: also save ``last.ckpt`` every this many steps (0 = per epoch only).
+        data: :class:`dermkit.config.DataConfig` (only the training split is used, without labels;
+            the labelled training and validation images feed the kNN monitor).
+        trainer: :class:`dermkit.config.TrainerConfig`.
+        model: :class:`ssl.model_config.ModelConfig` (backbone, small_stem, init).
+        augment: :class:`ssl.transforms.AugmentConfig`.
+        simclr: :class:`ssl.simclr_module.SimCLRConfig`.
+        dino: :class:`ssl.dino_module.DINOConfig`.
+        optim: :class:`ssl.base_module.OptimConfig`.
+        monitor: :class:`ssl.monitor.MonitorConfig`.
+    """
+
+    method: str = "simclr"
+    out_dir: str = ""
+    seed: int = 0
+    checkpoint_every_n_steps: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    simclr: SimCLRConfig = field(default_factory=SimCLRConfig)
+    dino: DINOConfig = field(default_factory=DINOConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
+
+
+FLAGS = [
+    Flag("--method", "method", "self-supervised method: simclr or dino"),
+    Flag("--data", "data.name", "dataset format: demo, ham10000, isic, imagefolder, medmnist, folder (unlabelled)"),
+    Flag("--root", "data.root", "dataset folder (folder: any tree of images, read recursively)"),
+    Flag("--image-size", "data.image_size", "image side in px", int),
+    Flag("--batch-size", "data.batch_size", "images per batch per device", int),
+    Flag("--workers", "data.num_workers", "data-loader worker processes", int),
+    Flag("--backbone", "model.backbone", "backbone: resnet18, resnet50, vit_s16, tiny_cnn"),
+    Flag("--small-stem", "model.small_stem", "small-image stem (ResNet: 3x3 stride-1 conv, no max-pool)", bool),
+    Flag("--init", "model.init", "local weights file to start from (nothing is downloaded)"),
+    Flag("--epochs", "trainer.max_epochs", "epochs to train", int),
+    Flag("--max-steps", "trainer.max_steps", "stop after this many steps (-1: no limit)", int),
+    Flag("--devices", "trainer.devices", "devices per node (auto or a number)"),
+    Flag("--lr", "optim.lr", "base learning rate per 256 images (0: the method's default)", float),
+    Flag("--out", "out_dir", "run folder (re-running with the same folder resumes from checkpoints/last.ckpt)"),
+    Flag("--seed", "seed", "random seed", int),
+]
+
+DESCRIPTION = (
+    "Self-supervised pretraining (SimCLR or DINO, lightly building blocks, PyTorch Lightning) of a backbone "
+    "on the training images of a dataset, labels unused. Writes backbone.safetensors + backbone.json, "
+    "Lightning checkpoints, CSV/TensorBoard logs, config.yaml and run.json into the run folder. "
+    "Re-running with the same --out resumes from OUT/checkpoints/last.ckpt (delete it to start over). "
+    "Multi-GPU: trainer.strategy=ddp trainer.devices=N [trainer.num_nodes=M]."
+)
+
+
+@dataclass
+class PretrainResult:
+    """What :func:`run_pretraining` produced."""
+
+    out_dir: Path
+    backbone_path: Path
+    checkpoint: Path
+    start_step: int
+    global_step: int
+    epochs: int
+    train_images: int
+    images_per_second: float  # steady state (after 5 steps), data loading included, monitor excluded
+    metrics: dict[str, float]
+
+
+def default_out_dir(cfg: PretrainConfig) -> Path:
+    return Path("runs") / "ssl" / f"{cfg.method}_{cfg.model.backbone}_{cfg.data.name}{cfg.data.image_size}"
+
+
+def _check_resume_compatible(out_dir: Path, cfg: PretrainConfig) -> None:
+    """Refuse to resume a checkpoint written for another method, backbone or image size."""
+    previous = out_dir / "config.yaml"
+    if not previous.is_file():
+        return
+    old = OmegaConf.load(previous)
+    for key in ("method", "model.backbone", "model.small_stem", "data.image_size"):
+        before, now = OmegaConf.select(old, key), OmegaConf.select(cfg, key)
+        if before is not None and before != now:
+            raise DermkitError(f"{out_dir} holds a run with {key}={before}, but this run has {key}={now}; it "
+                               f"cannot resume from {out_dir / 'checkpoints' / 'last.ckpt'}. Choose another --out "
+                               "or delete that folder.")
+
+
+def build_module(cfg: PretrainConfig) -> SSLModule:
+    """The Lightning module of ``cfg.method`` around a freshly built (or ``model.init``) backbone."""
+    backbone = build_model_backbone(cfg.model, cfg.data.image_size)
+    if cfg.method == "simclr":
+        return SimCLRModule(backbone, cfg.simclr, cfg.optim, cfg.data.batch_size)
+    return DINOModule(backbone, cfg.dino, cfg.optim, cfg.data.batch_size)
+
+
+def build_train_transform(cfg: PretrainConfig) -> Any:
+    """The multi-view transform of ``cfg.method`` (PIL image -> list of view tensors)."""
+    size = cfg.data.image_size
+    if cfg.method == "simclr":
+        return simclr_transform(cfg.augment, size)
+    return dino_transform(cfg.augment, size, local_crop_side(cfg.dino, size), cfg.dino.n_local_views,
+                          cfg.dino.global_crop_min_scale, cfg.dino.local_crop_min_scale, cfg.dino.local_crop_max_scale)
+
+
+def _loader(dataset: CachedImageDataset, cfg: DataConfig, shuffle: bool, drop_last: bool,
+            batch_size: int | None = None) -> DataLoader:
+    workers = int(cfg.num_workers)
+    return DataLoader(dataset, batch_size=batch_size or cfg.batch_size, shuffle=shuffle, drop_last=drop_last,
+                      num_workers=workers, persistent_workers=workers > 0 and shuffle,
+                      pin_memory=torch.cuda.is_available())
+
+
+def build_loaders(cfg: PretrainConfig, data: PreparedData) -> tuple[DataLoader, DataLoader, DataLoader | None]:
+    """(train loader of multi-view batches, kNN bank loader, validation loader or None).
+
+    The train loader yields ``(views, labels)``: V tensors (B, 3, s, s) and (B,) labels that the
+    module ignores. The monitor loaders yield un-augmented (B, 3, S, S) images with labels.
+    """
+    train_rows = data.indices("train")
+    if len(train_rows) == 0:
+        raise DermkitError(f"The training split of {data.source.root} is empty: nothing to pretrain on.")
+    labels = data.labels
+    train_set = CachedImageDataset(data.cache_path, train_rows, labels, build_train_transform(cfg))
+    # Batch norm and NT-Xent want full batches; a dataset smaller than one batch keeps its only batch.
+    train = _loader(train_set, cfg.data, shuffle=True, drop_last=len(train_rows) > cfg.data.batch_size)
+
+    rng = np.random.default_rng(cfg.seed)
+    bank_rows = train_rows[labels[train_rows] >= 0] if data.source.labeled else train_rows
+    if len(bank_rows) > cfg.monitor.max_bank:
+        bank_rows = np.sort(rng.choice(bank_rows, size=cfg.monitor.max_bank, replace=False))
+    evaluation = eval_transform(IMAGENET_MEAN, IMAGENET_STD)
+    monitor_batch = max(cfg.data.batch_size, 128)
+    bank = _loader(CachedImageDataset(data.cache_path, bank_rows, labels, evaluation), cfg.data, False, False,
+                   monitor_batch)
+    val_rows = data.indices("val")
+    val = None
+    if data.source.labeled and len(val_rows):
+        val = _loader(CachedImageDataset(data.cache_path, val_rows, labels, evaluation), cfg.data, False, False,
+                      monitor_batch)
+    return train, bank, val
+
+
+def build_trainer(cfg: PretrainConfig, out_dir: Path, callbacks: list[pl.Callback]) -> tuple[pl.Trainer, ModelCheckpoint]:
+    """A Lightning Trainer with checkpoints, CSV + TensorBoard logs and a rich progress bar."""
+    t = cfg.trainer
+    checkpoint = ModelCheckpoint(dirpath=out_dir / "checkpoints", filename="epoch{epoch:03d}", save_last=True,
+                                 save_top_k=0, every_n_train_steps=cfg.checkpoint_every_n_steps or None,
+                                 auto_insert_metric_name=False)
+    loggers = [CSVLogger(out_dir / "logs", name="csv"), TensorBoardLogger(out_dir / "logs", name="tb")]
+    trainer = pl.Trainer(
+        **trainer_kwargs(t),
+        callbacks=[checkpoint, *callbacks, RichProgressBar()], logger=loggers, num_sanity_val_steps=0,
+        limit_val_batches=0, enable_model_summary=False, default_root_dir=out_dir, use_distributed_sampler=True,
+    )
+    return trainer, checkpoint
+
+
+def validate(cfg: PretrainConfig) -> None:
+    """Checks that need more than the schema's types."""
+    if cfg.method not in METHODS:
+        raise DermkitError(f"Unknown method {cfg.method!r}.{did_you_mean(cfg.method, METHODS)} "
+                           f"Choose one of {', '.join(METHODS)}.")
+    if cfg.model.backbone not in BACKBONES:  # fail before caching any images
+        build_backbone(cfg.model.backbone)
+    if cfg.data.batch_size < 2:
+        raise DermkitError(f"data.batch_size={cfg.data.batch_size}: contrastive methods need at least 2 images "
+                           "per batch.")
+
+
+def run_pretraining(cfg: PretrainConfig) -> PretrainResult:
+    """Pretrain ``cfg.model.backbone`` with ``cfg.method`` and write the run folder (see module doc).
+
+    Raises:
+        DermkitError: bad config or data.
+    """
+    validate(cfg)
+    out_dir = Path(cfg.out_dir) if cfg.out_dir else default_out_dir(cfg)
+    last = out_dir / "checkpoints" / "last.ckpt"
+    if last.is_file():
+        _check_resume_compatible(out_dir, cfg)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    data = prepare_data(cfg.data)
+    train, bank, val = build_loaders(cfg, data)
+    if val is None:
+        console.print("No labelled validation split (unlabelled data): kNN monitoring is skipped; the collapse "
+                      "signal is still computed on training images.")
+    module = build_module(cfg)
+    monitor = SSLMonitor(cfg.monitor, bank, val, len(data.classes))
+    timer = StepTimer()
+    trainer, checkpoint = build_trainer(cfg, out_dir, [monitor, timer])
+    if trainer.is_global_zero:
+        write_run_info(out_dir, cfg, cfg.seed, {"split_hash": data.split_hash, "data": data.describe(),
+                                                "resumed_from": str(last) if last.is_file() else None})
+    if last.is_file():
+        console.print(f"Resuming from {last}.")
+    trainer.fit(module, train_dataloaders=train, ckpt_path=str(last) if last.is_file() else None)
+    images_per_second = timer.images_per_second(trainer.world_size)
+    backbone_path = out_dir / "backbone.safetensors"
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+    if trainer.is_global_zero:
+        card = BackboneCard(architecture=cfg.model.backbone, input_size=cfg.data.image_size,
+                            small_stem=bool(cfg.model.small_stem), mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                            method=cfg.method, epochs=int(trainer.current_epoch),
+                            data={"name": cfg.data.name, "root": str(data.source.root),
+                                  "train_images": len(train.dataset), "steps": int(trainer.global_step),
+                                  "init": cfg.model.init or None},
+                            split_hash=data.split_hash)
+        save_backbone(backbone_path, module.eval_backbone.float().cpu(), card)
+    result = PretrainResult(out_dir=out_dir, backbone_path=backbone_path, checkpoint=Path(checkpoint.dirpath) / "last.ckpt",
+                            start_step=module.start_step, global_step=int(trainer.global_step),
+                            epochs=int(trainer.current_epoch), train_images=len(train.dataset),
+                            images_per_second=images_per_second, metrics=metrics)
+    if trainer.is_global_zero:
+        summary = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(result).items()}
+        (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return result
+
+
+def print_summary(cfg: PretrainConfig, result: PretrainResult) -> None:
+    """The rich table printed at the end of a run."""
+    rows: list[tuple[str, Any]] = [
+        ("method", cfg.method), ("backbone", f"{cfg.model.backbone}{' (small stem)' if cfg.model.small_stem else ''}"),
+        ("data", f"{cfg.data.name} ({result.train_images} training images, {cfg.data.image_size} px)"),
+        ("steps", f"{result.start_step} -> {result.global_step}"), ("epochs", result.epochs),
+        ("images/s (steady state)", result.images_per_second if result.images_per_second else "n/a (too few steps)"),
+    ]
+    for key in ("train/loss", "monitor/embedding_std", "monitor/knn_top1", "monitor/knn_balanced_acc"):
+        if key in result.metrics:
+            rows.append((key, result.metrics[key]))
+    rows += [("backbone file", str(result.backbone_path)), ("checkpoint", str(result.checkpoint))]
+    print_table("ssl.pretrain summary", ["", "value"], rows)
+
+
+@entry_point
+def main(argv: list[str] | None = None) -> int:
+    cfg = parse_config(PretrainConfig, "python -m ssl.pretrain", DESCRIPTION, argv, FLAGS)
+    result = run_pretraining(cfg)
+    if rank_zero_only.rank == 0:
+        print_summary(cfg, result)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
