@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from dermkit.csvfile import read_csv_rows
 from dermkit.errors import DermkitError
 from bench.grid import Cell
 
@@ -68,15 +69,9 @@ def read_predictions(cell_dir: Path) -> Predictions:
         DermkitError: missing file or columns.
     """
     path = cell_dir / PREDICTIONS_FILE
-    try:
-        with path.open(newline="") as handle:
-            reader = csv.DictReader(handle)
-            missing = [c for c in ("image_id", "true", "predicted") if c not in (reader.fieldnames or [])]
-            if missing:
-                raise DermkitError(f"{path} lacks the column(s) {', '.join(missing)} (written by finetune.train).")
-            rows = [(r["image_id"], r["true"], r["predicted"]) for r in reader]
-    except OSError as err:
-        raise DermkitError(f"Cannot read {path}: {err}. Re-run the benchmark to recompute this cell.") from None
+    rows = [(r["image_id"], r["true"], r["predicted"])
+            for r in read_csv_rows(path, ("image_id", "true", "predicted"), "Predictions file",
+                                   "Re-run the benchmark to recompute this cell (written by finetune.train).")]
     rows.sort()
     ids = np.array([r[0] for r in rows])
     true = np.array([r[1] for r in rows])
@@ -112,14 +107,7 @@ def read_results(path: Path) -> list[dict[str, Any]]:
     Raises:
         DermkitError: the file is missing or lacks columns.
     """
-    if not path.is_file():
-        raise DermkitError(f"{path} does not exist. Run python -m bench.label_efficiency first.")
-    with path.open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        missing = [c for c in RESULT_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise DermkitError(f"{path} lacks the column(s) {', '.join(missing)}.")
-        raw = list(reader)
+    raw = read_csv_rows(path, RESULT_COLUMNS, "Results file", "Run python -m bench.label_efficiency first.")
 
     def number(text: str) -> float:
         return float(text) if text != "" else float("nan")

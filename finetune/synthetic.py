@@ -15,7 +15,6 @@ Rules (the scientific-honesty contract):
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -25,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from dermkit.data.cache import cache_images
+from dermkit.csvfile import read_csv_rows
 from dermkit.errors import DermkitError
 from dermkit.vocab import canonical_class
 
@@ -62,13 +62,8 @@ def manifest_csv(path: str | Path) -> Path:
 
 def read_manifest_rows(csv_path: Path) -> list[dict[str, str]]:
     """The manifest's rows; checks the required columns."""
-    with open(csv_path, newline="") as fh:
-        reader = csv.DictReader(fh)
-        missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or ())]
-        if missing:
-            raise DermkitError(f"{csv_path} lacks the column(s) {', '.join(missing)}; a synthetic manifest needs "
-                               f"{', '.join(REQUIRED_COLUMNS)} (written by python -m synth.generate).")
-        rows = list(reader)
+    rows = read_csv_rows(csv_path, REQUIRED_COLUMNS, "Synthetic manifest",
+                         f"A synthetic manifest needs {', '.join(REQUIRED_COLUMNS)} (written by python -m synth.generate).")
     if not rows:
         raise DermkitError(f"{csv_path} lists no images; let python -m synth.generate finish some first.")
     return rows

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dermkit.csvfile import read_csv_rows
 from dermkit.data.records import ImageRecord
 from dermkit.errors import DermkitError
 
@@ -148,14 +149,7 @@ class SplitTable:
     def load(cls, path: str | Path) -> SplitTable:
         """Read a ``split.csv`` (and the seed from ``split.json`` beside it, when present)."""
         path = Path(path)
-        if not path.is_file():
-            raise DermkitError(f"Split file {path} does not exist. Write one with python -m dermkit.data --out DIR.")
-        with path.open(newline="") as handle:
-            reader = csv.DictReader(handle)
-            missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or [])]
-            if missing:
-                raise DermkitError(f"Split file {path} lacks the column(s) {', '.join(missing)}.")
-            rows = list(reader)
+        rows = read_csv_rows(path, CSV_COLUMNS, "Split file", "Write one with python -m dermkit.data --out DIR.")
         bad = sorted({r["split"] for r in rows} - set(SPLITS))
         if bad:
             raise DermkitError(f"Split file {path} has unknown split names {bad}; expected {list(SPLITS)}.")

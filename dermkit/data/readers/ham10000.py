@@ -10,7 +10,8 @@ from pathlib import Path
 
 from dermkit.data.images import IMAGE_EXTENSIONS
 from dermkit.data.readers import register_reader
-from dermkit.data.readers.csvutil import find_image, read_csv_rows
+from dermkit.csvfile import read_csv_rows
+from dermkit.data.readers.csvutil import find_image
 from dermkit.data.records import ImageRecord, ImageSource
 from dermkit.errors import DermkitError
 from dermkit.vocab import canonical_class, sort_classes
@@ -29,7 +30,7 @@ def read_ham10000_folder(root: Path, skip_bad: bool, name: str = "ham10000") -> 
     if not root.is_dir():
         raise DermkitError(f"Dataset folder {root} does not exist. Set data.root (or DERMKIT_HAM10000) to the "
                            f"folder holding {METADATA}.")
-    rows = read_csv_rows(root / METADATA, ["lesion_id", "image_id", "dx"])
+    rows = read_csv_rows(root / METADATA, ["lesion_id", "image_id", "dx"], "Metadata file", "Check data.root.")
     if not rows:
         raise DermkitError(f"Metadata file {root / METADATA} lists no images.")
     folders = [root / f for f in _IMAGE_FOLDERS]

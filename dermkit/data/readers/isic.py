@@ -23,7 +23,7 @@ from pathlib import Path
 
 from dermkit.console import console
 from dermkit.data.readers import register_reader
-from dermkit.data.readers.csvutil import read_csv_rows
+from dermkit.csvfile import read_csv_rows
 from dermkit.data.records import ImageRecord, ImageSource
 from dermkit.errors import DermkitError
 from dermkit.vocab import canonical_class, sort_classes
@@ -113,7 +113,7 @@ def _lesion_ids(root: Path) -> dict[str, str]:
         return {}
     if len(metadata) > 1:
         raise DermkitError(f"Several metadata CSVs in {root}: {', '.join(p.name for p in metadata)}. Keep one.")
-    rows = read_csv_rows(metadata[0], [IMAGE_COLUMN])
+    rows = read_csv_rows(metadata[0], [IMAGE_COLUMN], "Metadata file", "Check data.root.")
     if rows and "lesion_id" not in rows[0]:
         console.print(f"[yellow]warning:[/] {metadata[0]} has no lesion_id column; each image is split as "
                       "its own lesion.", highlight=False)
@@ -134,7 +134,7 @@ def read_isic(root: Path, skip_bad: bool) -> ImageSource:
         raise DermkitError(f"ISIC folder {root} does not exist. Set data.root to the folder holding the "
                            "ground-truth CSV and the images.")
     gt_path = find_ground_truth_csv(root)
-    rows = read_csv_rows(gt_path, [IMAGE_COLUMN])
+    rows = read_csv_rows(gt_path, [IMAGE_COLUMN], "Metadata file", "Check data.root.")
     if not rows:
         raise DermkitError(f"Ground-truth file {gt_path} lists no images.")
     columns = _class_columns(gt_path, list(rows[0]))
