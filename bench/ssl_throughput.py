@@ -6,8 +6,9 @@ dermkit's 64-px defaults). The reference does what lightly's plain-PyTorch examp
 ``Dataset`` that opens and decodes each JPEG every time it is read, a ``DataLoader``, and two
 forward passes per step. Ours reads the decoded image cache and runs in Lightning.
 
-Each loop runs in its own process, interleaved (reference, ours, reference, ours, ...), so both
-see the same machine load. Images/s is measured after 5 warm-up steps, data loading included;
+Each loop runs in its own process, interleaved (reference, ours, compute-only, reference, ...),
+so all see the same machine load. The compute-only loop runs the same training step on one fixed
+batch with no data loading: the speed no data pipeline can beat on this machine. Images/s is measured after 5 warm-up steps, data loading included;
 peak memory is the largest sum of PSS (proportional set size, so memory-mapped pages shared by
 workers are counted once) over the process and its data-loader workers, sampled every 0.2 s.
 
@@ -36,17 +37,52 @@ WARMUP_STEPS = 5
 
 
 # ----------------------------------------------------------------------------------------------
-# The reference loop (runs in a child process: python -m bench.ssl_throughput --role reference)
-def run_reference(args: argparse.Namespace) -> dict[str, float]:
-    """lightly's SimCLR example, plain PyTorch: decode JPEGs every epoch, two forward passes."""
+# The reference loop and the compute-only ceiling (child processes: --role reference / compute)
+def _simclr_model(args: argparse.Namespace) -> tuple[Any, Any, Any]:
+    """(model, NT-Xent criterion, SGD optimiser): the same network and optimiser for both child roles."""
     import torch
     from lightly.loss import NTXentLoss
     from lightly.models.modules import SimCLRProjectionHead
+
+    from dermkit.backbones import build_backbone
+
+    torch.manual_seed(0)
+    backbone = build_backbone(args.backbone, small_stem=args.small_stem, image_size=args.image_size)
+    head = SimCLRProjectionHead(backbone.feature_dim, backbone.feature_dim, 128)
+    model = torch.nn.Sequential(backbone, head)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.06 * args.batch_size / 256, momentum=0.9, weight_decay=5e-4)
+    return model, NTXentLoss(temperature=0.5), optimizer
+
+
+def run_compute_only(args: argparse.Namespace) -> dict[str, float]:
+    """The ceiling of any data pipeline: the same training step on one fixed batch, no loading at all.
+
+    Runs the two views as one (2B, 3, S, S) pass, as ``ssl.pretrain`` does.
+    """
+    import torch
+
+    model, criterion, optimizer = _simclr_model(args)
+    views = torch.randn(2 * args.batch_size, 3, args.image_size, args.image_size)  # (2B, 3, S, S)
+    model.train()
+    images, seconds = 0, 0.0
+    for step in range(1, args.steps + 1):
+        start = time.perf_counter()
+        z0, z1 = model(views).split(args.batch_size)  # (B, P) each
+        loss = criterion(z0, z1)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if step > WARMUP_STEPS:
+            images += args.batch_size
+            seconds += time.perf_counter() - start
+    return {"images_per_second": images / seconds}
+
+
+def run_reference(args: argparse.Namespace) -> dict[str, float]:
+    """lightly's SimCLR example, plain PyTorch: decode JPEGs every epoch, two forward passes."""
     from lightly.transforms import SimCLRTransform
     from PIL import Image
     from torch.utils.data import DataLoader, Dataset
-
-    from dermkit.backbones import build_backbone
 
     class JpegFolder(Dataset):
         def __init__(self, paths: list[Path], transform: Any) -> None:
@@ -66,12 +102,7 @@ def run_reference(args: argparse.Namespace) -> dict[str, float]:
     paths = sorted((Path(args.root) / "images").glob("*.jpg"))
     loader = DataLoader(JpegFolder(paths, transform), batch_size=args.batch_size, shuffle=True, drop_last=True,
                         num_workers=args.workers, persistent_workers=args.workers > 0)
-    torch.manual_seed(0)
-    backbone = build_backbone(args.backbone, small_stem=args.small_stem, image_size=args.image_size)
-    head = SimCLRProjectionHead(backbone.feature_dim, backbone.feature_dim, 128)
-    model = torch.nn.Sequential(backbone, head)
-    criterion = NTXentLoss(temperature=0.5)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.06 * args.batch_size / 256, momentum=0.9, weight_decay=5e-4)
+    model, criterion, optimizer = _simclr_model(args)
     model.train()
     images, seconds, step, last = 0, 0.0, 0, None
     while step < args.steps:
@@ -150,8 +181,9 @@ def _run_measured(command: list[str]) -> tuple[subprocess.CompletedProcess[str],
     return done, sampler.peak_mib
 
 
-def measure_reference(args: argparse.Namespace) -> dict[str, float]:
-    command = [sys.executable, "-m", "bench.ssl_throughput", "--role", "reference", *_shared_args(args)]
+def measure_child(args: argparse.Namespace, role: str) -> dict[str, float]:
+    """Runs ``run_reference`` or ``run_compute_only`` in a fresh process; images/s and peak PSS."""
+    command = [sys.executable, "-m", "bench.ssl_throughput", "--role", role, *_shared_args(args)]
     done, peak = _run_measured(command)
     return {**json.loads(done.stdout.strip().splitlines()[-1]), "peak_mib": peak}
 
@@ -159,7 +191,7 @@ def measure_reference(args: argparse.Namespace) -> dict[str, float]:
 def measure_ours(args: argparse.Namespace, out_dir: Path) -> dict[str, float]:
     command = [sys.executable, "-m", "ssl.pretrain", "--data", "ham10000", "--root", args.root,
                "--backbone", args.backbone, "--image-size", str(args.image_size), "--batch-size", str(args.batch_size),
-               "--workers", str(args.workers), "--max-steps", str(args.steps), "--out", str(out_dir),
+               "--workers", str(args.workers if args.ours_workers < 0 else args.ours_workers), "--max-steps", str(args.steps), "--out", str(out_dir),
                "--small-stem" if args.small_stem else "--no-small-stem", "monitor.every_n_epochs=0",
                "trainer.accelerator=cpu", "trainer.log_every_n_steps=50"]
     _, peak = _run_measured(command)
@@ -180,39 +212,45 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--small-stem", action="store_true", help="small-image stem for both loops")
     parser.add_argument("--image-size", type=int, default=64, help="view side in px")
     parser.add_argument("--batch-size", type=int, default=64, help="images per step")
-    parser.add_argument("--workers", type=int, default=2, help="data-loader workers, same for both loops")
+    parser.add_argument("--workers", type=int, default=2, help="data-loader workers of the reference loop")
+    parser.add_argument("--ours-workers", type=int, default=-1,
+                        help="data-loader workers of ssl.pretrain (-1: the same as --workers)")
     parser.add_argument("--steps", type=int, default=40, help=f"steps per measurement (the first {WARMUP_STEPS} untimed)")
-    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds (reference then ours)")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="interleaved rounds (reference, ours, then the compute-only ceiling)")
     parser.add_argument("--json", default="runs/bench/ssl_throughput.json", help="where to write the results")
-    parser.add_argument("--role", choices=["compare", "reference"], default="compare", help=argparse.SUPPRESS)
+    parser.add_argument("--role", choices=["compare", "reference", "compute"], default="compare", help=argparse.SUPPRESS)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.role == "reference":
-        print(json.dumps(run_reference(args)))
+    if args.role != "compare":
+        print(json.dumps(run_reference(args) if args.role == "reference" else run_compute_only(args)))
         return 0
     if not (Path(args.root) / "images").is_dir():
         raise SystemExit(f"{args.root}/images not found: pass --root with the HAM10000 folder.")
-    results: dict[str, list[dict[str, float]]] = {"reference": [], "ours": []}
+    # compute: the same step with no data loading at all, the ceiling any data pipeline can reach.
+    results: dict[str, list[dict[str, float]]] = {"reference": [], "ours": [], "compute": []}
     with tempfile.TemporaryDirectory(prefix="ssl-throughput-") as tmp:
         for round_index in range(args.rounds):
             console.print(f"round {round_index + 1}/{args.rounds}: reference loop ...")
-            results["reference"].append(measure_reference(args))
+            results["reference"].append(measure_child(args, "reference"))
             console.print(f"round {round_index + 1}/{args.rounds}: ssl.pretrain ...")
             results["ours"].append(measure_ours(args, Path(tmp) / f"run{round_index}"))
-    rows = []
-    for name, runs in results.items():
-        ips = [r["images_per_second"] for r in runs]
-        rows.append([name, sum(ips) / len(ips), min(ips), max(ips), max(r["peak_mib"] for r in runs)])
-    speedup = rows[1][1] / rows[0][1]
+            console.print(f"round {round_index + 1}/{args.rounds}: compute only (no data loading) ...")
+            results["compute"].append(measure_child(args, "compute"))
+    mean = {name: sum(r["images_per_second"] for r in runs) / len(runs) for name, runs in results.items()}
+    rows = [[name, mean[name], mean[name] / mean["reference"], min(r["images_per_second"] for r in runs),
+             max(r["images_per_second"] for r in runs), max(r["peak_mib"] for r in runs)]
+            for name, runs in results.items()]
+    speedup, ceiling = mean["ours"] / mean["reference"], mean["compute"] / mean["reference"]
     print_table(f"SimCLR pretraining, {args.backbone}{' small stem' if args.small_stem else ''}, {args.image_size} px, "
-                f"batch {args.batch_size}, {args.workers} workers; speed-up {speedup:.2f}x",
-                ["loop", "images/s (mean)", "min", "max", "peak PSS MiB"], rows)
+                f"batch {args.batch_size}; speed-up {speedup:.2f}x (ceiling without data loading {ceiling:.2f}x)",
+                ["loop", "images/s (mean)", "x reference", "min", "max", "peak PSS MiB"], rows)
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"args": vars(args), "results": results, "speedup": speedup,
+    out.write_text(json.dumps({"args": vars(args), "results": results, "speedup": speedup, "ceiling": ceiling,
                                "date": time.strftime("%Y-%m-%d %H:%M %Z")}, indent=2) + "\n")
     return 0
 
