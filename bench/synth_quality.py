@@ -4,7 +4,9 @@ Runs the three synth stages with one set of settings: trains the ``small`` prese
 training split at 32 px (resumes, so a finished run is not retrained), generates the chosen rare
 classes, and evaluates them against the real training images. The question answered: is each
 synthetic class closer (KID and Fréchet distance, in the feature space of a dermkit backbone) to
-the real images of its own class than to those of every other class? Writes ``quality.md`` and
+the real images of its own class than to those of every other class? Held-out real images of each
+class (validation split, as many as the synthetic ones) are ranked the same way, as the reference
+a perfect generator would reach in this feature space. Writes ``quality.md`` and
 ``quality.json`` into the generator folder and, with ``--figure``, one stacked grid image.
 
 Example::
@@ -40,6 +42,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=20, help="learning-rate warm-up steps")
     parser.add_argument("--classes", nargs="+", default=["mel", "vasc", "df"], help="classes to generate")
     parser.add_argument("--n", type=int, default=32, help="synthetic images per class")
+    parser.add_argument("--gen-batch-size", type=int, default=32, help="images per sampling batch")
     parser.add_argument("--sample-steps", type=int, default=50, help="DDIM steps")
     parser.add_argument("--guidance", type=float, default=3.0, help="guidance weight")
     parser.add_argument("--backbone", default="", help="backbone.safetensors (default: random-init resnet18)")
@@ -71,23 +74,26 @@ def main(argv: list[str] | None = None) -> int:
     samples = out / "samples"
     generate_main(["--model", str(out), "--out", str(samples), *[a for c in args.classes for a in ("--class", c)],
                    "--n", str(args.n), "--steps", str(args.sample_steps), "--guidance", str(args.guidance),
-                   "--batch-size", str(args.n)])
+                   "--batch-size", str(args.gen_batch_size)])
     eval_argv = ["--synthetic", str(samples), "--data", args.data, "random_small_stem=false"]
     if args.backbone:
         eval_argv += ["--backbone", args.backbone]
     report = evaluate(parse_config(EvaluateConfig, "bench.synth_quality", "", eval_argv, EVAL_FLAGS))
     lines = [f"Feature space: {report['feature_space']}", "",
              "| synthetic class | n | KID to own class | nearest other class by KID (KID) | own rank KID | "
-             "FD to own class | nearest other class by FD (FD) | own rank FD | precision | recall | copy rate |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "FD to own class | nearest other class by FD (FD) | own rank FD | held-out real: n, own rank KID, FD "
+             "| precision | recall | copy rate |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for klass, m in report["classes"].items():
         others = {c: v for c, v in m["to_class"].items() if c != klass}
         kid_other = min(others, key=lambda c: others[c]["kid"])
         fd_other = min(others, key=lambda c: others[c]["fd"])
+        ref = m.get("held_out_real")
+        held_out = f"{ref['n']}, {ref['own_rank_kid']}, {ref['own_rank_fd']}" if ref else "-"
         lines.append(f"| {klass} ({display_name(klass)}) | {m['synthetic']} | {m['kid']:.4f} | {kid_other} "
                      f"({others[kid_other]['kid']:.4f}) | {m['own_rank_kid']} of {len(m['to_class'])} | {m['fd']:.2f} | "
                      f"{fd_other} ({others[fd_other]['fd']:.2f}) | {m['own_rank_fd']} of {len(m['to_class'])} | "
-                     f"{m['precision']:.2f} | {m['recall']:.2f} | {m['copy_rate']:.2f} |")
+                     f"{held_out} | {m['precision']:.2f} | {m['recall']:.2f} | {m['copy_rate']:.2f} |")
     table = "\n".join(lines) + "\n"
     (out / "quality.md").write_text(table)
     (out / "quality.json").write_text(json.dumps(report, indent=2) + "\n")

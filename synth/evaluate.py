@@ -5,6 +5,10 @@ named random-init network, which the report says):
 
 * Fréchet distance and KID to the real training images of the same class, and to every other
   class (does the conditioning work? the own class should be the closest);
+* the same ranking for held-out real images: as many validation images of the class as there are
+  synthetic ones, compared with the training classes in the same way. It calibrates the test: a
+  perfect generator does as well as these, and a feature space in which even real images of a
+  class do not rank their own class first cannot show that a generator's conditioning works;
 * k-NN precision and recall against the real images of the class;
 * a memorisation audit: the nearest training image of each synthetic image in feature space and
   in pixel space; near-copies (pixel RMSE below ``copy_rmse``) are listed and their rate reported;
@@ -61,6 +65,8 @@ class EvaluateConfig:
         kid_subsets: random subsets KID is averaged over.
         grid_images: images per row of the per-class grids.
         seed: seed of the random backbone, KID subsets and the real images shown in the grids.
+        held_out_reference: also rank held-out real images (the ``data`` validation split, never
+            seen by the generator) against the training classes; skipped where there is none.
     """
 
     synthetic: str = ""
@@ -74,6 +80,7 @@ class EvaluateConfig:
     kid_subsets: int = 50
     grid_images: int = 8
     seed: int = 0
+    held_out_reference: bool = True
 
 
 FLAGS = [
@@ -192,6 +199,7 @@ def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
     copies: list[dict[str, Any]] = []
     grid_dir = out / "grids"
     grid_dir.mkdir(parents=True, exist_ok=True)
+    held_out_feats = embed_held_out(cfg, prepared, space, set(synth_classes))
     rng = np.random.default_rng(cfg.seed)
     for klass in sorted(set(synth_classes), key=list(prepared.classes).index):
         s_idx = np.flatnonzero(synth_classes == klass)
@@ -199,11 +207,7 @@ def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
         if len(s_idx) < 2:
             console.print(f"[yellow]{klass}: only {len(s_idx)} synthetic image; distances need at least 2.[/]")
             continue
-        to_class = {}
-        for other, r_idx in real_by_class.items():
-            if len(r_idx) >= 2:
-                to_class[other] = {"fd": frechet_distance(train_feats[r_idx], fake),
-                                   "kid": kernel_distance(train_feats[r_idx], fake, cfg.kid_subsets, seed=cfg.seed)[0]}
+        to_class = distances_to_classes(fake, train_feats, real_by_class, cfg.kid_subsets, cfg.seed)
         own = train_feats[real_by_class[klass]]
         kid_mean, kid_std = kernel_distance(own, fake, cfg.kid_subsets, seed=cfg.seed)
         precision, recall = precision_recall(own, fake, cfg.knn_k)
@@ -222,6 +226,15 @@ def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
             "nn_pixel_rmse_min": float(pix_rmse[s_idx].min()),
             "near_copies": int(len(flagged)), "copy_rate": float(len(flagged) / len(s_idx)),
         }
+        held_out = held_out_feats.get(klass)
+        if held_out is not None and len(held_out) >= 2:
+            sample = held_out[rng.permutation(len(held_out))[:len(s_idx)]]  # as many as there are synthetic
+            ref = distances_to_classes(sample, train_feats, real_by_class, cfg.kid_subsets, cfg.seed)
+            ref_by_kid = sorted(ref, key=lambda c: ref[c]["kid"])
+            report["classes"][klass]["held_out_real"] = {
+                "n": int(len(sample)), "kid": ref[klass]["kid"], "fd": ref[klass]["fd"],
+                "own_rank_kid": ref_by_kid.index(klass) + 1, "closest_real_class_kid": ref_by_kid[0],
+                "own_rank_fd": sorted(ref, key=lambda c: ref[c]["fd"]).index(klass) + 1, "to_class": ref}
         copies += [{"file": rows[i]["file"], "nearest_train_image": image_ids[int(pix_nn[i])],
                     "pixel_rmse": round(float(pix_rmse[i]), 5),
                     "nearest_train_image_features": image_ids[int(feat_nn[i])]} for i in flagged]
@@ -239,10 +252,34 @@ def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
         writer.writerows(copies)
     console.print(f"Feature space: {space.name}")
     print_table(f"synth.evaluate: {folder} vs real training images (report: {out})",
-                ["class", "n", "FD", "KID", "nearest (KID)", "rank", "prec", "recall", "copies"],
+                ["class", "n", "FD", "KID", "nearest (KID)", "rank", "held-out real: rank", "prec", "recall",
+                 "copies"],
                 [[c, m["synthetic"], m["fd"], m["kid"], m["closest_real_class_kid"], m["own_rank_kid"],
+                  m["held_out_real"]["own_rank_kid"] if "held_out_real" in m else "-",
                   m["precision"], m["recall"], m["copy_rate"]] for c, m in report["classes"].items()])
     return report
+
+
+def distances_to_classes(features: torch.Tensor, train_feats: torch.Tensor, real_by_class: dict[str, torch.Tensor],
+                         kid_subsets: int, seed: int) -> dict[str, dict[str, float]]:
+    """FD and KID of (M, D) ``features`` to the (N_c, D) training features of every class with >= 2 images."""
+    return {klass: {"fd": frechet_distance(train_feats[idx], features),
+                    "kid": kernel_distance(train_feats[idx], features, kid_subsets, seed=seed)[0]}
+            for klass, idx in real_by_class.items() if len(idx) >= 2}
+
+
+def embed_held_out(cfg: EvaluateConfig, prepared: PreparedData, space: FeatureSpace,
+                   classes: set[str]) -> dict[str, torch.Tensor]:
+    """(n_c, D) features of the validation images of each of ``classes`` (empty if switched off or none)."""
+    val_idx = prepared.indices("val")
+    if not cfg.held_out_reference or len(val_idx) == 0:
+        return {}
+    val_labels = prepared.labels[val_idx]
+    wanted = [i for i, c in enumerate(prepared.classes) if c in classes]
+    rows = val_idx[np.isin(val_labels, wanted)]
+    feats = space.embed(prepared.images[rows], "held-out real images (validation split)")  # (n, D)
+    labels = prepared.labels[rows]
+    return {prepared.classes[i]: feats[torch.from_numpy(labels == i)] for i in wanted}
 
 
 def save_class_grid(path: Path, real: np.ndarray, synthetic: np.ndarray, nearest_train: np.ndarray,

@@ -66,10 +66,26 @@ def test_copies_of_training_images_rank_closer_than_noise_and_are_flagged(demo16
     assert copies["fd"] < unrelated["fd"] and copies["kid"] < unrelated["kid"]
     assert copies["own_rank_kid"] == 1 and copies["precision"] > unrelated["precision"]
     assert copies["copy_rate"] == 1.0 and unrelated["copy_rate"] == 0.0
+    # Held-out real images of the class (validation split) calibrate the ranking: far closer than noise.
+    val = demo16.indices("val")
+    n_val_mel = int((demo16.labels[val] == demo16.classes.index("mel")).sum())
+    for result in (copies, unrelated):
+        reference = result["held_out_real"]
+        assert reference["n"] == min(n_val_mel, len(mel))
+        assert reference["kid"] < unrelated["kid"]
+    assert copies["held_out_real"]["own_rank_kid"] == 1
     report = json.loads((copies_dir / "eval" / "metrics.json").read_text())
     assert "random-init tiny_cnn" in report["feature_space"]
     assert (copies_dir / "eval" / "grids" / "mel.png").is_file()
     assert len((copies_dir / "eval" / "near_copies.csv").read_text().splitlines()) == len(mel) + 1
+
+
+def test_held_out_reference_can_be_switched_off(demo16, demo_cache: Path, tmp_path: Path) -> None:
+    train = demo16.indices("train")
+    vasc = train[demo16.labels[train] == demo16.classes.index("vasc")][:4]
+    write_synthetic(tmp_path / "vasc", np.array(demo16.images[vasc]), "vasc", demo16.split_hash)
+    assert "held_out_real" in run_eval(tmp_path / "vasc", demo_cache)["classes"]["vasc"]
+    assert "held_out_real" not in run_eval(tmp_path / "vasc", demo_cache, "held_out_reference=false")["classes"]["vasc"]
 
 
 def test_synthetic_images_of_another_split_are_refused(demo16, demo_cache: Path, tmp_path: Path) -> None:
