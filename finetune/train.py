@@ -34,6 +34,7 @@ from dermkit.config import Flag, parse_config, to_container, trainer_kwargs
 from dermkit.console import console, entry_point
 from dermkit.data.prepare import PreparedData, prepare_data
 from dermkit.errors import DermkitError, did_you_mean
+from dermkit.interrupt import CheckpointOnInterrupt
 from dermkit.metrics import classification_report
 from dermkit.runinfo import write_run_info
 from finetune.backbone import BackboneSpec, resolve_backbone
@@ -129,7 +130,9 @@ def build_trainer(cfg: FinetuneConfig, out_dir: Path, head_epochs: int) -> tuple
                                  save_last=True)
     loggers = [CSVLogger(str(out_dir), name="", version="logs"),
                TensorBoardLogger(str(out_dir), name="", version="tensorboard", default_hp_metric=False)]
-    trainer = pl.Trainer(**kwargs, default_root_dir=str(out_dir), callbacks=[checkpoint, ProgressBar()],
+    on_interrupt = CheckpointOnInterrupt(out_dir / "checkpoints" / "last.ckpt",
+                                         "Add --resume to the same command to continue.")
+    trainer = pl.Trainer(**kwargs, default_root_dir=str(out_dir), callbacks=[checkpoint, on_interrupt, ProgressBar()],
                          logger=loggers, deterministic=False)
     return trainer, checkpoint
 

@@ -4,8 +4,8 @@ Reads the training split of ``data`` without its labels, trains the backbone wit
 SimCLR or DINO building blocks under ``pytorch_lightning``, and writes into ``out_dir``::
 
     backbone.safetensors + backbone.json   the pretrained backbone and its card (for later stages)
-    checkpoints/last.ckpt                  Lightning checkpoint (each epoch and every
-                                           checkpoint_every_n_steps); re-running resumes from it
+    checkpoints/last.ckpt                  Lightning checkpoint (each epoch, every
+                                           checkpoint_every_n_steps and on Ctrl-C); re-running resumes from it
     logs/csv/version_N/metrics.csv         loss, lr, kNN accuracy, collapse signal
     logs/tb/version_N/                     the same for TensorBoard
     config.yaml, run.json                  resolved config, seed, git commit, versions
@@ -37,6 +37,7 @@ from dermkit.console import console, entry_point, print_table
 from dermkit.data.datasets import CachedImageDataset
 from dermkit.data.prepare import PreparedData, prepare_data
 from dermkit.errors import DermkitError, did_you_mean
+from dermkit.interrupt import CheckpointOnInterrupt
 from dermkit.runinfo import write_run_info
 from ssl.base_module import OptimConfig, SSLModule
 from ssl.dino_module import DINOConfig, DINOModule, local_crop_side
@@ -208,7 +209,8 @@ def build_trainer(cfg: PretrainConfig, out_dir: Path, callbacks: list[pl.Callbac
     loggers = [CSVLogger(out_dir / "logs", name="csv"), TensorBoardLogger(out_dir / "logs", name="tb")]
     trainer = pl.Trainer(
         **trainer_kwargs(t),
-        callbacks=[checkpoint, *callbacks, RichProgressBar()], logger=loggers, num_sanity_val_steps=0,
+        callbacks=[checkpoint, CheckpointOnInterrupt(out_dir / "checkpoints" / "last.ckpt"), *callbacks,
+                   RichProgressBar()], logger=loggers, num_sanity_val_steps=0,
         limit_val_batches=0, enable_model_summary=False, default_root_dir=out_dir, use_distributed_sampler=True,
     )
     return trainer, checkpoint

@@ -30,6 +30,7 @@ from dermkit.console import console, entry_point
 from dermkit.data.datasets import CachedImageDataset
 from dermkit.data.prepare import prepare_data
 from dermkit.errors import DermkitError
+from dermkit.interrupt import CheckpointOnInterrupt
 from dermkit.runinfo import write_run_info
 from synth.generator import GeneratorInfo, save_generator
 from synth.model import get_preset, unet_config
@@ -237,7 +238,8 @@ def train(cfg: SynthTrainConfig) -> Path:
                                  every_n_train_steps=cfg.checkpoint_every)
     trainer = pl.Trainer(**trainer_kwargs(cfg.trainer), default_root_dir=str(out),
                          logger=TensorBoardLogger(str(out), name="logs", version=0),
-                         callbacks=[checkpoint, RichProgressBar()],
+                         callbacks=[checkpoint, CheckpointOnInterrupt(out / "checkpoints" / "last.ckpt"),
+                                    RichProgressBar()],
                          gradient_clip_val=cfg.optim.grad_clip or None, enable_model_summary=False)
     console.print(f"[bold]synth.train[/]: {cfg.model.preset} UNet, {len(train_idx)} training images "
                   f"({', '.join(f'{c} {n}' for c, n in counts.items())}), split {prepared.split_hash}"

@@ -95,3 +95,25 @@ def test_help_runs_from_repo_root() -> None:
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "resumes from" in done.stdout and "--method" in done.stdout and "trainer.strategy=ddp" in done.stdout
+
+
+def test_ctrl_c_saves_the_running_step_and_the_rerun_resumes_from_it(tiny_config, monkeypatch) -> None:
+    from ssl.simclr_module import SimCLRModule
+
+    original = SimCLRModule.training_step
+
+    def interrupted_at_step_3(self, batch, batch_idx):  # type: ignore[no-untyped-def]
+        if self.global_step == 3:
+            raise KeyboardInterrupt
+        return original(self, batch, batch_idx)
+
+    monkeypatch.setattr(SimCLRModule, "training_step", interrupted_at_step_3)
+    cfg = tiny_config("--max-steps", "6")  # no checkpoint before the end of the epoch or step 6
+    with pytest.raises(SystemExit):
+        run_pretraining(cfg)
+    last = Path(cfg.out_dir) / "checkpoints" / "last.ckpt"
+    assert torch.load(last, map_location="cpu", weights_only=False)["global_step"] == 3
+    assert not (Path(cfg.out_dir) / "backbone.safetensors").exists()  # an interrupted run writes no backbone
+    monkeypatch.setattr(SimCLRModule, "training_step", original)
+    resumed = run_pretraining(tiny_config("--max-steps", "6"))
+    assert resumed.start_step == 3 and resumed.global_step == 6

@@ -44,3 +44,28 @@ def test_unknown_preset_is_an_error(tmp_path: Path, demo_cache: Path) -> None:
                        FLAGS)
     with pytest.raises(DermkitError, match="Did you mean: tiny"):
         train(cfg)
+
+
+def test_ctrl_c_saves_the_running_step_and_the_rerun_resumes(tmp_path: Path, demo_cache: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from synth.train import DiffusionModule
+
+    original = DiffusionModule.training_step
+
+    def interrupted_at_step_2(self, batch, batch_idx):  # type: ignore[no-untyped-def]
+        if self.global_step == 2:
+            raise KeyboardInterrupt
+        return original(self, batch, batch_idx)
+
+    out = tmp_path / "gen"
+    argv = [*tiny_train_argv(out, demo_cache, steps=4), "checkpoint_every=100"]  # no regular save before the end
+    monkeypatch.setattr(DiffusionModule, "training_step", interrupted_at_step_2)
+    with pytest.raises(SystemExit):
+        train_main(argv)
+    assert torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["global_step"] == 2
+    assert not (out / "dermkit_generator.json").exists()  # no generator is saved from an interrupted run
+    monkeypatch.setattr(DiffusionModule, "training_step", original)
+    assert train_main(argv) == 0
+    assert read_info(out).steps_trained == 4
