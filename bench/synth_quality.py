@@ -1,13 +1,14 @@
 """Does the class conditioning work on HAM10000? ``python -m bench.synth_quality``.
 
-Runs the three synth stages with one set of settings: trains the ``small`` preset on the HAM10000
+Runs the three synth stages with one set of settings: trains a generator (``small`` preset by default) on the HAM10000
 training split at 32 px (resumes, so a finished run is not retrained), generates the chosen rare
 classes, and evaluates them against the real training images. The question answered: is each
 synthetic class closer (KID and Fréchet distance, in the feature space of a dermkit backbone) to
 the real images of its own class than to those of every other class? Held-out real images of each
 class (validation split, as many as the synthetic ones) are ranked the same way, as the reference
 a perfect generator would reach in this feature space. Writes ``quality.md`` and
-``quality.json`` into the generator folder and, with ``--figure``, one stacked grid image.
+``quality.json`` into the samples folder (``--samples``, default ``OUT/samples``; give each
+guidance weight its own folder to compare them) and, with ``--figure``, one stacked grid image.
 
 Example::
 
@@ -34,6 +35,9 @@ from synth.train import main as train_main
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.synth_quality", description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/synth/ham32_small", help="generator folder (resumed if present)")
+    parser.add_argument("--samples", default="", help="folder for the synthetic images and the report "
+                        "(default: OUT/samples)")
+    parser.add_argument("--preset", default="small", help="generator size preset (tiny is for tests)")
     parser.add_argument("--data", default="ham10000", help="dataset name (data.name)")
     parser.add_argument("--image-size", type=int, default=32, help="image side in pixels")
     parser.add_argument("--steps", type=int, default=200, help="training optimiser steps")
@@ -68,10 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     out = Path(args.out)
     data = [f"data.name={args.data}", f"data.image_size={args.image_size}"]
-    train_main(["--out", str(out), "--preset", "small", "--steps", str(args.steps), "--batch-size",
+    train_main(["--out", str(out), "--preset", args.preset, "--steps", str(args.steps), "--batch-size",
                 str(args.batch_size), f"optim.lr={args.lr}", f"optim.warmup_steps={args.warmup}",
                 "data.num_workers=0", "checkpoint_every=25", *data])
-    samples = out / "samples"
+    samples = Path(args.samples) if args.samples else out / "samples"
     generate_main(["--model", str(out), "--out", str(samples), *[a for c in args.classes for a in ("--class", c)],
                    "--n", str(args.n), "--steps", str(args.sample_steps), "--guidance", str(args.guidance),
                    "--batch-size", str(args.gen_batch_size)])
@@ -95,8 +99,8 @@ def main(argv: list[str] | None = None) -> int:
                      f"{fd_other} ({others[fd_other]['fd']:.2f}) | {m['own_rank_fd']} of {len(m['to_class'])} | "
                      f"{held_out} | {m['precision']:.2f} | {m['recall']:.2f} | {m['copy_rate']:.2f} |")
     table = "\n".join(lines) + "\n"
-    (out / "quality.md").write_text(table)
-    (out / "quality.json").write_text(json.dumps(report, indent=2) + "\n")
+    (samples / "quality.md").write_text(table)
+    (samples / "quality.json").write_text(json.dumps(report, indent=2) + "\n")
     print(table)  # plain markdown on stdout, unwrapped
     if args.figure:
         grids = [samples / "eval" / "grids" / f"{c}.png" for c in report["classes"]]
