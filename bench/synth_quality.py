@@ -38,6 +38,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--samples", default="", help="folder for the synthetic images and the report "
                         "(default: OUT/samples)")
     parser.add_argument("--preset", default="small", help="generator size preset (tiny is for tests)")
+    parser.add_argument("--prediction-type", default="v_prediction", choices=["v_prediction", "epsilon"],
+                        help="what the network predicts (model.prediction_type)")
     parser.add_argument("--data", default="ham10000", help="dataset name (data.name)")
     parser.add_argument("--image-size", type=int, default=32, help="image side in pixels")
     parser.add_argument("--steps", type=int, default=200, help="training optimiser steps")
@@ -74,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     data = [f"data.name={args.data}", f"data.image_size={args.image_size}"]
     train_main(["--out", str(out), "--preset", args.preset, "--steps", str(args.steps), "--batch-size",
                 str(args.batch_size), f"optim.lr={args.lr}", f"optim.warmup_steps={args.warmup}",
-                "data.num_workers=0", "checkpoint_every=25", *data])
+                "data.num_workers=0", "checkpoint_every=25", f"model.prediction_type={args.prediction_type}",
+                *data])
     samples = Path(args.samples) if args.samples else out / "samples"
     generate_main(["--model", str(out), "--out", str(samples), *[a for c in args.classes for a in ("--class", c)],
                    "--n", str(args.n), "--steps", str(args.sample_steps), "--guidance", str(args.guidance),

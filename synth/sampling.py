@@ -2,7 +2,7 @@
 
 diffusers' ``DDPMPipeline`` passes no class labels, so the loop is written here (as in the
 diffusers pipelines: set timesteps, predict noise, ``scheduler.step``). Guidance follows Ho &
-Salimans (2022): ``eps = eps_null + w * (eps_class - eps_null)``; ``w = 1`` is plain conditional
+Salimans (2022): ``eps = eps_null + w * (eps_class - eps_null)`` (the same mix for v-prediction); ``w = 1`` is plain conditional
 sampling (no second pass), ``w = 0`` unconditional sampling.
 """
 
@@ -94,12 +94,14 @@ def sample(
     for i, t in enumerate(scheduler.timesteps):
         model_in = torch.cat([x, x]) if use_null else x  # (2B, 3, S, S) or (B, 3, S, S)
         model_in = scheduler.scale_model_input(model_in, t)
-        eps = unet(model_in, t, class_labels=both_labels).sample
+        # Noise or v, as the scheduler's prediction_type says; both are linear in x0 given x_t,
+        # so the guidance mix is the same for either.
+        pred = unet(model_in, t, class_labels=both_labels).sample
         if use_null:
-            eps_class, eps_null = eps.chunk(2)
-            eps = eps_null + guidance * (eps_class - eps_null)
+            pred_class, pred_null = pred.chunk(2)
+            pred = pred_null + guidance * (pred_class - pred_null)
         # DDPM adds fresh noise each step: per-image generators keep images batch-independent.
-        x = scheduler.step(eps, t, x, generator=generators if len(generators) > 1 else generators[0]).prev_sample
+        x = scheduler.step(pred, t, x, generator=generators if len(generators) > 1 else generators[0]).prev_sample
         if on_step is not None:
             on_step(i + 1)
     return ((x.float().clamp(-1, 1) + 1) / 2).cpu()

@@ -29,11 +29,13 @@ from dermkit.config import DataConfig, Flag, TrainerConfig, parse_config, to_con
 from dermkit.console import console, entry_point
 from dermkit.data.datasets import CachedImageDataset
 from dermkit.data.prepare import prepare_data
-from dermkit.errors import DermkitError
+from dermkit.errors import DermkitError, did_you_mean
 from dermkit.interrupt import CheckpointOnInterrupt
 from dermkit.runinfo import write_run_info
 from synth.generator import GeneratorInfo, save_generator
 from synth.model import get_preset, unet_config
+
+PREDICTION_TYPES: tuple[str, ...] = ("v_prediction", "epsilon")
 
 
 @dataclass
@@ -47,6 +49,11 @@ class DiffusionConfig:
         num_train_timesteps: diffusion steps T of the DDPM noise schedule.
         beta_schedule: diffusers beta schedule: ``squaredcos_cap_v2`` (cosine, Nichol & Dhariwal
             2021) or ``linear`` (Ho et al. 2020).
+        prediction_type: what the network predicts: ``v_prediction`` (Salimans & Ho 2022) or
+            ``epsilon`` (the noise, Ho et al. 2020). With epsilon, the image estimate at high noise
+            divides the network's error by sqrt(alpha_bar) (~0.03 at the first DDIM step of the cosine
+            schedule), so a short training run gets each image's overall colour wrong; v stays
+            well-conditioned there.
         flip: random horizontal and vertical flips (dermoscopy has no preferred orientation).
     """
 
@@ -54,6 +61,7 @@ class DiffusionConfig:
     label_dropout: float = 0.1
     num_train_timesteps: int = 1000
     beta_schedule: str = "squaredcos_cap_v2"
+    prediction_type: str = "v_prediction"
     flip: bool = True
 
 
@@ -114,7 +122,7 @@ FLAGS = [
 
 
 class DiffusionModule(pl.LightningModule):
-    """Noise-prediction training of a class-conditional UNet, with an EMA copy.
+    """Diffusion training (v- or noise-prediction) of a class-conditional UNet, with an EMA copy.
 
     Reads the config sections ``model`` (:class:`DiffusionConfig`) and ``optim`` (:class:`OptimConfig`).
 
@@ -153,7 +161,11 @@ class DiffusionModule(pl.LightningModule):
         t = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (b,), device=x0.device)
         noisy = self.noise_scheduler.add_noise(x0, noise, t)  # (B, 3, S, S)
         pred = self.unet(noisy, t, class_labels=labels).sample
-        loss = F.mse_loss(pred.float(), noise.float())
+        if self.noise_scheduler.config.prediction_type == "v_prediction":
+            target = self.noise_scheduler.get_velocity(x0, noise, t)  # sqrt(a) * noise - sqrt(1 - a) * x0
+        else:
+            target = noise
+        loss = F.mse_loss(pred.float(), target.float())
         self.log("train/loss", loss, prog_bar=True, on_step=True, batch_size=b)
         self.log("train/lr", self.lr_schedulers().get_last_lr()[0], on_step=True, batch_size=b)
         return loss
@@ -187,8 +199,11 @@ def make_noise_scheduler(cfg: DiffusionConfig) -> DDPMScheduler:
     """The DDPM forward-noise schedule of training (saved with the model, reused for sampling)."""
     if cfg.beta_schedule not in ("squaredcos_cap_v2", "linear"):
         raise DermkitError(f"model.beta_schedule must be squaredcos_cap_v2 or linear, got {cfg.beta_schedule!r}.")
+    if cfg.prediction_type not in PREDICTION_TYPES:
+        raise DermkitError(f"model.prediction_type must be one of {', '.join(PREDICTION_TYPES)}, got "
+                           f"{cfg.prediction_type!r}.{did_you_mean(cfg.prediction_type, PREDICTION_TYPES)}")
     return DDPMScheduler(num_train_timesteps=cfg.num_train_timesteps, beta_schedule=cfg.beta_schedule,
-                         prediction_type="epsilon", clip_sample=True)
+                         prediction_type=cfg.prediction_type, clip_sample=True)
 
 
 def _check_resume(out: Path, state: dict[str, Any]) -> bool:
@@ -196,6 +211,7 @@ def _check_resume(out: Path, state: dict[str, Any]) -> bool:
     path = out / "train_state.json"
     if path.is_file():
         old = json.loads(path.read_text())
+        old.setdefault("prediction_type", "epsilon")  # folders written before the key existed predicted noise
         diff = sorted(k for k in state if old.get(k) != state[k])
         if diff:
             raise DermkitError(f"{out} holds a generator run with different {', '.join(diff)} "
@@ -210,6 +226,7 @@ def _check_resume(out: Path, state: dict[str, Any]) -> bool:
 def train(cfg: SynthTrainConfig) -> Path:
     """Train (or resume) a generator and save it to ``cfg.out``; returns the folder."""
     get_preset(cfg.model.preset)
+    make_noise_scheduler(cfg.model)  # loud errors for bad schedule keys before the run folder is written
     if not 0.0 <= cfg.model.label_dropout < 1.0:
         raise DermkitError(f"model.label_dropout must be in [0, 1), got {cfg.model.label_dropout}.")
     if cfg.trainer.max_steps < 1 and cfg.trainer.max_epochs < 1:
@@ -225,7 +242,8 @@ def train(cfg: SynthTrainConfig) -> Path:
         raise DermkitError("The training split is empty; check data.val_fraction and data.test_fraction.")
     out = Path(cfg.out)
     state = {"split_hash": prepared.split_hash, "classes": list(prepared.classes), "preset": cfg.model.preset,
-             "image_size": cfg.data.image_size, "fraction": cfg.data.fraction}
+             "image_size": cfg.data.image_size, "fraction": cfg.data.fraction,
+             "prediction_type": cfg.model.prediction_type}
     resuming = _check_resume(out, state)
     write_run_info(out, cfg, cfg.seed, {"split_hash": prepared.split_hash, "train_counts": counts})
     dataset = CachedImageDataset(prepared.cache_path, train_idx, prepared.labels)

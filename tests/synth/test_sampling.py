@@ -14,11 +14,13 @@ from synth.sampling import make_sampler, sample
 
 
 class OracleUNet(nn.Module):
-    """Predicts the exact noise for data that is the constant image ``levels[c]`` for class ``c``."""
+    """Predicts the exact noise (or v, as the scheduler's ``prediction_type`` says) for data that is the
+    constant image ``levels[c]`` for class ``c``."""
 
     def __init__(self, scheduler: DDPMScheduler, levels: list[float], size: int = 8) -> None:
         super().__init__()
         self.alphas = scheduler.alphas_cumprod
+        self.predicts_v = scheduler.config.prediction_type == "v_prediction"
         self.levels = torch.tensor(levels + [0.0])  # last entry: the null class
         self.anchor = nn.Parameter(torch.zeros(1))  # sample() reads device and dtype from a parameter
         self.config = SimpleNamespace(num_class_embeds=len(levels) + 1, sample_size=size)
@@ -26,12 +28,15 @@ class OracleUNet(nn.Module):
     def forward(self, x: torch.Tensor, t: torch.Tensor, class_labels: torch.Tensor) -> SimpleNamespace:
         a = self.alphas[t.long()].view(-1, 1, 1, 1) if t.ndim else self.alphas[int(t)]
         x0 = self.levels[class_labels].view(-1, 1, 1, 1)
-        return SimpleNamespace(sample=(x - a.sqrt() * x0) / (1 - a).sqrt())  # (B, 3, S, S)
+        eps = (x - a.sqrt() * x0) / (1 - a).sqrt()  # (B, 3, S, S)
+        return SimpleNamespace(sample=a.sqrt() * eps - (1 - a).sqrt() * x0 if self.predicts_v else eps)
 
 
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
 @pytest.mark.parametrize(("sampler", "steps"), [("ddim", 20), ("ddpm", 100)])
-def test_loop_recovers_each_class_image(sampler: str, steps: int) -> None:
-    scheduler = DDPMScheduler(num_train_timesteps=100, beta_schedule="squaredcos_cap_v2")
+def test_loop_recovers_each_class_image(sampler: str, steps: int, prediction_type: str) -> None:
+    scheduler = DDPMScheduler(num_train_timesteps=100, beta_schedule="squaredcos_cap_v2",
+                              prediction_type=prediction_type)
     oracle = OracleUNet(scheduler, [-0.6, 0.2, 0.8])
     images = sample(oracle, make_sampler(sampler, scheduler), torch.tensor([0, 1, 2]), [0, 1, 2], steps, guidance=1.0)
     expected = (torch.tensor([-0.6, 0.2, 0.8]) + 1) / 2  # [0, 1] scale

@@ -69,3 +69,58 @@ def test_ctrl_c_saves_the_running_step_and_the_rerun_resumes(tmp_path: Path, dem
     monkeypatch.setattr(DiffusionModule, "training_step", original)
     assert train_main(argv) == 0
     assert read_info(out).steps_trained == 4
+
+
+@pytest.mark.parametrize("prediction_type", ["v_prediction", "epsilon"])
+def test_training_target_follows_the_prediction_type(prediction_type: str) -> None:
+    from types import SimpleNamespace
+
+    import torch
+
+    from synth.model import unet_config
+    from synth.train import DiffusionConfig, DiffusionModule, OptimConfig
+    from tests.synth.test_sampling import OracleUNet
+
+    torch.manual_seed(0)
+    model_cfg = DiffusionConfig(preset="tiny", label_dropout=0.0, prediction_type=prediction_type)
+    module = DiffusionModule(unet_config("tiny", 2, 8), 2, model_cfg, OptimConfig(), total_steps=1)
+    module.log = lambda *args, **kwargs: None  # type: ignore[method-assign]  # no Trainer here
+    module.lr_schedulers = lambda: SimpleNamespace(get_last_lr=lambda: [0.0])  # type: ignore[method-assign]
+    images = torch.full((4, 3, 8, 8), 255, dtype=torch.uint8)  # every image is the constant 1.0
+    labels = torch.tensor([0, 1, 0, 1])
+    right = OracleUNet(module.noise_scheduler, [1.0, 1.0])  # predicts what the scheduler says
+    other_type = "epsilon" if prediction_type == "v_prediction" else "v_prediction"
+    wrong = OracleUNet(SimpleNamespace(alphas_cumprod=module.noise_scheduler.alphas_cumprod,
+                                       config=SimpleNamespace(prediction_type=other_type)), [1.0, 1.0])
+    module.unet = right  # type: ignore[assignment]
+    assert module.training_step((images, labels), 0).item() < 1e-8
+    module.unet = wrong  # type: ignore[assignment]
+    assert module.training_step((images, labels), 0).item() > 1e-3
+
+
+def test_generator_records_its_prediction_type(tiny_generator: Path) -> None:
+    from synth.sampling import make_sampler
+
+    _, scheduler, _ = load_generator(tiny_generator)
+    assert scheduler.config.prediction_type == "v_prediction"  # the default
+    assert make_sampler("ddim", scheduler).config.prediction_type == "v_prediction"
+    assert make_sampler("ddpm", scheduler).config.prediction_type == "v_prediction"
+
+
+def test_bad_prediction_type_is_an_error_before_anything_is_written(tmp_path: Path, demo_cache: Path) -> None:
+    out = tmp_path / "x"
+    cfg = parse_config(SynthTrainConfig, "t", "t", [*tiny_train_argv(out, demo_cache), "model.prediction_type=v"],
+                       FLAGS)
+    with pytest.raises(DermkitError, match="v_prediction"):
+        train(cfg)
+    assert not out.exists()
+
+
+def test_epsilon_folder_is_not_resumed_as_v_prediction(tmp_path: Path, demo_cache: Path) -> None:
+    out = tmp_path / "gen"
+    assert train_main([*tiny_train_argv(out, demo_cache, steps=1), "model.prediction_type=epsilon"]) == 0
+    with pytest.raises(SystemExit) as exit_info:  # the default is v_prediction: refused, not mixed
+        train_main(tiny_train_argv(out, demo_cache, steps=2))
+    assert exit_info.value.code == 2
+    assert train_main([*tiny_train_argv(out, demo_cache, steps=2), "model.prediction_type=epsilon"]) == 0
+    assert read_info(out).steps_trained == 2
