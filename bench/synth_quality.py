@@ -56,6 +56,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def rgb(colour: dict[str, list[float]]) -> str:
+    """``(r, g, b)`` of a colour entry of the evaluation report, two decimals."""
+    return "(" + ", ".join(f"{v:.2f}" for v in colour["mean_rgb"]) + ")"
+
+
 def stack_grids(paths: list[Path], out: Path) -> Path:
     """Stack per-class grid PNGs vertically into one figure."""
     images = [Image.open(p).convert("RGB") for p in paths]
@@ -88,19 +93,21 @@ def main(argv: list[str] | None = None) -> int:
     report = evaluate(parse_config(EvaluateConfig, "bench.synth_quality", "", eval_argv, EVAL_FLAGS))
     lines = [f"Feature space: {report['feature_space']}", "",
              "| synthetic class | n | KID to own class | nearest other class by KID (KID) | own rank KID | "
-             "FD to own class | nearest other class by FD (FD) | own rank FD | held-out real: n, own rank KID, FD "
-             "| precision | recall | copy rate |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "FD to own class | nearest other class by FD (FD) | own rank FD | held-out real: n, KID to own class, "
+             "own rank KID, FD "
+             "| precision | recall | copy rate | mean RGB synthetic / real |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for klass, m in report["classes"].items():
         others = {c: v for c, v in m["to_class"].items() if c != klass}
         kid_other = min(others, key=lambda c: others[c]["kid"])
         fd_other = min(others, key=lambda c: others[c]["fd"])
         ref = m.get("held_out_real")
-        held_out = f"{ref['n']}, {ref['own_rank_kid']}, {ref['own_rank_fd']}" if ref else "-"
+        held_out = f"{ref['n']}, {ref['kid']:.4f}, {ref['own_rank_kid']}, {ref['own_rank_fd']}" if ref else "-"
         lines.append(f"| {klass} ({display_name(klass)}) | {m['synthetic']} | {m['kid']:.4f} | {kid_other} "
                      f"({others[kid_other]['kid']:.4f}) | {m['own_rank_kid']} of {len(m['to_class'])} | {m['fd']:.2f} | "
                      f"{fd_other} ({others[fd_other]['fd']:.2f}) | {m['own_rank_fd']} of {len(m['to_class'])} | "
-                     f"{held_out} | {m['precision']:.2f} | {m['recall']:.2f} | {m['copy_rate']:.2f} |")
+                     f"{held_out} | {m['precision']:.2f} | {m['recall']:.2f} | {m['copy_rate']:.2f} | "
+                     f"{rgb(m['colour']['synthetic'])} / {rgb(m['colour']['real_train'])} |")
     table = "\n".join(lines) + "\n"
     (samples / "quality.md").write_text(table)
     (samples / "quality.json").write_text(json.dumps(report, indent=2) + "\n")

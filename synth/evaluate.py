@@ -10,6 +10,8 @@ named random-init network, which the report says):
   perfect generator does as well as these, and a feature space in which even real images of a
   class do not rank their own class first cannot show that a generator's conditioning works;
 * k-NN precision and recall against the real images of the class;
+* the mean colour (RGB in [0, 1]) of the synthetic and the real images of the class, and the
+  spread of the per-image mean colour: a generator that has not learnt the low frequencies shows it here;
 * a memorisation audit: the nearest training image of each synthetic image in feature space and
   in pixel space; near-copies (pixel RMSE below ``copy_rmse``) are listed and their rate reported;
 * a grid PNG per class: real images, synthetic images, and the nearest training image of each.
@@ -154,6 +156,13 @@ def pixel_vectors(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.array(images)).reshape(len(images), -1).float() / 255.0
 
 
+def mean_colour(images: np.ndarray) -> dict[str, list[float]]:
+    """Mean RGB of (N, S, S, 3) uint8 images, and the spread over images of each image's mean colour."""
+    per_image = images.reshape(len(images), -1, 3).mean(axis=1) / 255.0  # (N, 3) in [0, 1]
+    return {"mean_rgb": per_image.mean(axis=0).round(4).tolist(),
+            "std_of_image_means": per_image.std(axis=0).round(4).tolist()}
+
+
 def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
     """Compute the report (see the module docstring), write it to the report folder and return it."""
     if not cfg.synthetic:
@@ -225,6 +234,8 @@ def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
             "nn_pixel_rmse_median": float(pix_rmse[s_idx].median()),
             "nn_pixel_rmse_min": float(pix_rmse[s_idx].min()),
             "near_copies": int(len(flagged)), "copy_rate": float(len(flagged) / len(s_idx)),
+            "colour": {"synthetic": mean_colour(synth_images[s_idx]),
+                       "real_train": mean_colour(train_images[real_by_class[klass].numpy()])},
         }
         held_out = held_out_feats.get(klass)
         if held_out is not None and len(held_out) >= 2:

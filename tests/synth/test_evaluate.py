@@ -66,6 +66,8 @@ def test_copies_of_training_images_rank_closer_than_noise_and_are_flagged(demo16
     assert copies["fd"] < unrelated["fd"] and copies["kid"] < unrelated["kid"]
     assert copies["own_rank_kid"] == 1 and copies["precision"] > unrelated["precision"]
     assert copies["copy_rate"] == 1.0 and unrelated["copy_rate"] == 0.0
+    assert copies["colour"]["synthetic"] == copies["colour"]["real_train"]  # the same images
+    assert unrelated["colour"]["synthetic"]["mean_rgb"] == pytest.approx([0.5, 0.5, 0.5], abs=0.02)  # uniform noise
     # Held-out real images of the class (validation split) calibrate the ranking: far closer than noise.
     val = demo16.indices("val")
     n_val_mel = int((demo16.labels[val] == demo16.classes.index("mel")).sum())
