@@ -56,3 +56,22 @@ def test_label_out_of_range_is_an_error() -> None:
     scheduler = DDPMScheduler(num_train_timesteps=100)
     with pytest.raises(DermkitError, match=r"\[0, 1\)"):
         sample(OracleUNet(scheduler, [0.5]), make_sampler("ddim", scheduler), torch.tensor([1]), [0], 5)
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+def test_one_step_from_pure_noise_reads_the_prediction_type(prediction_type: str) -> None:
+    # The constant-image test above converges even when the output is misread (near t = 0, v and the
+    # noise almost agree); a single DDIM step from t = T - 1 uses only the image estimate, so it does not.
+    def scheduler(kind: str) -> DDPMScheduler:
+        return DDPMScheduler(num_train_timesteps=100, beta_schedule="squaredcos_cap_v2", prediction_type=kind,
+                             timestep_spacing="trailing")
+
+    oracle = OracleUNet(scheduler(prediction_type), [-0.6, 0.2, 0.8])
+    expected = (torch.tensor([-0.6, 0.2, 0.8]) + 1) / 2
+    images = sample(oracle, make_sampler("ddim", scheduler(prediction_type)), torch.tensor([0, 1, 2]), [0, 1, 2], 1,
+                    guidance=1.0)
+    assert torch.allclose(images.mean(dim=(1, 2, 3)), expected, atol=0.02)
+    other = "epsilon" if prediction_type == "v_prediction" else "v_prediction"
+    misread = sample(oracle, make_sampler("ddim", scheduler(other)), torch.tensor([0, 1, 2]), [0, 1, 2], 1,
+                     guidance=1.0)
+    assert not torch.allclose(misread.mean(dim=(1, 2, 3)), expected, atol=0.02)

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+import torch
 
 from dermkit.config import DataConfig, parse_config
 from dermkit.data.prepare import prepare_data
 from dermkit.errors import DermkitError
 from synth.generator import load_generator, read_info
-from synth.train import FLAGS, SynthTrainConfig, train
+from synth.model import unet_config
+from synth.sampling import make_sampler
+from synth.train import FLAGS, DiffusionConfig, DiffusionModule, OptimConfig, SynthTrainConfig, train
 from synth.train import main as train_main
 from tests.synth.conftest import tiny_train_argv
+from tests.synth.test_sampling import OracleUNet
 
 
 def test_generator_stores_split_hash_and_training_counts(tiny_generator: Path, demo_cache: Path) -> None:
@@ -48,10 +53,6 @@ def test_unknown_preset_is_an_error(tmp_path: Path, demo_cache: Path) -> None:
 
 def test_ctrl_c_saves_the_running_step_and_the_rerun_resumes(tmp_path: Path, demo_cache: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    import torch
-
-    from synth.train import DiffusionModule
-
     original = DiffusionModule.training_step
 
     def interrupted_at_step_2(self, batch, batch_idx):  # type: ignore[no-untyped-def]
@@ -73,14 +74,6 @@ def test_ctrl_c_saves_the_running_step_and_the_rerun_resumes(tmp_path: Path, dem
 
 @pytest.mark.parametrize("prediction_type", ["v_prediction", "epsilon"])
 def test_training_target_follows_the_prediction_type(prediction_type: str) -> None:
-    from types import SimpleNamespace
-
-    import torch
-
-    from synth.model import unet_config
-    from synth.train import DiffusionConfig, DiffusionModule, OptimConfig
-    from tests.synth.test_sampling import OracleUNet
-
     torch.manual_seed(0)
     model_cfg = DiffusionConfig(preset="tiny", label_dropout=0.0, prediction_type=prediction_type)
     module = DiffusionModule(unet_config("tiny", 2, 8), 2, model_cfg, OptimConfig(), total_steps=1)
@@ -99,8 +92,6 @@ def test_training_target_follows_the_prediction_type(prediction_type: str) -> No
 
 
 def test_generator_records_its_prediction_type(tiny_generator: Path) -> None:
-    from synth.sampling import make_sampler
-
     _, scheduler, _ = load_generator(tiny_generator)
     assert scheduler.config.prediction_type == "v_prediction"  # the default
     assert make_sampler("ddim", scheduler).config.prediction_type == "v_prediction"
