@@ -9,6 +9,7 @@ SimCLR or DINO building blocks under ``pytorch_lightning``, and writes into ``ou
     logs/csv/version_N/metrics.csv         loss, lr, kNN accuracy, collapse signal
     logs/tb/version_N/                     the same for TensorBoard
     config.yaml, run.json                  resolved config, seed, git commit, versions
+    snapshots/epochNNN.safetensors (+ .json)  the backbone every snapshot_every_n_epochs epochs
     summary.json                           what the run achieved
 
 Several GPUs / nodes: ``trainer.strategy=ddp trainer.devices=N trainer.num_nodes=M``.
@@ -44,6 +45,7 @@ from ssl.dino_module import DINOConfig, DINOModule, local_crop_side
 from ssl.model_config import ModelConfig, build_model_backbone
 from ssl.monitor import MonitorConfig, SSLMonitor
 from ssl.simclr_module import SimCLRConfig, SimCLRModule
+from ssl.snapshots import BackboneSnapshots
 from ssl.throughput import StepTimer
 from ssl.transforms import AugmentConfig, dino_transform, eval_transform, simclr_transform
 
@@ -60,6 +62,8 @@ class PretrainConfig:
             Re-running with the same folder resumes from ``checkpoints/last.ckpt``.
         seed: seed of weights, augmentations and data order.
         checkpoint_every_n_steps: also save ``last.ckpt`` every this many steps (0 = per epoch only).
+        snapshot_every_n_epochs: also save the backbone as ``snapshots/epochNNN.safetensors`` every
+            this many epochs (0 = never), for curves of probe accuracy against epoch.
         data: :class:`dermkit.config.DataConfig` (only the training split is used, without labels;
             the labelled training and validation images feed the kNN monitor).
         trainer: :class:`dermkit.config.TrainerConfig`.
@@ -75,6 +79,7 @@ class PretrainConfig:
     out_dir: str = ""
     seed: int = 0
     checkpoint_every_n_steps: int = 0
+    snapshot_every_n_epochs: int = 0
     data: DataConfig = field(default_factory=DataConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -248,7 +253,18 @@ def run_pretraining(cfg: PretrainConfig) -> PretrainResult:
     module = build_module(cfg)
     monitor = SSLMonitor(cfg.monitor, bank, val, len(data.classes))
     timer = StepTimer()
-    trainer, checkpoint = build_trainer(cfg, out_dir, [monitor, timer])
+
+    def make_card(epochs: int, steps: int) -> BackboneCard:
+        return BackboneCard(architecture=cfg.model.backbone, input_size=cfg.data.image_size,
+                            small_stem=bool(cfg.model.small_stem), mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                            method=cfg.method, epochs=epochs,
+                            data={"name": cfg.data.name, "root": str(data.source.root),
+                                  "train_images": len(train.dataset), "steps": steps,
+                                  "init": cfg.model.init or None},
+                            split_hash=data.split_hash)
+
+    snapshots = BackboneSnapshots(out_dir / "snapshots", cfg.snapshot_every_n_epochs, make_card)
+    trainer, checkpoint = build_trainer(cfg, out_dir, [monitor, timer, snapshots])
     if trainer.is_global_zero:
         write_run_info(out_dir, cfg, cfg.seed, {"split_hash": data.split_hash, "data": data.describe(),
                                                 "resumed_from": str(last) if last.is_file() else None})
@@ -259,13 +275,7 @@ def run_pretraining(cfg: PretrainConfig) -> PretrainResult:
     backbone_path = out_dir / "backbone.safetensors"
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     if trainer.is_global_zero:
-        card = BackboneCard(architecture=cfg.model.backbone, input_size=cfg.data.image_size,
-                            small_stem=bool(cfg.model.small_stem), mean=IMAGENET_MEAN, std=IMAGENET_STD,
-                            method=cfg.method, epochs=int(trainer.current_epoch),
-                            data={"name": cfg.data.name, "root": str(data.source.root),
-                                  "train_images": len(train.dataset), "steps": int(trainer.global_step),
-                                  "init": cfg.model.init or None},
-                            split_hash=data.split_hash)
+        card = make_card(int(trainer.current_epoch), int(trainer.global_step))
         save_backbone(backbone_path, module.eval_backbone.float().cpu(), card)
     result = PretrainResult(out_dir=out_dir, backbone_path=backbone_path, checkpoint=Path(checkpoint.dirpath) / "last.ckpt",
                             start_step=module.start_step, global_step=int(trainer.global_step),
