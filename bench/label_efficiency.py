@@ -217,6 +217,10 @@ def build_steps(cfg: BenchConfig, out: Path) -> list[Step]:
                     if synthetic:
                         generate = manifests[fraction if cfg.synth.match_fraction else 1.0]
                         args.append(f"synth.manifest={generate.out_dir / 'manifest.csv'}")
+                        if not cfg.synth.match_fraction and fraction < 1.0:
+                            # The one generator saw every training label; finetune refuses that unless told
+                            # (the report states the caveat).
+                            args.append("synth.allow_extra_labels=true")
                         inputs.append(generate)
                     args.append(f"out_dir={folder}")
                     steps.append(Step(f"cell/{cell.cell_id}", "cell", "finetune.train", args, folder, CELL_OUTPUTS,

@@ -80,11 +80,15 @@ class SynthConfig:
         manifest: a ``manifest.csv`` written by ``synth.generate`` (or its folder); empty for none.
         max_ratio: at most ``max_ratio`` synthetic images per real training image, per class.
         classes: classes to add synthetic images for (empty: every class in the manifest).
+        allow_extra_labels: accept a manifest whose generator was trained on a larger label fraction
+            than ``data.fraction`` (its images carry labels the run otherwise lacks; a deliberate
+            comparison only, recorded in ``run.json``).
     """
 
     manifest: str = ""
     max_ratio: float = 1.0
     classes: list[str] = field(default_factory=list)
+    allow_extra_labels: bool = False
 
 
 @dataclass

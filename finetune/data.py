@@ -48,6 +48,7 @@ class FinetuneData:
         test: real test rows, sorted by image id.
         train_labels: (M,) label of every training item, in dataset order (for the sampler).
         counts: ``{"real": {class: n}, "synthetic": {class: n}}`` of the training data.
+        synthetic: the synthetic images given (their manifest and generator label fraction), or None.
     """
 
     train: Dataset
@@ -55,6 +56,7 @@ class FinetuneData:
     test: IndexedDataset
     train_labels: np.ndarray
     counts: dict[str, dict[str, int]]
+    synthetic: SyntheticImages | None = None
 
     def class_totals(self, classes: list[str]) -> list[int]:
         """(C,) training items per class, real plus synthetic."""
@@ -95,4 +97,5 @@ def build_datasets(prepared: PreparedData, fraction: float, train_transform: Tra
         test=real_dataset(prepared, prepared.indices("test"), eval_transform),
         train_labels=train_labels,
         counts={"real": prepared.class_counts(train_rows), "synthetic": synthetic_counts},
+        synthetic=synthetic,
     )

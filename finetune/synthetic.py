@@ -8,6 +8,12 @@ Rules (the scientific-honesty contract):
 
 - a manifest whose generator was trained on another split (any split hash differing from the
   run's) is refused: its generator may have seen this run's validation or test images;
+- a manifest whose generator saw more labelled images than the run may use (its label fraction,
+  recorded as ``label_fraction`` in ``manifest.json``, above the run's ``data.fraction``) is
+  refused unless ``synth.allow_extra_labels`` says so: its images carry those labels. Below
+  fraction 1 a manifest without the record is refused too;
+- every listed file must resolve (symlinks followed) inside the manifest's own folder and must not
+  be an image of the dataset: a row cannot smuggle a validation or test image in as "synthetic";
 - images are used only as training data; the caller never puts them in validation or test;
 - per class, at most ``floor(max_ratio * real training images of that class)`` images are used,
   the first ones in file order (deterministic, and nested as ``max_ratio`` grows).
@@ -20,6 +26,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -41,6 +48,7 @@ class SyntheticImages:
         counts: synthetic images used per class (every run class, 0 where none).
         available: images the manifest lists per class (before ``max_ratio`` and ``classes``).
         manifest: the manifest CSV read.
+        label_fraction: the label fraction the generator was trained on (None: not recorded).
     """
 
     cache_path: Path | None
@@ -48,6 +56,7 @@ class SyntheticImages:
     counts: dict[str, int]
     available: dict[str, int]
     manifest: Path
+    label_fraction: float | None = None
 
 
 def manifest_csv(path: str | Path) -> Path:
@@ -69,6 +78,24 @@ def read_manifest_rows(csv_path: Path) -> list[dict[str, str]]:
     return rows
 
 
+def read_header(csv_path: Path) -> dict[str, Any] | None:
+    """The ``manifest.json`` beside the CSV as a dict, or None when there is none.
+
+    Raises:
+        DermkitError: the header is not a JSON object.
+    """
+    header = csv_path.parent / "manifest.json"
+    if not header.is_file():
+        return None
+    try:
+        content = json.loads(header.read_text())
+    except json.JSONDecodeError as err:
+        raise DermkitError(f"{header} is not valid JSON ({err}).") from None
+    if not isinstance(content, dict):
+        raise DermkitError(f"{header} is not a JSON object; it was not written by python -m synth.generate.")
+    return content
+
+
 def check_split_hash(csv_path: Path, rows: Sequence[Mapping[str, str]], split_hash: str) -> None:
     """Refuse a manifest made by a generator trained on another split.
 
@@ -76,12 +103,9 @@ def check_split_hash(csv_path: Path, rows: Sequence[Mapping[str, str]], split_ha
         DermkitError: a row or the ``manifest.json`` header names a different split hash.
     """
     hashes = {row["split_hash"] for row in rows}
-    header = csv_path.parent / "manifest.json"
-    if header.is_file():
-        try:
-            hashes.add(str(json.loads(header.read_text()).get("split_hash", split_hash)))
-        except json.JSONDecodeError as err:
-            raise DermkitError(f"{header} is not valid JSON ({err}).") from None
+    header = read_header(csv_path)
+    if header is not None:
+        hashes.add(str(header.get("split_hash", split_hash)))
     others = sorted(hashes - {split_hash})
     if others:
         raise DermkitError(
@@ -92,9 +116,73 @@ def check_split_hash(csv_path: Path, rows: Sequence[Mapping[str, str]], split_ha
             "a generator trained on this split.")
 
 
+def check_label_fraction(csv_path: Path, fraction: float, allow_extra_labels: bool) -> float | None:
+    """Refuse a manifest whose generator was trained on more labelled images than the run may use.
+
+    Label fractions are nested (:meth:`dermkit.data.prepare.PreparedData.indices`), so on one split
+    (checked by :func:`check_split_hash`) the generator's labelled images are a subset of the run's
+    exactly when its label fraction is at most ``fraction``.
+
+    Args:
+        csv_path: the manifest CSV (its ``manifest.json`` holds ``label_fraction``).
+        fraction: the run's ``data.fraction``.
+        allow_extra_labels: ``synth.allow_extra_labels``: accept a larger generator fraction (a
+            deliberate comparison; the run records it).
+
+    Returns:
+        The generator's label fraction, or None when the manifest does not record it.
+
+    Raises:
+        DermkitError: the generator's fraction exceeds ``fraction``, or ``fraction`` < 1 and the
+            manifest does not record the generator's fraction (unless ``allow_extra_labels``).
+    """
+    header = read_header(csv_path) or {}
+    recorded = header.get("label_fraction")
+    if allow_extra_labels:
+        return None if recorded is None else float(recorded)
+    if recorded is None:
+        if fraction >= 1.0:
+            return None  # any generator of this split saw only training labels, all of which the run has
+        raise DermkitError(
+            f"{csv_path.parent / 'manifest.json'} does not record the label fraction its generator was trained on, "
+            f"so its images cannot be checked against data.fraction={fraction:g}. Re-run python -m synth.generate "
+            "with the same --model and --out to record it (retrain a generator older than the record), or set "
+            "synth.allow_extra_labels=true to use it anyway.")
+    if float(recorded) > fraction + 1e-9:
+        raise DermkitError(
+            f"Synthetic images in {csv_path} come from a generator trained on label fraction {float(recorded):g} of "
+            f"the training split, more labelled images than this run's data.fraction={fraction:g}: they carry labels "
+            f"this run must not have. Use a generator trained with data.fraction={fraction:g} (python -m synth.train "
+            "data.fraction=...), or set synth.allow_extra_labels=true to compare on purpose.")
+    return float(recorded)
+
+
+def check_files(csv_path: Path, rows: Sequence[Mapping[str, str]], dataset_files: Sequence[Path]) -> None:
+    """Every row's file must resolve inside the manifest's folder and must not be a dataset image.
+
+    Symlinks are resolved first, so a link inside the folder to an image elsewhere is refused too.
+
+    Raises:
+        DermkitError: naming the manifest, the line and the file.
+    """
+    folder = csv_path.parent.resolve()
+    dataset = {p.resolve() for p in dataset_files}
+    for line, row in enumerate(rows, start=2):  # line 1 is the header
+        resolved = (folder / row["file"]).resolve()
+        where = f"{csv_path}, line {line} (file {row['file']!r})"
+        if not resolved.is_relative_to(folder):
+            raise DermkitError(f"{where} resolves to {resolved}, outside the manifest's folder {folder}. Synthetic "
+                               "images must lie in their manifest's folder, as python -m synth.generate writes them: "
+                               "remove the row or regenerate the folder.")
+        if resolved in dataset:
+            raise DermkitError(f"{where} is {resolved}, an image of the dataset this run trains and evaluates on, "
+                               "not a synthetic image. Remove the row, or keep synthetic folders outside the dataset.")
+
+
 def load_synthetic(path: str | Path, classes: Sequence[str], real_counts: Mapping[str, int], split_hash: str,
                    image_size: int, cache_dir: str | Path, max_ratio: float = 1.0,
-                   only_classes: Sequence[str] = ()) -> SyntheticImages:
+                   only_classes: Sequence[str] = (), *, fraction: float, dataset_files: Sequence[Path],
+                   allow_extra_labels: bool = False) -> SyntheticImages:
     """Select and cache the synthetic training images of a run.
 
     Args:
@@ -106,16 +194,22 @@ def load_synthetic(path: str | Path, classes: Sequence[str], real_counts: Mappin
         cache_dir: image cache root.
         max_ratio: at most this many synthetic images per real training image, per class.
         only_classes: classes to use (names or aliases); empty = every class in the manifest.
+        fraction: the run's label fraction (``data.fraction``); see :func:`check_label_fraction`.
+        dataset_files: the image files of the run's dataset; no manifest row may be one of them.
+        allow_extra_labels: accept a generator trained on a larger label fraction.
 
     Raises:
-        DermkitError: missing manifest or PNG, split-hash mismatch, a class the run does not have,
-            a requested class the manifest lacks, or a negative ``max_ratio``.
+        DermkitError: missing manifest or PNG, split-hash mismatch, a generator that saw more labels
+            than the run, a row outside the manifest's folder or naming a dataset image, a class the
+            run does not have, a requested class the manifest lacks, or a negative ``max_ratio``.
     """
     if max_ratio < 0:
         raise DermkitError(f"synth.max_ratio must be >= 0, got {max_ratio}.")
     csv_path = manifest_csv(path)
     rows = read_manifest_rows(csv_path)
     check_split_hash(csv_path, rows, split_hash)
+    label_fraction = check_label_fraction(csv_path, fraction, allow_extra_labels)
+    check_files(csv_path, rows, dataset_files)
     by_class: dict[str, list[Path]] = {}
     for row in rows:
         by_class.setdefault(canonical_class(row["class"]), []).append(csv_path.parent / row["file"])
@@ -145,4 +239,4 @@ def load_synthetic(path: str | Path, classes: Sequence[str], real_counts: Mappin
                            "Was the folder moved or pruned? Re-run python -m synth.generate on it.")
     cache = cache_images(paths, image_size, cache_dir, description="Caching synthetic images") if paths else None
     return SyntheticImages(cache.path if cache else None, np.asarray(labels, dtype=np.int64), counts,
-                           {c: len(by_class.get(c, [])) for c in classes}, csv_path)
+                           {c: len(by_class.get(c, [])) for c in classes}, csv_path, label_fraction)

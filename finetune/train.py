@@ -100,7 +100,13 @@ def build_data(cfg: FinetuneConfig, prepared: PreparedData, spec: BackboneSpec) 
     if cfg.synth.manifest:
         real_counts = prepared.class_counts(prepared.indices("train", cfg.data.fraction))
         synthetic = load_synthetic(cfg.synth.manifest, prepared.classes, real_counts, prepared.split_hash,
-                                   spec.image_size, cfg.data.cache_dir, cfg.synth.max_ratio, list(cfg.synth.classes))
+                                   spec.image_size, cfg.data.cache_dir, cfg.synth.max_ratio, list(cfg.synth.classes),
+                                   fraction=cfg.data.fraction, allow_extra_labels=cfg.synth.allow_extra_labels,
+                                   dataset_files=[r.path for r in prepared.source.records if r.path is not None])
+        if cfg.synth.allow_extra_labels and (synthetic.label_fraction or 1.0) > cfg.data.fraction + 1e-9:
+            console.print(f"[yellow]synth.allow_extra_labels=true: the generator saw label fraction "
+                          f"{synthetic.label_fraction or 'unrecorded'}, this run data.fraction={cfg.data.fraction:g}; "
+                          "its synthetic images carry labels the run's real data lacks.[/]")
     return build_datasets(prepared, cfg.data.fraction, train_transform(spec.mean, spec.std),
                           eval_transform(spec.mean, spec.std), synthetic)
 
@@ -162,6 +168,9 @@ def main(argv: list[str] | None = None) -> int:
     extra: dict[str, Any] = {"split_hash": prepared.split_hash, "fraction": cfg.data.fraction, "seed": cfg.seed,
                              "data": prepared.describe(), "counts": data.counts,
                              "backbone": {**vars(spec)}}
+    if data.synthetic is not None:
+        extra["synthetic"] = {"manifest": str(data.synthetic.manifest), "label_fraction": data.synthetic.label_fraction,
+                              "allow_extra_labels": cfg.synth.allow_extra_labels}
     write_run_info(out_dir, cfg, cfg.seed, extra)
     generator = torch.Generator().manual_seed(cfg.seed)
     sampler = class_balanced_sampler(torch.as_tensor(data.train_labels), generator=generator) \

@@ -35,6 +35,9 @@ class GeneratorInfo:
         preset: the UNet size preset.
         steps_trained: optimiser steps of training.
         data: the data section of the training config (name, root, fraction, ...).
+        label_fraction: the nested label fraction of the training split it was trained on (its
+            labelled images are ``indices("train", label_fraction)``); None in folders written
+            before it was recorded (see :meth:`trained_label_fraction`).
         format: file format tag.
     """
 
@@ -45,7 +48,19 @@ class GeneratorInfo:
     preset: str
     steps_trained: int = 0
     data: dict = field(default_factory=dict)
+    label_fraction: float | None = None
     format: str = INFO_FORMAT
+
+    def trained_label_fraction(self) -> float | None:
+        """The label fraction it was trained on: the record, else the saved ``data.fraction``.
+
+        synth.train has always trained on ``indices("train", data.fraction)`` and saved its data
+        section, so the fallback is what older folders trained on. None when neither is there.
+        """
+        if self.label_fraction is not None:
+            return float(self.label_fraction)
+        fraction = self.data.get("fraction")
+        return None if fraction is None else float(fraction)
 
 
 def weights_file(model_dir: Path) -> Path:

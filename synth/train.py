@@ -245,7 +245,8 @@ def train(cfg: SynthTrainConfig) -> Path:
              "image_size": cfg.data.image_size, "fraction": cfg.data.fraction,
              "prediction_type": cfg.model.prediction_type}
     resuming = _check_resume(out, state)
-    write_run_info(out, cfg, cfg.seed, {"split_hash": prepared.split_hash, "train_counts": counts})
+    write_run_info(out, cfg, cfg.seed, {"split_hash": prepared.split_hash, "train_counts": counts,
+                                        "label_fraction": cfg.data.fraction})
     dataset = CachedImageDataset(prepared.cache_path, train_idx, prepared.labels)
     loader = DataLoader(dataset, batch_size=cfg.data.batch_size, shuffle=True, num_workers=cfg.data.num_workers,
                         drop_last=len(dataset) >= cfg.data.batch_size, persistent_workers=cfg.data.num_workers > 0)
@@ -267,7 +268,8 @@ def train(cfg: SynthTrainConfig) -> Path:
         trainer.save_checkpoint(out / "checkpoints" / "last.ckpt")
         info = GeneratorInfo(classes=tuple(prepared.classes), split_hash=prepared.split_hash, train_counts=counts,
                              image_size=cfg.data.image_size, preset=cfg.model.preset,
-                             steps_trained=int(trainer.global_step), data=to_container(cfg.data))
+                             steps_trained=int(trainer.global_step), data=to_container(cfg.data),
+                             label_fraction=cfg.data.fraction)
         save_generator(out, module.ema_unet(), module.noise_scheduler, info)
         console.print(f"Saved generator ({trainer.global_step} steps) to {out}")
     return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +14,11 @@ IMAGE_SIZE = 32
 MAGENTA = (255, 0, 255)
 
 
-def write_manifest(folder: Path, split_hash: str, per_class: dict[str, int]) -> Path:
-    """A synth.generate-style folder: magenta PNGs and manifest.csv (file, class, split_hash, ...)."""
+def write_manifest(folder: Path, split_hash: str, per_class: dict[str, int], label_fraction: float | None = None) -> Path:
+    """A synth.generate-style folder: magenta PNGs and manifest.csv (file, class, split_hash, ...).
+
+    With ``label_fraction``, also the ``manifest.json`` header recording the generator's label fraction.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     rows = []
     for klass, n in per_class.items():
@@ -28,6 +32,8 @@ def write_manifest(folder: Path, split_hash: str, per_class: dict[str, int]) -> 
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
+    if label_fraction is not None:
+        (folder / "manifest.json").write_text(json.dumps({"split_hash": split_hash, "label_fraction": label_fraction}))
     return folder / "manifest.csv"
 
 

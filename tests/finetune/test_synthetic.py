@@ -16,7 +16,8 @@ from tests.finetune.helpers import IMAGE_SIZE, is_magenta, write_manifest
 
 def _load(prepared: PreparedData, manifest: Path, cache: Path, fraction: float = 1.0, **kwargs):
     real = prepared.class_counts(prepared.indices("train", fraction))
-    return load_synthetic(manifest, prepared.classes, real, prepared.split_hash, IMAGE_SIZE, cache, **kwargs)
+    return load_synthetic(manifest, prepared.classes, real, prepared.split_hash, IMAGE_SIZE, cache, fraction=fraction,
+                          dataset_files=[r.path for r in prepared.source.records], **kwargs)
 
 
 def test_synthetic_images_only_reach_training(demo_prepared: PreparedData, tmp_path: Path) -> None:
@@ -36,7 +37,7 @@ def test_synthetic_images_only_reach_training(demo_prepared: PreparedData, tmp_p
 
 
 def test_max_ratio_and_class_selection(demo_prepared: PreparedData, tmp_path: Path) -> None:
-    manifest = write_manifest(tmp_path / "synth", demo_prepared.split_hash, {"df": 40, "mel": 5})
+    manifest = write_manifest(tmp_path / "synth", demo_prepared.split_hash, {"df": 40, "mel": 5}, label_fraction=0.1)
     real = demo_prepared.class_counts(demo_prepared.indices("train", 0.1))
     capped = _load(demo_prepared, manifest, tmp_path / "cache", fraction=0.1, max_ratio=2.0)
     assert capped.counts["df"] == min(40, 2 * real["df"]) and capped.counts["mel"] == min(5, 2 * real["mel"])
