@@ -46,11 +46,13 @@ def _run(command: list[str]) -> None:
         raise SystemExit(f"command failed with status {done.returncode}: {' '.join(command)}")
 
 
-def _evaluate(backbone: str, out: Path, root: str, extra: list[str]) -> dict[str, Any]:
+def evaluate_backbone(backbone: str, out: Path, root: str, extra: list[str], data: str = "ham10000",
+                      image_size: int = 64) -> dict[str, Any]:
+    """``python -m ssl.evaluate`` into ``out`` unless its metrics.json exists; returns that file's content."""
     metrics = out / "metrics.json"
     if not metrics.is_file():
-        _run([sys.executable, "-m", "ssl.evaluate", "--backbone", backbone, "--data", "ham10000", "--root", root,
-              "--image-size", "64", "--out", str(out), *extra])
+        _run([sys.executable, "-m", "ssl.evaluate", "--backbone", backbone, "--data", data,
+              *(["--root", root] if root else []), "--image-size", str(image_size), "--out", str(out), *extra])
     return json.loads(metrics.read_text())
 
 
@@ -88,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     root_args = ["--root", args.root] if args.root else []
     rows: list[list[Any]] = []
     results: dict[str, Any] = {"seeds": args.seeds}
-    baseline = [_evaluate("random", _seeded(runs.parent / "ssl_eval" / f"ham64_random_{args.arch}", seed), args.root,
+    baseline = [evaluate_backbone("random", _seeded(runs.parent / "ssl_eval" / f"ham64_random_{args.arch}", seed), args.root,
                           ["--arch", args.arch, "--no-small-stem", f"seed={seed}"])
                 for seed in args.random_seeds or args.seeds]
     results["random"] = baseline
@@ -101,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             if not backbone.is_file():
                 _run([sys.executable, "-m", "ssl.pretrain", "--config", args.config, "--method", method, "--out",
                       str(out), "--seed", str(seed), *root_args, *args.pretrain_args.split()])
-            metrics = _evaluate(str(backbone), out / "eval_ham10000_val", args.root, [])
+            metrics = evaluate_backbone(str(backbone), out / "eval_ham10000_val", args.root, [])
             per_seed.append({**metrics, "card": json.loads(backbone.with_suffix(".json").read_text())})
         results[method] = per_seed
         steps = per_seed[0]["card"]["data"]["steps"]
