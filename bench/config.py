@@ -156,7 +156,8 @@ class BenchConfig:
         finetune: :class:`FinetuneConfig`.
         run: :class:`RunConfig`.
         report: :class:`ReportConfig`.
-        out_dir: output folder (default ``runs/bench/<preset>``); re-running resumes in it.
+        out_dir: output folder (default ``$DERMKIT_RUNS/bench/<preset>``, ``runs/bench/<preset>`` in
+            the repository when ``DERMKIT_RUNS`` is unset); re-running resumes in it.
     """
 
     preset: str = ""

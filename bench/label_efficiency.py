@@ -28,6 +28,7 @@ from dermkit.console import console, entry_point, print_table
 from dermkit.data.prepare import prepare_data
 from dermkit.data.splits import FRACTIONS
 from dermkit.errors import DermkitError, did_you_mean
+from dermkit.resume import runs_dir
 from dermkit.runinfo import write_run_info
 from dermkit.vocab import canonical_class
 from bench.config import INITS, SSL_METHODS, BenchConfig
@@ -40,7 +41,8 @@ PROG = "python -m bench.label_efficiency"
 DESCRIPTION = ("Label-efficiency grid: pretrain (ssl), train a generator and make minority images (synth), "
                "fine-tune every cell (finetune), then write results.csv and report.md. Re-running resumes.")
 FLAGS = [
-    Flag("--out", "out_dir", "output folder (default runs/bench/<preset>); re-running resumes in it"),
+    Flag("--out", "out_dir", "output folder (default $DERMKIT_RUNS/bench/<preset>, runs/ when unset); re-running "
+         "resumes in it"),
     Flag("--jobs", "run.jobs", "steps run at the same time", int),
     Flag("--threads", "run.threads", "torch CPU threads per step (0: default)", int),
     Flag("--keep-going", "run.keep_going", "carry on with independent steps after a failure", bool),
@@ -289,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     command = " ".join([PROG, *map(shlex.quote, sys.argv[1:] if argv is None else argv)])
     cfg = parse_args(argv)
     validate(cfg)
-    out = Path(cfg.out_dir or f"runs/bench/{cfg.preset or 'custom'}").expanduser()
+    out = Path(cfg.out_dir).expanduser() if cfg.out_dir else runs_dir() / "bench" / (cfg.preset or "custom")
     out = (out if out.is_absolute() else REPO_ROOT / out).resolve()
     console.print(f"[bold]bench[/] preset {cfg.preset or '(custom)'} -> {out}")
     data = prepare_data(cfg.data)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from dermkit.config import DataConfig, TrainerConfig
+from dermkit.resume import default_run_dir
 
 
 @dataclass
@@ -104,8 +105,13 @@ class FinetuneConfig:
         synth: :class:`SynthConfig`.
         sampler: ``shuffle`` (plain shuffling) or ``balanced`` (every class drawn equally often).
         seed: seed of initialisation, augmentation and sampling.
-        out_dir: run folder (metrics, predictions, figures, checkpoints).
-        resume: continue from ``out_dir/checkpoints/last.ckpt`` when it exists.
+        out_dir: run folder (metrics, predictions, figures, checkpoints); default
+            ``$DERMKIT_RUNS/finetune/demo`` (``runs/`` when unset). Re-running with the same folder
+            resumes from ``out_dir/checkpoints/last.ckpt`` when the settings match
+            (:mod:`dermkit.resume`).
+        resume: no longer needed (re-running resumes); kept so that older commands still run.
+        restart: start a new run even if ``out_dir`` holds one (its files move to
+            ``out_dir/replaced-<time>/``).
     """
 
     data: DataConfig = field(default_factory=DataConfig)
@@ -116,5 +122,6 @@ class FinetuneConfig:
     synth: SynthConfig = field(default_factory=SynthConfig)
     sampler: str = "shuffle"
     seed: int = 0
-    out_dir: str = "runs/finetune/demo"
+    out_dir: str = field(default_factory=lambda: default_run_dir("finetune", "demo"))
     resume: bool = False
+    restart: bool = False

@@ -27,6 +27,7 @@ import numpy as np
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader
 
+from dermkit.checkpoint import check_readable
 from dermkit.config import DataConfig, Flag, TrainerConfig, parse_config, trainer_kwargs
 from dermkit.console import console, entry_point
 from dermkit.data.datasets import CachedImageDataset
@@ -81,6 +82,7 @@ def load_classifier(path: str) -> ClassifierModule:
     ckpt = Path(path).expanduser()
     if not ckpt.is_file():
         raise DermkitError(f"Checkpoint {ckpt} does not exist. finetune.train writes them to <out_dir>/checkpoints/.")
+    check_readable(ckpt, "Pass another checkpoint of the run (its checkpoints/ folder), or train it again.")
     try:
         return ClassifierModule.load_from_checkpoint(str(ckpt), map_location="cpu").eval()
     except (KeyError, TypeError, RuntimeError) as err:

@@ -16,7 +16,8 @@ Examples::
 Outputs in ``out_dir``: see :mod:`finetune.outputs` (``metrics.json``, ``predictions.csv``,
 ``per_class.csv``, ``confusion_matrix.png``, ``per_class_recall.png``), plus ``config.yaml``,
 ``run.json``, ``checkpoints/`` (best by validation balanced accuracy, and last) and the training
-logs (``logs/metrics.csv``, TensorBoard).
+logs (``logs/metrics.csv``, TensorBoard). Re-running the same command resumes from
+``checkpoints/last.ckpt``; changed settings are refused, ``--restart`` starts over (:mod:`dermkit.resume`).
 """
 
 from __future__ import annotations
@@ -30,12 +31,14 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from dermkit.checkpoint_io import KeepPreviousCheckpointIO
 from dermkit.config import Flag, parse_config, to_container, trainer_kwargs
 from dermkit.console import console, entry_point
 from dermkit.data.prepare import PreparedData, prepare_data
 from dermkit.errors import DermkitError, did_you_mean
 from dermkit.interrupt import CheckpointOnInterrupt
 from dermkit.metrics import classification_report
+from dermkit.resume import RESTART_FLAG, resume_checkpoint
 from dermkit.runinfo import write_run_info
 from finetune.backbone import BackboneSpec, resolve_backbone
 from finetune.class_weights import WEIGHTINGS
@@ -63,7 +66,9 @@ FLAGS = [
     Flag("--manifest", "synth.manifest", "synthetic manifest.csv to add to the training data"),
     Flag("--out", "out_dir", "run folder"),
     Flag("--seed", "seed", "seed", int),
-    Flag("--resume", "resume", "continue from out_dir/checkpoints/last.ckpt", bool),
+    Flag("--resume", "resume", "no longer needed: re-running the same command resumes from "
+         "out_dir/checkpoints/last.ckpt (kept so that older commands still run)", bool),
+    RESTART_FLAG,
 ]
 SAMPLERS = ("shuffle", "balanced")
 MONITOR = "val/balanced_accuracy"
@@ -131,15 +136,15 @@ def build_trainer(cfg: FinetuneConfig, out_dir: Path, head_epochs: int) -> tuple
     if kwargs["strategy"] == "ddp" and head_epochs > 0:
         # The frozen backbone gets no gradients during the head-only epochs.
         kwargs["strategy"] = "ddp_find_unused_parameters_true"
+    # No version counter: a resumed run overwrites its own last.ckpt, even one the Ctrl-C callback wrote.
     checkpoint = ModelCheckpoint(dirpath=out_dir / "checkpoints", filename="best-epoch{epoch:02d}",
                                  auto_insert_metric_name=False, monitor=MONITOR, mode="max", save_top_k=1,
-                                 save_last=True)
+                                 save_last=True, enable_version_counter=False)
     loggers = [CSVLogger(str(out_dir), name="", version="logs"),
                TensorBoardLogger(str(out_dir), name="", version="tensorboard", default_hp_metric=False)]
-    on_interrupt = CheckpointOnInterrupt(out_dir / "checkpoints" / "last.ckpt",
-                                         "Add --resume to the same command to continue.")
+    on_interrupt = CheckpointOnInterrupt(out_dir / "checkpoints" / "last.ckpt")
     trainer = pl.Trainer(**kwargs, default_root_dir=str(out_dir), callbacks=[checkpoint, on_interrupt, ProgressBar()],
-                         logger=loggers, deterministic=False)
+                         logger=loggers, deterministic=False, plugins=[KeepPreviousCheckpointIO()])
     return trainer, checkpoint
 
 
@@ -165,6 +170,10 @@ def main(argv: list[str] | None = None) -> int:
     module = build_module(cfg, classes, counts, spec, backbone)
 
     out_dir = Path(cfg.out_dir)
+    resume_from = resume_checkpoint(out_dir, cfg, FinetuneConfig, prepared.split_hash)
+    if cfg.resume:
+        console.print("--resume is no longer needed: re-running the same command resumes "
+                      + (f"(from {resume_from})." if resume_from else "(nothing to resume: a new run)."))
     extra: dict[str, Any] = {"split_hash": prepared.split_hash, "fraction": cfg.data.fraction, "seed": cfg.seed,
                              "data": prepared.describe(), "counts": data.counts,
                              "backbone": {**vars(spec)}}
@@ -179,10 +188,16 @@ def main(argv: list[str] | None = None) -> int:
     val_loader, test_loader = make_loader(data.val, cfg), make_loader(data.test, cfg)
 
     trainer, checkpoint = build_trainer(cfg, out_dir, module.hparams.head_epochs)
-    last = out_dir / "checkpoints" / "last.ckpt"
-    trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if cfg.resume and last.is_file() else None)
+    if resume_from:
+        console.print(f"Resuming from {resume_from}.")
+    trainer.fit(module, train_loader, val_loader, ckpt_path=str(resume_from) if resume_from else None)
     best = checkpoint.best_model_path
-    if not best:
+    if best and not Path(best).is_file():
+        # Resumed from an older checkpoint (last.prev.ckpt) whose best file a later epoch replaced.
+        console.print(f"[yellow]The best checkpoint {best} recorded by the resumed checkpoint no longer exists: "
+                      "testing the last weights (metrics.json records best_checkpoint: null).[/]")
+        best = ""
+    elif not best:
         console.print("[yellow]No validation epoch finished: testing the last weights.[/]")
     trainer.test(module, test_loader, ckpt_path=best or None, verbose=False)
     if not trainer.is_global_zero:

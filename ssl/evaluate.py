@@ -27,6 +27,7 @@ from dermkit.data.datasets import CachedImageDataset
 from dermkit.data.prepare import prepare_data
 from dermkit.errors import DermkitError
 from dermkit.metrics import accuracy, balanced_accuracy, recall_by_class
+from dermkit.resume import runs_dir
 from dermkit.runinfo import write_run_info
 from dermkit.vocab import display_name
 from ssl.model_config import ModelConfig, build_model_backbone
@@ -44,7 +45,7 @@ class EvaluateConfig:
             architecture and ``data.image_size``), or ``random`` for an untrained ``model.*``.
         split: the split classified: ``val`` or ``test``.
         out: output folder; empty = ``<backbone folder>/eval_<data.name>_<split>`` or
-            ``runs/ssl_eval/random_<backbone>_<data.name>_<split>``.
+            ``$DERMKIT_RUNS/ssl_eval/random_<backbone>_<data.name>_<split>`` (``runs/`` when unset).
         seed: seed of the random backbone and the probe.
         knn_k: neighbours of the kNN classifier.
         knn_temperature: similarity temperature of the kNN classifier.
@@ -148,7 +149,7 @@ def run_evaluation(cfg: EvaluateConfig) -> tuple[dict[str, Any], Path]:
     if cfg.out:
         out = Path(cfg.out)
     elif cfg.backbone == "random":
-        out = Path("runs") / "ssl_eval" / f"random_{cfg.model.backbone}_{cfg.data.name}_{cfg.split}"
+        out = runs_dir() / "ssl_eval" / f"random_{cfg.model.backbone}_{cfg.data.name}_{cfg.split}"
     else:
         out = Path(cfg.backbone).parent / f"eval_{cfg.data.name}_{cfg.split}"
     write_run_info(out, cfg, cfg.seed, {"split_hash": data.split_hash})

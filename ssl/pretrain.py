@@ -25,7 +25,6 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from omegaconf import OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint, RichProgressBar
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_only
@@ -33,12 +32,14 @@ from torch.utils.data import DataLoader
 
 from dermkit.backbones import BACKBONES, BackboneCard, build_backbone, save_backbone
 from dermkit.backbones.card import IMAGENET_MEAN, IMAGENET_STD
+from dermkit.checkpoint_io import KeepPreviousCheckpointIO
 from dermkit.config import DataConfig, Flag, TrainerConfig, parse_config, to_container, trainer_kwargs
 from dermkit.console import console, entry_point, print_table
 from dermkit.data.datasets import CachedImageDataset
 from dermkit.data.prepare import PreparedData, prepare_data
 from dermkit.errors import DermkitError, did_you_mean
 from dermkit.interrupt import CheckpointOnInterrupt
+from dermkit.resume import RESTART_FLAG, resume_checkpoint, runs_dir
 from dermkit.runinfo import write_run_info
 from ssl.base_module import OptimConfig, SSLModule
 from ssl.dino_module import DINOConfig, DINOModule, local_crop_side
@@ -58,8 +59,11 @@ class PretrainConfig:
 
     Keys:
         method: ``simclr`` or ``dino``.
-        out_dir: run folder; empty = ``runs/ssl/<method>_<backbone>_<data.name><image_size>``.
-            Re-running with the same folder resumes from ``checkpoints/last.ckpt``.
+        out_dir: run folder; empty = ``$DERMKIT_RUNS/ssl/<method>_<backbone>_<data.name><image_size>``
+            (``runs/`` when ``DERMKIT_RUNS`` is unset). Re-running with the same folder resumes from
+            ``checkpoints/last.ckpt`` when the settings match (:mod:`dermkit.resume`).
+        restart: start a new run even if ``out_dir`` holds one (its files move to
+            ``out_dir/replaced-<time>/``).
         seed: seed of weights, augmentations and data order.
         checkpoint_every_n_steps: also save ``last.ckpt`` every this many steps (0 = per epoch only).
         snapshot_every_n_epochs: also save the backbone as ``snapshots/epochNNN.safetensors`` every
@@ -80,6 +84,7 @@ class PretrainConfig:
     seed: int = 0
     checkpoint_every_n_steps: int = 0
     snapshot_every_n_epochs: int = 0
+    restart: bool = False
     data: DataConfig = field(default_factory=DataConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -106,13 +111,15 @@ FLAGS = [
     Flag("--lr", "optim.lr", "base learning rate per 256 images (0: the method's default)", float),
     Flag("--out", "out_dir", "run folder (re-running with the same folder resumes from checkpoints/last.ckpt)"),
     Flag("--seed", "seed", "random seed", int),
+    RESTART_FLAG,
 ]
 
 DESCRIPTION = (
     "Self-supervised pretraining (SimCLR or DINO, lightly building blocks, PyTorch Lightning) of a backbone "
     "on the training images of a dataset, labels unused. Writes backbone.safetensors + backbone.json, "
     "Lightning checkpoints, CSV/TensorBoard logs, config.yaml and run.json into the run folder. "
-    "Re-running with the same --out resumes from OUT/checkpoints/last.ckpt (delete it to start over). "
+    "Re-running with the same --out resumes from OUT/checkpoints/last.ckpt; changed settings are refused "
+    "(--restart starts over). "
     "Multi-GPU: trainer.strategy=ddp trainer.devices=N [trainer.num_nodes=M]."
 )
 
@@ -133,21 +140,7 @@ class PretrainResult:
 
 
 def default_out_dir(cfg: PretrainConfig) -> Path:
-    return Path("runs") / "ssl" / f"{cfg.method}_{cfg.model.backbone}_{cfg.data.name}{cfg.data.image_size}"
-
-
-def _check_resume_compatible(out_dir: Path, cfg: PretrainConfig) -> None:
-    """Refuse to resume a checkpoint written for another method, backbone or image size."""
-    previous = out_dir / "config.yaml"
-    if not previous.is_file():
-        return
-    old = OmegaConf.load(previous)
-    for key in ("method", "model.backbone", "model.small_stem", "data.image_size"):
-        before, now = OmegaConf.select(old, key), OmegaConf.select(cfg, key)
-        if before is not None and before != now:
-            raise DermkitError(f"{out_dir} holds a run with {key}={before}, but this run has {key}={now}; it "
-                               f"cannot resume from {out_dir / 'checkpoints' / 'last.ckpt'}. Choose another --out "
-                               "or delete that folder.")
+    return runs_dir() / "ssl" / f"{cfg.method}_{cfg.model.backbone}_{cfg.data.name}{cfg.data.image_size}"
 
 
 def build_module(cfg: PretrainConfig) -> SSLModule:
@@ -208,15 +201,17 @@ def build_loaders(cfg: PretrainConfig, data: PreparedData) -> tuple[DataLoader, 
 def build_trainer(cfg: PretrainConfig, out_dir: Path, callbacks: list[pl.Callback]) -> tuple[pl.Trainer, ModelCheckpoint]:
     """A Lightning Trainer with checkpoints, CSV + TensorBoard logs and a rich progress bar."""
     t = cfg.trainer
+    # No version counter: a resumed run overwrites its own last.ckpt, even one the Ctrl-C callback wrote.
     checkpoint = ModelCheckpoint(dirpath=out_dir / "checkpoints", filename="epoch{epoch:03d}", save_last=True,
                                  save_top_k=0, every_n_train_steps=cfg.checkpoint_every_n_steps or None,
-                                 auto_insert_metric_name=False)
+                                 auto_insert_metric_name=False, enable_version_counter=False)
     loggers = [CSVLogger(out_dir / "logs", name="csv"), TensorBoardLogger(out_dir / "logs", name="tb")]
     trainer = pl.Trainer(
         **trainer_kwargs(t),
         callbacks=[checkpoint, CheckpointOnInterrupt(out_dir / "checkpoints" / "last.ckpt"), *callbacks,
                    RichProgressBar()], logger=loggers, num_sanity_val_steps=0,
         limit_val_batches=0, enable_model_summary=False, default_root_dir=out_dir, use_distributed_sampler=True,
+        plugins=[KeepPreviousCheckpointIO()],
     )
     return trainer, checkpoint
 
@@ -241,11 +236,9 @@ def run_pretraining(cfg: PretrainConfig) -> PretrainResult:
     """
     validate(cfg)
     out_dir = Path(cfg.out_dir) if cfg.out_dir else default_out_dir(cfg)
-    last = out_dir / "checkpoints" / "last.ckpt"
-    if last.is_file():
-        _check_resume_compatible(out_dir, cfg)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     data = prepare_data(cfg.data)
+    resume_from = resume_checkpoint(out_dir, cfg, PretrainConfig, data.split_hash)
     train, bank, val = build_loaders(cfg, data)
     if val is None:
         console.print("No labelled validation split (unlabelled data): kNN monitoring is skipped; the collapse "
@@ -267,10 +260,10 @@ def run_pretraining(cfg: PretrainConfig) -> PretrainResult:
     trainer, checkpoint = build_trainer(cfg, out_dir, [monitor, timer, snapshots])
     if trainer.is_global_zero:
         write_run_info(out_dir, cfg, cfg.seed, {"split_hash": data.split_hash, "data": data.describe(),
-                                                "resumed_from": str(last) if last.is_file() else None})
-    if last.is_file():
-        console.print(f"Resuming from {last}.")
-    trainer.fit(module, train_dataloaders=train, ckpt_path=str(last) if last.is_file() else None)
+                                                "resumed_from": str(resume_from) if resume_from else None})
+    if resume_from:
+        console.print(f"Resuming from {resume_from}.")
+    trainer.fit(module, train_dataloaders=train, ckpt_path=str(resume_from) if resume_from else None)
     images_per_second = timer.images_per_second(trainer.world_size)
     backbone_path = out_dir / "backbone.safetensors"
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}

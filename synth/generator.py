@@ -16,6 +16,7 @@ from pathlib import Path
 
 from diffusers import DDPMScheduler, UNet2DModel
 
+from dermkit.checkpoint import check_readable
 from dermkit.errors import DermkitError
 from dermkit.vocab import canonical_class
 
@@ -120,6 +121,9 @@ def load_generator(model_dir: str | Path) -> tuple[UNet2DModel, DDPMScheduler, G
     """
     info = read_info(model_dir)
     path = Path(model_dir)
+    if weights_file(path).is_file():
+        check_readable(weights_file(path), "Save the generator again: re-run the synth.train command of that folder "
+                                           "(it resumes from checkpoints/last.ckpt and saves the model).")
     unet = UNet2DModel.from_pretrained(path / "unet", local_files_only=True, low_cpu_mem_usage=False).eval()
     scheduler = DDPMScheduler.from_pretrained(path / "scheduler", local_files_only=True)
     if unet.config.num_class_embeds != len(info.classes) + 1:

@@ -5,7 +5,8 @@ at a random timestep, mean-squared error) of a diffusers ``UNet2DModel`` conditi
 class, with labels dropped to a null class for classifier-free guidance (Ho & Salimans, 2022), an
 EMA copy of the weights (the one that is saved), and a cosine learning rate with linear warm-up.
 Only the training split of the data is used; the split hash and per-class counts are saved with
-the model. Re-running with the same ``out`` folder resumes from ``out/checkpoints/last.ckpt``.
+the model. Re-running with the same ``out`` folder resumes from ``out/checkpoints/last.ckpt``
+(settings must match; ``--restart`` starts over: :mod:`dermkit.resume`).
 """
 
 from __future__ import annotations
@@ -25,12 +26,14 @@ from pytorch_lightning.callbacks import ModelCheckpoint, RichProgressBar
 from pytorch_lightning.loggers import TensorBoardLogger
 from torch.utils.data import DataLoader
 
+from dermkit.checkpoint_io import KeepPreviousCheckpointIO
 from dermkit.config import DataConfig, Flag, TrainerConfig, parse_config, to_container, trainer_kwargs
 from dermkit.console import console, entry_point
 from dermkit.data.datasets import CachedImageDataset
 from dermkit.data.prepare import prepare_data
 from dermkit.errors import DermkitError, did_you_mean
 from dermkit.interrupt import CheckpointOnInterrupt
+from dermkit.resume import RESTART_FLAG, default_run_dir, resume_checkpoint
 from dermkit.runinfo import write_run_info
 from synth.generator import GeneratorInfo, save_generator
 from synth.model import get_preset, unet_config
@@ -95,18 +98,22 @@ class SynthTrainConfig:
             the cosine schedule's length; otherwise ``max_epochs`` does).
         model: :class:`DiffusionConfig`.
         optim: :class:`OptimConfig`.
-        out: the generator folder (checkpoints, logs and the saved model); re-running resumes.
+        out: the generator folder (checkpoints, logs and the saved model); default
+            ``$DERMKIT_RUNS/synth/default`` (``runs/`` when unset). Re-running resumes when the
+            settings match (:mod:`dermkit.resume`).
         seed: seed of initialisation, noise and data order.
         checkpoint_every: optimiser steps between resumable checkpoints.
+        restart: start a new run even if ``out`` holds one (its files move to ``out/replaced-<time>/``).
     """
 
     data: DataConfig = field(default_factory=lambda: DataConfig(image_size=32, batch_size=64))
     trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(max_epochs=-1, max_steps=2000))
     model: DiffusionConfig = field(default_factory=DiffusionConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
-    out: str = "runs/synth/default"
+    out: str = field(default_factory=lambda: default_run_dir("synth", "default"))
     seed: int = 0
     checkpoint_every: int = 200
+    restart: bool = False
 
 
 FLAGS = [
@@ -118,6 +125,7 @@ FLAGS = [
     Flag("--steps", "trainer.max_steps", "optimiser steps to train", int),
     Flag("--batch-size", "data.batch_size", "images per batch and device", int),
     Flag("--seed", "seed", "random seed", int),
+    RESTART_FLAG,
 ]
 
 
@@ -206,21 +214,11 @@ def make_noise_scheduler(cfg: DiffusionConfig) -> DDPMScheduler:
                          prediction_type=cfg.prediction_type, clip_sample=True)
 
 
-def _check_resume(out: Path, state: dict[str, Any]) -> bool:
-    """Whether ``out`` holds a resumable run of the same data and model; errors if it is another's."""
+def _write_train_state(out: Path, state: dict[str, Any]) -> None:
+    """Record the data and model a new generator run trains on (``train_state.json``)."""
     path = out / "train_state.json"
-    if path.is_file():
-        old = json.loads(path.read_text())
-        old.setdefault("prediction_type", "epsilon")  # folders written before the key existed predicted noise
-        diff = sorted(k for k in state if old.get(k) != state[k])
-        if diff:
-            raise DermkitError(f"{out} holds a generator run with different {', '.join(diff)} "
-                               f"({', '.join(f'{k}={old.get(k)!r}' for k in diff)}). Pass a new --out folder to "
-                               "train another generator, or the same settings to resume this one.")
-    else:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(state, indent=2) + "\n")
-    return (out / "checkpoints" / "last.ckpt").is_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(state, indent=2) + "\n")
 
 
 def train(cfg: SynthTrainConfig) -> Path:
@@ -244,7 +242,12 @@ def train(cfg: SynthTrainConfig) -> Path:
     state = {"split_hash": prepared.split_hash, "classes": list(prepared.classes), "preset": cfg.model.preset,
              "image_size": cfg.data.image_size, "fraction": cfg.data.fraction,
              "prediction_type": cfg.model.prediction_type}
-    resuming = _check_resume(out, state)
+    # Folders written before model.prediction_type existed trained on the noise (epsilon).
+    resume_from = resume_checkpoint(out, cfg, SynthTrainConfig, prepared.split_hash,
+                                    legacy_defaults={"model.prediction_type": "epsilon"})
+    resuming = resume_from is not None
+    if not resuming:
+        _write_train_state(out, state)
     write_run_info(out, cfg, cfg.seed, {"split_hash": prepared.split_hash, "train_counts": counts,
                                         "label_fraction": cfg.data.fraction})
     dataset = CachedImageDataset(prepared.cache_path, train_idx, prepared.labels)
@@ -253,17 +256,19 @@ def train(cfg: SynthTrainConfig) -> Path:
     ucfg = unet_config(cfg.model.preset, len(prepared.classes), cfg.data.image_size)
     total = cfg.trainer.max_steps if cfg.trainer.max_steps > 0 else cfg.trainer.max_epochs * len(loader)
     module = DiffusionModule(ucfg, len(prepared.classes), cfg.model, cfg.optim, total)
+    # No version counter: a resumed run overwrites its own last.ckpt, even one the Ctrl-C callback wrote.
     checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", save_last=True, save_top_k=0,
-                                 every_n_train_steps=cfg.checkpoint_every)
+                                 every_n_train_steps=cfg.checkpoint_every, enable_version_counter=False)
     trainer = pl.Trainer(**trainer_kwargs(cfg.trainer), default_root_dir=str(out),
                          logger=TensorBoardLogger(str(out), name="logs", version=0),
                          callbacks=[checkpoint, CheckpointOnInterrupt(out / "checkpoints" / "last.ckpt"),
                                     RichProgressBar()],
-                         gradient_clip_val=cfg.optim.grad_clip or None, enable_model_summary=False)
+                         gradient_clip_val=cfg.optim.grad_clip or None, enable_model_summary=False,
+                         plugins=[KeepPreviousCheckpointIO()])
     console.print(f"[bold]synth.train[/]: {cfg.model.preset} UNet, {len(train_idx)} training images "
                   f"({', '.join(f'{c} {n}' for c, n in counts.items())}), split {prepared.split_hash}"
                   + (", resuming" if resuming else ""))
-    trainer.fit(module, loader, ckpt_path=str(out / "checkpoints" / "last.ckpt") if resuming else None)
+    trainer.fit(module, loader, ckpt_path=str(resume_from) if resuming else None)
     if trainer.is_global_zero:
         trainer.save_checkpoint(out / "checkpoints" / "last.ckpt")
         info = GeneratorInfo(classes=tuple(prepared.classes), split_hash=prepared.split_hash, train_counts=counts,

@@ -16,6 +16,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from dermkit.backbones.registry import Backbone, build_backbone
+from dermkit.checkpoint import check_readable
 from dermkit.errors import DermkitError
 
 CARD_FORMAT = "dermkit-backbone/1"
@@ -85,6 +86,8 @@ def load_backbone(path: str | Path) -> tuple[Backbone, BackboneCard]:
         raise DermkitError(f"Backbone file {path} does not exist. Pass the backbone.safetensors written by "
                            "python -m ssl.pretrain.")
     card = read_card(path)
+    check_readable(path, "Write it again: re-run the ssl.pretrain command of its run folder (it resumes from "
+                         "checkpoints/last.ckpt and saves the backbone), or pass another backbone file.")
     backbone = build_backbone(card.architecture, small_stem=card.small_stem, image_size=card.input_size)
     state = load_file(str(path))
     try:

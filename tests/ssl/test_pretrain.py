@@ -54,15 +54,16 @@ def test_card_round_trips_to_identical_backbone(tiny_config) -> None:
 
 
 def test_resume_continues_from_saved_step(tiny_config) -> None:
-    first = run_pretraining(tiny_config("--max-steps", "2"))
-    assert first.start_step == 0 and first.global_step == 2
-    second = run_pretraining(tiny_config("--max-steps", "4"))
-    assert second.start_step == 2 and second.global_step == 4
-    assert torch.load(second.checkpoint, map_location="cpu", weights_only=False)["global_step"] == 4
+    first = run_pretraining(tiny_config("--max-steps", "4"))
+    assert first.start_step == 0 and first.global_step == 4
     # Re-running a finished run trains nothing and still writes the backbone (e.g. after an interrupt).
-    second.backbone_path.unlink()
-    third = run_pretraining(tiny_config("--max-steps", "4"))
-    assert third.start_step == third.global_step == 4 and third.backbone_path.is_file()
+    first.backbone_path.unlink()
+    again = run_pretraining(tiny_config("--max-steps", "4"))
+    assert again.start_step == again.global_step == 4 and again.backbone_path.is_file()
+    assert torch.load(again.checkpoint, map_location="cpu", weights_only=False)["global_step"] == 4
+    # A longer run has another learning-rate schedule: refused, not continued (dermkit.resume).
+    with pytest.raises(DermkitError, match="trainer.max_steps: 4 -> 6"):
+        run_pretraining(tiny_config("--max-steps", "6"))
 
 
 def test_resume_refuses_other_backbone(tiny_config) -> None:

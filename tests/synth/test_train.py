@@ -35,13 +35,16 @@ def test_generator_stores_split_hash_and_training_counts(tiny_generator: Path, d
 
 def test_rerun_with_same_folder_resumes(tmp_path: Path, demo_cache: Path) -> None:
     out = tmp_path / "gen"
-    assert train_main(tiny_train_argv(out, demo_cache, steps=1)) == 0
     assert train_main(tiny_train_argv(out, demo_cache, steps=2)) == 0
+    assert train_main(tiny_train_argv(out, demo_cache, steps=2)) == 0  # finished: resumes, trains nothing
     assert read_info(out).steps_trained == 2
     state = json.loads((out / "train_state.json").read_text())
     with pytest.raises(SystemExit) as exit_info:  # another preset into the same folder: refused
         train_main([*tiny_train_argv(out, demo_cache, steps=2), "--preset", "small"])
     assert exit_info.value.code == 2 and state["preset"] == "tiny"
+    with pytest.raises(SystemExit) as exit_info:  # a longer run: another cosine schedule, refused
+        train_main(tiny_train_argv(out, demo_cache, steps=3))
+    assert exit_info.value.code == 2
 
 
 def test_unknown_preset_is_an_error(tmp_path: Path, demo_cache: Path) -> None:
@@ -111,7 +114,7 @@ def test_epsilon_folder_is_not_resumed_as_v_prediction(tmp_path: Path, demo_cach
     out = tmp_path / "gen"
     assert train_main([*tiny_train_argv(out, demo_cache, steps=1), "model.prediction_type=epsilon"]) == 0
     with pytest.raises(SystemExit) as exit_info:  # the default is v_prediction: refused, not mixed
-        train_main(tiny_train_argv(out, demo_cache, steps=2))
+        train_main(tiny_train_argv(out, demo_cache, steps=1))
     assert exit_info.value.code == 2
-    assert train_main([*tiny_train_argv(out, demo_cache, steps=2), "model.prediction_type=epsilon"]) == 0
-    assert read_info(out).steps_trained == 2
+    assert train_main([*tiny_train_argv(out, demo_cache, steps=1), "model.prediction_type=epsilon"]) == 0
+    assert read_info(out).steps_trained == 1

@@ -1,0 +1,191 @@
+"""One resume behaviour for every stage: where run folders live, and whether a folder may be resumed.
+
+Re-running a stage's command with the same run folder continues the run from
+``<run>/checkpoints/last.ckpt``. Before it does, :func:`resume_checkpoint` compares the folder's
+recorded ``config.yaml`` (and the split hash in ``run.json``) with this invocation's settings: a
+run whose data or settings changed is refused with every differing key named (``old -> new``),
+never silently continued with other settings. ``--restart`` (:data:`RESTART_FLAG`, the same
+flag in every stage) starts a new run in that folder instead, after moving the old run's files
+into ``<run>/replaced-<date>-<time>/`` (nothing is deleted).
+
+What may differ on resume (:data:`NEUTRAL_KEYS`) are keys that cannot change what is trained:
+where the run and caches live, data-loader workers, logging, checkpoint and snapshot frequency.
+The run's length is not among them: every stage spreads its cosine learning-rate schedule (and
+DINO its momentum schedule) over the run's total steps, so a longer or shorter run is a
+different run, not a continuation (``--restart``, or a new ``--out`` with ``model.init`` from
+this run's backbone). Nor are ``trainer.devices`` and ``trainer.num_nodes``: with DDP they set
+the global batch and so the number of steps the schedules are spread over.
+
+A key missing from an old ``config.yaml`` (written before the key existed) counts as its
+default, so adding a config key never makes an old run unresumable.
+
+Run folders: every default run folder lies under :func:`runs_dir` (``$DERMKIT_RUNS``, else
+``runs/`` in the working directory), so long runs can live outside the repository.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from dermkit.checkpoint import LAST, PREVIOUS, check_resumable
+from dermkit.config import Flag, to_container
+from dermkit.console import console
+from dermkit.errors import DermkitError
+
+RUNS_ENV = "DERMKIT_RUNS"
+RESTART_KEY = "restart"
+RESTART_FLAG = Flag("--restart", RESTART_KEY, "start a new run in the run folder even if it holds one; the old "
+                    "run's files move to <run>/replaced-<date>-<time>/ (drop the flag to resume later)", bool)
+REPLACED_PREFIX = "replaced-"
+# Keys that cannot change what a run trains, so they may differ between a run and its resumption.
+NEUTRAL_KEYS = frozenset({
+    "out", "out_dir", RESTART_KEY, "resume",  # the run folder itself and how it is entered
+    "data.cache_dir", "data.num_workers",  # where decoded images are kept and how many processes read them
+    "trainer.strategy", "trainer.log_every_n_steps",
+    "checkpoint_every", "checkpoint_every_n_steps", "snapshot_every_n_epochs",
+})
+# Keys that set a run's length; named in the refusal, since extending a run is a common wish.
+LENGTH_KEYS = ("trainer.max_epochs", "trainer.max_steps", "trainer.limit_train_batches")
+
+
+def runs_dir() -> Path:
+    """The base of every default run folder: ``$DERMKIT_RUNS`` if set, else ``runs`` (relative)."""
+    return Path(os.environ.get(RUNS_ENV) or "runs").expanduser()
+
+
+def default_run_dir(*parts: str) -> str:
+    """``runs_dir()/<parts...>`` as a string (for dataclass defaults)."""
+    return str(runs_dir().joinpath(*parts))
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (lists stay values)."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def changed_settings(old: Mapping[str, Any], new: Mapping[str, Any], defaults: Mapping[str, Any],
+                     neutral: frozenset[str] = NEUTRAL_KEYS) -> dict[str, tuple[Any, Any]]:
+    """Keys whose value differs between a recorded config and this one: ``{key: (old, new)}``.
+
+    Args:
+        old: the run folder's recorded config (nested).
+        new: this invocation's config (nested).
+        defaults: values of keys an old config may lack (nested; usually the schema's defaults).
+        neutral: keys that may differ (see :data:`NEUTRAL_KEYS`).
+    """
+    old_flat, new_flat, default_flat = flatten(old), flatten(new), flatten(defaults)
+    changed = {}
+    for key, value in new_flat.items():
+        if key in neutral:
+            continue
+        before = old_flat[key] if key in old_flat else default_flat.get(key)
+        if before != value:
+            changed[key] = (before, value)
+    return changed
+
+
+def move_aside(run_dir: Path) -> Path | None:
+    """Move the run folder's files into ``replaced-<date>-<time>/`` inside it; returns that folder."""
+    entries = [p for p in run_dir.iterdir() if not p.name.startswith(REPLACED_PREFIX)] if run_dir.is_dir() else []
+    if not entries:
+        return None
+    target = run_dir / f"{REPLACED_PREFIX}{time.strftime('%Y%m%d-%H%M%S')}"
+    suffix = 1
+    while target.exists():
+        target = run_dir / f"{REPLACED_PREFIX}{time.strftime('%Y%m%d-%H%M%S')}-{suffix}"
+        suffix += 1
+    target.mkdir()
+    for entry in entries:
+        entry.rename(target / entry.name)
+    return target
+
+
+def resume_checkpoint(run_dir: str | Path, cfg: Any, schema: type, split_hash: str | None = None,
+                      legacy_defaults: Mapping[str, Any] | None = None) -> Path | None:
+    """The checkpoint a stage resumes from, or None for a new run; refuses a run of other settings.
+
+    Call it before the stage writes ``config.yaml``/``run.json``. With ``cfg.restart`` set, the
+    folder's old files move aside (see :func:`move_aside`) and a new run starts.
+
+    Args:
+        run_dir: the stage's run folder.
+        cfg: this invocation's resolved config (its schema has a ``restart`` key).
+        schema: the config dataclass (its defaults stand in for keys an old ``config.yaml`` lacks).
+        split_hash: this run's split hash, compared with the one in ``run.json``.
+        legacy_defaults: flat ``{key: value}`` for keys whose absence from an old config means
+            something other than today's default (e.g. a default that changed).
+
+    Returns:
+        ``<run>/checkpoints/last.ckpt`` to resume from, or None when there is none.
+
+    Raises:
+        DermkitError: the checkpoint is damaged, the folder's config is missing, or a setting
+            (or the split) differs; the message names each key as ``key: old -> new``.
+    """
+    run = Path(run_dir)
+    last = run / "checkpoints" / LAST
+    restart_hint = f"add --restart to start over in {run} (the old run moves into {run}/{REPLACED_PREFIX}<time>/)"
+    if getattr(cfg, RESTART_KEY, False):
+        if _first_process():  # DDP ranks re-run the command; only the first one moves files
+            moved = move_aside(run)
+            if moved is not None:
+                console.print(f"--restart: moved the previous run's files to {moved}")
+        return None
+    if not last.is_file():
+        # A run stopped before its first checkpoint: nothing to continue; a stale copy of an older
+        # run's checkpoint must not be mistaken for this run's later.
+        if _first_process():
+            (last.parent / PREVIOUS).unlink(missing_ok=True)
+        return None
+    check_resumable(last, restart_hint)
+    recorded = run / "config.yaml"
+    if not recorded.is_file():
+        raise DermkitError(f"{last} exists but {recorded} does not, so the run's settings cannot be checked: "
+                           f"{restart_hint}, or choose another --out.")
+    old = OmegaConf.to_container(OmegaConf.load(recorded), resolve=True)
+    defaults = to_container(OmegaConf.structured(schema))
+    if legacy_defaults:
+        defaults = {**flatten(defaults), **legacy_defaults}
+    changed = changed_settings(old if isinstance(old, dict) else {}, to_container(cfg), defaults)
+    old_split = _recorded_split_hash(run)
+    if split_hash is not None and old_split is not None and old_split != split_hash:
+        changed["split hash (data, split or label fraction)"] = (old_split, split_hash)
+    if changed:
+        listed = "; ".join(f"{key}: {before!r} -> {after!r}" for key, (before, after) in changed.items())
+        why = (" A run's length sets its learning-rate schedule, so a longer or shorter run is a new run."
+               if any(key in LENGTH_KEYS for key in changed) else "")
+        raise DermkitError(f"{run} holds a run with other settings ({listed}).{why} Re-run with the recorded "
+                           f"settings ({recorded}) to resume it, {restart_hint}, or choose another --out.")
+    return last
+
+
+def _first_process() -> bool:
+    """Whether this is the first (or only) process of a run; Lightning's DDP ranks re-run the command.
+
+    Reads the rank variables Lightning reads, without importing it (configs import this module).
+    """
+    for key in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK"):
+        if os.environ.get(key):
+            return os.environ[key] == "0"
+    return True
+
+
+def _recorded_split_hash(run: Path) -> str | None:
+    try:
+        value = json.loads((run / "run.json").read_text()).get("split_hash")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return str(value) if value else None

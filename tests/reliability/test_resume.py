@@ -1,0 +1,210 @@
+"""One resume behaviour in every stage (issue 16, issue 11): same command continues, changed settings refused.
+
+Each case is a real stage command on the demo data with tiny models (tiny_cnn, 32 px, a few steps),
+run in-process through the stage's ``main``. "Killed" runs are stopped with a KeyboardInterrupt
+inside a training step (what Ctrl-C does); the checkpoint written then is what a re-run resumes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from dermkit.backbones import BackboneCard, build_backbone, save_backbone
+from dermkit.console import console
+from dermkit.resume import changed_settings
+from finetune.config import FinetuneConfig
+from finetune.module import ClassifierModule
+from finetune.train import main as finetune_main
+
+TINY_FINETUNE = ["--backbone", "tiny_cnn", "model.small_stem=true", "data.image_size=32", "data.batch_size=16",
+                 "data.num_workers=0", "trainer.max_epochs=1", "trainer.limit_train_batches=4",
+                 "trainer.accelerator=cpu"]
+
+
+@pytest.fixture(autouse=True)
+def wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Error lines are not wrapped, so a message can be matched whole."""
+    monkeypatch.setattr(console, "width", 10_000)
+
+
+def finetune_argv(out: Path | None, cache: Path, *extra: str) -> list[str]:
+    return [*TINY_FINETUNE, f"data.cache_dir={cache}", *(["--out", str(out)] if out else []), *extra]
+
+
+def saved_step(checkpoint: Path) -> int:
+    return int(torch.load(checkpoint, map_location="cpu", weights_only=False)["global_step"])
+
+
+def interrupt_at(monkeypatch: pytest.MonkeyPatch, module: type, step: int) -> None:
+    """Make ``module.training_step`` raise KeyboardInterrupt at global step ``step`` (Ctrl-C)."""
+    original = module.training_step
+
+    def interrupted(self, batch, batch_idx):  # type: ignore[no-untyped-def]
+        if self.global_step == step:
+            raise KeyboardInterrupt
+        return original(self, batch, batch_idx)
+
+    monkeypatch.setattr(module, "training_step", interrupted)
+
+
+def refused(capsys: pytest.CaptureFixture, argv: list[str]) -> str:
+    """Run finetune.train, expect exit status 2, return its error output."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        finetune_main(argv)
+    assert exit_info.value.code == 2
+    return capsys.readouterr().err
+
+
+def test_finetune_stopped_then_same_command_continues(tmp_path: Path, demo_cache: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "run"
+    argv = finetune_argv(out, demo_cache)
+    interrupt_at(monkeypatch, ClassifierModule, 2)
+    with pytest.raises(SystemExit):
+        finetune_main(argv)
+    last = out / "checkpoints" / "last.ckpt"
+    assert saved_step(last) == 2
+    monkeypatch.undo()
+    assert finetune_main(argv) == 0  # the same command, no --resume
+    assert saved_step(last) == 4  # continued from step 2, not started over
+    assert sorted(p.name for p in (out / "checkpoints").glob("last*.ckpt")) == ["last.ckpt", "last.prev.ckpt"]
+    assert (out / "metrics.json").is_file()
+
+
+def test_finetune_changed_setting_is_refused_with_the_keys_named(tmp_path: Path, demo_cache: Path,
+                                                                 capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "run"
+    assert finetune_main(finetune_argv(out, demo_cache)) == 0
+    err = refused(capsys, finetune_argv(out, demo_cache, "optim.lr=0.01", "--fraction", "0.5"))
+    assert "optim.lr: 0.001 -> 0.01" in err and "data.fraction: 1.0 -> 0.5" in err and "--restart" in err
+    err = refused(capsys, finetune_argv(out, demo_cache, "data.split_seed=1"))
+    assert "data.split_seed: 0 -> 1" in err and "split hash" in err  # other data: the split differs too
+    err = refused(capsys, finetune_argv(out, demo_cache, "trainer.max_epochs=2"))
+    assert "trainer.max_epochs: 1 -> 2" in err and "learning-rate schedule" in err
+    assert saved_step(out / "checkpoints" / "last.ckpt") == 4  # nothing was trained by the refused runs
+
+
+def test_finetune_neutral_keys_and_keys_missing_from_an_old_config_still_resume(
+        tmp_path: Path, demo_cache: Path) -> None:
+    out = tmp_path / "run"
+    assert finetune_main(finetune_argv(out, demo_cache)) == 0
+    recorded = out / "config.yaml"
+    old = OmegaConf.to_container(OmegaConf.load(recorded))
+    del old["restart"], old["loss"]["beta"]  # as written before these keys existed (defaults)
+    recorded.write_text(OmegaConf.to_yaml(old))
+    # Logging frequency and loader workers cannot change the result: the run resumes (nothing left to train).
+    assert finetune_main(finetune_argv(out, demo_cache, "trainer.log_every_n_steps=3")) == 0
+    assert saved_step(out / "checkpoints" / "last.ckpt") == 4
+    assert not list((out / "checkpoints").glob("last-v*.ckpt"))
+
+
+def test_restart_starts_a_new_run_and_keeps_the_old_one(tmp_path: Path, demo_cache: Path) -> None:
+    out = tmp_path / "run"
+    interrupt_at_step = 3
+    with pytest.MonkeyPatch.context() as patch:
+        interrupt_at(patch, ClassifierModule, interrupt_at_step)
+        with pytest.raises(SystemExit):
+            finetune_main(finetune_argv(out, demo_cache))
+    assert finetune_main(finetune_argv(out, demo_cache, "optim.lr=0.01", "--restart")) == 0
+    assert saved_step(out / "checkpoints" / "last.ckpt") == 4  # a full new run, from step 0
+    assert OmegaConf.load(out / "config.yaml").optim.lr == 0.01
+    replaced = list(out.glob("replaced-*"))
+    assert len(replaced) == 1
+    assert saved_step(replaced[0] / "checkpoints" / "last.ckpt") == interrupt_at_step
+    assert OmegaConf.load(replaced[0] / "config.yaml").optim.lr == 0.001
+
+
+def test_default_run_folder_lies_under_dermkit_runs(tmp_path: Path, demo_cache: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    runs, cwd = tmp_path / "runs-elsewhere", tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    monkeypatch.setenv("DERMKIT_RUNS", str(runs))
+    assert finetune_main(finetune_argv(None, demo_cache)) == 0
+    assert (runs / "finetune" / "demo" / "metrics.json").is_file()
+    assert not (cwd / "runs").exists()
+
+
+def test_truncated_checkpoint_is_one_clear_error_and_the_previous_one_is_kept(
+        tmp_path: Path, demo_cache: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "run"
+    argv = finetune_argv(out, demo_cache, "trainer.max_epochs=2", "trainer.limit_train_batches=2")
+    assert finetune_main(argv) == 0
+    last, previous = out / "checkpoints" / "last.ckpt", out / "checkpoints" / "last.prev.ckpt"
+    assert saved_step(previous) == 2 and saved_step(last) == 4  # the save at step 4 kept the one of step 2
+    data = last.read_bytes()
+    last.write_bytes(data[: len(data) // 2])  # a copy cut short
+    err = refused(capsys, argv)
+    assert f"{last} is truncated" in err and f"mv {previous} {last}" in err
+    assert [line for line in err.splitlines() if "error" in line.lower()] == [err.splitlines()[-1]]
+    assert "Traceback" not in err
+    previous.replace(last)  # what the message says to do
+    assert finetune_main(argv) == 0 and saved_step(last) == 4
+    last.write_bytes(b"")  # an empty file, and no earlier checkpoint left
+    err = refused(capsys, argv)
+    assert f"{last} is empty" in err and "--restart" in err
+
+
+def test_truncated_files_in_evaluation_are_one_clear_error(tmp_path: Path, demo_cache: Path,
+                                                           capsys: pytest.CaptureFixture) -> None:
+    from finetune.evaluate import main as evaluate_main
+    from ssl.evaluate import main as ssl_evaluate_main
+
+    out = tmp_path / "run"
+    assert finetune_main(finetune_argv(out, demo_cache)) == 0
+    best = next((out / "checkpoints").glob("best-*.ckpt"))
+    best.write_bytes(best.read_bytes()[:1000])
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate_main(["--checkpoint", str(best), "--data", "demo", f"data.cache_dir={demo_cache}"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and f"{best} is truncated" in err and "Traceback" not in err
+
+    weights = tmp_path / "backbone" / "backbone.safetensors"
+    save_backbone(weights, build_backbone("tiny_cnn", True, 32), BackboneCard(architecture="tiny_cnn", input_size=32,
+                                                                              small_stem=True))
+    weights.write_bytes(weights.read_bytes()[:-100])
+    with pytest.raises(SystemExit) as exit_info:
+        ssl_evaluate_main(["--backbone", str(weights), "--data", "demo", f"data.cache_dir={demo_cache}"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and f"{weights} is truncated" in err and "ssl.pretrain" in err
+
+
+def test_changed_settings_counts_missing_keys_as_defaults_and_ignores_neutral_keys() -> None:
+    defaults = {"trainer": {"max_epochs": 10, "devices": "auto"}, "data": {"num_workers": 2}, "restart": False}
+    new = {"trainer": {"max_epochs": 10, "devices": "2"}, "data": {"num_workers": 8}, "restart": True}
+    old = {"trainer": {"devices": "auto"}, "data": {"num_workers": 2}}  # written before max_epochs/restart existed
+    assert changed_settings(old, new, defaults) == {"trainer.devices": ("auto", "2")}
+
+
+def test_pretraining_resumes_from_a_folder_outside_the_repository(tmp_path: Path, demo_cache: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from ssl.pretrain import run_pretraining
+    from ssl.simclr_module import SimCLRModule
+    from tests.ssl.conftest import TINY
+
+    runs, cwd = tmp_path / "runs", tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    monkeypatch.setenv("DERMKIT_RUNS", str(runs))
+    from dermkit.config import parse_config
+    from ssl.pretrain import FLAGS, PretrainConfig
+
+    def config() -> PretrainConfig:
+        return parse_config(PretrainConfig, "t", "t", [*TINY, f"data.cache_dir={demo_cache}", "--max-steps", "5"],
+                            FLAGS)
+
+    with pytest.MonkeyPatch.context() as patch:
+        interrupt_at(patch, SimCLRModule, 3)
+        with pytest.raises(SystemExit):
+            run_pretraining(config())
+    folder = runs / "ssl" / "simclr_tiny_cnn_demo32"
+    assert saved_step(folder / "checkpoints" / "last.ckpt") == 3
+    resumed = run_pretraining(config())
+    assert resumed.out_dir == folder and resumed.start_step == 3 and resumed.global_step == 5
+    assert not (cwd / "runs").exists()
