@@ -2,13 +2,20 @@
 
 The cache is one ``.npy`` file of shape (N, S, S, 3) uint8 that data loaders memory-map: worker
 processes share the operating system's page cache instead of each holding a copy. Its name is a
-hash of the source files' paths, sizes and modification times and of the resolution, so a changed
-file gives a new key and the cache is rebuilt; an unchanged dataset is never decoded twice.
+hash of the source files' paths, sizes and modification times, of the resolution and of the
+bad-image policy, so a changed file gives a new key and the cache is rebuilt; an unchanged dataset is
+never decoded twice.
+
+The policy is part of the key because it changes the contents: only a ``skip_bad`` cache may hold
+rows of unreadable images (zeros, ``ok=False``). Such a cache keeps each skip's message beside it
+(``.errors.json``), so every later run reports the real reason. A cache whose images all decoded is
+the same under either policy and is shared.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -43,9 +50,12 @@ class CacheResult:
         return np.load(self.path, mmap_mode="r")
 
 
-def cache_key(paths: Sequence[Path], size: int) -> str:
-    """Hash of the files' absolute paths, sizes, modification times and the resolution."""
-    digest = hashlib.sha256(f"v{CACHE_VERSION}|{size}|".encode())
+def cache_key(paths: Sequence[Path], size: int, skip_bad: bool = False) -> str:
+    """Hash of the files' absolute paths, sizes, modification times, the resolution and the policy.
+
+    The strict key is the one of caches written before the policy was part of it, so they are reused.
+    """
+    digest = hashlib.sha256(f"v{CACHE_VERSION}|{size}|{'skip_bad|' if skip_bad else ''}".encode())
     for path in paths:
         try:
             stat = path.stat()
@@ -77,11 +87,13 @@ def cache_images(paths: Sequence[Path], size: int, cache_dir: str | Path, skip_b
         raise DermkitError("No images to cache: the dataset is empty.")
     paths = [Path(p) for p in paths]
     folder = Path(cache_dir).expanduser() / "images"
-    key = cache_key(paths, size)
+    key = cache_key(paths, size, skip_bad)
+    found = _find_cache(folder, key, size, skip_bad) or _find_cache(folder, cache_key(paths, size, not skip_bad),
+                                                                     size, skip_bad)
+    if found is not None:
+        return found
     target, ok_path = folder / f"{key}_{size}px.npy", folder / f"{key}_{size}px.ok.npy"
-    if target.is_file() and ok_path.is_file():
-        ok = np.load(ok_path)
-        return CacheResult(target, ok, [(int(i), "unreadable (cached)") for i in np.flatnonzero(~ok)])
+    errors_path = folder / f"{key}_{size}px.errors.json"
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / f".{key}_{size}px.{os.getpid()}.tmp.npy"
     array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(paths), size, size, 3))
@@ -106,13 +118,38 @@ def cache_images(paths: Sequence[Path], size: int, cache_dir: str | Path, skip_b
         array.flush()
         del array
         np.save(ok_path, ok)
-        os.replace(tmp, target)  # atomic: a reader never sees a half-written cache
+        errors_path.write_text(json.dumps({str(i): message for i, message in sorted(errors)}) + "\n")
+        os.replace(tmp, target)  # atomic, and last: a cache file implies its ok mask and messages
     finally:
         if tmp.exists():
             tmp.unlink()
     if errors:
         console.print(f"[yellow]Skipped {len(errors)} unreadable image(s) (data.skip_bad=true).[/]")
     return CacheResult(target, ok, sorted(errors))
+
+
+def _find_cache(folder: Path, key: str, size: int, skip_bad: bool) -> CacheResult | None:
+    """The cache stored under ``key`` if a run with this bad-image policy may use it, else None.
+
+    A strict run (``skip_bad=False``) uses only a cache in which every image decoded: one with
+    skipped rows (a ``skip_bad`` cache, or one written before the policy was in the key) is passed
+    over, so the rebuild stops at the bad file with its real error. Skipped rows come back with the
+    messages recorded when they were skipped; a cache without them is passed over too.
+    """
+    target, ok_path = folder / f"{key}_{size}px.npy", folder / f"{key}_{size}px.ok.npy"
+    if not (target.is_file() and ok_path.is_file()):
+        return None
+    ok = np.load(ok_path)
+    if ok.all():
+        return CacheResult(target, ok, [])
+    errors_path = folder / f"{key}_{size}px.errors.json"
+    if not skip_bad or not errors_path.is_file():
+        return None
+    messages = json.loads(errors_path.read_text())
+    bad = [int(i) for i in np.flatnonzero(~ok)]
+    if any(str(i) not in messages for i in bad):
+        return None
+    return CacheResult(target, ok, [(i, messages[str(i)]) for i in bad])
 
 
 def cache_arrays(arrays: np.ndarray, size: int, cache_dir: str | Path, source_key: str) -> CacheResult:

@@ -88,8 +88,13 @@ class PreparedData:
         return {c: int(counts[i]) if len(indices) else 0 for i, c in enumerate(self.classes)}
 
     def describe(self) -> dict[str, Any]:
-        """What later stages record about the data they used."""
-        return {"name": self.source.name, "root": str(self.source.root), "images": len(self.source.records),
+        """What later stages record about the data they used.
+
+        ``images`` counts the images used (the split's), not the records read: an image skipped as
+        unreadable is listed under ``skipped`` with its reason instead.
+        """
+        return {"name": self.source.name, "root": str(self.source.root), "images": int(len(self.rows)),
+                "skipped": [[image_id, reason] for image_id, reason in self.source.skipped],
                 "classes": list(self.classes), "split_hash": self.split_hash, "split_seed": self.split.seed,
                 "image_size": int(self.images.shape[1])}
 
