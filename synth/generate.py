@@ -3,7 +3,10 @@
 Images go to ``OUT/<class>/<class>_<index>.png`` and are listed in ``OUT/manifest.csv`` once they are
 complete (see :mod:`synth.manifest`). Image ``index`` of a class is drawn from a seed derived from
 (``seed``, class, index), so re-running the same command resumes where it stopped and gives the
-same images; images already listed are never made twice.
+same images; images already listed are never made twice. The folder's first run fixes the model
+and the sampler settings (``--sampler``, ``--steps``, ``--guidance``, ``--seed``): a run with other
+ones is refused (use another ``--out``). Several processes may write into one folder at once (e.g.
+one class each); the manifest lists every image each of them made.
 
 Example::
 
@@ -29,11 +32,14 @@ from synth.generator import GeneratorInfo, load_generator, model_hash
 from synth.manifest import (
     ManifestRow,
     check_same_generator,
+    check_same_settings,
     image_file,
     image_index,
     image_seed,
+    manifest_lock,
     read_manifest,
     remove_partials,
+    update_manifest,
     write_header,
     write_manifest,
     write_png,
@@ -159,17 +165,23 @@ def generate(cfg: GenerateConfig) -> list[ManifestRow]:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     weights_hash = model_hash(cfg.model)
-    rows = read_manifest(out)
-    check_same_generator(out, weights_hash, rows)
-    removed = remove_partials(out)
-    present = [r for r in rows if (out / r.file).is_file()]
-    if len(present) < len(rows) or removed:
-        console.print(f"[yellow]{len(rows) - len(present)} listed images were missing (they will be remade); "
-                      f"{removed} partial files of an interrupted run removed.[/]")
-        write_manifest(out, present)
-    rows = present
-    write_header(out, {"model": str(Path(cfg.model).resolve()), "model_hash": weights_hash,
-                       "split_hash": info.split_hash, "classes": list(info.classes), "image_size": info.image_size})
+    settings = {"model_hash": weights_hash, "sampler": cfg.sampler, "steps": cfg.steps, "guidance": cfg.guidance,
+                "seed": cfg.seed}
+    with manifest_lock(out):  # another process may be adding rows to this folder right now
+        rows = read_manifest(out)
+        check_same_generator(out, weights_hash, rows)
+        check_same_settings(out, settings, rows)
+        removed = remove_partials(out)
+        present = [r for r in rows if (out / r.file).is_file()]
+        if len(present) < len(rows) or removed:
+            console.print(f"[yellow]{len(rows) - len(present)} listed images were missing (they will be remade); "
+                          f"{removed} partial files of an interrupted run removed.[/]")
+            write_manifest(out, present)
+        rows = present
+        # label_fraction: finetune refuses these images for a run that may use fewer labelled images.
+        write_header(out, {"model": str(Path(cfg.model).resolve()), "model_hash": weights_hash,
+                           "split_hash": info.split_hash, "label_fraction": info.trained_label_fraction(),
+                           "classes": list(info.classes), "image_size": info.image_size, "settings": settings})
     write_run_info(out, cfg, cfg.seed, {"model_hash": weights_hash, "split_hash": info.split_hash})
 
     done = {(r.klass, image_index(r.file)) for r in rows}
@@ -186,12 +198,14 @@ def generate(cfg: GenerateConfig) -> list[ManifestRow]:
                 seeds = [image_seed(cfg.seed, c, i) for c, i in batch]
                 labels = torch.tensor([label_of[c] for c, _ in batch])
                 images = to_uint8(sample(unet, scheduler, labels, seeds, cfg.steps, cfg.guidance))  # (B, S, S, 3)
+                batch_rows = []
                 for (klass, index), seed, image in zip(batch, seeds, images):
                     write_png(out / image_file(klass, index), image)
-                    rows.append(ManifestRow(image_file(klass, index), klass, seed, cfg.steps, cfg.guidance,
-                                            weights_hash, info.split_hash))
+                    batch_rows.append(ManifestRow(image_file(klass, index), klass, seed, cfg.steps, cfg.guidance,
+                                                  weights_hash, info.split_hash))
                     made[klass] += 1
-                write_manifest(out, rows)  # after the PNGs are in place: lists complete files only
+                # After the PNGs are in place (lists complete files only); merged with other writers' rows.
+                rows = update_manifest(out, batch_rows)
                 bar.advance(task, len(batch))
         except KeyboardInterrupt:
             remove_partials(out)

@@ -7,16 +7,28 @@ hash). The fine-tuning stage reads ``file``, ``class`` and ``split_hash``: keep 
 Every write is atomic (a temporary file in the same folder, then ``os.replace``), and a row is
 added only after its PNG has been renamed into place, so the manifest never lists a missing or
 partial file, whatever moment a run is interrupted at.
+
+Several ``synth.generate`` processes may write into one folder (e.g. one per class): each adds its
+rows with :func:`update_manifest`, which reads, merges and replaces the CSV under an exclusive
+``fcntl.flock`` on ``OUT/.manifest.lock`` (Linux/macOS), so no process drops another's rows.
+Temporary files carry the writer's process id, and :func:`remove_partials` leaves those of live
+processes alone.
+
+The header records the sampler settings of the folder's first run (``settings``: model hash,
+sampler, steps, guidance, seed); :func:`check_same_settings` refuses a run with other ones, so one
+folder never mixes images made in different ways.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import fcntl
 import hashlib
 import io
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +41,9 @@ from dermkit.errors import DermkitError
 COLUMNS: tuple[str, ...] = ("file", "class", "seed", "steps", "guidance", "model_hash", "split_hash")
 MANIFEST_CSV = "manifest.csv"
 MANIFEST_JSON = "manifest.json"
+LOCK_FILE = ".manifest.lock"
 TMP_SUFFIX = ".partial"
+SETTINGS_KEYS: tuple[str, ...] = ("model_hash", "sampler", "steps", "guidance", "seed")
 
 
 @dataclass(frozen=True)
@@ -70,7 +84,8 @@ def image_index(file: str) -> int:
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + TMP_SUFFIX)
+    # The process id keeps concurrent writers of one folder off each other's temporary files.
+    tmp = path.with_name(f"{path.name}.{os.getpid()}{TMP_SUFFIX}")
     # No fsync: a killed process cannot leave a half-renamed file, and fsync per image costs more
     # than sampling a small one; power loss is not what this guards against.
     tmp.write_bytes(data)
@@ -85,12 +100,61 @@ def write_png(path: Path, image: np.ndarray) -> None:
     _atomic_write_bytes(path, buffer.getvalue())
 
 
+def _writer_alive(partial: Path) -> bool:
+    """Whether another live process may still be writing ``partial`` (``NAME.<pid>.partial``)."""
+    pid_text = partial.name[:-len(TMP_SUFFIX)].rsplit(".", 1)[-1]
+    if not pid_text.isdigit() or int(pid_text) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
+
+
 def remove_partials(out_dir: Path) -> int:
-    """Delete temporary files an interrupted run left behind; returns how many."""
-    leftovers = list(out_dir.rglob(f"*{TMP_SUFFIX}"))
+    """Delete temporary files that interrupted runs (or this process) left behind; returns how many.
+
+    Temporary files of other live processes writing into the same folder are kept.
+    """
+    leftovers = [p for p in out_dir.rglob(f"*{TMP_SUFFIX}") if not _writer_alive(p)]
     for path in leftovers:
-        path.unlink()
+        path.unlink(missing_ok=True)
     return len(leftovers)
+
+
+@contextlib.contextmanager
+def manifest_lock(out_dir: str | Path) -> Iterator[None]:
+    """Hold an exclusive lock on the folder's manifest (``OUT/.manifest.lock``) while inside.
+
+    The lock is released by the kernel when the process dies, so a killed run never leaves it held.
+    """
+    path = Path(out_dir) / LOCK_FILE
+    with open(path, "a") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def update_manifest(out_dir: str | Path, new_rows: Iterable[ManifestRow]) -> list[ManifestRow]:
+    """Add rows to ``OUT/manifest.csv`` without losing rows other processes added meanwhile.
+
+    Reads the current manifest, appends the rows whose file it does not list yet and replaces it
+    atomically, all under :func:`manifest_lock`. Returns the merged rows.
+    """
+    with manifest_lock(out_dir):
+        rows = read_manifest(out_dir)
+        listed = {r.file for r in rows}
+        for row in new_rows:
+            if row.file not in listed:
+                rows.append(row)
+                listed.add(row.file)
+        write_manifest(out_dir, rows)
+    return rows
 
 
 def read_manifest(out_dir: str | Path) -> list[ManifestRow]:
@@ -142,6 +206,39 @@ def write_header(out_dir: str | Path, header: dict[str, Any]) -> Path:
     path = Path(out_dir) / MANIFEST_JSON
     _atomic_write_bytes(path, (json.dumps(header, indent=2) + "\n").encode())
     return path
+
+
+def folder_settings(header: dict[str, Any] | None, rows: list[ManifestRow]) -> dict[str, Any]:
+    """The sampler settings a folder's images were made with, as far as it records them.
+
+    ``header["settings"]`` where present; for folders written before it, the steps and guidance
+    (and model hash) the rows record, when they are all the same.
+    """
+    if header and isinstance(header.get("settings"), dict):
+        return {k: header["settings"][k] for k in SETTINGS_KEYS if k in header["settings"]}
+    settings: dict[str, Any] = {}
+    for key, values in (("steps", {r.steps for r in rows}), ("guidance", {r.guidance for r in rows}),
+                        ("model_hash", {r.model_hash for r in rows})):
+        if len(values) == 1:
+            settings[key] = values.pop()
+        elif len(values) > 1:
+            settings[key] = sorted(values)  # already mixed: any new setting differs
+    return settings
+
+
+def check_same_settings(out_dir: str | Path, settings: dict[str, Any], rows: list[ManifestRow]) -> None:
+    """Refuse to add images made with other sampler settings than the folder's first run.
+
+    Raises:
+        DermkitError: naming the differing keys, their values in the folder, and what to do.
+    """
+    old = folder_settings(read_header(out_dir), rows)
+    differ = [k for k in SETTINGS_KEYS if k in old and k in settings and old[k] != settings[k]]
+    if differ:
+        raise DermkitError(f"Output folder {out_dir} holds images made with other settings: "
+                           + ", ".join(f"{k}={old[k]!r} there, {settings[k]!r} now" for k in differ)
+                           + ". One folder holds one way of sampling: pass another --out for these settings, "
+                           "or the folder's settings to extend it.")
 
 
 def check_same_generator(out_dir: str | Path, model_hash: str, rows: list[ManifestRow]) -> None:

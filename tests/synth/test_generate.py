@@ -80,7 +80,7 @@ def test_interrupted_run_resumes_without_duplicates(tiny_generator: Path, tmp_pa
     run(tiny_generator, reference, "--class", "df", "--class", "vasc", "--n", "4")
     out = tmp_path / "out"
     calls = {"n": 0}
-    target = {"sample": "sample", "png": "write_png", "manifest": "write_manifest"}[interrupt_at]
+    target = {"sample": "sample", "png": "write_png", "manifest": "update_manifest"}[interrupt_at]
     original = getattr(generate_module, target)
 
     def interrupting(*args, **kwargs):  # the 2nd batch (sample, manifest) or the 5th PNG is interrupted
