@@ -208,3 +208,33 @@ def test_pretraining_resumes_from_a_folder_outside_the_repository(tmp_path: Path
     resumed = run_pretraining(config())
     assert resumed.out_dir == folder and resumed.start_step == 3 and resumed.global_step == 5
     assert not (cwd / "runs").exists()
+
+
+@pytest.mark.slow
+def test_grid_resumes_from_a_folder_outside_the_repository(tmp_path: Path, demo_cache: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A one-cell demo grid under $DERMKIT_RUNS; a cell stopped before its done marker resumes, not restarts."""
+    from bench.grid import DONE_FILE
+    from bench.label_efficiency import main as grid_main
+
+    runs = tmp_path / "runs"
+    monkeypatch.setenv("DERMKIT_RUNS", str(runs))
+    monkeypatch.setenv("DERMKIT_CACHE", str(demo_cache))
+    config = tmp_path / "bench.yaml"
+    config.write_text(OmegaConf.to_yaml({
+        "preset": "resume-test", "about": "one-cell resume test",
+        "data": {"name": "demo", "image_size": 32, "batch_size": 16, "num_workers": 0},
+        "model": {"backbone": "tiny_cnn", "small_stem": True},
+        "grid": {"fractions": [1.0], "inits": ["random"], "synthetic": [False], "seeds": [0]},
+        "finetune": {"overrides": ["trainer.max_steps=2", "trainer.max_epochs=1", "trainer.accelerator=cpu"]},
+        "run": {"jobs": 1, "threads": 0}, "report": {"n_bootstrap": 200},
+    }))
+    assert grid_main(["--config", str(config)]) == 0
+    cell = runs / "bench" / "resume-test" / "cells" / "f1-random-real-s0"
+    last = cell / "checkpoints" / "last.ckpt"
+    assert (cell / DONE_FILE).is_file() and saved_step(last) == 2
+    (cell / DONE_FILE).unlink()  # as if the grid was killed after the cell's last checkpoint
+    assert grid_main(["--config", str(config)]) == 0
+    assert (cell / DONE_FILE).is_file() and saved_step(last) == 2  # resumed at its end, not trained again
+    assert not list((cell / "checkpoints").glob("last-v*.ckpt"))
+    assert "Resuming from" in (cell / "stage.log").read_text()
