@@ -14,7 +14,8 @@ IMAGE_SIZE = 32
 MAGENTA = (255, 0, 255)
 
 
-def write_manifest(folder: Path, split_hash: str, per_class: dict[str, int], label_fraction: float | None = None) -> Path:
+def write_manifest(folder: Path, split_hash: str, per_class: dict[str, int],
+                   label_fraction: float | None = None) -> Path:
     """A synth.generate-style folder: magenta PNGs and manifest.csv (file, class, split_hash, ...).
 
     With ``label_fraction``, also the ``manifest.json`` header recording the generator's label fraction.
