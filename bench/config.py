@@ -62,10 +62,15 @@ class PretrainConfig:
     Keys:
         overrides: ``key=value`` overrides for every method (e.g. ``trainer.max_epochs=20``).
         method_overrides: extra overrides per method, e.g. ``{dino: [trainer.max_epochs=30]}``.
+        backbones: an existing ``backbone.safetensors`` per method, e.g. ``{simclr: /runs/ssl/long/backbone.safetensors}``:
+            that method is not pretrained by the grid; its cells start from this file (a pretraining run
+            longer than a grid should wait for, made with ``ssl.pretrain`` on the same split). The file's
+            content is part of the cells' keys, so a replaced file re-runs them.
     """
 
     overrides: list[str] = field(default_factory=list)
     method_overrides: dict[str, list[str]] = field(default_factory=dict)
+    backbones: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

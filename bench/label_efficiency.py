@@ -129,6 +129,16 @@ def validate(cfg: BenchConfig) -> None:
         if method not in SSL_METHODS:
             raise DermkitError(f"pretrain.method_overrides has unknown method {method!r}; "
                                f"use {', '.join(SSL_METHODS)}.")
+    for method, path in cfg.pretrain.backbones.items():
+        if method not in SSL_METHODS:
+            raise DermkitError(f"pretrain.backbones has unknown method {method!r}; use {', '.join(SSL_METHODS)}.")
+        if method not in grid.inits:
+            raise DermkitError(f"pretrain.backbones gives a {method} backbone but grid.inits lacks {method}.")
+        weights = Path(path).expanduser()
+        if not weights.is_file() or not weights.with_suffix(".json").is_file():
+            raise DermkitError(f"pretrain.backbones.{method}: {weights} (or its card {weights.with_suffix('.json').name}) "
+                               "does not exist; give a backbone.safetensors written by ssl.pretrain, or drop the key "
+                               "to pretrain in the grid.")
     for key in cfg.finetune.fraction_overrides:
         if fraction_key(key, cfg.grid.fractions) is None:
             raise DermkitError(f"finetune.fraction_overrides has key {key!r}, which is not one of grid.fractions "
@@ -170,7 +180,8 @@ def build_steps(cfg: BenchConfig, out: Path) -> list[Step]:
     model = [f"model.backbone={cfg.model.backbone}", f"model.small_stem={cfg.model.small_stem}"]
     steps: list[Step] = []
     backbones: dict[str, Step] = {}
-    for method in (m for m in SSL_METHODS if m in cfg.grid.inits):
+    given = {m: Path(p).expanduser().resolve() for m, p in cfg.pretrain.backbones.items()}
+    for method in (m for m in SSL_METHODS if m in cfg.grid.inits and m not in given):
         folder = out / "pretrain" / method
         backbones[method] = Step(
             f"pretrain/{method}", "pretrain", "ssl.pretrain",
@@ -211,7 +222,11 @@ def build_steps(cfg: BenchConfig, out: Path) -> list[Step]:
                     args = [*shared, *model, *cfg.finetune.overrides, *per_fraction, f"data.fraction={fraction}",
                             f"seed={seed}"]
                     inputs: list[Step] = []
-                    if init in backbones:
+                    extra_key = imagenet if init == "imagenet" else {}
+                    if init in given:
+                        args.append(f"model.init={given[init]}")
+                        extra_key = {"backbone_sha256": file_digest(given[init])}
+                    elif init in backbones:
                         args.append(f"model.init={backbones[init].out_dir / 'backbone.safetensors'}")
                         inputs.append(backbones[init])
                     elif init == "imagenet":
@@ -226,7 +241,7 @@ def build_steps(cfg: BenchConfig, out: Path) -> list[Step]:
                         inputs.append(generate)
                     args.append(f"out_dir={folder}")
                     steps.append(Step(f"cell/{cell.cell_id}", "cell", "finetune.train", args, folder, CELL_OUTPUTS,
-                                      inputs, cell, imagenet if init == "imagenet" else {}))
+                                      inputs, cell, extra_key))
     return steps
 
 
@@ -255,7 +270,9 @@ def report_context(cfg: BenchConfig, command: str, data: dict[str, Any], test_co
     settings = [f"Backbone: `{cfg.model.backbone}` (small stem: {cfg.model.small_stem}), the same for every "
                 "initialisation",
                 f"Pretraining overrides: `{' '.join(cfg.pretrain.overrides) or '(stage defaults)'}`"
-                + "".join(f"; {m}: `{' '.join(o)}`" for m, o in cfg.pretrain.method_overrides.items()),
+                + "".join(f"; {m}: `{' '.join(o)}`" for m, o in cfg.pretrain.method_overrides.items())
+                + "".join(f"; {m}: not pretrained here, the given backbone `{p}` (its card says how it was "
+                          "trained)" for m, p in cfg.pretrain.backbones.items()),
                 f"Fine-tuning overrides: `{' '.join(cfg.finetune.overrides) or '(stage defaults)'}`"
                 + "".join(f"; fraction {k}: `{' '.join(o)}`" for k, o in cfg.finetune.fraction_overrides.items())]
     caveats = []

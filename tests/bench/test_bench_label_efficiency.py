@@ -148,6 +148,33 @@ def test_imagenet_cells_are_keyed_by_the_weights_file(tmp_path: Path) -> None:
     assert again.key(tmp_path / "out", {}) != key
 
 
+def test_a_given_backbone_replaces_the_pretraining_step_and_keys_its_cells(tmp_path: Path) -> None:
+    weights = tmp_path / "long" / "backbone.safetensors"
+    weights.parent.mkdir()
+    weights.write_bytes(b"100 epochs")
+    weights.with_suffix(".json").write_text("{}")
+    overrides = ("grid.inits=[random,simclr,dino]", f"pretrain.backbones={{simclr: {weights}}}", "grid.synthetic=[false]")
+    cfg = _cfg(*overrides)
+    validate(cfg)
+    steps = build_steps(cfg, tmp_path / "out")
+    assert [s.name for s in steps if s.kind == "pretrain"] == ["pretrain/dino"]
+    cell = next(s for s in steps if s.cell and s.cell.init == "simclr")
+    assert f"model.init={weights.resolve()}" in cell.args and cell.inputs == []
+    key = cell.key(tmp_path / "out", {})
+    weights.write_bytes(b"120 epochs")
+    again = next(s for s in build_steps(_cfg(*overrides), tmp_path / "out") if s.name == cell.name)
+    assert again.key(tmp_path / "out", {}) != key
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("{byol: /x.safetensors}", "unknown method 'byol'"),
+    ("{simclr: /nonexistent/backbone.safetensors}", "does not exist"),
+])
+def test_bad_given_backbones_are_refused(value: str, message: str) -> None:
+    with pytest.raises(DermkitError, match=message):
+        validate(_cfg("grid.inits=[random,simclr]", f"pretrain.backbones={value}"))
+
+
 def _stage_output(module: str, option: str) -> str:
     return subprocess.run([sys.executable, "-m", module, option], cwd=REPO_ROOT, capture_output=True, text=True,
                           check=True).stdout
