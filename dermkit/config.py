@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-from dermkit.errors import DermkitError, closest
+from dermkit.errors import DermkitError, closest, did_you_mean
 
 T = TypeVar("T")
 
@@ -115,9 +115,24 @@ class Flag:
     action: str | None = None  # "append" for a repeatable flag (its key holds a list)
 
 
+class _IntermixedParser(argparse.ArgumentParser):
+    """``parse_args`` accepts positionals (the ``key=value`` overrides) between optionals.
+
+    Plain argparse takes the positionals once, so ``--a 1 x=1 --b 2 y=2`` would refuse ``y=2`` as
+    an unrecognized argument. (``parse_intermixed_args`` itself calls ``parse_known_args``.)
+    """
+
+    def parse_args(self, args: Any = None, namespace: Any = None) -> argparse.Namespace:  # type: ignore[override]
+        return self.parse_intermixed_args(args, namespace)
+
+
 def build_parser(prog: str, description: str, flags: list[Flag] = ()) -> argparse.ArgumentParser:
-    """An argparse parser with ``--config``, the given flags and trailing ``key=value`` overrides."""
-    parser = argparse.ArgumentParser(
+    """An argparse parser with ``--config``, the given flags and ``key=value`` overrides.
+
+    The overrides may stand before, between or after the flags (its ``parse_args`` is argparse's
+    ``parse_intermixed_args``).
+    """
+    parser = _IntermixedParser(
         prog=prog,
         description=description,
         epilog="Any config key can be set as key=value, e.g. data.root=/x trainer.max_epochs=5. "
@@ -181,9 +196,15 @@ def load_config(schema: type[T], args: argparse.Namespace, flags: list[Flag] = (
         An omegaconf ``DictConfig`` in struct mode, typed as the schema (attribute access works
         and unknown keys are rejected).
 
+    Every :class:`DataConfig` and :class:`TrainerConfig` section is checked
+    (:func:`check_data_config`, :func:`check_trainer_config`), and the value of a flag whose option
+    is ``--out`` (the command's output folder) with :func:`dermkit.runinfo.check_out_dir`: bad
+    values fail here, before the command does any work or creates its folder.
+
     Raises:
         DermkitError: a missing or malformed config file, an unknown key (with the closest valid
-            keys), or a value of the wrong type.
+            keys), a value of the wrong type, a value the checks above refuse, or an ``--out``
+            that is a file or cannot be created.
     """
     schema_cfg = OmegaConf.structured(schema)
     cfg = schema_cfg
@@ -204,7 +225,7 @@ def load_config(schema: type[T], args: argparse.Namespace, flags: list[Flag] = (
         if value is not None:
             flag_values[flag.key] = value
     if flag_values:
-        cfg = _merge(cfg, OmegaConf.from_dotlist([]) if not flag_values else _nested(flag_values), schema_cfg, "command-line flags")
+        cfg = _merge(cfg, _nested(flag_values), schema_cfg, "command-line flags")
     overrides = list(getattr(args, "overrides", []) or [])
     for item in overrides:
         if "=" not in item:
@@ -216,7 +237,107 @@ def load_config(schema: type[T], args: argparse.Namespace, flags: list[Flag] = (
             raise DermkitError(f"Cannot parse overrides {overrides}: {err}") from None
         cfg = _merge(cfg, dot, schema_cfg, "command-line overrides")
     OmegaConf.set_struct(cfg, True)
+    for key in _all_keys(cfg):
+        node = OmegaConf.select(cfg, key)
+        if isinstance(node, DictConfig) and OmegaConf.get_type(node) is DataConfig:
+            check_data_config(node, key)  # type: ignore[arg-type]
+        elif isinstance(node, DictConfig) and OmegaConf.get_type(node) is TrainerConfig:
+            check_trainer_config(node, key)  # type: ignore[arg-type]
+    from dermkit.runinfo import check_out_dir  # runinfo imports this module
+
+    for flag in flags:
+        # Every command's ``--out`` names the folder it writes: a file there, or a folder that
+        # cannot be made, is refused now rather than after the data is cached or a model trained.
+        value = OmegaConf.select(cfg, flag.key) if flag.option == "--out" else None
+        if value:
+            check_out_dir(value, f"--out ({flag.key})")
     return cfg  # type: ignore[return-value]
+
+
+def check_data_config(data: DataConfig, prefix: str = "data") -> None:
+    """Refuse data settings no stage can run with, before any work is done.
+
+    Every schema's :class:`DataConfig` section goes through here (``load_config`` calls it), so
+    every stage rejects the same values with the same words. ``image_size`` is not checked: some
+    stages read 0 as "take it from the model".
+
+    Args:
+        data: the resolved section.
+        prefix: its key in the command's schema (``data``), used in messages.
+
+    Raises:
+        DermkitError: an unknown ``name`` (listing the registered readers), ``batch_size`` < 1
+            or ``num_workers`` < 0. (Split fractions are checked where the split is made.)
+    """
+    # The reader registry is the one list of dataset names; imported here because the readers
+    # import this module.
+    from dermkit.data.readers import READERS, _load_readers
+
+    _load_readers()
+    if data.name not in READERS:
+        raise DermkitError(f"Unknown dataset {prefix}.name={data.name!r} (--data).{did_you_mean(data.name, READERS)} "
+                           f"Known: {', '.join(sorted(READERS))}.")
+    if data.batch_size < 1:
+        raise DermkitError(f"{prefix}.batch_size={data.batch_size}: a batch needs at least 1 image; set "
+                           f"--batch-size (or {prefix}.batch_size) to a positive number.")
+    if data.num_workers < 0:
+        raise DermkitError(f"{prefix}.num_workers={data.num_workers}: use 0 (load in the main process) or more "
+                           "worker processes.")
+
+
+def _literal_values(annotation: Any) -> list[str]:
+    """The string forms of every ``Literal`` value in a (possibly nested) ``Union`` of Literals."""
+    import typing
+
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) is typing.Literal:
+        return [str(a) for a in args]
+    return [v for a in args for v in _literal_values(a)]
+
+
+def check_trainer_config(trainer: TrainerConfig, prefix: str = "trainer") -> None:
+    """Refuse trainer settings Lightning would reject (with a traceback) or that train nothing.
+
+    Run at parse time, so a typo fails before any image is cached. The accepted names are
+    Lightning's own registries (imported here only: every command with a trainer section imports
+    Lightning anyway).
+
+    Raises:
+        DermkitError: an unknown ``accelerator``, ``strategy`` or ``precision`` (with the closest
+            names), ``devices`` that is not ``auto``, a count or a list of device indices,
+            ``num_nodes`` < 1, ``max_epochs``/``max_steps`` below -1, or ``limit_train_batches``
+            <= 0 (a run that would train nothing and still write a model).
+    """
+    from lightning_fabric import connector
+    from pytorch_lightning.accelerators import AcceleratorRegistry
+    from pytorch_lightning.strategies import StrategyRegistry
+
+    choices = {
+        "accelerator": ["auto", "gpu", *sorted(AcceleratorRegistry.available_accelerators())],
+        "strategy": ["auto", *StrategyRegistry.available_strategies()],
+        # Lightning keeps its list of precision names in a private Literal type.
+        "precision": ["auto", *dict.fromkeys(_literal_values(connector._PRECISION_INPUT))],
+    }
+    for key, valid in choices.items():
+        value = str(getattr(trainer, key))
+        if value not in valid:
+            raise DermkitError(f"Unknown {prefix}.{key}={value!r}.{did_you_mean(value, valid)} "
+                               f"Choose one of {', '.join(valid)}.")
+    devices = str(trainer.devices).strip()
+    parts = [p.strip() for p in devices.split(",") if p.strip()]
+    count_ok = devices.lstrip("-").isdigit() and (int(devices) >= 1 or int(devices) == -1)
+    list_ok = "," in devices and bool(parts) and all(p.isdigit() for p in parts)
+    if devices != "auto" and not count_ok and not list_ok:
+        raise DermkitError(f"{prefix}.devices={trainer.devices!r} (--devices): use auto, a number of devices "
+                           "(1 or more; -1 for all), or device indices such as 0,1.")
+    if trainer.num_nodes < 1:
+        raise DermkitError(f"{prefix}.num_nodes={trainer.num_nodes}: use 1 or more machines.")
+    for key in ("max_epochs", "max_steps"):
+        if getattr(trainer, key) < -1:
+            raise DermkitError(f"{prefix}.{key}={getattr(trainer, key)}: use 0 or more, or -1 for no limit.")
+    if trainer.limit_train_batches <= 0:
+        raise DermkitError(f"{prefix}.limit_train_batches={trainer.limit_train_batches} trains nothing: use a "
+                           "fraction in (0, 1] or a number of batches >= 1.")
 
 
 def _nested(flat: dict[str, Any]) -> DictConfig:

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -62,7 +63,9 @@ def entry_point(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except DermkitError as err:
-            console.print(f"[bold red]error:[/] {err}", highlight=False)
+            # soft_wrap: one line however narrow the terminal; escape: a path holding [brackets]
+            # is text, not rich markup.
+            console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
             sys.exit(2)
 
     return wrapper  # type: ignore[return-value]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from dermkit.config import REPO_ROOT, to_yaml
+from dermkit.errors import DermkitError
 
 _PACKAGES = ("torch", "torchvision", "lightly", "diffusers", "pytorch-lightning", "torchmetrics", "dermkit")
 
@@ -39,15 +41,56 @@ def package_versions() -> dict[str, str | None]:
     return versions
 
 
+def check_out_dir(path: str | Path, option: str = "--out") -> Path:
+    """Check that ``path`` is a folder this process can write in, or can be created; create nothing.
+
+    Args:
+        path: the output folder a command is about to write.
+        option: how messages name the setting (e.g. ``--out (out_dir)``).
+
+    Returns:
+        The path, with ``~`` expanded.
+
+    Raises:
+        DermkitError: ``path`` is a file, sits below a file, or is in a folder without write
+            permission; the message names the path and what to do.
+    """
+    out = Path(path).expanduser()
+    if out.exists():
+        if not out.is_dir():
+            raise DermkitError(f"{option} {out} is a file, not a folder. Pass a folder path (it is created if "
+                               "missing), or move the file away.")
+        if not os.access(out, os.W_OK | os.X_OK):
+            raise DermkitError(f"{option} {out} is not writable (permission denied). Pass a folder you can write to.")
+        return out
+    existing = out.parent
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise DermkitError(f"{option} {out} cannot be created: {existing} is a file, not a folder. Pass another "
+                           "folder path.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise DermkitError(f"{option} {out} cannot be created: no write permission in {existing}. Pass a folder "
+                           "you can write to.")
+    return out
+
+
 def write_run_info(out_dir: str | Path, cfg: Any, seed: int, extra: dict[str, Any] | None = None) -> Path:
     """Write ``config.yaml`` (the resolved config) and ``run.json`` into ``out_dir``.
 
     ``run.json`` holds the seed, the git commit, package versions, the command line, the Python
     version and the start time, plus ``extra`` (for example the split hash).
+
+    Raises:
+        DermkitError: ``out_dir`` is a file or cannot be created or written (see :func:`check_out_dir`).
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(to_yaml(cfg))
+    out = check_out_dir(out_dir, "Output folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(to_yaml(cfg))
+    except OSError as err:  # e.g. a full disk, or a folder made read-only since the check
+        raise DermkitError(f"Cannot write the run record in {out}: {err.strerror or err}. Pass another output "
+                           "folder.") from None
     info = {
         "seed": seed,
         "git_commit": git_commit(),
@@ -58,5 +101,8 @@ def write_run_info(out_dir: str | Path, cfg: Any, seed: int, extra: dict[str, An
         **(extra or {}),
     }
     path = out / "run.json"
-    path.write_text(json.dumps(info, indent=2) + "\n")
+    try:
+        path.write_text(json.dumps(info, indent=2) + "\n")
+    except OSError as err:
+        raise DermkitError(f"Cannot write {path}: {err.strerror or err}. Pass another output folder.") from None
     return path

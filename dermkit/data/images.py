@@ -37,7 +37,8 @@ def load_rgb(path: str | Path) -> Image.Image:
     """Open an image file fully and return it as 8-bit RGB.
 
     Raises:
-        DermkitError: the file is missing, empty, truncated, or not an image Pillow can read.
+        DermkitError: the file is missing, empty, truncated, not an image Pillow can read, or
+            over Pillow's decompression-bomb pixel limit.
     """
     path = Path(path)
     if not path.is_file():
@@ -49,6 +50,10 @@ def load_rgb(path: str | Path) -> Image.Image:
         with Image.open(path) as image:
             image.load()
             return to_rgb(image)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        # Pillow refuses images over 2 x Image.MAX_IMAGE_PIXELS (and, under -W error, over 1 x)
+        # before decoding them, as possible decompression bombs: a bad file like any other.
+        raise DermkitError(f"Image file {path} is too large to decode safely: {err} {SKIP_HINT}") from None
     except UnidentifiedImageError:
         raise DermkitError(f"Image file {path} is not in a format Pillow can read (expected one of "
                            f"{', '.join(IMAGE_EXTENSIONS)}). {SKIP_HINT}") from None
