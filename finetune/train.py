@@ -22,6 +22,7 @@ logs (``logs/metrics.csv``, TensorBoard). Re-running the same command resumes fr
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ from dermkit.interrupt import CheckpointOnInterrupt
 from dermkit.metrics import classification_report
 from dermkit.resume import RESTART_FLAG, resume_checkpoint
 from dermkit.runinfo import write_run_info
+from dermkit.throughput import StepTimer
 from finetune.backbone import BackboneSpec, resolve_backbone
 from finetune.class_weights import WEIGHTINGS
 from finetune.config import FinetuneConfig
@@ -130,7 +132,8 @@ def build_module(cfg: FinetuneConfig, classes: list[str], counts: list[int], spe
     )
 
 
-def build_trainer(cfg: FinetuneConfig, out_dir: Path, head_epochs: int) -> tuple[pl.Trainer, ModelCheckpoint]:
+def build_trainer(cfg: FinetuneConfig, out_dir: Path, head_epochs: int,
+                  callbacks: Sequence[pl.Callback] = ()) -> tuple[pl.Trainer, ModelCheckpoint]:
     """Trainer with best/last checkpointing on validation balanced accuracy, rich progress and CSV/TensorBoard logs."""
     kwargs = trainer_kwargs(cfg.trainer)
     if kwargs["strategy"] == "ddp" and head_epochs > 0:
@@ -143,7 +146,7 @@ def build_trainer(cfg: FinetuneConfig, out_dir: Path, head_epochs: int) -> tuple
     loggers = [CSVLogger(str(out_dir), name="", version="logs"),
                TensorBoardLogger(str(out_dir), name="", version="tensorboard", default_hp_metric=False)]
     on_interrupt = CheckpointOnInterrupt(out_dir / "checkpoints" / "last.ckpt")
-    trainer = pl.Trainer(**kwargs, default_root_dir=str(out_dir), callbacks=[checkpoint, on_interrupt, ProgressBar()],
+    trainer = pl.Trainer(**kwargs, default_root_dir=str(out_dir), callbacks=[checkpoint, on_interrupt, *callbacks, ProgressBar()],
                          logger=loggers, deterministic=False, plugins=[KeepPreviousCheckpointIO()])
     return trainer, checkpoint
 
@@ -187,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     train_loader = make_loader(data.train, cfg, shuffle=sampler is None, sampler=sampler, generator=generator)
     val_loader, test_loader = make_loader(data.val, cfg), make_loader(data.test, cfg)
 
-    trainer, checkpoint = build_trainer(cfg, out_dir, module.hparams.head_epochs)
+    timer = StepTimer()
+    trainer, checkpoint = build_trainer(cfg, out_dir, module.hparams.head_epochs, [timer])
     if resume_from:
         console.print(f"Resuming from {resume_from}.")
     trainer.fit(module, train_loader, val_loader, ckpt_path=str(resume_from) if resume_from else None)
@@ -210,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
         "best_checkpoint": best or None,
         "best_val_balanced_accuracy": float(best_score) if best_score is not None else None,
         "epochs_trained": trainer.current_epoch,
+        # Steady state of this invocation (a resumed run times only its own steps); 0 = too few steps.
+        "train_images_per_second": timer.images_per_second(trainer.world_size),
         "loss": to_container(cfg.loss),
     })
     title = f"test, {Path(spec.init).name if spec.pretrained else 'random init'}, {cfg.data.name} fraction {cfg.data.fraction}"

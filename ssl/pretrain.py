@@ -41,13 +41,13 @@ from dermkit.errors import DermkitError, did_you_mean
 from dermkit.interrupt import CheckpointOnInterrupt
 from dermkit.resume import RESTART_FLAG, resume_checkpoint, runs_dir
 from dermkit.runinfo import write_run_info
+from dermkit.throughput import StepTimer
 from ssl.base_module import OptimConfig, SSLModule
 from ssl.dino_module import DINOConfig, DINOModule, local_crop_side
 from ssl.model_config import ModelConfig, build_model_backbone
 from ssl.monitor import MonitorConfig, SSLMonitor
 from ssl.simclr_module import SimCLRConfig, SimCLRModule
 from ssl.snapshots import BackboneSnapshots
-from ssl.throughput import StepTimer
 from ssl.transforms import AugmentConfig, dino_transform, eval_transform, simclr_transform
 
 METHODS = ("simclr", "dino")

@@ -1,10 +1,19 @@
-"""Steady-state training speed: a callback timing optimiser steps after a warm-up."""
+"""Steady-state training speed: a callback timing optimiser steps after a warm-up (every stage)."""
 
 from __future__ import annotations
 
 import time
 
 import pytorch_lightning as pl
+import torch
+
+
+def batch_images(batch: object) -> int:
+    """Images in a batch whose first item is a (B, ...) image tensor or a list of V such view tensors."""
+    first = batch[0]  # type: ignore[index]
+    while not isinstance(first, torch.Tensor):  # multi-view batches: a list of (B, 3, s, s) views
+        first = first[0]
+    return int(first.shape[0])
 
 
 class StepTimer(pl.Callback):
@@ -31,8 +40,7 @@ class StepTimer(pl.Callback):
         now = time.perf_counter()
         self._seen += 1
         if self._last is not None and self._seen > self.warmup_steps:
-            views = batch[0]  # type: ignore[index]
-            self.images += int(views[0].shape[0])
+            self.images += batch_images(batch)
             self.seconds += now - self._last
         self._last = now
 
