@@ -38,6 +38,9 @@ def default_cache_dir() -> str:
     return os.environ.get("DERMKIT_CACHE") or str(Path("~/.cache/dermkit").expanduser())
 
 
+AUGMENT_ON = ("workers", "device")  # values of data.augment_on (dermkit.augment)
+
+
 @dataclass
 class DataConfig:
     """Which images a command reads and how they are split and cached.
@@ -60,6 +63,9 @@ class DataConfig:
         skip_bad: skip unreadable images and list them, instead of stopping at the first.
         batch_size: images per batch (per device).
         num_workers: data-loader worker processes.
+        augment_on: where training images are augmented: ``workers`` (each image in the
+            data-loader workers) or ``device`` (whole uint8 batches where the model runs, see
+            :mod:`dermkit.augment`); read by ``ssl.pretrain`` and ``finetune.train``.
     """
 
     name: str = "demo"
@@ -74,6 +80,7 @@ class DataConfig:
     skip_bad: bool = False
     batch_size: int = 64
     num_workers: int = 2
+    augment_on: str = "workers"
 
 
 @dataclass
@@ -283,6 +290,10 @@ def check_data_config(data: DataConfig, prefix: str = "data") -> None:
     if data.num_workers < 0:
         raise DermkitError(f"{prefix}.num_workers={data.num_workers}: use 0 (load in the main process) or more "
                            "worker processes.")
+    if data.augment_on not in AUGMENT_ON:
+        raise DermkitError(f"{prefix}.augment_on={data.augment_on!r} is unknown."
+                           f"{did_you_mean(data.augment_on, AUGMENT_ON)} Choose workers (augment each image in the "
+                           "loader workers) or device (whole batches where the model runs).")
 
 
 def _literal_values(annotation: Any) -> list[str]:

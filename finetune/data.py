@@ -68,14 +68,15 @@ def real_dataset(prepared: PreparedData, rows: np.ndarray, transform: Transform 
     return IndexedDataset(CachedImageDataset(prepared.cache_path, rows, prepared.labels, transform))
 
 
-def build_datasets(prepared: PreparedData, fraction: float, train_transform: Transform, eval_transform: Transform,
-                   synthetic: SyntheticImages | None = None) -> FinetuneData:
+def build_datasets(prepared: PreparedData, fraction: float, train_transform: Transform | None,
+                   eval_transform: Transform, synthetic: SyntheticImages | None = None) -> FinetuneData:
     """Training (real rows of the label fraction + synthetic), validation and test datasets.
 
     Args:
         prepared: the prepared real data.
         fraction: nested label fraction of the training split.
-        train_transform: augmentation for training items (real and synthetic alike).
+        train_transform: augmentation for training items (real and synthetic alike); None keeps them
+            (3, S, S) uint8 for the device path (``data.augment_on=device``).
         eval_transform: deterministic transform for validation and test.
         synthetic: synthetic images to add to training, or None.
     """

@@ -27,6 +27,7 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
+from dermkit.augment import ViewAugment, seed_for_process
 from dermkit.backbones import Backbone, build_backbone
 from dermkit.metrics import PredictionStore, classification_report
 from finetune.losses import build_loss
@@ -115,6 +116,22 @@ class ClassifierModule(pl.LightningModule):
         self.backbone.requires_grad_(not frozen)
         if frozen:
             self.backbone.eval()  # keep pretrained BatchNorm statistics while probing
+
+    # data.augment_on=device: finetune.train sets this to draw the training augmentation from (B, 3, S, S)
+    # uint8 batches where they are. A plain object, not a submodule, so checkpoints hold the network alone
+    # whichever path trained it.
+    device_augment: ViewAugment | None = None
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """``data.augment_on=device``: training batches arrive as uint8 and leave augmented and normalised."""
+        if self.device_augment is None or not self.trainer.training:
+            return batch
+        images, labels, index = batch
+        return self.device_augment(images), labels, index
+
+    def on_train_start(self) -> None:
+        if self.device_augment is not None:
+            seed_for_process(self.global_rank)
 
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams

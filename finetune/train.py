@@ -46,6 +46,7 @@ from finetune.backbone import BackboneSpec, resolve_backbone
 from finetune.class_weights import WEIGHTINGS
 from finetune.config import FinetuneConfig
 from finetune.data import FinetuneData, build_datasets
+from finetune.device_transforms import train_device_augment
 from finetune.losses import LOSSES
 from finetune.module import ClassifierModule
 from finetune.outputs import write_outputs
@@ -114,8 +115,9 @@ def build_data(cfg: FinetuneConfig, prepared: PreparedData, spec: BackboneSpec) 
             console.print(f"[yellow]synth.allow_extra_labels=true: the generator saw label fraction "
                           f"{synthetic.label_fraction or 'unrecorded'}, this run data.fraction={cfg.data.fraction:g}; "
                           "its synthetic images carry labels the run's real data lacks.[/]")
-    return build_datasets(prepared, cfg.data.fraction, train_transform(spec.mean, spec.std),
-                          eval_transform(spec.mean, spec.std), synthetic)
+    # data.augment_on=device: training items stay (3, S, S) uint8; the module augments whole batches.
+    augment = None if cfg.data.augment_on == "device" else train_transform(spec.mean, spec.std)
+    return build_datasets(prepared, cfg.data.fraction, augment, eval_transform(spec.mean, spec.std), synthetic)
 
 
 def build_module(cfg: FinetuneConfig, classes: list[str], counts: list[int], spec: BackboneSpec,
@@ -171,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     console.print("Training images per class (real + synthetic): "
                   + ", ".join(f"{c} {data.counts['real'][c]}+{data.counts['synthetic'][c]}" for c in classes))
     module = build_module(cfg, classes, counts, spec, backbone)
+    if cfg.data.augment_on == "device":
+        module.device_augment = train_device_augment(spec.image_size, spec.mean, spec.std)
 
     out_dir = Path(cfg.out_dir)
     resume_from = resume_checkpoint(out_dir, cfg, FinetuneConfig, prepared.split_hash)

@@ -20,6 +20,7 @@ from lightly.utils.lars import LARS
 from lightly.utils.scheduler import cosine_schedule
 from torch import nn
 
+from dermkit.augment import MultiViewAugment, seed_for_process
 from dermkit.backbones import Backbone
 from dermkit.errors import DermkitError, did_you_mean
 
@@ -101,6 +102,9 @@ class SSLModule(pl.LightningModule):
         self.batch_size = int(batch_size)
         self.lr_schedule = np.zeros(1)
         self.start_step = 0  # global step at which this fit() began (> 0 when resumed)
+        # data.augment_on=device: draws the views from (B, 3, S, S) uint8 batches where they are. A plain
+        # object, not a submodule, so checkpoints are the same whichever path trained the network.
+        self.device_augment: MultiViewAugment | None = None
 
     # ----------------------------------------------------------------------------------------
     # what subclasses provide
@@ -139,7 +143,16 @@ class SSLModule(pl.LightningModule):
         if self.device.type == "cuda":
             self.to(memory_format=torch.channels_last)  # faster convolutions with (b)f16 on GPUs
 
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """``data.augment_on=device``: (uint8 (B, 3, S, S), labels) -> (V views, labels), where the batch is."""
+        if self.device_augment is None:
+            return batch
+        images, labels = batch
+        return self.device_augment(images), labels
+
     def on_train_start(self) -> None:
+        if self.device_augment is not None:
+            seed_for_process(self.global_rank)
         total = int(self.trainer.estimated_stepping_batches)
         per_epoch = max(int(self.trainer.num_training_batches), 1)
         world = self.trainer.world_size

@@ -30,6 +30,7 @@ from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_only
 from torch.utils.data import DataLoader
 
+from dermkit.augment import MultiViewAugment
 from dermkit.backbones import BACKBONES, BackboneCard, build_backbone, save_backbone
 from dermkit.backbones.card import IMAGENET_MEAN, IMAGENET_STD
 from dermkit.checkpoint_io import KeepPreviousCheckpointIO
@@ -48,6 +49,7 @@ from ssl.model_config import ModelConfig, build_model_backbone
 from ssl.monitor import MonitorConfig, SSLMonitor
 from ssl.simclr_module import SimCLRConfig, SimCLRModule
 from ssl.snapshots import BackboneSnapshots
+from ssl.device_transforms import dino_device_views, simclr_device_views
 from ssl.transforms import AugmentConfig, dino_transform, eval_transform, simclr_transform
 
 METHODS = ("simclr", "dino")
@@ -151,6 +153,16 @@ def build_module(cfg: PretrainConfig) -> SSLModule:
     return DINOModule(backbone, cfg.dino, cfg.optim, cfg.data.batch_size)
 
 
+def build_device_augment(cfg: PretrainConfig) -> MultiViewAugment:
+    """The same views as :func:`build_train_transform`, drawn on whole uint8 batches (``data.augment_on=device``)."""
+    size = cfg.data.image_size
+    if cfg.method == "simclr":
+        return simclr_device_views(cfg.augment, size)
+    return dino_device_views(cfg.augment, size, local_crop_side(cfg.dino, size), cfg.dino.n_local_views,
+                             cfg.dino.global_crop_min_scale, cfg.dino.local_crop_min_scale,
+                             cfg.dino.local_crop_max_scale)
+
+
 def build_train_transform(cfg: PretrainConfig) -> Any:
     """The multi-view transform of ``cfg.method`` (PIL image -> list of view tensors)."""
     size = cfg.data.image_size
@@ -172,13 +184,17 @@ def build_loaders(cfg: PretrainConfig, data: PreparedData) -> tuple[DataLoader, 
     """(train loader of multi-view batches, kNN bank loader, validation loader or None).
 
     The train loader yields ``(views, labels)``: V tensors (B, 3, s, s) and (B,) labels that the
-    module ignores. The monitor loaders yield un-augmented (B, 3, S, S) images with labels.
+    module ignores (``data.augment_on=device``: (B, 3, S, S) uint8 images the module augments). The
+    monitor loaders yield un-augmented (B, 3, S, S) images with labels.
     """
     train_rows = data.indices("train")
     if len(train_rows) == 0:
         raise DermkitError(f"The training split of {data.source.root} is empty: nothing to pretrain on.")
     labels = data.labels
-    train_set = CachedImageDataset(data.cache_path, train_rows, labels, build_train_transform(cfg))
+    # data.augment_on=device: the loader ships (B, 3, S, S) uint8 and the module augments the batch.
+    on_device = cfg.data.augment_on == "device"
+    transform = None if on_device else build_train_transform(cfg)
+    train_set = CachedImageDataset(data.cache_path, train_rows, labels, transform)
     # Batch norm and NT-Xent want full batches; a dataset smaller than one batch keeps its only batch.
     train = _loader(train_set, cfg.data, shuffle=True, drop_last=len(train_rows) > cfg.data.batch_size)
 
@@ -223,6 +239,7 @@ def validate(cfg: PretrainConfig) -> None:
                            f"Choose one of {', '.join(METHODS)}.")
     if cfg.model.backbone not in BACKBONES:  # fail before caching any images
         build_backbone(cfg.model.backbone)
+    build_train_transform(cfg)  # checks the augment / dino crop settings for both paths
     if cfg.data.batch_size < 2:
         raise DermkitError(f"data.batch_size={cfg.data.batch_size}: contrastive methods need at least 2 images "
                            "per batch.")
@@ -244,6 +261,8 @@ def run_pretraining(cfg: PretrainConfig) -> PretrainResult:
         console.print("No labelled validation split (unlabelled data): kNN monitoring is skipped; the collapse "
                       "signal is still computed on training images.")
     module = build_module(cfg)
+    if cfg.data.augment_on == "device":
+        module.device_augment = build_device_augment(cfg)
     monitor = SSLMonitor(cfg.monitor, bank, val, len(data.classes))
     timer = StepTimer()
 

@@ -1,0 +1,297 @@
+"""Batched view augmentation: one call augments a whole (B, 3, S, S) uint8 batch where it lives.
+
+The worker path (``data.augment_on=workers``) augments one PIL image at a time in the data-loader
+workers (lightly's ``SimCLRTransform`` / ``DINOTransform``, torchvision v2 for fine-tuning): on a
+GPU that path, not the network, sets the speed. The device path (``data.augment_on=device``)
+ships the cached uint8 images as they are and augments them where the batch is, in the Lightning
+module's ``on_after_batch_transfer`` (CPU, GPU, each DDP process). Every random parameter (crop
+box, flips, angle, jitter factors, greyscale, blur sigma, solarisation) is drawn per sample.
+
+Same operations and parameters as the worker path, in its order: random resized crop
+(torchvision's sampling: area share uniform in ``crop_scale``, log aspect ratio uniform in
+[3/4, 4/3], ten tries, then the whole image), horizontal and vertical flip, rotation (black
+corners), colour jitter (brightness, contrast, saturation, hue factors as torchvision draws them),
+greyscale, Gaussian blur (kornia, per-sample sigma), solarisation, then the normalisation (folded
+in, so the loader ships uint8). What is done differently, for speed:
+
+* crop, flips and rotation are one affine resampling (``grid_sample``, bilinear) instead of a
+  crop-resize followed by a nearest-neighbour rotation: one interpolation instead of two;
+* brightness, saturation, hue and greyscale are one 3x3 colour matrix per image and contrast an
+  affine blend with the image's mean grey, clipped to [0, 1] once at the end (torchvision clips
+  after each step, in a random order; without clipping these steps commute, so the order does not
+  matter); the hue shift is a rotation about the grey axis in YIQ space, which matches
+  torchvision's HSV shift closely for the small shifts used on dermoscopy (``cj_hue`` 0.02).
+
+kornia.augmentation runs each operation as its own pass with its own bookkeeping: on 2 CPU cores
+its SimCLR pipeline cost about 30% of a ResNet-18 64-px step (the HSV hue step alone half of
+that), which misses the target of this path (>= 95% of the compute-only speed, issue 13). Here
+the whole view is about five passes over the batch. ``tests/dermkit/test_augment.py`` checks that
+both paths draw crop areas, flips and colour shifts from the same distributions.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import kornia.filters
+import torch
+import torch.nn.functional as F
+
+
+CROP_TRIES = 10  # torchvision's RandomResizedCrop tries ten boxes before taking the whole image
+GREY_WEIGHTS = (0.299, 0.587, 0.114)  # torchvision's rgb_to_grayscale (and YIQ's luma)
+
+
+def seed_for_process(rank: int) -> None:
+    """Give DDP process ``rank`` its own augmentation draws.
+
+    Every process starts from the run's seed (``pl.seed_everything``), so without this each would
+    draw the same crops and jitters for its different images (the worker path's loader workers get
+    per-rank seeds from Lightning). Process 0 keeps the run's stream, so a one-device run is as seeded.
+    """
+    if rank:
+        torch.manual_seed(torch.initial_seed() + int(rank))
+
+
+@dataclass(frozen=True)
+class ViewSpec:
+    """The random operations of one view; a probability of 0 leaves a step out.
+
+    Attributes:
+        size: side s of the output view in px.
+        crop_scale: (min, max) area share of the random resized crop; None = no crop (the input
+            must already be s x s).
+        hflip_prob: probability of a horizontal flip.
+        vflip_prob: probability of a vertical flip.
+        rotation_prob: probability of a rotation by an angle drawn from
+            [-rotation_degrees, rotation_degrees]; corners from outside the view are black.
+        rotation_degrees: largest angle.
+        cj_prob: probability of colour jitter.
+        brightness: brightness factor drawn from [1 - brightness, 1 + brightness].
+        contrast: contrast factor drawn from [1 - contrast, 1 + contrast].
+        saturation: saturation factor drawn from [1 - saturation, 1 + saturation].
+        hue: hue shift drawn from [-hue, hue] (share of the colour circle).
+        gray_prob: probability of greyscale.
+        blur_prob: probability of a Gaussian blur.
+        blur_sigmas: (min, max) of the blur's standard deviation in px.
+        solarize_prob: probability of solarisation (values at or above 0.5 inverted).
+        mean: per-channel normalisation mean.
+        std: per-channel normalisation standard deviation.
+    """
+
+    size: int
+    crop_scale: tuple[float, float] | None = None
+    hflip_prob: float = 0.0
+    vflip_prob: float = 0.0
+    rotation_prob: float = 0.0
+    rotation_degrees: float = 0.0
+    cj_prob: float = 0.0
+    brightness: float = 0.0
+    contrast: float = 0.0
+    saturation: float = 0.0
+    hue: float = 0.0
+    gray_prob: float = 0.0
+    blur_prob: float = 0.0
+    blur_sigmas: tuple[float, float] = (0.1, 2.0)
+    solarize_prob: float = 0.0
+    mean: tuple[float, ...] = (0.0, 0.0, 0.0)
+    std: tuple[float, ...] = (1.0, 1.0, 1.0)
+
+
+def _bernoulli(p: float, n: int, device: torch.device) -> torch.Tensor:
+    """(n,) bool, each True with probability p."""
+    return torch.rand(n, device=device) < p
+
+
+def _uniform(low: float, high: float, n: int, device: torch.device) -> torch.Tensor:
+    return torch.empty(n, device=device).uniform_(low, high)
+
+
+def crop_boxes(n: int, height: int, width: int, scale: tuple[float, float],
+               device: torch.device) -> torch.Tensor:
+    """(n, 4) crop boxes (top, left, h, w) in px, drawn as ``torchvision.transforms.RandomResizedCrop`` does.
+
+    Each image tries :data:`CROP_TRIES` boxes (area share uniform in ``scale``, log aspect ratio
+    uniform in [log 3/4, log 4/3]) and keeps the first that fits; none fitting, the whole image
+    (the centre crop torchvision falls back to for a square image).
+    """
+    area = height * width
+    target = area * torch.empty(n, CROP_TRIES, device=device).uniform_(*scale)  # (n, T)
+    ratio = torch.exp(torch.empty(n, CROP_TRIES, device=device).uniform_(math.log(3 / 4), math.log(4 / 3)))
+    w = torch.sqrt(target * ratio).round()  # (n, T)
+    h = torch.sqrt(target / ratio).round()
+    fits = (w > 0) & (w <= width) & (h > 0) & (h <= height)  # (n, T)
+    first = torch.where(fits.any(1), fits.float().argmax(1), -1)  # (n,) index of the first fitting try
+    pick = first.clamp(min=0).unsqueeze(1)
+    w = torch.where(first >= 0, w.gather(1, pick).squeeze(1), torch.full_like(first, width, dtype=w.dtype))
+    h = torch.where(first >= 0, h.gather(1, pick).squeeze(1), torch.full_like(first, height, dtype=h.dtype))
+    # torchvision: top = randint(0, H - h + 1), left = randint(0, W - w + 1)
+    top = torch.floor(torch.rand(n, device=device) * (height - h + 1))
+    left = torch.floor(torch.rand(n, device=device) * (width - w + 1))
+    return torch.stack([top, left, h, w], dim=1)
+
+
+def _geometry(images: torch.Tensor, spec: ViewSpec) -> torch.Tensor:
+    """Crop, flips and rotation as one resampling: (B, 3, S, S) float -> (B, 3, s, s)."""
+    n, _, height, width = images.shape
+    device = images.device
+    if spec.crop_scale is None:
+        boxes = torch.tensor([0.0, 0.0, height, width], device=device).expand(n, 4)
+    else:
+        boxes = crop_boxes(n, height, width, spec.crop_scale, device)
+    top, left, h, w = boxes.unbind(1)  # (B,) each, px
+    angle = torch.zeros(n, device=device)
+    if spec.rotation_prob > 0 and spec.rotation_degrees > 0:
+        rotate = _bernoulli(spec.rotation_prob, n, device)
+        angle = torch.where(rotate, _uniform(-spec.rotation_degrees, spec.rotation_degrees, n, device), angle)
+    flip_x = torch.where(_bernoulli(spec.hflip_prob, n, device), -1.0, 1.0) if spec.hflip_prob > 0 else None
+    flip_y = torch.where(_bernoulli(spec.vflip_prob, n, device), -1.0, 1.0) if spec.vflip_prob > 0 else None
+    # Output pixel u (normalised view coordinates, [-1, 1]^2) -> undo the rotation -> undo the flips
+    # -> point f in the crop's normalised frame -> point in the image's normalised frame.
+    radians = angle * (math.pi / 180.0)
+    cos, sin = torch.cos(radians), torch.sin(radians)
+    rot = torch.stack([torch.stack([cos, -sin], 1), torch.stack([sin, cos], 1)], 1)  # (B, 2, 2)
+    if flip_x is not None:
+        rot[:, 0] *= flip_x.unsqueeze(1)
+    if flip_y is not None:
+        rot[:, 1] *= flip_y.unsqueeze(1)
+    zero = torch.zeros(n, 2, 1, device=device)
+    frame = F.affine_grid(torch.cat([rot, zero], 2), [n, 3, spec.size, spec.size], align_corners=False)  # (B, s, s, 2)
+    half = torch.stack([w / width, h / height], 1).view(n, 1, 1, 2)  # crop half-extent, normalised
+    centre = torch.stack([(2 * left + w) / width - 1, (2 * top + h) / height - 1], 1).view(n, 1, 1, 2)
+    views = F.grid_sample(images, frame * half + centre, mode="bilinear", padding_mode="zeros", align_corners=False)
+    if bool((angle != 0).any()):
+        inside = (frame.abs() <= 1.0).all(-1).unsqueeze(1)  # (B, 1, s, s): inside the rotated crop
+        views = views * inside
+    return views
+
+
+def _hue_matrix(shift: torch.Tensor) -> torch.Tensor:
+    """(B, 3, 3) RGB matrices that turn hue by ``shift`` of the circle about the grey axis (YIQ rotation)."""
+    to_yiq = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]],
+                          device=shift.device)
+    from_yiq = torch.linalg.inv(to_yiq)
+    theta = shift * (2 * math.pi)
+    cos, sin = torch.cos(theta), torch.sin(theta)
+    one, zero = torch.ones_like(theta), torch.zeros_like(theta)
+    rot = torch.stack([torch.stack([one, zero, zero], 1), torch.stack([zero, cos, -sin], 1),
+                       torch.stack([zero, sin, cos], 1)], 1)  # (B, 3, 3)
+    return from_yiq @ rot @ to_yiq
+
+
+def _colour(views: torch.Tensor, spec: ViewSpec, scale: float = 1.0) -> torch.Tensor:
+    """Colour jitter and greyscale of (B, 3, s, s) views in [0, 1 / scale]; the result is in [0, 1].
+
+    ``scale`` (1/255 for uint8 values) rides on the colour matrix, saving a pass over the batch.
+    """
+    n, device = views.shape[0], views.device
+    jitter = spec.cj_prob > 0 and bool(spec.brightness or spec.contrast or spec.saturation or spec.hue)
+    grey = torch.tensor(GREY_WEIGHTS, device=device)
+    eye = torch.eye(3, device=device).expand(n, 3, 3)
+    matrix = eye
+    contrast = None
+    if jitter:
+        on = _bernoulli(spec.cj_prob, n, device)
+
+        def factor(strength: float) -> torch.Tensor:  # (B,) 1 where jitter is off
+            drawn = _uniform(max(0.0, 1 - strength), 1 + strength, n, device)
+            return torch.where(on, drawn, torch.ones_like(drawn))
+
+        if spec.brightness:
+            matrix = matrix * factor(spec.brightness).view(n, 1, 1)
+        if spec.saturation:
+            s = factor(spec.saturation).view(n, 1, 1)
+            matrix = (s * eye + (1 - s) * grey.view(1, 1, 3).expand(n, 3, 3)) @ matrix
+        if spec.hue:
+            shift = torch.where(on, _uniform(-spec.hue, spec.hue, n, device), torch.zeros(n, device=device))
+            matrix = _hue_matrix(shift) @ matrix
+        if spec.contrast:
+            contrast = factor(spec.contrast).view(n, 1, 1, 1)
+    if spec.gray_prob > 0:
+        to_grey = torch.where(_bernoulli(spec.gray_prob, n, device).view(n, 1, 1),
+                              grey.view(1, 1, 3).expand(n, 3, 3), eye)
+        matrix = to_grey @ matrix
+    out = torch.bmm(matrix * scale, views.flatten(2)).view_as(views)  # (B, 3, s, s)
+    if contrast is not None:
+        # torchvision: blend with the mean grey level of the image
+        mean_grey = torch.einsum("c,bchw->b", grey, out).view(n, 1, 1, 1) / (out.shape[-1] * out.shape[-2])
+        out = contrast * out + (1 - contrast) * mean_grey
+    return out.clamp_(0.0, 1.0)
+
+
+def _blur(views: torch.Tensor, spec: ViewSpec) -> torch.Tensor:
+    """Gaussian blur of a random subset of the views, each with its own sigma (kornia)."""
+    n = views.shape[0]
+    chosen = _bernoulli(spec.blur_prob, n, views.device).nonzero().squeeze(1)
+    if chosen.numel() == 0:
+        return views
+    sigma = _uniform(*spec.blur_sigmas, chosen.numel(), views.device)
+    # PIL's GaussianBlur(radius=sigma), which lightly uses, reaches about 3 sigma on each side.
+    kernel = min(2 * math.ceil(3 * spec.blur_sigmas[1]) + 1, 2 * (views.shape[-1] // 2) - 1)
+    views = views.clone()
+    views[chosen] = kornia.filters.gaussian_blur2d(views[chosen], kernel, sigma.unsqueeze(1).expand(-1, 2))
+    return views
+
+
+class ViewAugment:
+    """One augmented, normalised view of every image of a uint8 batch.
+
+    A plain callable, not a ``nn.Module``: it holds no state, so checkpoints hold the network
+    alone whichever path trained it. Random numbers come from torch's generator of the batch's
+    device.
+
+    Args:
+        spec: the view's operations and their parameters.
+    """
+
+    def __init__(self, spec: ViewSpec) -> None:
+        if len(spec.mean) != 3 or len(spec.std) != 3:
+            raise ValueError(f"mean and std need 3 channels, got {spec.mean} and {spec.std}")
+        self.spec = spec
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) uint8 images -> (B, 3, s, s) float32 views, normalised with ``mean`` / ``std``."""
+        spec = self.spec
+        if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"expected a (B, 3, S, S) uint8 batch, got {tuple(images.shape)} {images.dtype}")
+        if spec.crop_scale is None and images.shape[-1] != spec.size:
+            raise ValueError(f"images are {images.shape[-1]} px, the view is {spec.size} px and has no crop")
+        x = _geometry(images.float(), spec)  # (B, 3, s, s) in [0, 255]
+        x = _colour(x, spec, scale=1 / 255)  # in [0, 1]
+        if spec.blur_prob > 0:
+            x = _blur(x, spec)
+        if spec.solarize_prob > 0:
+            solarize = _bernoulli(spec.solarize_prob, x.shape[0], x.device).view(-1, 1, 1, 1)
+            x = torch.where(solarize & (x >= 0.5), 1.0 - x, x)
+        mean = torch.tensor(spec.mean, device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(spec.std, device=x.device).view(1, 3, 1, 1)
+        return x.sub_(mean).div_(std)
+
+
+class MultiViewAugment:
+    """Several views of every image of a uint8 batch (SimCLR: 2; DINO: 2 global + local crops).
+
+    Args:
+        specs: one :class:`ViewSpec` per view, in the order the method expects its views.
+    """
+
+    def __init__(self, specs: Sequence[ViewSpec]) -> None:
+        if not specs:
+            raise ValueError("MultiViewAugment needs at least one view")
+        self.specs = list(specs)
+        # Views with the same spec (SimCLR's two) run as one batch: half the calls, the same draws.
+        self.groups: dict[ViewSpec, list[int]] = {}
+        for index, spec in enumerate(self.specs):
+            self.groups.setdefault(spec, []).append(index)
+        self.augments = {spec: ViewAugment(spec) for spec in self.groups}
+
+    def __call__(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """(B, 3, S, S) uint8 -> V views, view v of shape (B, 3, s_v, s_v), float32 and normalised."""
+        views: list[torch.Tensor] = [images] * len(self.specs)
+        for spec, indices in self.groups.items():
+            batch = images.repeat(len(indices), 1, 1, 1) if len(indices) > 1 else images  # (k B, 3, S, S)
+            for index, view in zip(indices, self.augments[spec](batch).chunk(len(indices))):
+                views[index] = view
+        return views
