@@ -14,7 +14,8 @@ Examples::
     python -m finetune.train --data ham10000 synth.manifest=runs/synth/<run>/manifest.csv synth.max_ratio=0.5
 
 Outputs in ``out_dir``: see :mod:`finetune.outputs` (``metrics.json``, ``predictions.csv``,
-``per_class.csv``, ``confusion_matrix.png``, ``per_class_recall.png``), plus ``config.yaml``,
+``per_class.csv``, ``confusion_matrix.png``, ``per_class_recall.png``), the HTML report
+``report/index.html`` (:mod:`finetune.html_report`, settings ``report.*``), plus ``config.yaml``,
 ``run.json``, ``checkpoints/`` (best by validation balanced accuracy, and last) and the training
 logs (``logs/metrics.csv``, TensorBoard). Re-running the same command resumes from
 ``checkpoints/last.ckpt``; changed settings are refused, ``--restart`` starts over (:mod:`dermkit.resume`).
@@ -30,6 +31,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+from pytorch_lightning.utilities import rank_zero_only
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from dermkit.checkpoint_io import KeepPreviousCheckpointIO
@@ -47,6 +49,8 @@ from finetune.class_weights import WEIGHTINGS
 from finetune.config import FinetuneConfig
 from finetune.data import FinetuneData, build_datasets
 from finetune.device_transforms import train_device_augment
+from finetune.explain import RowImages
+from finetune.html_report import write_html_report
 from finetune.losses import LOSSES
 from finetune.module import ClassifierModule
 from finetune.outputs import write_outputs
@@ -130,7 +134,8 @@ def build_module(cfg: FinetuneConfig, classes: list[str], counts: list[int], spe
         mean=spec.mean, std=spec.std, init=spec.init, loss=loss, lr=cfg.optim.lr,
         backbone_lr_scale=cfg.optim.backbone_lr_scale if spec.pretrained else 1.0,
         weight_decay=cfg.optim.weight_decay, head_epochs=cfg.optim.head_epochs if spec.pretrained else 0,
-        warmup_steps=cfg.optim.warmup_steps, dropout=cfg.model.dropout, backbone=backbone,
+        warmup_steps=cfg.optim.warmup_steps, dropout=cfg.model.dropout, color_constancy=cfg.data.color_constancy,
+        backbone=backbone,
     )
 
 
@@ -187,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     if data.synthetic is not None:
         extra["synthetic"] = {"manifest": str(data.synthetic.manifest), "label_fraction": data.synthetic.label_fraction,
                               "allow_extra_labels": cfg.synth.allow_extra_labels}
-    write_run_info(out_dir, cfg, cfg.seed, extra)
+    if rank_zero_only.rank == 0:  # under DDP every process runs main(); the first one writes the run's files
+        write_run_info(out_dir, cfg, cfg.seed, extra)
     generator = torch.Generator().manual_seed(cfg.seed)
     sampler = class_balanced_sampler(torch.as_tensor(data.train_labels), generator=generator) \
         if cfg.sampler == "balanced" else None
@@ -223,6 +229,12 @@ def main(argv: list[str] | None = None) -> int:
         "loss": to_container(cfg.loss),
     })
     title = f"test, {Path(spec.init).name if spec.pretrained else 'random init'}, {cfg.data.name} fraction {cfg.data.fraction}"
+    summary = [f"Test split of {cfg.data.name} ({prepared.split_hash}): {len(index)} images; training fraction "
+               f"{cfg.data.fraction}, {extra['epochs_trained']} epoch(s), {spec.architecture} ({spec.init}).",
+               f"Colour constancy: {cfg.data.color_constancy}."]
+    extra["report"] = write_html_report(out_dir, module, RowImages(prepared.images, index.numpy()),
+                                        [image_ids[i] for i in index.tolist()], probs.numpy(), targets.numpy(),
+                                        classes, report, cfg.report, title, spec.mean, spec.std, summary)
     write_outputs(out_dir, report, [image_ids[i] for i in index.tolist()], [classes[t] for t in targets.tolist()],
                   probs, extra, title)
     console.print(f"Wrote {out_dir}/metrics.json, predictions.csv, per_class.csv and figures.")

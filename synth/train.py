@@ -24,6 +24,7 @@ from diffusers.optimization import get_cosine_schedule_with_warmup
 from diffusers.training_utils import EMAModel
 from pytorch_lightning.callbacks import ModelCheckpoint, RichProgressBar
 from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.utilities import rank_zero_only
 from torch.utils.data import DataLoader
 
 from dermkit.checkpoint_io import KeepPreviousCheckpointIO
@@ -246,10 +247,12 @@ def train(cfg: SynthTrainConfig) -> Path:
     resume_from = resume_checkpoint(out, cfg, SynthTrainConfig, prepared.split_hash,
                                     legacy_defaults={"model.prediction_type": "epsilon"})
     resuming = resume_from is not None
-    if not resuming:
-        _write_train_state(out, state)
-    write_run_info(out, cfg, cfg.seed, {"split_hash": prepared.split_hash, "train_counts": counts,
-                                        "label_fraction": cfg.data.fraction})
+    # Under DDP every process runs this function; the run's files are written by the first one only.
+    if rank_zero_only.rank == 0:
+        if not resuming:
+            _write_train_state(out, state)
+        write_run_info(out, cfg, cfg.seed, {"split_hash": prepared.split_hash, "train_counts": counts,
+                                            "label_fraction": cfg.data.fraction})
     dataset = CachedImageDataset(prepared.cache_path, train_idx, prepared.labels)
     loader = DataLoader(dataset, batch_size=cfg.data.batch_size, shuffle=True, num_workers=cfg.data.num_workers,
                         drop_last=len(dataset) >= cfg.data.batch_size, persistent_workers=cfg.data.num_workers > 0)
@@ -269,8 +272,9 @@ def train(cfg: SynthTrainConfig) -> Path:
                   f"({', '.join(f'{c} {n}' for c, n in counts.items())}), split {prepared.split_hash}"
                   + (", resuming" if resuming else ""))
     trainer.fit(module, loader, ckpt_path=str(resume_from) if resuming else None)
+    # Every process calls save_checkpoint (it waits for all of them; the first one writes).
+    trainer.save_checkpoint(out / "checkpoints" / "last.ckpt")
     if trainer.is_global_zero:
-        trainer.save_checkpoint(out / "checkpoints" / "last.ckpt")
         info = GeneratorInfo(classes=tuple(prepared.classes), split_hash=prepared.split_hash, train_counts=counts,
                              image_size=cfg.data.image_size, preset=cfg.model.preset,
                              steps_trained=int(trainer.global_step), data=to_container(cfg.data),
