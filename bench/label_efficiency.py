@@ -32,6 +32,7 @@ from dermkit.resume import runs_dir
 from dermkit.runinfo import write_run_info
 from dermkit.vocab import canonical_class
 from bench.config import INITS, SSL_METHODS, BenchConfig
+from bench.dry_run import dry_run
 from bench.grid import DONE_FILE, Cell, Step, file_digest, read_done
 from bench.report import ReportContext, cell_table, seed_summary, write_report
 from bench.results import METRICS_FILE, PREDICTIONS_FILE, read_metrics, read_predictions, result_rows, write_results
@@ -56,6 +57,7 @@ BACKBONE_OUTPUTS = ("backbone.safetensors", "backbone.json")
 GENERATOR_OUTPUTS = ("dermkit_generator.json", "unet/diffusion_pytorch_model.safetensors")
 MANIFEST_OUTPUTS = ("manifest.csv", "manifest.json")
 CELL_OUTPUTS = (METRICS_FILE, PREDICTIONS_FILE)
+DRY_RUN = "--dry-run"
 
 
 def preset_path(name: str) -> Path:
@@ -77,6 +79,8 @@ def parse_args(argv: list[str] | None) -> BenchConfig:
     parser = build_parser(PROG, DESCRIPTION, FLAGS)
     parser.add_argument("--preset", metavar="NAME", help="preset configs/bench_<NAME>.yaml: demo, cpu-small, gpu-full")
     parser.add_argument("--help-config", action="store_true", help="print every config key with its default and exit")
+    parser.add_argument(DRY_RUN, action="store_true", help="check every step's config with its stage's schema and "
+                        "print each step's command with its estimated time, disk and memory; run and write nothing")
     args = parser.parse_args(argv)
     if args.help_config:
         print(to_yaml(BenchConfig()))
@@ -310,6 +314,8 @@ def main(argv: list[str] | None = None) -> int:
     validate(cfg)
     out = Path(cfg.out_dir).expanduser() if cfg.out_dir else runs_dir() / "bench" / (cfg.preset or "custom")
     out = (out if out.is_absolute() else REPO_ROOT / out).resolve()
+    if DRY_RUN in (sys.argv[1:] if argv is None else argv):  # parse_args accepted it
+        return dry_run(cfg, build_steps(cfg, out))
     console.print(f"[bold]bench[/] preset {cfg.preset or '(custom)'} -> {out}")
     data = prepare_data(cfg.data)
     described = data.describe()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -364,7 +365,14 @@ def _nested(flat: dict[str, Any]) -> DictConfig:
 
 def parse_config(schema: type[T], prog: str, description: str, argv: list[str] | None,
                  flags: list[Flag] = ()) -> T:
-    """Parse ``argv`` with :func:`build_parser` and resolve the config (the usual entry-point call)."""
+    """Parse ``argv`` with :func:`build_parser` and resolve the config (the usual entry-point call).
+
+    ``argv = ["--check-configs", FILE]`` instead resolves every argument list in FILE (a JSON list
+    of lists) with this schema and exits; see :func:`check_configs`.
+    """
+    args_list = sys.argv[1:] if argv is None else list(argv)
+    if args_list[:1] == [CHECK_CONFIGS] and len(args_list) == 2:
+        raise SystemExit(check_configs(schema, prog, description, Path(args_list[1]), flags))
     parser = build_parser(prog, description, flags)
     parser.add_argument("--help-config", action="store_true", help="print every config key with its default and exit")
     args = parser.parse_args(argv)
@@ -372,6 +380,41 @@ def parse_config(schema: type[T], prog: str, description: str, argv: list[str] |
         print(OmegaConf.to_yaml(OmegaConf.structured(schema)))
         raise SystemExit(0)
     return load_config(schema, args, flags)
+
+
+CHECK_CONFIGS = "--check-configs"
+
+
+def check_configs(schema: type[T], prog: str, description: str, path: Path, flags: list[Flag] = ()) -> int:
+    """Resolve each argument list in the JSON file ``path`` as :func:`parse_config` would; run nothing.
+
+    One process checks every command a pipeline will run with one stage (``python -m <stage>
+    --check-configs FILE``; ``bench.label_efficiency --dry-run``). Only the schema and the checks of
+    :func:`load_config` apply, not a stage's own later checks. Prints a JSON list on stdout: per
+    argument list, ``{"error": null, "config": {...}}`` (the resolved config) when it resolves,
+    else ``{"error": "<the one-line error>", "config": null}``.
+
+    Returns:
+        0 when every list resolves, else 2.
+    """
+    import contextlib
+    import io
+    import json
+
+    results: list[dict[str, Any]] = []
+    for args in json.loads(path.read_text()):
+        captured = io.StringIO()
+        try:
+            with contextlib.redirect_stderr(captured):  # argparse reports usage errors there
+                cfg = load_config(schema, build_parser(prog, description, flags).parse_args(args), flags)
+            results.append({"error": None, "config": to_container(cfg)})
+        except DermkitError as err:
+            results.append({"error": str(err), "config": None})
+        except SystemExit:
+            lines = captured.getvalue().strip().splitlines()
+            results.append({"error": lines[-1] if lines else "bad arguments", "config": None})
+    print(json.dumps(results))
+    return 0 if all(r["error"] is None for r in results) else 2
 
 
 def to_yaml(cfg: Any) -> str:

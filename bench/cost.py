@@ -1,0 +1,225 @@
+"""A simple cost model of pipeline steps: estimated time, disk and peak memory, before anything runs.
+
+Used by ``python -m bench.label_efficiency --dry-run``. Every estimate is an order of magnitude, not
+a measurement; the assumptions, each a constant below:
+
+* **Work** is counted exactly, per image, from the network itself: forward FLOPs, parameters and
+  the size of every layer's output (the activations autograd keeps) come from one forward pass of
+  the real backbone or UNet on the ``meta`` device (:class:`torch.utils.flop_counter.FlopCounterMode`;
+  nothing is computed or allocated). Training costs 3x the forward FLOPs (forward + backward).
+* **Speed** is an effective FLOP rate per device and precision (:data:`EFFECTIVE_FLOPS`). CPU:
+  25 GFLOP/s, from the compute-only SimCLR ResNet-18 row of ``docs/benchmarks.md`` (27.7 images/s
+  = 55 views/s of 0.149 GFLOP forward at 64 px, x3, on the 2 idle development cores). GPU: assumed,
+  not measured (no GPU was lent when this was written): 60 TFLOP/s in bf16 and 20 TFLOP/s in
+  fp32/TF32, i.e. ResNet-50 at 224 px training at ~4,900 images/s in bf16 — the order of published
+  single-H100 convnet training throughput. ``python -m bench.gpu_check`` measures the real
+  figures; replace these constants with them.
+* **Data** (worker path, lightly's per-image PIL transforms): 2.2 ms per 64-px view per worker
+  core (``docs/benchmarks.md``: 4.4 ms for the two views of one image), scaled with the pixel
+  count; ``num_workers=0`` is one core. A training step takes max(compute, data). Fine-tuning's
+  lighter transforms are charged the same (an upper bound); the generator flips on the device (no
+  data cost).
+* **Not counted**: start-up, image caching, the SSL kNN monitor, checkpoint writing, compilation.
+* **Disk**: checkpoints hold weights + optimiser state in float32 (SGD 1 and AdamW 2 extra copies,
+  the generator also its EMA copy), twice (``last.ckpt`` and ``last.prev.ckpt``; fine-tuning also
+  its best checkpoint); generated PNGs are charged their raw size (an upper bound).
+* **Memory** (peak on the device): weights, gradients and optimiser state in float32, plus the
+  activations of one step (every layer's output, 2 bytes per element in bf16-mixed, 4 otherwise,
+  for every view of the step's batch). Generation keeps no activations: 8 times the largest
+  layer output per image (float32, both halves of a guided batch).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+# Effective training FLOP/s by (device kind, bf16?) -- see the module docstring for the sources.
+EFFECTIVE_FLOPS = {("cpu", False): 25e9, ("cpu", True): 25e9, ("gpu", True): 60e12, ("gpu", False): 20e12}
+DATA_SECONDS_PER_64PX_VIEW = 2.2e-3
+TRAIN_FLOPS_FACTOR = 3.0
+OPTIMIZER_COPIES = {"sgd": 1, "lars": 1, "adamw": 2}
+
+
+@dataclass(frozen=True)
+class NetProfile:
+    """Per-image figures of one network at one input size."""
+
+    forward_flops: float
+    params: int
+    activation_elements: int  # sum of every leaf module's output size, for one image
+    largest_activation: int  # the largest single output, for one image
+
+
+def _profile(model: nn.Module, *inputs: torch.Tensor, **kwargs: Any) -> NetProfile:
+    elements = [0, 0]
+
+    def count(_module: nn.Module, _args: Any, output: Any) -> None:
+        if isinstance(output, torch.Tensor):
+            elements[0] += output.numel()
+            elements[1] = max(elements[1], output.numel())
+
+    handles = [m.register_forward_hook(count) for m in model.modules() if not list(m.children())]
+    with FlopCounterMode(display=False) as flops:
+        model(*inputs, **kwargs)
+    for handle in handles:
+        handle.remove()
+    return NetProfile(float(flops.get_total_flops()), sum(p.numel() for p in model.parameters()), *elements)
+
+
+@functools.lru_cache(maxsize=None)
+def backbone_profile(name: str, small_stem: bool, size: int) -> NetProfile:
+    """Figures of a dermkit backbone at ``size`` px (built on the meta device: no memory, no compute)."""
+    from dermkit.backbones import build_backbone
+
+    with torch.device("meta"):
+        model = build_backbone(name, small_stem, size)
+        return _profile(model, torch.empty(1, 3, size, size))
+
+
+@functools.lru_cache(maxsize=None)
+def unet_profile(preset: str, classes: int, size: int) -> NetProfile:
+    """Figures of the generator's UNet (one network pass, one image)."""
+    from diffusers import UNet2DModel
+
+    from synth.model import unet_config
+
+    with torch.device("meta"):
+        model = UNet2DModel(**unet_config(preset, classes, size))
+        label = torch.zeros(1, dtype=torch.long)
+        return _profile(model, torch.empty(1, 3, size, size), label, class_labels=label)
+
+
+@dataclass
+class Estimate:
+    """What one step is expected to cost."""
+
+    seconds: float
+    disk_bytes: float
+    memory_bytes: float
+    note: str = ""
+
+
+def _device(trainer: dict[str, Any]) -> tuple[str, bool]:
+    accelerator = str(trainer.get("accelerator", "auto"))
+    gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+    precision = str(trainer.get("precision", "auto"))
+    bf16 = precision.startswith("bf16") or (precision == "auto" and gpu)
+    return ("gpu" if gpu else "cpu"), bf16
+
+
+def _devices(trainer: dict[str, Any]) -> int:
+    devices = str(trainer.get("devices", "auto"))
+    return int(devices) if devices.isdigit() else 1
+
+
+def _optimizer_steps(trainer: dict[str, Any], images: int, batch: int) -> int:
+    steps_per_epoch = max(images // max(batch * _devices(trainer), 1), 1)
+    limit = float(trainer.get("limit_train_batches", 1.0))
+    if limit != 1.0:
+        steps_per_epoch = int(limit) if limit > 1 else max(int(steps_per_epoch * limit), 1)
+    by_epochs = steps_per_epoch * max(int(trainer.get("max_epochs", 1)), 0)
+    max_steps = int(trainer.get("max_steps", -1))
+    return min(max_steps, by_epochs) if max_steps > 0 and by_epochs > 0 else (max_steps if max_steps > 0 else by_epochs)
+
+
+def _step_seconds(flops: float, views: float, size: int, workers: int, device: tuple[str, bool], devices: int) -> float:
+    compute = flops / (EFFECTIVE_FLOPS[device] * devices)
+    data = views * DATA_SECONDS_PER_64PX_VIEW * (size / 64) ** 2 / max(workers, 1)
+    return max(compute, data)
+
+
+def _memory(params: int, optimizer_copies: int, activations: float, bf16: bool) -> float:
+    return params * 4 * (2 + optimizer_copies) + activations * (2 if bf16 else 4)
+
+
+def pretrain_cost(cfg: dict[str, Any], train_images: int) -> Estimate:
+    """``ssl.pretrain``: SimCLR (2 views) or DINO (2 global + local views, teacher forward on the globals)."""
+    data, trainer = cfg["data"], cfg["trainer"]
+    size, batch = int(data["image_size"]), int(data["batch_size"])
+    net = backbone_profile(cfg["model"]["backbone"], bool(cfg["model"]["small_stem"]), size)
+    if cfg["method"] == "dino":
+        dino = cfg["dino"]
+        local = int(dino["local_crop_size"]) or max(8, int(round(size * 3 / 7 / 8)) * 8)
+        n_local = int(dino["n_local_views"])
+        area = 2 + n_local * (local / size) ** 2  # views in units of one global view
+        flops_per_image = net.forward_flops * (TRAIN_FLOPS_FACTOR * area + 2)  # + teacher forward
+        views, copies, param_sets = 2 + n_local, 2, 2  # AdamW; student + teacher
+    else:
+        area = 2.0
+        flops_per_image = net.forward_flops * TRAIN_FLOPS_FACTOR * area
+        views, copies, param_sets = 2, 1, 1  # SGD
+    name = str(cfg["optim"]["name"])
+    copies = OPTIMIZER_COPIES.get(name, copies)
+    device, devices = _device(trainer), _devices(trainer)
+    steps = _optimizer_steps(trainer, train_images, batch)
+    per_step = _step_seconds(flops_per_image * batch * devices, views * batch * devices, size,
+                             int(data["num_workers"]) * devices, device, devices)
+    disk = net.params * 4 * (1 + copies) * param_sets * 2 + net.params * 4
+    memory = _memory(net.params * param_sets, copies, net.activation_elements * area * batch, device[1])
+    return Estimate(steps * per_step, disk, memory, f"{steps} steps of {batch * devices}")
+
+
+def finetune_cost(cfg: dict[str, Any], train_images: int, val_images: int, test_images: int) -> Estimate:
+    """``finetune.train``: training epochs plus a validation pass per epoch and one test pass."""
+    data, trainer = cfg["data"], cfg["trainer"]
+    size, batch = int(data["image_size"]), int(data["batch_size"])
+    net = backbone_profile(cfg["model"]["backbone"], bool(cfg["model"]["small_stem"]), size)
+    images = int(round(train_images * float(data["fraction"])))
+    device, devices = _device(trainer), _devices(trainer)
+    steps = _optimizer_steps(trainer, images, batch)
+    epochs = max(int(trainer.get("max_epochs", 1)), 1)
+    per_step = _step_seconds(net.forward_flops * TRAIN_FLOPS_FACTOR * batch * devices, batch * devices, size,
+                             int(data["num_workers"]) * devices, device, devices)
+    evaluation = net.forward_flops * (val_images * epochs + test_images) / (EFFECTIVE_FLOPS[device] * devices)
+    disk = net.params * 4 * 3 * 3  # best + last + last.prev, AdamW state
+    memory = _memory(net.params, 2, net.activation_elements * batch, device[1])
+    return Estimate(steps * per_step + evaluation, disk, memory, f"{steps} steps of {batch * devices}")
+
+
+def synth_train_cost(cfg: dict[str, Any], train_images: int, classes: int) -> Estimate:
+    """``synth.train``: one UNet pass (noise prediction) per image and step, AdamW, EMA copy."""
+    data, trainer = cfg["data"], cfg["trainer"]
+    size, batch = int(data["image_size"]), int(data["batch_size"])
+    net = unet_profile(cfg["model"]["preset"], classes, size)
+    images = int(round(train_images * float(data["fraction"])))
+    device, devices = _device(trainer), _devices(trainer)
+    steps = _optimizer_steps(trainer, images, batch)
+    seconds = steps * net.forward_flops * TRAIN_FLOPS_FACTOR * batch * devices / (EFFECTIVE_FLOPS[device] * devices)
+    disk = net.params * 4 * (1 + 1 + 2) * 2 + net.params * 4  # weights, EMA, AdamW; twice; saved UNet
+    memory = _memory(net.params, 3, net.activation_elements * batch, device[1])
+    return Estimate(seconds, disk, memory, f"{steps} steps of {batch * devices}")
+
+
+def synth_generate_cost(cfg: dict[str, Any], classes: int, size: int, preset: str, n_classes: int) -> Estimate:
+    """``synth.generate``: ``steps`` UNet passes per image, two with classifier-free guidance."""
+    net = unet_profile(preset, n_classes, size)
+    images = int(cfg["n"] or 0) * classes
+    passes = int(cfg["steps"]) * (1 if float(cfg["guidance"]) == 1.0 else 2)
+    device = ("cpu", False) if str(cfg["device"]) == "cpu" else ("gpu", True)
+    seconds = images * passes * net.forward_flops / EFFECTIVE_FLOPS[device]
+    # Inference keeps no activations: a few of the largest layer's outputs (input, output, skip
+    # features) are live at once; 8 of them, for the guided and unguided halves of a batch.
+    memory = net.params * 4 + 8 * net.largest_activation * int(cfg["batch_size"]) * 2 * 4
+    return Estimate(seconds, images * size * size * 3, memory, f"{images} images x {passes} passes")
+
+
+def human_bytes(value: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} TB"
+
+
+def human_seconds(value: float) -> str:
+    if value < 60:
+        return f"{value:.0f} s"
+    if value < 3600:
+        return f"{value / 60:.1f} min"
+    return f"{value / 3600:.1f} h"

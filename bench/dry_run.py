@@ -1,0 +1,138 @@
+"""``python -m bench.label_efficiency --preset NAME --dry-run``: check every step's config, estimate its cost.
+
+Before a long run starts, each distinct stage command of the pipeline is resolved by that stage's
+own schema (one ``python -m <stage> --check-configs /dev/stdin`` process per stage module, see
+:func:`dermkit.config.check_configs`): a misspelt key, a bad value or an impossible trainer setting
+in any of the 90 cells of ``gpu-full`` fails now, not hours in. Then every step's command is printed
+with its estimated time, disk and peak memory (:mod:`bench.cost`, which states its assumptions).
+
+Nothing is written and no image is read: the image count comes from the dataset's metadata CSV
+when it is present, else from the documented HAM10000 counts (:data:`dermkit.data.demo.HAM10000_COUNTS`).
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from dermkit.config import REPO_ROOT, default_ham10000_root
+from dermkit.console import console, print_table
+from dermkit.data.demo import DEFAULT_N_IMAGES, HAM10000_COUNTS
+from dermkit.errors import DermkitError
+from dermkit.vocab import CANONICAL_CLASSES
+from bench.config import BenchConfig
+from bench.cost import (Estimate, finetune_cost, human_bytes, human_seconds, pretrain_cost, synth_generate_cost,
+                        synth_train_cost)
+from bench.grid import Step
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+
+
+def image_count(cfg: BenchConfig) -> tuple[int, str]:
+    """(number of images, where the number comes from) without reading or caching any image."""
+    name, root = str(cfg.data.name), str(cfg.data.root)
+    if name == "demo":
+        return DEFAULT_N_IMAGES, "the demo dataset's size"
+    if name == "ham10000":
+        metadata = Path(root or default_ham10000_root()).expanduser() / "HAM10000_metadata.csv"
+        if metadata.is_file():
+            with metadata.open() as handle:
+                return sum(1 for line in handle if line.strip()) - 1, f"{metadata}"
+        return sum(HAM10000_COUNTS.values()), f"documented HAM10000 counts ({metadata} not found)"
+    folder = Path(root).expanduser()
+    if root and folder.is_dir():
+        count = sum(1 for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        return count, f"image files under {folder}"
+    raise DermkitError(f"data.name={name}: cannot count the images without data.root; set data.root to the "
+                       "dataset folder for the dry run's estimates.")
+
+
+def check_stage_configs(steps: list[Step]) -> dict[str, dict[str, Any]]:
+    """Resolve every step's arguments with its stage's schema; returns ``{step name: resolved config}``.
+
+    Raises:
+        DermkitError: any step's config is refused (every refused step is listed with its error).
+    """
+    by_module: dict[str, list[Step]] = defaultdict(list)
+    for step in steps:
+        by_module[step.module].append(step)
+    resolved: dict[str, dict[str, Any]] = {}
+    errors: list[str] = []
+    for module, group in by_module.items():
+        done = subprocess.run([sys.executable, "-m", module, "--check-configs", "/dev/stdin"], cwd=REPO_ROOT,
+                              input=json.dumps([s.args for s in group]), capture_output=True, text=True)
+        lines = done.stdout.strip().splitlines()
+        try:
+            results = json.loads(lines[-1]) if lines else None
+        except ValueError:
+            results = None
+        if not isinstance(results, list) or len(results) != len(group):
+            raise DermkitError(f"python -m {module} --check-configs failed (exit {done.returncode}): "
+                               f"{(done.stderr.strip().splitlines() or ['no output'])[-1]}")
+        for step, result in zip(group, results):
+            if result["error"]:
+                errors.append(f"{step.name}: {result['error']}")
+            else:
+                resolved[step.name] = result["config"]
+        console.print(f"[green]checked[/] {len(group)} config(s) of python -m {module}")
+    if errors:
+        for line in errors:
+            console.print(f"[red]refused[/] {line}", highlight=False)
+        raise DermkitError(f"{len(errors)} step config(s) refused by their stage (listed above); fix the preset's "
+                           "overrides before running it.")
+    return resolved
+
+
+def estimate(step: Step, config: dict[str, Any], configs: dict[str, dict[str, Any]],
+             split: dict[str, int]) -> Estimate:
+    """The cost of one step from its resolved config (see :mod:`bench.cost`)."""
+    if step.module == "ssl.pretrain":
+        return pretrain_cost(config, split["train"])
+    if step.module == "finetune.train":
+        return finetune_cost(config, split["train"], split["val"], split["test"])
+    if step.module == "synth.train":
+        return synth_train_cost(config, split["train"], len(CANONICAL_CLASSES))
+    if step.module == "synth.generate":
+        generator = configs[step.inputs[0].name]
+        classes = max(len(config["classes"]), 1)
+        return synth_generate_cost(config, classes, int(generator["data"]["image_size"]),
+                                   str(generator["model"]["preset"]), len(CANONICAL_CLASSES))
+    raise ValueError(f"no cost model for {step.module}")
+
+
+def dry_run(cfg: BenchConfig, steps: list[Step]) -> int:
+    """Check and print the plan (see the module docstring); returns 0."""
+    total, source = image_count(cfg)
+    val, test = float(cfg.data.val_fraction), float(cfg.data.test_fraction)
+    split = {"train": int(total * (1 - val - test)), "val": int(total * val), "test": int(total * test)}
+    console.print(f"[bold]dry run[/]: {len(steps)} steps; {total} images ({source}), about {split['train']} "
+                  f"train / {split['val']} val / {split['test']} test (lesion-grouped split, so approximate)")
+    configs = check_stage_configs(steps)
+    rows, totals = [], defaultdict(lambda: [0, 0.0, 0.0, 0.0])
+    for step in steps:
+        cost = estimate(step, configs[step.name], configs, split)
+        console.print(f"{step.name}: ~{human_seconds(cost.seconds)}, disk {human_bytes(cost.disk_bytes)}, "
+                      f"peak memory {human_bytes(cost.memory_bytes)} ({cost.note})\n  $ python -m {step.module} "
+                      + " ".join(map(shlex.quote, step.args)), highlight=False, soft_wrap=True)
+        kind = totals[step.kind]
+        kind[0] += 1
+        kind[1] += cost.seconds
+        kind[2] += cost.disk_bytes
+        kind[3] = max(kind[3], cost.memory_bytes)
+    size = int(cfg.data.image_size)
+    for kind, (n, seconds, disk, memory) in totals.items():
+        rows.append([kind, str(n), human_seconds(seconds), human_bytes(disk), human_bytes(memory)])
+    rows.append(["image cache (once)", "-", "-", human_bytes(total * size * size * 3), "-"])
+    all_seconds = sum(t[1] for t in totals.values())
+    all_disk = sum(t[2] for t in totals.values()) + total * size * size * 3
+    rows.append(["total (one step at a time)", str(len(steps)), human_seconds(all_seconds), human_bytes(all_disk),
+                 human_bytes(max(t[3] for t in totals.values()))])
+    print_table("estimated cost (bench/cost.py: an order of magnitude, not a measurement)",
+                ["steps", "count", "time", "disk", "peak memory per step"], rows)
+    console.print("Every config resolved. Nothing was written; run the same command without --dry-run to start.")
+    return 0
