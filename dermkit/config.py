@@ -64,6 +64,8 @@ class DataConfig:
         skip_bad: skip unreadable images and list them, instead of stopping at the first.
         batch_size: images per batch (per device).
         num_workers: data-loader worker processes.
+        color_constancy: ``none`` or ``shades_of_gray`` (Shades of Gray, p=6, applied when the
+            images are cached; see :mod:`dermkit.data.color`).
         augment_on: where training images are augmented: ``workers`` (each image in the
             data-loader workers) or ``device`` (whole uint8 batches where the model runs, see
             :mod:`dermkit.augment`); read by ``ssl.pretrain`` and ``finetune.train``.
@@ -81,6 +83,7 @@ class DataConfig:
     skip_bad: bool = False
     batch_size: int = 64
     num_workers: int = 2
+    color_constancy: str = "none"
     augment_on: str = "workers"
 
 

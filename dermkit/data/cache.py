@@ -4,7 +4,9 @@ The cache is one ``.npy`` file of shape (N, S, S, 3) uint8 that data loaders mem
 processes share the operating system's page cache instead of each holding a copy. Its name is a
 hash of the source files' paths, sizes and modification times, of the resolution and of the
 bad-image policy, so a changed file gives a new key and the cache is rebuilt; an unchanged dataset is
-never decoded twice.
+never decoded twice. Colour constancy (``data.color_constancy``, :mod:`dermkit.data.color`) is
+applied here, to the resized image, and is part of the key too (``none`` keeps the key of caches
+written before the option existed).
 
 The policy is part of the key because it changes the contents: only a ``skip_bad`` cache may hold
 rows of unreadable images (zeros, ``ok=False``). Such a cache keeps each skip's message beside it
@@ -25,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from dermkit.console import console, progress
+from dermkit.data.color import apply_color_constancy, check_color_constancy
 from dermkit.data.images import load_rgb, square_resize
 from dermkit.errors import DermkitError
 
@@ -50,12 +53,14 @@ class CacheResult:
         return np.load(self.path, mmap_mode="r")
 
 
-def cache_key(paths: Sequence[Path], size: int, skip_bad: bool = False) -> str:
-    """Hash of the files' absolute paths, sizes, modification times, the resolution and the policy.
+def cache_key(paths: Sequence[Path], size: int, skip_bad: bool = False, color_constancy: str = "none") -> str:
+    """Hash of the files' absolute paths, sizes, modification times, the resolution, the policy and
+    the colour constancy.
 
     The strict key is the one of caches written before the policy was part of it, so they are reused.
     """
-    digest = hashlib.sha256(f"v{CACHE_VERSION}|{size}|{'skip_bad|' if skip_bad else ''}".encode())
+    color = "" if color_constancy == "none" else f"color={color_constancy}|"
+    digest = hashlib.sha256(f"v{CACHE_VERSION}|{size}|{'skip_bad|' if skip_bad else ''}{color}".encode())
     for path in paths:
         try:
             stat = path.stat()
@@ -65,12 +70,14 @@ def cache_key(paths: Sequence[Path], size: int, skip_bad: bool = False) -> str:
     return digest.hexdigest()[:20]
 
 
-def _decode(path: Path, size: int) -> np.ndarray:
-    return np.asarray(square_resize(load_rgb(path), size), dtype=np.uint8)
+def _decode(path: Path, size: int, color_constancy: str = "none") -> np.ndarray:
+    # Corrected after resizing: the illuminant estimate of the S x S image is that of the full one
+    # up to resampling, and the correction then costs S^2 instead of the full image's pixels.
+    return apply_color_constancy(np.asarray(square_resize(load_rgb(path), size), dtype=np.uint8), color_constancy)
 
 
 def cache_images(paths: Sequence[Path], size: int, cache_dir: str | Path, skip_bad: bool = False,
-                 description: str = "Caching images") -> CacheResult:
+                 description: str = "Caching images", color_constancy: str = "none") -> CacheResult:
     """Decode and resize image files into a cached array, or find the one already built.
 
     Args:
@@ -79,17 +86,20 @@ def cache_images(paths: Sequence[Path], size: int, cache_dir: str | Path, skip_b
         cache_dir: root of the cache (images go to ``cache_dir/images``).
         skip_bad: record unreadable files (row of zeros, ``ok=False``) instead of stopping.
         description: progress-bar text.
+        color_constancy: one of :data:`dermkit.data.color.COLOR_CONSTANCY`.
 
     Raises:
-        DermkitError: an unreadable image (naming it) when ``skip_bad`` is False, or no paths.
+        DermkitError: an unreadable image (naming it) when ``skip_bad`` is False, no paths, or an
+            unknown colour-constancy method.
     """
+    check_color_constancy(color_constancy)
     if not paths:
         raise DermkitError("No images to cache: the dataset is empty.")
     paths = [Path(p) for p in paths]
     folder = Path(cache_dir).expanduser() / "images"
-    key = cache_key(paths, size, skip_bad)
-    found = _find_cache(folder, key, size, skip_bad) or _find_cache(folder, cache_key(paths, size, not skip_bad),
-                                                                     size, skip_bad)
+    key = cache_key(paths, size, skip_bad, color_constancy)
+    found = _find_cache(folder, key, size, skip_bad) or _find_cache(
+        folder, cache_key(paths, size, not skip_bad, color_constancy), size, skip_bad)
     if found is not None:
         return found
     target, ok_path = folder / f"{key}_{size}px.npy", folder / f"{key}_{size}px.ok.npy"
@@ -102,7 +112,7 @@ def cache_images(paths: Sequence[Path], size: int, cache_dir: str | Path, skip_b
 
     def work(i: int) -> None:
         try:
-            array[i] = _decode(paths[i], size)
+            array[i] = _decode(paths[i], size, color_constancy)
         except DermkitError as err:
             if not skip_bad:
                 raise
@@ -152,16 +162,20 @@ def _find_cache(folder: Path, key: str, size: int, skip_bad: bool) -> CacheResul
     return CacheResult(target, ok, [(i, messages[str(i)]) for i in bad])
 
 
-def cache_arrays(arrays: np.ndarray, size: int, cache_dir: str | Path, source_key: str) -> CacheResult:
+def cache_arrays(arrays: np.ndarray, size: int, cache_dir: str | Path, source_key: str,
+                 color_constancy: str = "none") -> CacheResult:
     """Resize in-memory images (N, H, W, 3) uint8 (e.g. MedMNIST) into a cached array.
 
     Args:
         source_key: identifies the source (e.g. the .npz file's path, size and mtime).
+        color_constancy: one of :data:`dermkit.data.color.COLOR_CONSTANCY`.
     """
     from PIL import Image
 
+    check_color_constancy(color_constancy)
     folder = Path(cache_dir).expanduser() / "images"
-    key = hashlib.sha256(f"v{CACHE_VERSION}|{size}|{source_key}".encode()).hexdigest()[:20]
+    color = "" if color_constancy == "none" else f"|color={color_constancy}"
+    key = hashlib.sha256(f"v{CACHE_VERSION}|{size}|{source_key}{color}".encode()).hexdigest()[:20]
     target = folder / f"{key}_{size}px.npy"
     ok = np.ones(len(arrays), dtype=bool)
     if not target.is_file():
@@ -169,7 +183,8 @@ def cache_arrays(arrays: np.ndarray, size: int, cache_dir: str | Path, source_ke
         tmp = folder / f".{key}_{size}px.{os.getpid()}.tmp.npy"
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(arrays), size, size, 3))
         for i, image in enumerate(arrays):
-            out[i] = np.asarray(square_resize(Image.fromarray(image).convert("RGB"), size))
+            resized = np.asarray(square_resize(Image.fromarray(image).convert("RGB"), size), dtype=np.uint8)
+            out[i] = apply_color_constancy(resized, color_constancy)
         out.flush()
         del out
         os.replace(tmp, target)

@@ -15,6 +15,7 @@ import numpy as np
 from dermkit.config import DataConfig, default_ham10000_root
 from dermkit.console import console
 from dermkit.data.cache import CacheResult, cache_arrays, cache_images
+from dermkit.data.color import check_color_constancy
 from dermkit.data.readers import read_source
 from dermkit.data.records import ImageSource
 from dermkit.data.splits import SPLITS, SplitTable
@@ -30,12 +31,14 @@ class PreparedData:
         split: the split of the readable records (unlabeled sources: everything in train).
         cache: the cached image array; row i holds ``source.records[i]``.
         rows: (len(split),) cache row of each split-table entry (unreadable images have none).
+        color_constancy: the colour constancy applied to the cached pixels (``data.color_constancy``).
     """
 
     source: ImageSource
     split: SplitTable
     cache: CacheResult
     rows: np.ndarray
+    color_constancy: str = "none"
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -96,7 +99,7 @@ class PreparedData:
         return {"name": self.source.name, "root": str(self.source.root), "images": int(len(self.rows)),
                 "skipped": [[image_id, reason] for image_id, reason in self.source.skipped],
                 "classes": list(self.classes), "split_hash": self.split_hash, "split_seed": self.split.seed,
-                "image_size": int(self.images.shape[1])}
+                "image_size": int(self.images.shape[1]), "color_constancy": self.color_constancy}
 
 
 def resolve_root(cfg: DataConfig) -> Path:
@@ -112,28 +115,36 @@ def resolve_root(cfg: DataConfig) -> Path:
     raise DermkitError(f"data.root is empty: set it to the {cfg.name} dataset's folder (e.g. --root DIR).")
 
 
-def prepare_data(cfg: DataConfig) -> PreparedData:
+def prepare_data(cfg: DataConfig, source: ImageSource | None = None) -> PreparedData:
     """Read the dataset, cache its images at ``cfg.image_size`` and split it.
 
     With ``cfg.split_file`` the saved split is used (its image ids must match the dataset's);
     otherwise the split is computed from ``cfg.split_seed`` and the fractions. Unlabeled sources
     (``folder``) put every image in ``train``.
 
+    Args:
+        cfg: the data section.
+        source: records already read (e.g. an image folder read with a class map); None reads
+            ``cfg.name`` at ``cfg.root``.
+
     Raises:
         DermkitError: any bad input, naming the file and what to do.
     """
     if cfg.image_size < 8:
         raise DermkitError(f"data.image_size={cfg.image_size} is too small (minimum 8 px).")
-    source = read_source(cfg.name, resolve_root(cfg), cfg.skip_bad)
+    check_color_constancy(cfg.color_constancy)
+    if source is None:
+        source = read_source(cfg.name, resolve_root(cfg), cfg.skip_bad)
     if not source.records:
         raise DermkitError(f"Dataset {source.root} ({cfg.name}) holds no usable images.")
     if source.arrays is not None:
         stat = source.root.stat()
         cache = cache_arrays(source.arrays, cfg.image_size, cfg.cache_dir,
-                             f"{source.root.resolve()}|{stat.st_size}|{stat.st_mtime_ns}")
+                             f"{source.root.resolve()}|{stat.st_size}|{stat.st_mtime_ns}", cfg.color_constancy)
     else:
         cache = cache_images([r.path for r in source.records], cfg.image_size, cfg.cache_dir,  # type: ignore[misc]
-                             skip_bad=cfg.skip_bad, description=f"Caching {cfg.name}")
+                             skip_bad=cfg.skip_bad, description=f"Caching {cfg.name}",
+                             color_constancy=cfg.color_constancy)
     for i, message in cache.errors:
         source.skipped.append((source.records[i].image_id, message))
     rows = np.flatnonzero(cache.ok)
@@ -149,7 +160,7 @@ def prepare_data(cfg: DataConfig) -> PreparedData:
         console.print(f"[yellow]{len(source.skipped)} image(s) skipped:[/] "
                       + ", ".join(f"{i} ({m.split('.')[0]})" for i, m in source.skipped[:10])
                       + (" ..." if len(source.skipped) > 10 else ""))
-    return PreparedData(source, split, cache, rows)
+    return PreparedData(source, split, cache, rows, cfg.color_constancy)
 
 
 def _aligned_split(table: SplitTable, records: list, path: Path) -> SplitTable:
