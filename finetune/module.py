@@ -31,6 +31,7 @@ from dermkit.augment import ViewAugment, seed_for_process
 from dermkit.backbones import Backbone, build_backbone
 from dermkit.metrics import PredictionStore, classification_report
 from finetune.losses import build_loss
+from finetune.tta import tta_probabilities
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 # Scalars of the classification report logged every validation epoch (val/<name>).
@@ -65,6 +66,8 @@ class ClassifierModule(pl.LightningModule):
         head_epochs: epochs with the backbone frozen.
         warmup_steps: linear warm-up steps.
         dropout: dropout probability before the head.
+        color_constancy: the ``data.color_constancy`` of the training images (recorded so that
+            ``finetune.evaluate`` applies the same to the images it scores).
         backbone: a built (e.g. pretrained) backbone to use; None builds a random one from the
             arguments above (what loading a checkpoint does before restoring its weights).
     """
@@ -85,6 +88,7 @@ class ClassifierModule(pl.LightningModule):
         head_epochs: int = 0,
         warmup_steps: int = 0,
         dropout: float = 0.0,
+        color_constancy: str = "none",
         backbone: Backbone | None = None,
     ) -> None:
         super().__init__()
@@ -99,6 +103,8 @@ class ClassifierModule(pl.LightningModule):
         self.test_store = PredictionStore()
         self.last_val_report: dict[str, Any] | None = None
         self.test_predictions: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        # finetune.evaluate --tta: test probabilities averaged over flips and right-angle rotations.
+        self.test_time_augmentation = False
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Logits (B, C) of images (B, 3, S, S) normalised with ``mean`` / ``std``."""
@@ -154,8 +160,11 @@ class ClassifierModule(pl.LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=labels.shape[0])
         return loss
 
-    def _store_batch(self, store: PredictionStore, batch: Batch) -> torch.Tensor:
+    def _store_batch(self, store: PredictionStore, batch: Batch, tta: bool = False) -> torch.Tensor | None:
         images, labels, index = batch
+        if tta:
+            store.update(index, tta_probabilities(self, images), labels)  # (B, C)
+            return None
         logits = self(images).float()  # (B, C)
         store.update(index, logits.softmax(dim=1), labels)
         return logits
@@ -178,7 +187,7 @@ class ClassifierModule(pl.LightningModule):
 
     def test_step(self, batch: Batch, batch_idx: int) -> None:
         # Labels may be -1 (an external image of a class the model does not know): stored, not scored here.
-        self._store_batch(self.test_store, batch)
+        self._store_batch(self.test_store, batch, tta=self.test_time_augmentation)
 
     def on_test_epoch_end(self) -> None:
         self.test_predictions = self.test_store.compute()
