@@ -34,8 +34,11 @@ _ALIASES: dict[str, tuple[str, ...]] = {
             "benign-keratosis", "seborrheic keratosis", "bkl-like"),
     "df": ("dermatofibroma",),
     "mel": ("melanoma",),
+    # External sets split nevi (PH2: common / atypical; others: dysplastic): one class for a model.
     "nv": ("nevus", "nevi", "naevus", "melanocytic nevus", "melanocytic_nevus",
-           "melanocytic-nevus"),
+           "melanocytic-nevus", "common nevus", "common_nevus", "common-nevus", "atypical nevus",
+           "atypical_nevus", "atypical-nevus", "dysplastic nevus", "dysplastic_nevus",
+           "dysplastic-nevus"),
     "vasc": ("vascular lesion", "vascular lesions", "vascular", "vascular_lesion",
              "vascular-lesion"),
     "scc": ("squamous cell carcinoma", "squamous_cell_carcinoma", "squamous-cell-carcinoma"),

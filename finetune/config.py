@@ -93,6 +93,24 @@ class SynthConfig:
 
 
 @dataclass
+class ReportConfig:
+    """The HTML evaluation report (:mod:`finetune.html_report`) written beside the metrics.
+
+    Keys:
+        bootstrap: bootstrap replicates of the 95% intervals (images resampled).
+        seed: seed of the bootstrap resampling.
+        explain: images per class and group (true positives, false negatives, false positives)
+            drawn with Grad-CAM and Grad-CAM++; 0 draws none.
+        mistakes: rows of the most-confident-mistakes table.
+    """
+
+    bootstrap: int = 1000
+    seed: int = 0
+    explain: int = 0
+    mistakes: int = 12
+
+
+@dataclass
 class FinetuneConfig:
     """``python -m finetune.train``: fine-tune a classifier and test it.
 
@@ -103,6 +121,7 @@ class FinetuneConfig:
         loss: :class:`LossConfig`.
         optim: :class:`OptimConfig`.
         synth: :class:`SynthConfig`.
+        report: :class:`ReportConfig` of the test split's HTML report (``report/index.html``).
         sampler: ``shuffle`` (plain shuffling) or ``balanced`` (every class drawn equally often).
         seed: seed of initialisation, augmentation and sampling.
         out_dir: run folder (metrics, predictions, figures, checkpoints); default
@@ -120,6 +139,7 @@ class FinetuneConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     synth: SynthConfig = field(default_factory=SynthConfig)
+    report: ReportConfig = field(default_factory=lambda: ReportConfig(explain=2))
     sampler: str = "shuffle"
     seed: int = 0
     out_dir: str = field(default_factory=lambda: default_run_dir("finetune", "demo"))

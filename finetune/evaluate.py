@@ -7,13 +7,23 @@ does not know (e.g. ``scc`` for a HAM10000 model) cannot be scored: they are cou
 ``predictions.csv``; the metrics cover the known classes. Model classes absent from the dataset
 have support 0 and no recall.
 
-Example::
+Sets with another class list (:mod:`finetune.external`): folder names the vocabulary maps
+several-to-one (``common_nevus``, ``atypical_nevus`` -> ``nv``), ``--class-map FILE`` for names it
+does not know, and for a binary melanoma set, melanoma against the rest with the sensitivity at
+the specificity the model had on its own test split.
+
+Colour constancy is the model's: the checkpoint records the ``data.color_constancy`` it was
+trained with and the same is applied to the scored images; a different value given here is
+refused (say nothing, or the model's value).
+
+Examples::
 
     python -m finetune.evaluate --checkpoint runs/finetune/ham/checkpoints/best-epoch07.ckpt \\
-        --data isic --root /data/ISIC2018_Task3_Test
+        --data isic --root /data/ISIC2018_Task3_Test --explain 4 --tta
+    python -m finetune.evaluate --checkpoint CKPT --data imagefolder --root /data/PH2 --class-map ph2.yaml
 
-Outputs (``--out``, default ``<run>/eval_<data>_<split>``): the files of :mod:`finetune.outputs`
-plus ``config.yaml`` and ``run.json``.
+Outputs (``--out``, default ``<run>/eval_<data>_<split>``): the files of :mod:`finetune.outputs`,
+the HTML report ``report/index.html`` (:mod:`finetune.html_report`), ``config.yaml`` and ``run.json``.
 """
 
 from __future__ import annotations
@@ -31,11 +41,17 @@ from dermkit.checkpoint import check_readable
 from dermkit.config import DataConfig, Flag, TrainerConfig, parse_config, trainer_kwargs
 from dermkit.console import console, entry_point
 from dermkit.data.datasets import CachedImageDataset
-from dermkit.data.prepare import prepare_data
+from dermkit.data.prepare import PreparedData, prepare_data, resolve_root
+from dermkit.data.readers.imagefolder import read_imagefolder
 from dermkit.errors import DermkitError
 from dermkit.metrics import classification_report
 from dermkit.runinfo import write_run_info
+from finetune.config import ReportConfig
 from finetune.data import IndexedDataset
+from finetune.explain import RowImages
+from finetune.external import (is_melanoma_binary, load_class_map, melanoma_vs_rest, reference_specificity,
+                               source_class_table)
+from finetune.html_report import write_html_report
 from finetune.module import ClassifierModule
 from finetune.outputs import write_outputs
 from finetune.progress import ProgressBar
@@ -49,15 +65,24 @@ class EvaluateConfig:
     Keys:
         checkpoint: a ``.ckpt`` written by ``finetune.train`` (``checkpoints/best-*.ckpt``).
         data: :class:`dermkit.config.DataConfig` of the dataset to score; ``data.image_size`` is
-            replaced by the model's input size.
+            replaced by the model's input size; ``data.color_constancy`` empty (the default) takes
+            the model's, any other value must equal it.
         split: ``all`` (an external test set), or ``train``/``val``/``test`` of the dataset's split.
+        class_map: YAML file ``folder name: model class`` for image-folder names the vocabulary
+            does not know (``data.name=imagefolder``).
+        tta: test-time augmentation: average the probabilities over the 8 flips and right-angle
+            rotations; the report shows the numbers without and with it.
+        report: :class:`finetune.config.ReportConfig` (bootstrap replicates, CAM images per class).
         trainer: :class:`dermkit.config.TrainerConfig` (accelerator, devices, precision).
         out_dir: output folder; empty: ``<run folder>/eval_<data.name>_<split>``.
     """
 
     checkpoint: str = ""
-    data: DataConfig = field(default_factory=lambda: DataConfig(name="isic"))
+    data: DataConfig = field(default_factory=lambda: DataConfig(name="isic", color_constancy=""))
     split: str = "all"
+    class_map: str = ""
+    tta: bool = False
+    report: ReportConfig = field(default_factory=ReportConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     out_dir: str = ""
 
@@ -68,6 +93,11 @@ FLAGS = [
     Flag("--root", "data.root", "dataset folder"),
     Flag("--split", "split", "all, train, val or test"),
     Flag("--out", "out_dir", "output folder"),
+    Flag("--explain", "report.explain", "Grad-CAM / Grad-CAM++ grids: N images per class among true positives, "
+         "false negatives and false positives, most confident first", int),
+    Flag("--tta", "tta", "test-time augmentation (flips and right-angle rotations, averaged probabilities)", bool),
+    Flag("--class-map", "class_map", "YAML file 'folder name: model class' for class names the vocabulary "
+         "does not know"),
 ]
 
 
@@ -103,6 +133,28 @@ def unknown_class_summary(true: list[str], predicted: list[str], known: set[str]
     return summary
 
 
+def model_color_constancy(cfg: EvaluateConfig, recorded: str) -> str:
+    """The colour constancy to apply: the model's; a different ``data.color_constancy`` is refused."""
+    asked = cfg.data.color_constancy
+    if asked and asked != recorded:
+        raise DermkitError(f"data.color_constancy={asked} differs from the model's ({recorded}, recorded in "
+                           f"{cfg.checkpoint}): the images must be prepared as the training images were. Drop the "
+                           "override (the model's setting is applied), or evaluate a model trained with it.")
+    return recorded
+
+
+def prepare_scored_data(cfg: EvaluateConfig) -> tuple[PreparedData, dict[str, str] | None]:
+    """The dataset to score (read with the class map, when given) and the class map."""
+    if not cfg.class_map:
+        return prepare_data(cfg.data), None
+    if cfg.data.name != "imagefolder":
+        raise DermkitError(f"--class-map maps folder names: it needs --data imagefolder (got {cfg.data.name}).")
+    root = resolve_root(cfg.data)
+    folders = [p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")] if root.is_dir() else None
+    class_map = load_class_map(cfg.class_map, folders)
+    return prepare_data(cfg.data, source=read_imagefolder(root, cfg.data.skip_bad, class_map)), class_map
+
+
 @entry_point
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_config(EvaluateConfig, "python -m finetune.evaluate",
@@ -112,7 +164,10 @@ def main(argv: list[str] | None = None) -> int:
     hp = module.hparams
     model_classes = list(hp.classes)
     cfg.data.image_size = int(hp.image_size)
-    prepared = prepare_data(cfg.data)
+    # Checkpoints written before colour constancy existed were trained without it.
+    cfg.data.color_constancy = model_color_constancy(cfg, str(hp.get("color_constancy", "none")))
+    console.print(f"Colour constancy: {cfg.data.color_constancy} (the model's setting, from its checkpoint).")
+    prepared, class_map = prepare_scored_data(cfg)
     if not prepared.source.labeled:
         raise DermkitError(f"data.name={cfg.data.name} at {prepared.source.root} has no labels to evaluate against.")
     data_classes = list(prepared.classes)
@@ -135,6 +190,10 @@ def main(argv: list[str] | None = None) -> int:
     trainer = pl.Trainer(**kwargs, logger=False, enable_checkpointing=False, callbacks=[ProgressBar()],
                          default_root_dir=str(out_dir))
     trainer.test(module, loader, verbose=False)
+    plain = module.test_predictions
+    if cfg.tta:
+        module.test_time_augmentation = True
+        trainer.test(module, loader, verbose=False)
     if not trainer.is_global_zero:
         return 0
     index, probs, targets = module.test_predictions  # type: ignore[misc]
@@ -148,11 +207,42 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"[yellow]{int((~known).sum())} image(s) of classes the model does not know are not scored: "
                       + ", ".join(f"{c} ({u['support']})" for c, u in unknown.items())
                       + ". See unknown_classes in metrics.json.[/]")
+    external: dict[str, Any] = {"source_classes": source_class_table(prepared.source, model_classes, class_map),
+                                "unknown_classes": unknown}
+    if is_melanoma_binary(data_classes) and "mel" in model_classes:
+        reference, note = reference_specificity(checkpoint.parent.parent if checkpoint.parent.name == "checkpoints"
+                                                else checkpoint.parent)
+        external["melanoma_vs_rest"] = {**melanoma_vs_rest(probs.numpy(), true, model_classes, reference),
+                                        "reference_note": note}
+        binary = external["melanoma_vs_rest"]
+        console.print(f"Melanoma against the rest: sensitivity {binary['sensitivity']}, specificity "
+                      f"{binary['specificity']}, AUROC {binary['auroc']}, sensitivity at the model's own test "
+                      f"specificity ({reference}): {binary['sensitivity_at_reference_specificity']}.")
+    tta = None
+    if cfg.tta:
+        _, plain_probs, plain_targets = plain  # type: ignore[misc]
+        keep = plain_targets >= 0
+        tta = {"without": classification_report(plain_probs[keep], plain_targets[keep], model_classes),
+               "with": report}
+    summary = [f"Model: {checkpoint} ({hp.architecture}, {hp.image_size}px, classes {', '.join(model_classes)}).",
+               f"Data: {cfg.data.name} at {prepared.source.root}, split {cfg.split}: {len(index)} images, "
+               f"{int(known.sum())} scored.",
+               f"Colour constancy: {cfg.data.color_constancy} (the model's setting).",
+               f"Test-time augmentation: {'on (8 views)' if cfg.tta else 'off'}."]
+    title = f"{checkpoint.name} on {cfg.data.name} ({cfg.split})"
+    page = write_html_report(out_dir, module, RowImages(prepared.images, index.numpy()), image_ids, probs.numpy(),
+                             targets.numpy(), model_classes, report, cfg.report, title, hp.mean, hp.std, summary,
+                             tta, external)
     extra = {"checkpoint": str(checkpoint), "split": cfg.split, "split_hash": prepared.split_hash,
              "data": prepared.describe(), "model_classes": model_classes, "dataset_classes": data_classes,
-             "unknown_classes": unknown, "num_unscored": int((~known).sum())}
-    write_outputs(out_dir, report, image_ids, true, probs, extra, f"{checkpoint.name} on {cfg.data.name} ({cfg.split})")
-    console.print(f"Wrote {out_dir}/metrics.json, predictions.csv, per_class.csv and figures.")
+             "unknown_classes": unknown, "num_unscored": int((~known).sum()),
+             "source_classes": external["source_classes"], "tta": cfg.tta, "report": page}
+    if "melanoma_vs_rest" in external:
+        extra["melanoma_vs_rest"] = external["melanoma_vs_rest"]
+    if tta:
+        extra["without_tta"] = {k: tta["without"][k] for k in ("balanced_accuracy", "accuracy", "auroc_macro", "ece")}
+    write_outputs(out_dir, report, image_ids, true, probs, extra, title)
+    console.print(f"Wrote {out_dir}/metrics.json, predictions.csv, per_class.csv, figures and {out_dir}/{page['page']}.")
     return 0
 
 

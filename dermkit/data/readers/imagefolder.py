@@ -2,12 +2,13 @@
 
 ``root/mel/a.jpg``, ``root/melanoma/more/b.png``, ``root/nv/c.bmp``: folder names go through the
 class vocabulary, so aliases (``melanoma``, ``nevus``) work and two folders with names of the same
-class are one class. A folder name outside the vocabulary is an error listing the closest names.
-Lesions are unknown: each image is its own group in a split.
+class are one class. A folder name outside the vocabulary is an error listing the closest names, unless a class
+map (``finetune.evaluate --class-map``) names its class. Lesions are unknown: each image is its own group in a split.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from dermkit.data.images import IMAGE_EXTENSIONS
@@ -19,8 +20,14 @@ from dermkit.vocab import canonical_class, sort_classes
 
 
 @register_reader("imagefolder")
-def read_imagefolder(root: Path, skip_bad: bool) -> ImageSource:
+def read_imagefolder(root: Path, skip_bad: bool, class_map: Mapping[str, str] | None = None) -> ImageSource:
     """Read a folder with a subfolder per class; the image id is its path relative to ``root``.
+
+    Args:
+        root: the folder.
+        skip_bad: skip (and list) empty class folders instead of stopping.
+        class_map: folder name -> canonical class, for folders the vocabulary does not know (or
+            should map otherwise); the other folders go through the vocabulary.
 
     Raises:
         DermkitError: the folder is missing or has no class subfolders, a subfolder name is not a
@@ -38,9 +45,11 @@ def read_imagefolder(root: Path, skip_bad: bool) -> ImageSource:
     skipped: list[tuple[str, str]] = []
     for class_dir in class_dirs:
         try:
-            label = canonical_class(class_dir.name)
+            label = class_map[class_dir.name] if class_map and class_dir.name in class_map \
+                else canonical_class(class_dir.name)
         except DermkitError as err:
-            raise DermkitError(f"Class folder {class_dir}: {err} Rename the folder to a class name.") from None
+            raise DermkitError(f"Class folder {class_dir}: {err} Rename the folder to a class name"
+                               f"{', or name its class in --class-map' if class_map is not None else ''}.") from None
         paths = list_images(class_dir)
         if not paths:
             if not skip_bad:
