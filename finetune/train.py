@@ -172,6 +172,10 @@ def main(argv: list[str] | None = None) -> int:
     if card_split and card_split != prepared.split_hash:
         console.print(f"[yellow]The backbone was pretrained on another split ({card_split}, this run {prepared.split_hash}): "
                       "it may have seen this run's test images (without labels).[/]")
+    card_color = (spec.card.get("data") or {}).get("color_constancy", "none") if spec.card else None  # type: ignore[union-attr]
+    if card_color is not None and card_color != cfg.data.color_constancy:
+        console.print(f"[yellow]The backbone was pretrained with data.color_constancy={card_color}, this run uses "
+                      f"{cfg.data.color_constancy}: its features were learnt on differently normalised colours.[/]")
     data = build_data(cfg, prepared, spec)
     classes = list(prepared.classes)
     counts = data.class_totals(classes)

@@ -272,7 +272,7 @@ def run_pretraining(cfg: PretrainConfig) -> PretrainResult:
                             method=cfg.method, epochs=epochs,
                             data={"name": cfg.data.name, "root": str(data.source.root),
                                   "train_images": len(train.dataset), "steps": steps,
-                                  "init": cfg.model.init or None},
+                                  "init": cfg.model.init or None, "color_constancy": cfg.data.color_constancy},
                             split_hash=data.split_hash)
 
     snapshots = BackboneSnapshots(out_dir / "snapshots", cfg.snapshot_every_n_epochs, make_card)

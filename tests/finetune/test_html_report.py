@@ -121,3 +121,16 @@ def test_evaluate_writes_the_report_with_and_without_tta(tmp_path: Path) -> None
     page = (tmp_path / "eval" / "report" / "index.html").read_text()
     assert "<td>without</td>" in page and "<td>with</td>" in page
     assert (tmp_path / "eval" / "report" / "cam_mel.png").is_file()
+
+
+@pytest.mark.slow  # needs the demo_run fixture (a two-step fine-tune)
+def test_train_writes_the_report_for_its_test_split(demo_run: Path) -> None:
+    metrics = json.loads((demo_run / "metrics.json").read_text())
+    page = (demo_run / metrics["report"]["page"]).read_text()
+    for section in SECTION_IDS:
+        assert f'<section id="{section}">' in page
+    intervals = metrics["report"]["bootstrap"]
+    low, high = intervals["balanced_accuracy"]
+    assert low <= metrics["balanced_accuracy"] <= high
+    assert metrics["data"]["color_constancy"] == "none"
+    assert (demo_run / "report" / "cam_nv.png").is_file()  # finetune.train draws report.explain=2 per group
