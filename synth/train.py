@@ -140,17 +140,19 @@ class DiffusionModule(pl.LightningModule):
         num_classes: real classes C; label C is the null class.
         model_cfg: the ``model`` section.
         optim_cfg: the ``optim`` section.
-        total_steps: optimiser steps of the whole run (length of the cosine schedule).
+
+    The cosine schedule spans the run's optimiser steps as the Trainer counts them
+    (``trainer.estimated_stepping_batches``: ``max_steps``, or ``max_epochs`` times the batches of
+    one process, which under DDP see 1/world_size of the data each).
     """
 
     def __init__(self, unet_config: dict[str, Any], num_classes: int, model_cfg: DiffusionConfig,
-                 optim_cfg: OptimConfig, total_steps: int) -> None:
+                 optim_cfg: OptimConfig) -> None:
         super().__init__()
         self.unet = UNet2DModel(**unet_config)
         self.num_classes = num_classes
         self.model_cfg = model_cfg
         self.optim_cfg = optim_cfg
-        self.total_steps = total_steps
         self.noise_scheduler = make_noise_scheduler(model_cfg)
         self.ema = EMAModel(self.unet.parameters(), decay=optim_cfg.ema_decay, use_ema_warmup=True, power=3 / 4,
                             model_cls=UNet2DModel, model_config=self.unet.config)
@@ -193,8 +195,9 @@ class DiffusionModule(pl.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         opt = torch.optim.AdamW(self.unet.parameters(), lr=self.optim_cfg.lr, weight_decay=self.optim_cfg.weight_decay)
-        sched = get_cosine_schedule_with_warmup(opt, num_warmup_steps=min(self.optim_cfg.warmup_steps, self.total_steps),
-                                                num_training_steps=self.total_steps)
+        total = int(self.trainer.estimated_stepping_batches)
+        sched = get_cosine_schedule_with_warmup(opt, num_warmup_steps=min(self.optim_cfg.warmup_steps, total),
+                                                num_training_steps=total)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def ema_unet(self) -> UNet2DModel:
@@ -257,8 +260,7 @@ def train(cfg: SynthTrainConfig) -> Path:
     loader = DataLoader(dataset, batch_size=cfg.data.batch_size, shuffle=True, num_workers=cfg.data.num_workers,
                         drop_last=len(dataset) >= cfg.data.batch_size, persistent_workers=cfg.data.num_workers > 0)
     ucfg = unet_config(cfg.model.preset, len(prepared.classes), cfg.data.image_size)
-    total = cfg.trainer.max_steps if cfg.trainer.max_steps > 0 else cfg.trainer.max_epochs * len(loader)
-    module = DiffusionModule(ucfg, len(prepared.classes), cfg.model, cfg.optim, total)
+    module = DiffusionModule(ucfg, len(prepared.classes), cfg.model, cfg.optim)
     # No version counter: a resumed run overwrites its own last.ckpt, even one the Ctrl-C callback wrote.
     checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", save_last=True, save_top_k=0,
                                  every_n_train_steps=cfg.checkpoint_every, enable_version_counter=False)

@@ -36,3 +36,17 @@ def test_bf16_mixed_on_cpu(demo_cache: Path, tmp_path: Path) -> None:
                demo_cache, out)
     assert json.loads((out / "dermkit_generator.json").read_text())["steps_trained"] == 2
     assert "precision: bf16-mixed" in (out / "config.yaml").read_text()
+
+
+@pytest.mark.slow
+def test_ddp_cosine_schedule_ends_with_the_last_epoch(demo_cache: Path, tmp_path: Path) -> None:
+    """With ``max_epochs`` the schedule spans the steps one process takes (it sees half the data
+    under two processes), so the learning rate reaches zero at the last step, not half-way."""
+    out = tmp_path / "gen"
+    args = [*tiny_train_argv(out, demo_cache), "trainer.max_steps=-1", "trainer.max_epochs=1", "data.fraction=0.05",
+            "optim.warmup_steps=0", "trainer.strategy=ddp", "trainer.devices=2"]
+    run_probed(tmp_path / "probe", "synth.train", args, demo_cache, out)
+    ckpt = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    group = ckpt["optimizer_states"][0]["param_groups"][0]
+    assert ckpt["global_step"] >= 2  # a schedule with a middle
+    assert group["lr"] == pytest.approx(0.0, abs=1e-3 * group["initial_lr"]), (ckpt["global_step"], group)

@@ -79,7 +79,7 @@ def test_ctrl_c_saves_the_running_step_and_the_rerun_resumes(tmp_path: Path, dem
 def test_training_target_follows_the_prediction_type(prediction_type: str) -> None:
     torch.manual_seed(0)
     model_cfg = DiffusionConfig(preset="tiny", label_dropout=0.0, prediction_type=prediction_type)
-    module = DiffusionModule(unet_config("tiny", 2, 8), 2, model_cfg, OptimConfig(), total_steps=1)
+    module = DiffusionModule(unet_config("tiny", 2, 8), 2, model_cfg, OptimConfig())
     module.log = lambda *args, **kwargs: None  # type: ignore[method-assign]  # no Trainer here
     module.lr_schedulers = lambda: SimpleNamespace(get_last_lr=lambda: [0.0])  # type: ignore[method-assign]
     images = torch.full((4, 3, 8, 8), 255, dtype=torch.uint8)  # every image is the constant 1.0
