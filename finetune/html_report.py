@@ -38,7 +38,10 @@ REPORT_DIR = "report"
 SECTION_IDS = ("summary", "metrics", "confusion", "roc", "calibration", "tta", "external", "explanations",
                "mistakes")
 STYLE = """
-body { font-family: sans-serif; margin: 1.5em auto; max-width: 70em; color: #222; line-height: 1.35; }
+body { font-family: sans-serif; margin: 1.5em auto; padding: 0 1.5em; max-width: 80em; color: #222;
+       line-height: 1.35; }
+.figures { display: flex; flex-wrap: wrap; gap: 0 2em; align-items: flex-start; }
+.figures section { flex: 1 1 22em; } .figures img.figure { max-height: 26em; }
 h1 { font-size: 1.4em; } h2 { font-size: 1.15em; border-bottom: 1px solid #ccc; padding-top: 0.6em; }
 table { border-collapse: collapse; margin: 0.5em 0; font-size: 0.9em; }
 th, td { border: 1px solid #ccc; padding: 0.2em 0.6em; text-align: right; }
@@ -290,6 +293,7 @@ def write_html_report(out_dir: Path, model: nn.Module, images: np.ndarray | RowI
     body = [
         _section("summary", "Summary", "".join(f"<p>{html.escape(line)}</p>" for line in summary)),
         _section("metrics", "Balanced accuracy and per-class metrics", metrics_section(report, intervals)),
+        '<div class="figures">\n',
         _section("confusion", "Confusion matrix",
                  '<img class="figure" src="confusion_matrix.png" alt="confusion matrix">'
                  '<p class="note">Rows: true class; colour: share of the true class; numbers: images.</p>'),
@@ -298,6 +302,7 @@ def write_html_report(out_dir: Path, model: nn.Module, images: np.ndarray | RowI
         _section("calibration", "Calibration",
                  f'<p>Expected calibration error: <b id="ece">{bins["ece"]:.3f}</b> ({ECE_BINS} equal-width bins of '
                  'top-label confidence).</p><img class="figure" src="reliability.png" alt="reliability diagram">'),
+        "</div>\n",
         _section("tta", "Test-time augmentation", tta_section(tta)),
         _section("external", "Dataset classes and external-set measures", external_section(external)),
         _section("explanations", "Where the model looks (Grad-CAM, Grad-CAM++)", explanations_section(explanations)),
