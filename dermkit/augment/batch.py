@@ -16,16 +16,16 @@ in, so the loader ships uint8). What is done differently, for speed:
 
 * crop, flips and rotation are one affine resampling (``grid_sample``, bilinear) instead of a
   crop-resize followed by a nearest-neighbour rotation: one interpolation instead of two;
-* brightness, saturation, hue and greyscale are one 3x3 colour matrix per image and contrast an
-  affine blend with the image's mean grey, clipped to [0, 1] once at the end (torchvision clips
-  after each step, in a random order; without clipping these steps commute, so the order does not
-  matter); the hue shift is a rotation about the grey axis in YIQ space, which matches
-  torchvision's HSV shift closely for the small shifts used on dermoscopy (``cj_hue`` 0.02).
+* brightness and saturation are one 3x3 colour matrix per image, greyscale another; the four
+  jitter steps run in one fixed order (brightness, saturation, hue, contrast) where torchvision
+  draws a random order per image: brightness commutes with the others and the rest nearly do
+  for the small factors used; the hue shift is torchvision's HSV formula computed directly
+  (:func:`shift_hue`), not through PIL's 8-bit HSV image.
 
-kornia.augmentation runs each operation as its own pass with its own bookkeeping: on 2 CPU cores
-its SimCLR pipeline cost about 30% of a ResNet-18 64-px step (the HSV hue step alone half of
-that), which misses the target of this path (>= 95% of the compute-only speed, issue 13). Here
-the whole view is about five passes over the batch. ``tests/dermkit/test_augment.py`` checks that
+kornia.augmentation runs each operation as its own pass with its own bookkeeping: measured here,
+its SimCLR pipeline cost about 30% of a ResNet-18 64-px step (2 busy CPU cores) (its HSV hue step alone half of
+that), which misses the target of this path (>= 95% of the compute-only speed, issue 13); kornia
+provides the per-sample Gaussian blur here. ``tests/dermkit/test_augment.py`` checks that
 both paths draw crop areas, flips and colour shifts from the same distributions.
 """
 
@@ -157,28 +157,35 @@ def _geometry(images: torch.Tensor, spec: ViewSpec) -> torch.Tensor:
         rot[:, 0] *= flip_x.unsqueeze(1)
     if flip_y is not None:
         rot[:, 1] *= flip_y.unsqueeze(1)
-    zero = torch.zeros(n, 2, 1, device=device)
-    frame = F.affine_grid(torch.cat([rot, zero], 2), [n, 3, spec.size, spec.size], align_corners=False)  # (B, s, s, 2)
-    half = torch.stack([w / width, h / height], 1).view(n, 1, 1, 2)  # crop half-extent, normalised
-    centre = torch.stack([(2 * left + w) / width - 1, (2 * top + h) / height - 1], 1).view(n, 1, 1, 2)
-    views = F.grid_sample(images, frame * half + centre, mode="bilinear", padding_mode="zeros", align_corners=False)
+    # The crop's half-extent and centre in the image's normalised frame: one affine map for all four steps.
+    half = torch.stack([w / width, h / height], 1)  # (B, 2)
+    centre = torch.stack([(2 * left + w) / width - 1, (2 * top + h) / height - 1], 1)  # (B, 2)
+    theta = torch.cat([rot * half.unsqueeze(2), centre.unsqueeze(2)], 2)  # (B, 2, 3)
+    grid = F.affine_grid(theta, [n, 3, spec.size, spec.size], align_corners=False)  # (B, s, s, 2)
+    # "border": a point in the image's outer half pixel takes the edge pixel, as PIL's resize and rotate
+    # do; what lies outside the crop is blacked out below.
+    views = F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
     if bool((angle != 0).any()):
-        inside = (frame.abs() <= 1.0).all(-1).unsqueeze(1)  # (B, 1, s, s): inside the rotated crop
-        views = views * inside
+        # Black where the rotated view reaches beyond its crop, as the worker path's rotation fills.
+        inside = ((grid - centre.view(n, 1, 1, 2)).abs() <= half.view(n, 1, 1, 2) * (1 + 1e-6)).all(-1)
+        views = views * inside.unsqueeze(1)  # (B, 1, s, s) mask
     return views
 
 
-def _hue_matrix(shift: torch.Tensor) -> torch.Tensor:
-    """(B, 3, 3) RGB matrices that turn hue by ``shift`` of the circle about the grey axis (YIQ rotation)."""
-    to_yiq = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]],
-                          device=shift.device)
-    from_yiq = torch.linalg.inv(to_yiq)
-    theta = shift * (2 * math.pi)
-    cos, sin = torch.cos(theta), torch.sin(theta)
-    one, zero = torch.ones_like(theta), torch.zeros_like(theta)
-    rot = torch.stack([torch.stack([one, zero, zero], 1), torch.stack([zero, cos, -sin], 1),
-                       torch.stack([zero, sin, cos], 1)], 1)  # (B, 3, 3)
-    return from_yiq @ rot @ to_yiq
+def shift_hue(images: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """Turn the HSV hue of (B, 3, H, W) images in [0, 1] by ``shift`` (B,) of the colour circle.
+
+    torchvision's ``adjust_hue`` without its round trip through HSV tensors: value (max) and
+    chroma (max - min) stay, the hue sector moves (the standard HSV -> RGB formula).
+    """
+    top, sector = images.max(1, keepdim=True)  # (B, 1, H, W): value and its channel (red first on ties)
+    chroma = top - images.amin(1, keepdim=True)
+    # Hue in sixths of the circle: red (g - b)/C, green (b - r)/C + 2, blue (r - g)/C + 4.
+    ahead = images.roll(-1, 1) - images.roll(-2, 1)  # (B, 3, H, W): channel k holds x[k+1] - x[k+2]
+    hue = ahead.gather(1, sector) / torch.where(chroma > 0, chroma, torch.ones_like(chroma)) + 2.0 * sector
+    hue = hue + 6.0 * shift.view(-1, 1, 1, 1)  # (B, 1, H, W)
+    k = torch.remainder(torch.tensor([5.0, 3.0, 1.0], device=images.device).view(1, 3, 1, 1) + hue, 6.0)
+    return top - chroma * torch.clamp(torch.minimum(k, 4.0 - k), 0.0, 1.0)
 
 
 def _colour(views: torch.Tensor, spec: ViewSpec, scale: float = 1.0) -> torch.Tensor:
@@ -190,9 +197,10 @@ def _colour(views: torch.Tensor, spec: ViewSpec, scale: float = 1.0) -> torch.Te
     jitter = spec.cj_prob > 0 and bool(spec.brightness or spec.contrast or spec.saturation or spec.hue)
     grey = torch.tensor(GREY_WEIGHTS, device=device)
     eye = torch.eye(3, device=device).expand(n, 3, 3)
-    matrix = eye
-    contrast = None
-    if jitter:
+    matrix = eye * scale
+    if not jitter:
+        out = views
+    else:
         on = _bernoulli(spec.cj_prob, n, device)
 
         def factor(strength: float) -> torch.Tensor:  # (B,) 1 where jitter is off
@@ -201,23 +209,22 @@ def _colour(views: torch.Tensor, spec: ViewSpec, scale: float = 1.0) -> torch.Te
 
         if spec.brightness:
             matrix = matrix * factor(spec.brightness).view(n, 1, 1)
-        if spec.saturation:
+        if spec.saturation:  # torchvision: blend with the grey image
             s = factor(spec.saturation).view(n, 1, 1)
             matrix = (s * eye + (1 - s) * grey.view(1, 1, 3).expand(n, 3, 3)) @ matrix
+        out = torch.bmm(matrix, views.flatten(2)).view_as(views).clamp_(0.0, 1.0)  # (B, 3, s, s)
+        matrix = eye
         if spec.hue:
-            shift = torch.where(on, _uniform(-spec.hue, spec.hue, n, device), torch.zeros(n, device=device))
-            matrix = _hue_matrix(shift) @ matrix
-        if spec.contrast:
-            contrast = factor(spec.contrast).view(n, 1, 1, 1)
+            out = shift_hue(out, torch.where(on, _uniform(-spec.hue, spec.hue, n, device), torch.zeros(n, device=device)))
+        if spec.contrast:  # torchvision: blend with the mean grey level of the image
+            c = factor(spec.contrast).view(n, 1, 1, 1)
+            mean_grey = torch.einsum("c,bchw->b", grey, out).view(n, 1, 1, 1) / (out.shape[-1] * out.shape[-2])
+            out = (c * out + (1 - c) * mean_grey).clamp_(0.0, 1.0)
     if spec.gray_prob > 0:
-        to_grey = torch.where(_bernoulli(spec.gray_prob, n, device).view(n, 1, 1),
-                              grey.view(1, 1, 3).expand(n, 3, 3), eye)
-        matrix = to_grey @ matrix
-    out = torch.bmm(matrix * scale, views.flatten(2)).view_as(views)  # (B, 3, s, s)
-    if contrast is not None:
-        # torchvision: blend with the mean grey level of the image
-        mean_grey = torch.einsum("c,bchw->b", grey, out).view(n, 1, 1, 1) / (out.shape[-1] * out.shape[-2])
-        out = contrast * out + (1 - contrast) * mean_grey
+        matrix = torch.where(_bernoulli(spec.gray_prob, n, device).view(n, 1, 1),
+                             grey.view(1, 1, 3).expand(n, 3, 3), eye) @ matrix
+    if spec.gray_prob > 0 or not jitter:
+        out = torch.bmm(matrix, out.flatten(2)).view_as(out)
     return out.clamp_(0.0, 1.0)
 
 
