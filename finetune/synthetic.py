@@ -182,7 +182,7 @@ def check_files(csv_path: Path, rows: Sequence[Mapping[str, str]], dataset_files
 def load_synthetic(path: str | Path, classes: Sequence[str], real_counts: Mapping[str, int], split_hash: str,
                    image_size: int, cache_dir: str | Path, max_ratio: float = 1.0,
                    only_classes: Sequence[str] = (), *, fraction: float, dataset_files: Sequence[Path],
-                   allow_extra_labels: bool = False) -> SyntheticImages:
+                   allow_extra_labels: bool = False, color_constancy: str = "none") -> SyntheticImages:
     """Select and cache the synthetic training images of a run.
 
     Args:
@@ -197,6 +197,9 @@ def load_synthetic(path: str | Path, classes: Sequence[str], real_counts: Mappin
         fraction: the run's label fraction (``data.fraction``); see :func:`check_label_fraction`.
         dataset_files: the image files of the run's dataset; no manifest row may be one of them.
         allow_extra_labels: accept a generator trained on a larger label fraction.
+        color_constancy: the run's ``data.color_constancy``, applied to the synthetic images as to
+            the real ones (images of a generator trained on corrected images stay as they are: a
+            second correction changes a pixel by at most 1).
 
     Raises:
         DermkitError: missing manifest or PNG, split-hash mismatch, a generator that saw more labels
@@ -237,6 +240,7 @@ def load_synthetic(path: str | Path, classes: Sequence[str], real_counts: Mappin
     if missing:
         raise DermkitError(f"{len(missing)} file(s) listed in {csv_path} do not exist (e.g. {missing[0]}). "
                            "Was the folder moved or pruned? Re-run python -m synth.generate on it.")
-    cache = cache_images(paths, image_size, cache_dir, description="Caching synthetic images") if paths else None
+    cache = cache_images(paths, image_size, cache_dir, description="Caching synthetic images",
+                         color_constancy=color_constancy) if paths else None
     return SyntheticImages(cache.path if cache else None, np.asarray(labels, dtype=np.int64), counts,
                            {c: len(by_class.get(c, [])) for c in classes}, csv_path, label_fraction)

@@ -114,7 +114,8 @@ def build_data(cfg: FinetuneConfig, prepared: PreparedData, spec: BackboneSpec) 
         synthetic = load_synthetic(cfg.synth.manifest, prepared.classes, real_counts, prepared.split_hash,
                                    spec.image_size, cfg.data.cache_dir, cfg.synth.max_ratio, list(cfg.synth.classes),
                                    fraction=cfg.data.fraction, allow_extra_labels=cfg.synth.allow_extra_labels,
-                                   dataset_files=[r.path for r in prepared.source.records if r.path is not None])
+                                   dataset_files=[r.path for r in prepared.source.records if r.path is not None],
+                                   color_constancy=cfg.data.color_constancy)
         if cfg.synth.allow_extra_labels and (synthetic.label_fraction or 1.0) > cfg.data.fraction + 1e-9:
             console.print(f"[yellow]synth.allow_extra_labels=true: the generator saw label fraction "
                           f"{synthetic.label_fraction or 'unrecorded'}, this run data.fraction={cfg.data.fraction:g}; "

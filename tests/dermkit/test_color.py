@@ -66,3 +66,9 @@ def test_prepare_data_applies_and_records_colour_constancy(tmp_path: Path) -> No
     plain = prepare_data(cfg)
     assert plain.cache_path != prepared.cache_path and plain.describe()["color_constancy"] == "none"
     assert _p_norms(np.asarray(plain.images)[0]).max() / _p_norms(np.asarray(plain.images)[0]).min() > 2
+
+
+def test_a_second_correction_leaves_a_corrected_image_as_it_is() -> None:
+    once = shades_of_gray(_cast_image(seed=3))
+    twice = shades_of_gray(once)
+    assert np.abs(twice.astype(int) - once.astype(int)).max() <= 1
