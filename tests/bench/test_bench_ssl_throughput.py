@@ -25,3 +25,25 @@ def test_compute_role_prints_one_json_line(capsys: pytest.CaptureFixture[str]) -
     line = capsys.readouterr().out.strip().splitlines()[-1]
     assert json.loads(line)["images_per_second"] > 0
 
+
+
+def test_device_loop_runs_ssl_pretrain_with_augment_on_device(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The third loop is ssl.pretrain itself with data.augment_on=device and its own worker count."""
+    import bench.ssl_throughput as bench
+
+    commands: list[list[str]] = []
+
+    def fake_run(command: list[str]) -> tuple[None, float]:
+        commands.append(command)
+        out = tmp_path / "run"
+        out.mkdir(exist_ok=True)
+        (out / "summary.json").write_text(json.dumps({"images_per_second": 12.5}))
+        return None, 100.0
+
+    monkeypatch.setattr(bench, "_run_measured", fake_run)
+    args = build_parser().parse_args(["--workers", "2", "--device-workers", "0"])
+    assert bench.measure_ours(args, tmp_path / "run", "device") == {"images_per_second": 12.5, "peak_mib": 100.0}
+    assert bench.measure_ours(args, tmp_path / "run") == {"images_per_second": 12.5, "peak_mib": 100.0}
+    device, workers = commands
+    assert "data.augment_on=device" in device and device[device.index("--workers") + 1] == "0"
+    assert "data.augment_on=workers" in workers and workers[workers.index("--workers") + 1] == "2"
