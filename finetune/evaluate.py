@@ -207,7 +207,8 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"[yellow]{int((~known).sum())} image(s) of classes the model does not know are not scored: "
                       + ", ".join(f"{c} ({u['support']})" for c, u in unknown.items())
                       + ". See unknown_classes in metrics.json.[/]")
-    external: dict[str, Any] = {"source_classes": source_class_table(prepared.source, model_classes, class_map),
+    external: dict[str, Any] = {"source_classes": source_class_table(prepared.source, model_classes, class_map,
+                                                                  index.tolist()),
                                 "unknown_classes": unknown}
     if is_melanoma_binary(data_classes) and "mel" in model_classes:
         reference, note = reference_specificity(checkpoint.parent.parent if checkpoint.parent.name == "checkpoints"

@@ -79,11 +79,19 @@ def source_class(source: ImageSource, index: int) -> str:
     return record.label or ""
 
 
-def source_class_table(source: ImageSource, model_classes: Sequence[str],
-                       class_map: dict[str, str] | None) -> dict[str, dict[str, Any]]:
-    """Every class name of the dataset with the model class it maps to, how, its images and whether it is scored."""
-    counts = Counter(source_class(source, i) for i in range(len(source.records)))
-    labels = {source_class(source, i): source.records[i].label or "" for i in range(len(source.records))}
+def source_class_table(source: ImageSource, model_classes: Sequence[str], class_map: dict[str, str] | None,
+                       rows: Sequence[int] | None = None) -> dict[str, dict[str, Any]]:
+    """Every class name of the dataset with the model class it maps to, how, its images and whether it is scored.
+
+    Args:
+        source: the dataset as read.
+        model_classes: the model's classes.
+        class_map: the ``--class-map`` mapping, or None.
+        rows: the evaluated records (a split); None counts every record.
+    """
+    rows = range(len(source.records)) if rows is None else rows
+    counts = Counter(source_class(source, i) for i in rows)
+    labels = {source_class(source, i): source.records[i].label or "" for i in rows}
     table = {}
     for name in sorted(counts):
         mapped = labels[name]

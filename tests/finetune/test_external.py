@@ -110,3 +110,15 @@ def test_sensitivity_at_a_given_specificity() -> None:
     result = melanoma_vs_rest(probs, ["nv", "nv", "nv", "nv", "mel", "mel", "mel"], ["nv", "mel"], 1.0)
     assert result["sensitivity"] == pytest.approx(2 / 3) and result["specificity"] == 1.0
     assert result["auroc"] == 1.0 - 1 / 12 and result["sensitivity_at_reference_specificity"] == pytest.approx(2 / 3)
+
+
+def test_the_class_table_counts_the_evaluated_images_only(tmp_path: Path) -> None:
+    from dermkit.data.readers.imagefolder import read_imagefolder
+    from finetune.external import source_class_table
+
+    source = read_imagefolder(image_folder(tmp_path / "set", {"common_nevus": 3, "melanoma": 2}), False)
+    everything = source_class_table(source, MODEL_CLASSES, None)
+    assert {k: v["images"] for k, v in everything.items()} == {"common_nevus": 3, "melanoma": 2}
+    assert everything["common_nevus"]["how"] == "vocabulary" and everything["melanoma"]["mapped_to"] == "mel"
+    some = source_class_table(source, MODEL_CLASSES, None, rows=[0, 4])
+    assert {k: v["images"] for k, v in some.items()} == {"common_nevus": 1, "melanoma": 1}
