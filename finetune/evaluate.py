@@ -216,9 +216,11 @@ def main(argv: list[str] | None = None) -> int:
         external["melanoma_vs_rest"] = {**melanoma_vs_rest(probs.numpy(), true, model_classes, reference),
                                         "reference_note": note}
         binary = external["melanoma_vs_rest"]
-        console.print(f"Melanoma against the rest: sensitivity {binary['sensitivity']}, specificity "
-                      f"{binary['specificity']}, AUROC {binary['auroc']}, sensitivity at the model's own test "
-                      f"specificity ({reference}): {binary['sensitivity_at_reference_specificity']}.")
+        shown = {k: "-" if v is None else f"{v:.3f}" for k, v in binary.items() if not isinstance(v, str)}
+        console.print(f"Melanoma against the rest: sensitivity {shown['sensitivity']}, specificity "
+                      f"{shown['specificity']}, AUROC {shown['auroc']}; sensitivity at the model's own test "
+                      f"specificity ({shown['reference_specificity']}): "
+                      f"{shown['sensitivity_at_reference_specificity']}.")
     tta = None
     if cfg.tta:
         _, plain_probs, plain_targets = plain  # type: ignore[misc]
