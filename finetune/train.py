@@ -231,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
         "epochs_trained": trainer.current_epoch,
         # Steady state of this invocation (a resumed run times only its own steps); 0 = too few steps.
         "train_images_per_second": timer.images_per_second(trainer.world_size),
+        "train_data_wait_fraction": timer.data_wait_fraction(),  # of that step time (None: no step timed)
+        "peak_gpu_memory_mib": timer.peak_memory_mib,  # during training (None: not on a GPU)
         "loss": to_container(cfg.loss),
     })
     title = f"test, {Path(spec.init).name if spec.pretrained else 'random init'}, {cfg.data.name} fraction {cfg.data.fraction}"

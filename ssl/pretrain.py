@@ -138,6 +138,8 @@ class PretrainResult:
     epochs: int
     train_images: int
     images_per_second: float  # steady state (after 5 steps), data loading included, monitor excluded
+    data_wait_fraction: float | None  # share of that step time spent waiting for data (None: no step timed)
+    peak_gpu_memory_mib: float | None  # torch.cuda.max_memory_allocated at the end of training (None: no GPU)
     metrics: dict[str, float]
 
 
@@ -292,7 +294,8 @@ def run_pretraining(cfg: PretrainConfig) -> PretrainResult:
     result = PretrainResult(out_dir=out_dir, backbone_path=backbone_path, checkpoint=Path(checkpoint.dirpath) / "last.ckpt",
                             start_step=module.start_step, global_step=int(trainer.global_step),
                             epochs=int(trainer.current_epoch), train_images=len(train.dataset),
-                            images_per_second=images_per_second, metrics=metrics)
+                            images_per_second=images_per_second, data_wait_fraction=timer.data_wait_fraction(),
+                            peak_gpu_memory_mib=timer.peak_memory_mib, metrics=metrics)
     if trainer.is_global_zero:
         summary = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(result).items()}
         (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

@@ -41,6 +41,7 @@ def test_metrics_json_contract(demo_run: Path, demo_prepared: PreparedData) -> N
     assert metrics["counts"]["synthetic"] == {c: 5 if c == "df" else 0 for c in classes}
     assert metrics["best_checkpoint"].endswith(".ckpt")
     assert metrics["train_images_per_second"] == 0.0  # two steps: all inside the timer's warm-up
+    assert metrics["train_data_wait_fraction"] is None and metrics["peak_gpu_memory_mib"] is None
 
 
 @pytest.mark.slow  # shares the demo_run fixture: a two-step fine-tune (~15-35 s on 2 cores)

@@ -37,6 +37,9 @@ def test_pretrain_writes_run_folder(method: str, tiny_config) -> None:
     assert card["split_hash"] and card["data"]["name"] == "demo" and card["data"]["steps"] == 2
     assert 0.0 <= result.metrics["monitor/knn_balanced_acc"] <= 1.0
     assert result.metrics["monitor/embedding_std"] > 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["data_wait_fraction"] is None  # two steps: all inside the timer's warm-up
+    assert summary["peak_gpu_memory_mib"] is None  # trained on the CPU
 
 
 def test_card_round_trips_to_identical_backbone(tiny_config) -> None:
