@@ -109,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         "ddim_images_per_s": time_sampling(unet, scheduler, "ddim", args.ddim_steps, args.batch_size, args.guidance),
         "ddpm_images_per_s": time_sampling(unet, scheduler, "ddpm", args.ddpm_steps, args.batch_size, args.guidance),
         "train_steps_per_s": time_training(unet, scheduler, args.batch_size, args.train_steps, device),
+        # Of sampling and training together (None: not on a GPU).
+        "peak_gpu_memory_mib": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
     }
     print_table(f"synth speed: {label}, {device}, batch {args.batch_size}", ["measure", "value"], [
         [f"DDIM {args.ddim_steps} steps, images/s", results["ddim_images_per_s"]],
