@@ -165,10 +165,12 @@ def _geometry(images: torch.Tensor, spec: ViewSpec) -> torch.Tensor:
     # "border": a point in the image's outer half pixel takes the edge pixel, as PIL's resize and rotate
     # do; what lies outside the crop is blacked out below.
     views = F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    if bool((angle != 0).any()):
-        # Black where the rotated view reaches beyond its crop, as the worker path's rotation fills.
-        inside = ((grid - centre.view(n, 1, 1, 2)).abs() <= half.view(n, 1, 1, 2) * (1 + 1e-6)).all(-1)
-        views = views * inside.unsqueeze(1)  # (B, 1, s, s) mask
+    rotated = (angle != 0).nonzero().squeeze(1)  # (R,) only these can reach beyond their crop
+    if rotated.numel():
+        # Black where a rotated view reaches beyond its crop, as the worker path's rotation fills.
+        offset = (grid[rotated] - centre[rotated].view(-1, 1, 1, 2)).abs_()  # (R, s, s, 2)
+        inside = (offset <= half[rotated].view(-1, 1, 1, 2) * (1 + 1e-6)).all(-1)  # (R, s, s)
+        views[rotated] *= inside.unsqueeze(1)
     return views
 
 
@@ -215,11 +217,12 @@ def _colour(views: torch.Tensor, spec: ViewSpec, scale: float = 1.0) -> torch.Te
         out = torch.bmm(matrix, views.flatten(2)).view_as(views).clamp_(0.0, 1.0)  # (B, 3, s, s)
         matrix = eye
         if spec.hue:
-            out = shift_hue(out, torch.where(on, _uniform(-spec.hue, spec.hue, n, device), torch.zeros(n, device=device)))
+            shift = torch.where(on, _uniform(-spec.hue, spec.hue, n, device), torch.zeros(n, device=device))
+            out = shift_hue(out, shift)
         if spec.contrast:  # torchvision: blend with the mean grey level of the image
             c = factor(spec.contrast).view(n, 1, 1, 1)
             mean_grey = torch.einsum("c,bchw->b", grey, out).view(n, 1, 1, 1) / (out.shape[-1] * out.shape[-2])
-            out = (c * out + (1 - c) * mean_grey).clamp_(0.0, 1.0)
+            out.mul_(c).add_((1 - c) * mean_grey).clamp_(0.0, 1.0)
     if spec.gray_prob > 0:
         matrix = torch.where(_bernoulli(spec.gray_prob, n, device).view(n, 1, 1),
                              grey.view(1, 1, 3).expand(n, 3, 3), eye) @ matrix
@@ -272,9 +275,8 @@ class ViewAugment:
         if spec.solarize_prob > 0:
             solarize = _bernoulli(spec.solarize_prob, x.shape[0], x.device).view(-1, 1, 1, 1)
             x = torch.where(solarize & (x >= 0.5), 1.0 - x, x)
-        mean = torch.tensor(spec.mean, device=x.device).view(1, 3, 1, 1)
-        std = torch.tensor(spec.std, device=x.device).view(1, 3, 1, 1)
-        return x.sub_(mean).div_(std)
+        scale = 1.0 / torch.tensor(spec.std, device=x.device).view(1, 3, 1, 1)
+        return torch.addcmul(-torch.tensor(spec.mean, device=x.device).view(1, 3, 1, 1) * scale, x, scale)
 
 
 class MultiViewAugment:

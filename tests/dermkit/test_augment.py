@@ -40,7 +40,11 @@ def ks_statistic(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def both_paths(image: np.ndarray, aug: AugmentConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """SimCLR views of N_IMAGES copies of ``image`` (S, S, 3) uint8: (worker views, device views), each (2N, 3, S, S)."""
+    """SimCLR views of N_IMAGES copies of ``image`` (S, S, 3) uint8.
+
+    Returns:
+        (worker views, device views), each (2N, 3, S, S) in [0, 1].
+    """
     torch.manual_seed(0)
     np.random.seed(0)
     transform = simclr_transform(aug, SIZE, *RAW)
