@@ -174,7 +174,7 @@ def write_class_grid(path: Path, model: nn.Module, images: np.ndarray | RowImage
     picked = pick_examples(probs, targets, class_index, n)
     order = [(group, i) for group in GROUPS for i in picked[group]]
     rows = max(len(order), 1)
-    fig, axes = plt.subplots(rows, 4, figsize=(7.2, 1.9 * rows + 0.4), squeeze=False)
+    fig, axes = plt.subplots(rows, 4, figsize=(7.2, 1.9 * rows + 0.4), squeeze=False)  # (rows, 4) axes
     for ax in axes.flat:
         ax.axis("off")
     if order:
@@ -198,7 +198,8 @@ def write_class_grid(path: Path, model: nn.Module, images: np.ndarray | RowImage
     else:
         axes[0, 0].text(0, 0.5, f"No images of or predicted as {classes[class_index]}.", fontsize=8)
     fig.suptitle(f"{classes[class_index]}: " + ", ".join(f"{len(picked[g])} {g}" for g in GROUPS), fontsize=8)
-    fig.tight_layout()
+    height = 1.9 * rows + 0.4
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / height))  # leave the suptitle its own band
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
