@@ -16,7 +16,9 @@ a measurement; the assumptions, each a constant below:
   figures; replace these constants with them.
 * **Data** (worker path, lightly's per-image PIL transforms): 2.2 ms per 64-px view per worker
   core (``docs/benchmarks.md``: 4.4 ms for the two views of one image), scaled with the pixel
-  count; ``num_workers=0`` is one core. A training step takes max(compute, data). Fine-tuning's
+  count; ``num_workers=0`` is one core. A training step takes max(compute, data); with
+  ``data.augment_on=device`` the compute alone (the workers only copy uint8 rows, the augmentation
+  is a few elementwise passes beside the network). Fine-tuning's
   lighter transforms are charged the same (an upper bound); the generator flips on the device (no
   data cost).
 * **Not counted**: start-up, image caching, the SSL kNN monitor, checkpoint writing, compilation.
@@ -128,8 +130,11 @@ def _optimizer_steps(trainer: dict[str, Any], images: int, batch: int) -> int:
     return min(max_steps, by_epochs) if max_steps > 0 and by_epochs > 0 else (max_steps if max_steps > 0 else by_epochs)
 
 
-def _step_seconds(flops: float, views: float, size: int, workers: int, device: tuple[str, bool], devices: int) -> float:
+def _step_seconds(flops: float, views: float, size: int, workers: int, device: tuple[str, bool], devices: int,
+                  augment_on: str = "workers") -> float:
     compute = flops / (EFFECTIVE_FLOPS[device] * devices)
+    if augment_on == "device":  # workers only copy uint8 rows; the batch is augmented beside the network
+        return compute
     data = views * DATA_SECONDS_PER_64PX_VIEW * (size / 64) ** 2 / max(workers, 1)
     return max(compute, data)
 
@@ -159,7 +164,7 @@ def pretrain_cost(cfg: dict[str, Any], train_images: int) -> Estimate:
     device, devices = _device(trainer), _devices(trainer)
     steps = _optimizer_steps(trainer, train_images, batch)
     per_step = _step_seconds(flops_per_image * batch * devices, views * batch * devices, size,
-                             int(data["num_workers"]) * devices, device, devices)
+                             int(data["num_workers"]) * devices, device, devices, data.get("augment_on", "workers"))
     disk = net.params * 4 * (1 + copies) * param_sets * 2 + net.params * 4
     memory = _memory(net.params * param_sets, copies, net.activation_elements * area * batch, device[1])
     return Estimate(steps * per_step, disk, memory, f"{steps} steps of {batch * devices}")
@@ -175,7 +180,7 @@ def finetune_cost(cfg: dict[str, Any], train_images: int, val_images: int, test_
     steps = _optimizer_steps(trainer, images, batch)
     epochs = max(int(trainer.get("max_epochs", 1)), 1)
     per_step = _step_seconds(net.forward_flops * TRAIN_FLOPS_FACTOR * batch * devices, batch * devices, size,
-                             int(data["num_workers"]) * devices, device, devices)
+                             int(data["num_workers"]) * devices, device, devices, data.get("augment_on", "workers"))
     evaluation = net.forward_flops * (val_images * epochs + test_images) / (EFFECTIVE_FLOPS[device] * devices)
     disk = net.params * 4 * 3 * 3  # best + last + last.prev, AdamW state
     memory = _memory(net.params, 2, net.activation_elements * batch, device[1])

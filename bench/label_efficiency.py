@@ -175,7 +175,10 @@ def fraction_key(key: str, fractions: list[float]) -> float | None:
 def data_args(cfg: BenchConfig) -> list[str]:
     """``data.*=value`` overrides giving every stage the same dataset and split."""
     values = to_container(cfg.data)
-    return [f"data.{k}={values[k]}" for k in SHARED_DATA_KEYS if values[k] not in ("", None)]
+    args = [f"data.{k}={values[k]}" for k in SHARED_DATA_KEYS if values[k] not in ("", None)]
+    if values["augment_on"] != "workers":  # only when set: the step keys of existing grids stay as they were
+        args.append(f"data.augment_on={values['augment_on']}")
+    return args
 
 
 def build_steps(cfg: BenchConfig, out: Path) -> list[Step]:

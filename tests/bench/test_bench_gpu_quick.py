@@ -1,0 +1,35 @@
+"""The gpu-quick preset: the evidence question (SimCLR >= 200 epochs, 1/10/100% x random/SimCLR x 3 seeds)
+on the device augmentation path, bf16, on a GPU."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.label_efficiency import build_steps, parse_args, preset_path, validate
+
+
+def test_gpu_quick_answers_the_evidence_question_on_the_device_path(tmp_path: Path) -> None:
+    cfg = parse_args(["--preset", "gpu-quick"])
+    validate(cfg)
+    steps = build_steps(cfg, tmp_path)
+    pretrain = [s for s in steps if s.kind == "pretrain"]
+    cells = [s for s in steps if s.kind == "cell"]
+    assert [s.name for s in pretrain] == ["pretrain/simclr"] and not [s for s in steps if s.kind.startswith("synth")]
+    assert len(cells) == 3 * 2 * 3
+    assert {(c.cell.fraction, c.cell.init, c.cell.seed) for c in cells} == {
+        (f, i, s) for f in (0.01, 0.1, 1.0) for i in ("random", "simclr") for s in (0, 1, 2)}
+    simclr = pretrain[0].args
+    epochs = [int(a.split("=")[1]) for a in simclr if a.startswith("trainer.max_epochs=")]
+    assert epochs[-1] >= 200 and "model.backbone=resnet18" in simclr and "data.image_size=64" in simclr
+    for step in (*pretrain, *cells):  # every stage augments on the device, in bf16, on the GPU
+        assert "data.augment_on=device" in step.args, step.name
+        assert "trainer.precision=bf16-mixed" in step.args and "trainer.accelerator=gpu" in step.args, step.name
+    assert "Running time:" in preset_path("gpu-quick").read_text()
+
+
+def test_augment_on_reaches_the_stages_only_when_set(tmp_path: Path) -> None:
+    """The default (workers) adds no argument, so the step keys of grids run before the switch stay valid."""
+    default = build_steps(parse_args(["--preset", "demo"]), tmp_path)
+    assert not any(a.startswith("data.augment_on=") for s in default for a in s.args)
+    device = build_steps(parse_args(["--preset", "demo", "data.augment_on=device"]), tmp_path)
+    assert all("data.augment_on=device" in s.args for s in device if s.kind in ("pretrain", "cell"))
