@@ -17,7 +17,7 @@ import pytest
 import torch
 from PIL import Image
 
-from dermkit.augment import MultiViewAugment, ViewAugment, ViewSpec, crop_boxes
+from dermkit.augment import MultiViewAugment, ViewAugment, ViewSpec, crop_boxes, seed_for_process
 from finetune.device_transforms import train_device_augment
 from finetune.transforms import train_transform
 from ssl.device_transforms import dino_device_views, simclr_device_views
@@ -200,3 +200,16 @@ def test_every_sample_draws_its_own_parameters() -> None:
     views = simclr_device_views(AugmentConfig(), SIZE, *RAW)(batch)[0]
     distinct = {tuple(v.flatten()[:64].tolist()) for v in views}
     assert len(distinct) == 16
+
+
+def test_each_ddp_process_draws_its_own_views() -> None:
+    """Every process starts from the run's seed; seed_for_process makes rank 1 draw other crops than rank 0."""
+    batch = torch.randint(0, 256, (8, 3, SIZE, SIZE), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    augment = simclr_device_views(AugmentConfig(), SIZE, *RAW)
+    views = {}
+    for rank in (0, 0, 1):
+        torch.manual_seed(7)  # what pl.seed_everything does in every process
+        seed_for_process(rank)
+        views.setdefault(rank, []).append(augment(batch)[0])
+    assert torch.equal(views[0][0], views[0][1])  # rank 0 keeps the run's stream: reproducible
+    assert not torch.equal(views[0][0], views[1][0])
