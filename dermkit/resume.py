@@ -9,7 +9,8 @@ flag in every stage) starts a new run in that folder instead, after moving the o
 into ``<run>/replaced-<date>-<time>/`` (nothing is deleted).
 
 What may differ on resume (:data:`NEUTRAL_KEYS`) are keys that cannot change what is trained:
-where the run and caches live, data-loader workers, logging, checkpoint and snapshot frequency.
+where the run and caches live, data-loader workers, logging, checkpoint and snapshot frequency,
+and how finetune's report of the finished run is drawn.
 The run's length is not among them: every stage spreads its cosine learning-rate schedule (and
 DINO its momentum schedule) over the run's total steps, so a longer or shorter run is a
 different run, not a continuation (``--restart``, or a new ``--out`` with ``model.init`` from
@@ -50,6 +51,8 @@ NEUTRAL_KEYS = frozenset({
     "data.cache_dir", "data.num_workers",  # where decoded images are kept and how many processes read them
     "trainer.strategy", "trainer.log_every_n_steps",
     "checkpoint_every", "checkpoint_every_n_steps", "snapshot_every_n_epochs",
+    # finetune's HTML report of the test split: written after training, from the same predictions
+    "report.bootstrap", "report.seed", "report.explain", "report.mistakes",
 })
 # Keys that set a run's length; named in the refusal, since extending a run is a common wish.
 LENGTH_KEYS = ("trainer.max_epochs", "trainer.max_steps", "trainer.limit_train_batches")

@@ -97,8 +97,8 @@ def test_finetune_neutral_keys_and_keys_missing_from_an_old_config_still_resume(
     old = OmegaConf.to_container(OmegaConf.load(recorded))
     del old["restart"], old["loss"]["beta"]  # as written before these keys existed (defaults)
     recorded.write_text(OmegaConf.to_yaml(old))
-    # Logging frequency and loader workers cannot change the result: the run resumes (nothing left to train).
-    assert finetune_main(finetune_argv(out, demo_cache, "trainer.log_every_n_steps=3")) == 0
+    # Logging frequency and how the report is drawn cannot change the result: the run resumes (nothing left to train).
+    assert finetune_main(finetune_argv(out, demo_cache, "trainer.log_every_n_steps=3", "report.bootstrap=200")) == 0
     assert saved_step(out / "checkpoints" / "last.ckpt") == 4
     assert not list((out / "checkpoints").glob("last-v*.ckpt"))
 
