@@ -182,12 +182,15 @@ def shift_hue(images: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     """
     top, sector = images.max(1, keepdim=True)  # (B, 1, H, W): value and its channel (red first on ties)
     chroma = top - images.amin(1, keepdim=True)
-    # Hue in sixths of the circle: red (g - b)/C, green (b - r)/C + 2, blue (r - g)/C + 4.
-    ahead = images.roll(-1, 1) - images.roll(-2, 1)  # (B, 3, H, W): channel k holds x[k+1] - x[k+2]
-    hue = ahead.gather(1, sector) / torch.where(chroma > 0, chroma, torch.ones_like(chroma)) + 2.0 * sector
-    hue = hue + 6.0 * shift.view(-1, 1, 1, 1)  # (B, 1, H, W)
-    k = torch.remainder(torch.tensor([5.0, 3.0, 1.0], device=images.device).view(1, 3, 1, 1) + hue, 6.0)
-    return top - chroma * torch.clamp(torch.minimum(k, 4.0 - k), 0.0, 1.0)
+    # Hue in sixths of the circle: red (g - b)/C, green (b - r)/C + 2, blue (r - g)/C + 4. In-place
+    # steps: on a CPU, allocating each intermediate costs as much as computing it.
+    ahead = images.roll(-1, 1).sub_(images.roll(-2, 1))  # (B, 3, H, W): channel k holds x[k+1] - x[k+2]
+    hue = ahead.gather(1, sector).div_(torch.where(chroma > 0, chroma, torch.ones_like(chroma)))
+    hue.add_(sector, alpha=2.0).add_(6.0 * shift.view(-1, 1, 1, 1))  # (B, 1, H, W), shifted
+    k = hue + torch.tensor([5.0, 3.0, 1.0], device=images.device).view(1, 3, 1, 1)  # (B, 3, H, W)
+    k.remainder_(6.0)
+    k = torch.minimum(k, 4.0 - k).clamp_(0.0, 1.0)
+    return torch.addcmul(top, chroma, k, value=-1.0)  # top - chroma * k
 
 
 def _colour(views: torch.Tensor, spec: ViewSpec, scale: float = 1.0) -> torch.Tensor:
