@@ -1,10 +1,10 @@
-"""bench.augment_grid: views of both augmentation paths in one figure."""
+"""ssl.augment_grid: views of both augmentation paths in one figure."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from bench.augment_grid import draw_views, grid_image
+from ssl.augment_grid import draw_views, grid_image
 
 
 def test_both_paths_draw_different_views_of_each_image_into_one_grid() -> None:

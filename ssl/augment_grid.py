@@ -1,4 +1,4 @@
-"""Views of real images from both augmentation paths, side by side: ``python -m bench.augment_grid``.
+"""Views of real images from both augmentation paths, side by side: ``python -m ssl.augment_grid``.
 
 For a few HAM10000 training images (the cached, S x S uint8 rows), draws SimCLR views with the
 worker path (lightly's ``SimCLRTransform`` on PIL images, ``data.augment_on=workers``) and with
@@ -8,7 +8,7 @@ the worker views, then the device views. Views are shown without the normalisati
 
 Example::
 
-    python -m bench.augment_grid --root ../shared/data/ham10000 --out docs/figures/augment_views.png
+    python -m ssl.augment_grid --root ../shared/data/ham10000 --out docs/figures/augment_views.png
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ RAW = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))  # mean, std: views stay in [0, 1] for 
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench.augment_grid", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m ssl.augment_grid", description=__doc__.splitlines()[0])
     parser.add_argument("--root", default=default_ham10000_root(), help="HAM10000 folder")
     parser.add_argument("--image-size", type=int, default=64, help="cached image side in px")
     parser.add_argument("--images", type=int, default=4, help="training images shown (rows)")
