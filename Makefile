@@ -10,6 +10,8 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
+	# `python -m ssl.<stage>` outside the repository root: one clear line instead of Python's error (dermkit/ssl_hint.py)
+	$(PY) -c "import pathlib, sysconfig, dermkit.ssl_hint as h; pathlib.Path(sysconfig.get_paths()['purelib'], h.PTH_NAME).write_text(h.PTH_LINE)"
 	touch $(STAMP)
 
 install: $(STAMP)
