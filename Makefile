@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-dermkit
 
 .PHONY: install demo test test-fast clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
