@@ -21,6 +21,7 @@ Rules (the scientific-honesty contract):
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -157,10 +158,43 @@ def check_label_fraction(csv_path: Path, fraction: float, allow_extra_labels: bo
     return float(recorded)
 
 
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def copies_of_dataset_images(files: Sequence[Path], dataset_files: Sequence[Path]) -> dict[Path, Path]:
+    """Files whose bytes equal a dataset image's: ``{file: dataset image}``.
+
+    Only files of a size some dataset image has are hashed, so a folder of generated PNGs costs one
+    ``stat`` per dataset image and almost no reading.
+    """
+    by_size: dict[int, list[Path]] = {}
+    for image in dataset_files:
+        try:
+            by_size.setdefault(image.stat().st_size, []).append(image)
+        except OSError:
+            continue  # a missing dataset image is the reader's concern, not this check's
+    copies: dict[Path, Path] = {}
+    digests: dict[Path, str] = {}
+    for file in files:
+        try:
+            same_size = by_size.get(file.stat().st_size, [])
+        except OSError:
+            continue  # a missing synthetic file is reported where the images are cached
+        for image in same_size:
+            if image not in digests:
+                digests[image] = _digest(image)
+            if digests[image] == _digest(file):
+                copies[file] = image
+                break
+    return copies
+
+
 def check_files(csv_path: Path, rows: Sequence[Mapping[str, str]], dataset_files: Sequence[Path]) -> None:
     """Every row's file must resolve inside the manifest's folder and must not be a dataset image.
 
-    Symlinks are resolved first, so a link inside the folder to an image elsewhere is refused too.
+    Symlinks are resolved first, so a link inside the folder to an image elsewhere is refused too;
+    a byte-identical copy of a dataset image is refused as well (:func:`copies_of_dataset_images`).
 
     Raises:
         DermkitError: naming the manifest, the line and the file.
@@ -177,6 +211,13 @@ def check_files(csv_path: Path, rows: Sequence[Mapping[str, str]], dataset_files
         if resolved in dataset:
             raise DermkitError(f"{where} is {resolved}, an image of the dataset this run trains and evaluates on, "
                                "not a synthetic image. Remove the row, or keep synthetic folders outside the dataset.")
+    files = [(folder / row["file"]).resolve() for row in rows]
+    copies = copies_of_dataset_images(files, sorted(dataset))
+    for line, (row, file) in enumerate(zip(rows, files), start=2):
+        if file in copies:
+            raise DermkitError(f"{csv_path}, line {line} (file {row['file']!r}) has the same bytes as the dataset image "
+                               f"{copies[file]}: a copy of a real image is not a synthetic image, and it may be a "
+                               "validation or test image. Remove the row (and the file) or regenerate the folder.")
 
 
 def load_synthetic(path: str | Path, classes: Sequence[str], real_counts: Mapping[str, int], split_hash: str,

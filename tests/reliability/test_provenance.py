@@ -117,6 +117,22 @@ def test_manifest_row_cannot_smuggle_in_a_real_image(kind: str, demo_cache: Path
     assert not (tmp_path / "run" / "metrics.json").exists()
 
 
+def test_manifest_row_that_is_a_copy_of_a_test_image_is_refused(demo_cache: Path, demo_split: Path, tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    rows = split_rows(demo_split)
+    split_hash = json.loads((demo_split.parent / "split.json").read_text())["hash"]
+    test_image = demo_image(demo_cache, next(r["image_id"] for r in rows if r["split"] == "test"))
+    folder = tmp_path / "synth"
+    (folder / "df").mkdir(parents=True)
+    copy = folder / "df" / f"copied{test_image.suffix}"
+    shutil.copyfile(test_image, copy)  # inside the folder, not a link: only its bytes give it away
+    manifest = manifest_with_rows(folder, split_hash, [f"df/{copy.name}"])
+    status, output = run_main(finetune_main, finetune_argv(tmp_path / "run", demo_cache, demo_split, manifest), capsys)
+    assert status == 2, output
+    assert "line 4" in output and "same bytes as the dataset image" in output and test_image.name in output
+    assert not (tmp_path / "run" / "metrics.json").exists()
+
+
 def test_manifest_row_naming_a_dataset_image_inside_its_folder(demo_cache: Path, tmp_path: Path,
                                                                  capsys: pytest.CaptureFixture[str]) -> None:
     """A manifest kept in the dataset folder itself: the row resolves inside it, but is a real image."""
