@@ -83,7 +83,7 @@ def _interval_text(iv: Interval) -> str:
 def draw(points: list[dict[str, Any]], random: dict[str, Interval], monitor: list[tuple[int, float]],
          title: str, path: Path) -> None:
     """The curve figure (see module doc)."""
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, ax = plt.subplots(figsize=(9.5, 4.2))
     colours = {"knn": "tab:blue", "linear": "tab:orange"}
     for probe in PROBES:
         iv = random[probe]
@@ -99,7 +99,7 @@ def draw(points: list[dict[str, Any]], random: dict[str, Interval], monitor: lis
     ax.set_ylabel("validation balanced accuracy")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: the bands fill the plot
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
