@@ -352,13 +352,13 @@ def main(argv: list[str] | None = None) -> int:
     cells_dir = out / "cells"
     ctx = report_context(cfg, command, described, test_counts, steps, time.time() - started)
     report = write_report(out, rows, lambda cell_id: read_predictions(cells_dir / cell_id), ctx)
-    _print_summary(rows, out, report, time.time() - started)
+    _print_summary(rows, out, report, time.time() - started, cfg.report.level)
     return 0
 
 
-def _print_summary(rows: list[dict[str, Any]], out: Path, report: Path, seconds: float) -> None:
+def _print_summary(rows: list[dict[str, Any]], out: Path, report: Path, seconds: float, level: float) -> None:
     """Balanced accuracy per init, synthetic setting and fraction (mean over seeds) as a rich table."""
-    summary = seed_summary(cell_table(rows), lambda e: e["balanced_accuracy"], 0.95)
+    summary = seed_summary(cell_table(rows), lambda e: e["balanced_accuracy"], level)
     fractions = sorted({k[0] for k in summary})
     table_rows = []
     for init, syn in dict.fromkeys((k[1], k[2]) for k in summary):

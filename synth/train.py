@@ -1,7 +1,8 @@
 """Train a class-conditional diffusion generator: ``python -m synth.train``.
 
-DDPM training (Ho et al., 2020, "Denoising Diffusion Probabilistic Models": predict the noise added
-at a random timestep, mean-squared error) of a diffusers ``UNet2DModel`` conditioned on the lesion
+DDPM training (Ho et al., 2020, "Denoising Diffusion Probabilistic Models": a random timestep, a
+mean-squared error on the network's output) of a diffusers ``UNet2DModel``, which predicts v (Salimans &
+Ho, 2022) by default or the noise with ``model.prediction_type=epsilon``, conditioned on the lesion
 class, with labels dropped to a null class for classifier-free guidance (Ho & Salimans, 2022), an
 EMA copy of the weights (the one that is saved), and a cosine learning rate with linear warm-up.
 Only the training split of the data is used; the split hash and per-class counts are saved with

@@ -13,7 +13,6 @@ from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
-from torch import nn
 
 from dermkit.backbones.registry import Backbone, build_backbone
 from dermkit.checkpoint import check_readable
@@ -148,10 +147,3 @@ def load_init_weights(backbone: Backbone, path: str | Path) -> tuple[list[str], 
     result = backbone.net.load_state_dict(usable, strict=False)
     unexpected = sorted(k for k in state if k not in usable)
     return sorted(result.missing_keys), unexpected
-
-
-def freeze(module: nn.Module) -> nn.Module:
-    """Set ``requires_grad=False`` on every parameter and return the module in eval mode."""
-    for p in module.parameters():
-        p.requires_grad_(False)
-    return module.eval()

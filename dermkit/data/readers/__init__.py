@@ -75,11 +75,5 @@ def check_unique_ids(source: ImageSource) -> None:
 
 def _load_readers() -> None:
     # Importing the reader modules registers them; done on first use, not at import time.
-    from dermkit.data.readers import folder, ham10000  # noqa: F401
+    from dermkit.data.readers import folder, ham10000, imagefolder, isic, medmnist  # noqa: F401
 
-    for optional in ("isic", "imagefolder", "medmnist"):
-        try:
-            __import__(f"dermkit.data.readers.{optional}")
-        except ModuleNotFoundError as err:
-            if err.name != f"dermkit.data.readers.{optional}":
-                raise
