@@ -181,10 +181,11 @@ def copies_of_dataset_images(files: Sequence[Path], dataset_files: Sequence[Path
             same_size = by_size.get(file.stat().st_size, [])
         except OSError:
             continue  # a missing synthetic file is reported where the images are cached
+        file_digest = _digest(file) if same_size else ""
         for image in same_size:
             if image not in digests:
                 digests[image] = _digest(image)
-            if digests[image] == _digest(file):
+            if digests[image] == file_digest:
                 copies[file] = image
                 break
     return copies
