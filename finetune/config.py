@@ -74,6 +74,25 @@ class OptimConfig:
 
 
 @dataclass
+class AugmentConfig:
+    """Training augmentation; ``data.augment_on=workers`` and ``device`` draw the same operations.
+
+    Every training image is flipped both ways at random, then:
+
+    Keys:
+        crop_scale: smallest area share of a random resized crop (aspect ratio 3/4 to 4/3) that is
+            resized back to the input size; 1.0 = no crop.
+        rotation: largest rotation in degrees (180 = any angle, 0 = none); corners from outside the
+            image are black.
+        jitter: brightness, contrast and saturation jitter (no hue: colour is diagnostic).
+    """
+
+    crop_scale: float = 1.0
+    rotation: float = 180.0
+    jitter: float = 0.1
+
+
+@dataclass
 class SynthConfig:
     """Synthetic images added to the training data (never to validation or test).
 
@@ -120,6 +139,7 @@ class FinetuneConfig:
         model: :class:`ModelConfig`.
         loss: :class:`LossConfig`.
         optim: :class:`OptimConfig`.
+        augment: :class:`AugmentConfig` of the training images.
         synth: :class:`SynthConfig`.
         report: :class:`ReportConfig` of the test split's HTML report (``report/index.html``).
         sampler: ``shuffle`` (plain shuffling) or ``balanced`` (every class drawn equally often).
@@ -138,6 +158,7 @@ class FinetuneConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     synth: SynthConfig = field(default_factory=SynthConfig)
     report: ReportConfig = field(default_factory=lambda: ReportConfig(explain=2))
     sampler: str = "shuffle"

@@ -95,6 +95,10 @@ def check_config(cfg: FinetuneConfig) -> None:
                            f"{', '.join((*WEIGHTINGS, 'given'))}.")
     if not 0 < cfg.data.fraction <= 1:
         raise DermkitError(f"data.fraction={cfg.data.fraction} must lie in (0, 1].")
+    augment = cfg.augment
+    if not (0 < augment.crop_scale <= 1 and 0 <= augment.rotation <= 180 and 0 <= augment.jitter < 1):
+        raise DermkitError(f"augment.crop_scale={augment.crop_scale} must lie in (0, 1], augment.rotation="
+                           f"{augment.rotation} in [0, 180] and augment.jitter={augment.jitter} in [0, 1).")
 
 
 def make_loader(dataset: Dataset, cfg: FinetuneConfig, shuffle: bool = False, sampler: Sampler | None = None,
@@ -121,7 +125,8 @@ def build_data(cfg: FinetuneConfig, prepared: PreparedData, spec: BackboneSpec) 
                           f"{synthetic.label_fraction or 'unrecorded'}, this run data.fraction={cfg.data.fraction:g}; "
                           "its synthetic images carry labels the run's real data lacks.[/]")
     # data.augment_on=device: training items stay (3, S, S) uint8; the module augments whole batches.
-    augment = None if cfg.data.augment_on == "device" else train_transform(spec.mean, spec.std)
+    augment = None if cfg.data.augment_on == "device" else train_transform(
+        spec.image_size, spec.mean, spec.std, cfg.augment.rotation, cfg.augment.jitter, cfg.augment.crop_scale)
     return build_datasets(prepared, cfg.data.fraction, augment, eval_transform(spec.mean, spec.std), synthetic)
 
 
@@ -184,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
                   + ", ".join(f"{c} {data.counts['real'][c]}+{data.counts['synthetic'][c]}" for c in classes))
     module = build_module(cfg, classes, counts, spec, backbone)
     if cfg.data.augment_on == "device":
-        module.device_augment = train_device_augment(spec.image_size, spec.mean, spec.std)
+        module.device_augment = train_device_augment(spec.image_size, spec.mean, spec.std, cfg.augment.rotation,
+                                                     cfg.augment.jitter, cfg.augment.crop_scale)
 
     out_dir = Path(cfg.out_dir)
     resume_from = resume_checkpoint(out_dir, cfg, FinetuneConfig, prepared.split_hash)

@@ -2,8 +2,8 @@
 
 Dermoscopy images have no canonical orientation, so training rotates by any angle and flips both
 ways; colour jitter is kept small because colour carries diagnostic information (e.g. the blue-white
-veil of melanoma). The cache already stores square images at the model's input size, so there is
-no resizing here.
+veil of melanoma). The cache already stores square images at the model's input size; the optional
+random resized crop (``augment.crop_scale`` < 1) resizes its box back to that size.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import torch
 from torchvision.transforms import v2
 
 
-def train_transform(mean: Sequence[float], std: Sequence[float], rotation: float = 180.0,
-                    jitter: float = 0.1) -> v2.Compose:
+def train_transform(image_size: int, mean: Sequence[float], std: Sequence[float], rotation: float = 180.0,
+                    jitter: float = 0.1, crop_scale: float = 1.0) -> v2.Compose:
     """Augmentation for training: PIL image -> (3, S, S) normalised float tensor.
 
     The geometric and colour steps run on the PIL image, where they are several times faster
@@ -23,12 +23,16 @@ def train_transform(mean: Sequence[float], std: Sequence[float], rotation: float
     slowest step).
 
     Args:
+        image_size: side of the cached images and of the output.
         mean: per-channel mean of the backbone's normalisation (from its card).
         std: per-channel standard deviation.
         rotation: maximum rotation in degrees (180 = any angle).
         jitter: brightness, contrast and saturation jitter.
+        crop_scale: smallest area share of the random resized crop (aspect 3/4 to 4/3); 1.0 = none.
     """
+    crop = [] if crop_scale >= 1.0 else [v2.RandomResizedCrop(image_size, scale=(crop_scale, 1.0))]
     return v2.Compose([
+        *crop,
         v2.RandomHorizontalFlip(),
         v2.RandomVerticalFlip(),
         v2.RandomRotation(rotation, interpolation=v2.InterpolationMode.BILINEAR),

@@ -67,21 +67,26 @@ def assert_same_distribution(worker: np.ndarray, device: np.ndarray, what: str, 
                                   f"device mean {device.mean():.3f} sd {device.std():.3f}")
 
 
-def test_crop_area_fraction() -> None:
+def ramp_image() -> np.ndarray:
     """A ramp in x (red) and y (green): a view's red and green ranges are its crop's width and height."""
     ramp = np.arange(SIZE, dtype=np.float64) * 255 / (SIZE - 1)
     image = np.zeros((SIZE, SIZE, 3), np.uint8)
     image[..., 0] = np.round(ramp)[None, :]
     image[..., 1] = np.round(ramp)[:, None]
-    worker, device = both_paths(image, AugmentConfig(**OFF))
+    return image
 
-    def area(views: torch.Tensor) -> np.ndarray:
-        width = views[:, 0].amax((1, 2)) - views[:, 0].amin((1, 2))
-        height = views[:, 1].amax((1, 2)) - views[:, 1].amin((1, 2))
-        return (width * height).numpy()
 
-    assert_same_distribution(area(worker), area(device), "crop area fraction")
-    assert 0.5 < area(device).mean() < 0.7  # scale uniform in [0.2, 1]: mean area about 0.6
+def crop_area(views: torch.Tensor) -> np.ndarray:
+    """(N,) area share of each view's crop box, read from the ramps of :func:`ramp_image`."""
+    width = views[:, 0].amax((1, 2)) - views[:, 0].amin((1, 2))
+    height = views[:, 1].amax((1, 2)) - views[:, 1].amin((1, 2))
+    return (width * height).numpy()
+
+
+def test_crop_area_fraction() -> None:
+    worker, device = both_paths(ramp_image(), AugmentConfig(**OFF))
+    assert_same_distribution(crop_area(worker), crop_area(device), "crop area fraction")
+    assert 0.5 < crop_area(device).mean() < 0.7  # scale uniform in [0.2, 1]: mean area about 0.6
 
 
 def test_flip_rates() -> None:
@@ -157,7 +162,7 @@ def test_finetune_paths_match() -> None:
     """finetune.transforms.train_transform against its device twin: rotation always, small jitter."""
     image = np.zeros((SIZE, SIZE, 3), np.uint8) + np.array((180, 120, 90), np.uint8)
     torch.manual_seed(0)
-    transform = train_transform(*RAW)
+    transform = train_transform(SIZE, *RAW)
     pil = Image.fromarray(image)
     worker = torch.stack([transform(pil) for _ in range(2 * N_IMAGES)])
     batch = torch.from_numpy(image).permute(2, 0, 1).unsqueeze(0).repeat(2 * N_IMAGES, 1, 1, 1).contiguous()
@@ -171,6 +176,21 @@ def test_finetune_paths_match() -> None:
         level_w = ((worker[:, channel] * lit_w).sum((1, 2)) / lit_w.sum((1, 2))).numpy()
         level_d = ((device[:, channel] * lit_d).sum((1, 2)) / lit_d.sum((1, 2))).numpy()
         assert_same_distribution(level_w, level_d, f"finetune channel {channel} level")
+
+
+def test_finetune_crop_paths_match() -> None:
+    """augment.crop_scale: both fine-tuning paths crop the same area shares; 1.0 leaves the image whole."""
+    image = ramp_image()
+    pil = Image.fromarray(image)
+    batch = torch.from_numpy(image).permute(2, 0, 1).unsqueeze(0).repeat(2 * N_IMAGES, 1, 1, 1).contiguous()
+    torch.manual_seed(0)
+    transform = train_transform(SIZE, *RAW, rotation=0.0, jitter=0.0, crop_scale=0.4)
+    worker = torch.stack([transform(pil) for _ in range(2 * N_IMAGES)])
+    device = train_device_augment(SIZE, *RAW, rotation=0.0, jitter=0.0, crop_scale=0.4)(batch)
+    assert_same_distribution(crop_area(worker), crop_area(device), "finetune crop area fraction")
+    assert 0.6 < crop_area(device).mean() < 0.8  # scale uniform in [0.4, 1]: mean area about 0.7
+    whole = train_device_augment(SIZE, *RAW, rotation=0.0, jitter=0.0)(batch[:8])
+    assert np.allclose(crop_area(whole), 1.0, atol=0.01)
 
 
 def test_crop_boxes_fit_the_image_and_cover_the_scale() -> None:

@@ -80,6 +80,15 @@ def test_unknown_loss_is_refused_before_any_work(tmp_path: Path, capsys: pytest.
     assert not (tmp_path / "run.json").exists()
 
 
+@pytest.mark.parametrize("setting", ["augment.crop_scale=0", "augment.rotation=200", "augment.jitter=1.5"])
+def test_out_of_range_augmentation_is_refused_before_any_work(setting: str, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--out", str(tmp_path), setting])
+    assert setting.split("=")[0] in capsys.readouterr().err
+    assert not (tmp_path / "run.json").exists()
+
+
 @pytest.mark.parametrize("preset", sorted(Path("configs").glob("finetune_*.yaml")), ids=lambda p: p.name)
 def test_presets_parse(preset: Path) -> None:
     from dermkit.config import parse_config
