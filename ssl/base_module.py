@@ -62,6 +62,11 @@ def warmup_cosine_array(total_steps: int, peak: float, warmup_steps: int, end: f
     return np.concatenate([warm, decay])
 
 
+def momentum_array(total_steps: int, momentum_start: float) -> np.ndarray:
+    """(total_steps,) EMA momentum of a teacher / target network: lightly's cosine from ``momentum_start`` to 1."""
+    return np.array([cosine_schedule(s, total_steps, momentum_start, 1.0) for s in range(total_steps)])
+
+
 def _split_decay(module: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
     """(decayed, not decayed): biases and 1-D (normalisation) weights get no weight decay."""
     decay, no_decay = [], []

@@ -10,12 +10,22 @@ from __future__ import annotations
 
 from dermkit.augment import MultiViewAugment, ViewSpec
 from dermkit.backbones.card import IMAGENET_MEAN, IMAGENET_STD
-from ssl.transforms import AugmentConfig, _check, blur_probability
+from ssl.transforms import AugmentConfig, blur_probability, check_augment
 
 
-def _view(aug: AugmentConfig, size: int, crop_scale: tuple[float, float], blur: float, solarize: float,
-          mean: tuple[float, ...], std: tuple[float, ...]) -> ViewSpec:
-    """One view with lightly's operations (``cj_strength`` 1) and ``aug``'s parameters."""
+def view_spec(aug: AugmentConfig, size: int, crop_scale: tuple[float, float], blur: float, solarize: float,
+              mean: tuple[float, ...], std: tuple[float, ...]) -> ViewSpec:
+    """One view with lightly's operations (``cj_strength`` 1) and ``aug``'s parameters.
+
+    Args:
+        aug: augmentation knobs (flips, rotation, colour jitter, greyscale, blur sigmas).
+        size: side s of the view in px.
+        crop_scale: (min, max) area share of the random resized crop.
+        blur: probability of a Gaussian blur of this view.
+        solarize: probability of solarisation of this view.
+        mean: normalisation mean.
+        std: normalisation standard deviation.
+    """
     return ViewSpec(size=size, crop_scale=crop_scale, hflip_prob=aug.hflip_prob, vflip_prob=aug.vflip_prob,
                     rotation_prob=aug.rotation_prob, rotation_degrees=aug.rotation_degrees, cj_prob=aug.cj_prob,
                     brightness=aug.cj_bright, contrast=aug.cj_contrast, saturation=aug.cj_sat, hue=aug.cj_hue,
@@ -26,8 +36,8 @@ def _view(aug: AugmentConfig, size: int, crop_scale: tuple[float, float], blur: 
 def simclr_device_views(aug: AugmentConfig, image_size: int, mean: tuple[float, ...] = IMAGENET_MEAN,
                         std: tuple[float, ...] = IMAGENET_STD) -> MultiViewAugment:
     """Two SimCLR views, as :func:`ssl.transforms.simclr_transform`: (B, 3, S, S) uint8 -> 2 x (B, 3, S, S)."""
-    _check(aug)
-    view = _view(aug, image_size, (aug.min_scale, 1.0), blur_probability(aug, image_size), 0.0, mean, std)
+    check_augment(aug)
+    view = view_spec(aug, image_size, (aug.min_scale, 1.0), blur_probability(aug, image_size), 0.0, mean, std)
     return MultiViewAugment([view, view])
 
 
@@ -37,10 +47,10 @@ def dino_device_views(aug: AugmentConfig, image_size: int, local_crop_size: int,
                       std: tuple[float, ...] = IMAGENET_STD) -> MultiViewAugment:
     """DINO's multi-crop, as :func:`ssl.transforms.dino_transform`: 2 global (B, 3, S, S) views (the
     second with 1/5 of the blur and with solarisation), then ``n_local_views`` (B, 3, s, s) views."""
-    _check(aug)
+    check_augment(aug)
     blur = blur_probability(aug, image_size)
     global_scale = (global_crop_min_scale, 1.0)
-    local = _view(aug, local_crop_size, (local_crop_min_scale, local_crop_max_scale), blur, 0.0, mean, std)
-    return MultiViewAugment([_view(aug, image_size, global_scale, blur, 0.0, mean, std),
-                             _view(aug, image_size, global_scale, blur * 0.2, aug.solarize_prob, mean, std),
+    local = view_spec(aug, local_crop_size, (local_crop_min_scale, local_crop_max_scale), blur, 0.0, mean, std)
+    return MultiViewAugment([view_spec(aug, image_size, global_scale, blur, 0.0, mean, std),
+                             view_spec(aug, image_size, global_scale, blur * 0.2, aug.solarize_prob, mean, std),
                              *[local] * n_local_views])

@@ -17,11 +17,10 @@ import torch
 from lightly.loss import DINOLoss
 from lightly.models.modules import DINOProjectionHead
 from lightly.models.utils import deactivate_requires_grad, update_momentum
-from lightly.utils.scheduler import cosine_schedule
 
 from dermkit.backbones import Backbone
 from dermkit.errors import DermkitError
-from ssl.base_module import OptimConfig, SSLModule
+from ssl.base_module import OptimConfig, SSLModule, momentum_array
 
 
 @dataclass
@@ -80,11 +79,6 @@ def teacher_temp_array(total_steps: int, steps_per_epoch: int, dino: DINOConfig)
     warmup = min(int(dino.warmup_teacher_temp_epochs) * steps_per_epoch, total_steps)
     return np.concatenate([np.linspace(dino.warmup_teacher_temp, dino.teacher_temp, warmup),
                            np.full(total_steps - warmup, dino.teacher_temp)])
-
-
-def momentum_array(total_steps: int, momentum_start: float) -> np.ndarray:
-    """(total_steps,) teacher EMA momentum: lightly's cosine schedule from ``momentum_start`` to 1."""
-    return np.array([cosine_schedule(s, total_steps, momentum_start, 1.0) for s in range(total_steps)])
 
 
 class DINOModule(SSLModule):

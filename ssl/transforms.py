@@ -68,11 +68,17 @@ class AugmentConfig:
     solarize_prob: float = 0.0
 
 
-def _normalize(mean: tuple[float, ...], std: tuple[float, ...]) -> dict[str, list[float]]:
+def lightly_normalize(mean: tuple[float, ...], std: tuple[float, ...]) -> dict[str, list[float]]:
+    """The ``normalize`` argument of lightly's transforms: ``{"mean": [...], "std": [...]}``."""
     return {"mean": list(mean), "std": list(std)}
 
 
-def _check(aug: AugmentConfig) -> None:
+def check_augment(aug: AugmentConfig) -> None:
+    """Refuse probabilities outside [0, 1] and a hue shift outside [0, 0.5], naming the key.
+
+    Raises:
+        DermkitError: a value out of range.
+    """
     for key in ("min_scale", "hflip_prob", "vflip_prob", "rotation_prob", "cj_prob", "gray_prob",
                 "blur_prob", "solarize_prob"):
         value = float(getattr(aug, key))
@@ -98,13 +104,13 @@ def simclr_transform(aug: AugmentConfig, image_size: int, mean: tuple[float, ...
     Returns:
         A callable mapping a PIL image to a list of two (3, S, S) float tensors.
     """
-    _check(aug)
+    check_augment(aug)
     return SimCLRTransform(
         input_size=image_size, cj_prob=aug.cj_prob, cj_strength=1.0, cj_bright=aug.cj_bright,
         cj_contrast=aug.cj_contrast, cj_sat=aug.cj_sat, cj_hue=aug.cj_hue, min_scale=aug.min_scale,
         random_gray_scale=aug.gray_prob, gaussian_blur=blur_probability(aug, image_size),
         sigmas=(aug.blur_sigma_min, aug.blur_sigma_max), vf_prob=aug.vflip_prob, hf_prob=aug.hflip_prob,
-        rr_prob=aug.rotation_prob, rr_degrees=aug.rotation_degrees, normalize=_normalize(mean, std),
+        rr_prob=aug.rotation_prob, rr_degrees=aug.rotation_degrees, normalize=lightly_normalize(mean, std),
     )
 
 
@@ -118,7 +124,7 @@ def dino_transform(aug: AugmentConfig, image_size: int, local_crop_size: int, n_
         A callable mapping a PIL image to a list of 2 (3, S, S) tensors followed by
         ``n_local_views`` (3, s, s) tensors, s = ``local_crop_size``.
     """
-    _check(aug)
+    check_augment(aug)
     if not 0.0 < local_crop_min_scale < local_crop_max_scale <= 1.0:
         raise DermkitError("Config keys dino.local_crop_min_scale < dino.local_crop_max_scale must lie in (0, 1], "
                            f"got {local_crop_min_scale} and {local_crop_max_scale}.")
@@ -132,7 +138,7 @@ def dino_transform(aug: AugmentConfig, image_size: int, local_crop_size: int, n_
         rr_degrees=aug.rotation_degrees, cj_prob=aug.cj_prob, cj_strength=1.0, cj_bright=aug.cj_bright,
         cj_contrast=aug.cj_contrast, cj_sat=aug.cj_sat, cj_hue=aug.cj_hue, random_gray_scale=aug.gray_prob,
         gaussian_blur=(blur, blur * 0.2, blur), sigmas=(aug.blur_sigma_min, aug.blur_sigma_max),
-        solarization_prob=aug.solarize_prob, normalize=_normalize(mean, std),
+        solarization_prob=aug.solarize_prob, normalize=lightly_normalize(mean, std),
     )
 
 

@@ -7,8 +7,8 @@ import pytest
 from PIL import Image
 
 from dermkit.errors import DermkitError
-from ssl.base_module import warmup_cosine_array
-from ssl.dino_module import DINOConfig, local_crop_side, momentum_array, teacher_temp_array
+from ssl.base_module import momentum_array, warmup_cosine_array
+from ssl.dino_module import DINOConfig, local_crop_side, teacher_temp_array
 from ssl.transforms import AugmentConfig, blur_probability, dino_transform, simclr_transform
 
 
