@@ -46,6 +46,7 @@ from dermkit.data.readers.imagefolder import read_imagefolder
 from dermkit.errors import DermkitError
 from dermkit.metrics import classification_report
 from dermkit.runinfo import write_run_info
+from dermkit.trainer import ProgressBar
 from finetune.config import ReportConfig
 from finetune.data import IndexedDataset
 from finetune.explain import RowImages
@@ -54,7 +55,6 @@ from finetune.external import (is_melanoma_binary, load_class_map, melanoma_vs_r
 from finetune.html_report import write_html_report
 from finetune.module import ClassifierModule
 from finetune.outputs import write_outputs
-from finetune.progress import ProgressBar
 from finetune.transforms import eval_transform
 
 

@@ -17,33 +17,29 @@ Outputs in ``out_dir``: see :mod:`finetune.outputs` (``metrics.json``, ``predict
 ``per_class.csv``, ``confusion_matrix.png``, ``per_class_recall.png``), the HTML report
 ``report/index.html`` (:mod:`finetune.html_report`, settings ``report.*``), plus ``config.yaml``,
 ``run.json``, ``checkpoints/`` (best by validation balanced accuracy, and last) and the training
-logs (``logs/metrics.csv``, TensorBoard). Re-running the same command resumes from
+logs (``logs/metrics.csv``, ``logs/tensorboard/``; :mod:`dermkit.trainer`). Re-running the same command resumes from
 ``checkpoints/last.ckpt``; changed settings are refused, ``--restart`` starts over (:mod:`dermkit.resume`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import ModelCheckpoint
-from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_only
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from dermkit.checkpoint_io import KeepPreviousCheckpointIO
-from dermkit.config import Flag, parse_config, to_container, trainer_kwargs
+from dermkit.config import Flag, parse_config, to_container
 from dermkit.console import console, entry_point
 from dermkit.data.prepare import PreparedData, prepare_data
 from dermkit.errors import DermkitError, did_you_mean
-from dermkit.interrupt import CheckpointOnInterrupt
 from dermkit.metrics import classification_report
 from dermkit.resume import RESTART_FLAG, resume_checkpoint
 from dermkit.runinfo import write_run_info
 from dermkit.throughput import StepTimer
+from dermkit.trainer import build_trainer
 from finetune.backbone import BackboneSpec, resolve_backbone
 from finetune.class_weights import WEIGHTINGS
 from finetune.config import FinetuneConfig
@@ -54,7 +50,6 @@ from finetune.html_report import write_html_report
 from finetune.losses import LOSSES
 from finetune.module import ClassifierModule
 from finetune.outputs import write_outputs
-from finetune.progress import ProgressBar
 from finetune.sampler import class_balanced_sampler
 from finetune.synthetic import load_synthetic
 from finetune.transforms import eval_transform, train_transform
@@ -145,25 +140,6 @@ def build_module(cfg: FinetuneConfig, classes: list[str], counts: list[int], spe
     )
 
 
-def build_trainer(cfg: FinetuneConfig, out_dir: Path, head_epochs: int,
-                  callbacks: Sequence[pl.Callback] = ()) -> tuple[pl.Trainer, ModelCheckpoint]:
-    """Trainer with best/last checkpointing on validation balanced accuracy, rich progress and CSV/TensorBoard logs."""
-    kwargs = trainer_kwargs(cfg.trainer)
-    if kwargs["strategy"] == "ddp" and head_epochs > 0:
-        # The frozen backbone gets no gradients during the head-only epochs.
-        kwargs["strategy"] = "ddp_find_unused_parameters_true"
-    # No version counter: a resumed run overwrites its own last.ckpt, even one the Ctrl-C callback wrote.
-    checkpoint = ModelCheckpoint(dirpath=out_dir / "checkpoints", filename="best-epoch{epoch:02d}",
-                                 auto_insert_metric_name=False, monitor=MONITOR, mode="max", save_top_k=1,
-                                 save_last=True, enable_version_counter=False)
-    loggers = [CSVLogger(str(out_dir), name="", version="logs"),
-               TensorBoardLogger(str(out_dir), name="", version="tensorboard", default_hp_metric=False)]
-    on_interrupt = CheckpointOnInterrupt(out_dir / "checkpoints" / "last.ckpt")
-    trainer = pl.Trainer(**kwargs, default_root_dir=str(out_dir), callbacks=[checkpoint, on_interrupt, *callbacks, ProgressBar()],
-                         logger=loggers, deterministic=False, plugins=[KeepPreviousCheckpointIO()])
-    return trainer, checkpoint
-
-
 @entry_point
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_config(FinetuneConfig, "python -m finetune.train", DESCRIPTION, argv, FLAGS)
@@ -212,7 +188,11 @@ def main(argv: list[str] | None = None) -> int:
     val_loader, test_loader = make_loader(data.val, cfg), make_loader(data.test, cfg)
 
     timer = StepTimer()
-    trainer, checkpoint = build_trainer(cfg, out_dir, module.hparams.head_epochs, [timer])
+    strategy = {}
+    if cfg.trainer.strategy == "ddp" and module.hparams.head_epochs > 0:
+        # The frozen backbone gets no gradients during the head-only epochs.
+        strategy = {"strategy": "ddp_find_unused_parameters_true"}
+    trainer, checkpoint = build_trainer(cfg.trainer, out_dir, monitor=MONITOR, callbacks=[timer], **strategy)
     if resume_from:
         console.print(f"Resuming from {resume_from}.")
     trainer.fit(module, train_loader, val_loader, ckpt_path=str(resume_from) if resume_from else None)

@@ -23,20 +23,17 @@ import torch.nn.functional as F
 from diffusers import DDPMScheduler, UNet2DModel
 from diffusers.optimization import get_cosine_schedule_with_warmup
 from diffusers.training_utils import EMAModel
-from pytorch_lightning.callbacks import ModelCheckpoint, RichProgressBar
-from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_only
 from torch.utils.data import DataLoader
 
-from dermkit.checkpoint_io import KeepPreviousCheckpointIO
-from dermkit.config import DataConfig, Flag, TrainerConfig, parse_config, to_container, trainer_kwargs
+from dermkit.config import DataConfig, Flag, TrainerConfig, parse_config, to_container
 from dermkit.console import console, entry_point
 from dermkit.data.datasets import CachedImageDataset
 from dermkit.data.prepare import prepare_data
 from dermkit.errors import DermkitError, did_you_mean
-from dermkit.interrupt import CheckpointOnInterrupt
 from dermkit.resume import RESTART_FLAG, default_run_dir, resume_checkpoint
 from dermkit.runinfo import write_run_info
+from dermkit.trainer import build_trainer
 from synth.generator import GeneratorInfo, save_generator
 from synth.model import get_preset, unet_config
 
@@ -262,15 +259,8 @@ def train(cfg: SynthTrainConfig) -> Path:
                         drop_last=len(dataset) >= cfg.data.batch_size, persistent_workers=cfg.data.num_workers > 0)
     ucfg = unet_config(cfg.model.preset, len(prepared.classes), cfg.data.image_size)
     module = DiffusionModule(ucfg, len(prepared.classes), cfg.model, cfg.optim)
-    # No version counter: a resumed run overwrites its own last.ckpt, even one the Ctrl-C callback wrote.
-    checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", save_last=True, save_top_k=0,
-                                 every_n_train_steps=cfg.checkpoint_every, enable_version_counter=False)
-    trainer = pl.Trainer(**trainer_kwargs(cfg.trainer), default_root_dir=str(out),
-                         logger=TensorBoardLogger(str(out), name="logs", version=0),
-                         callbacks=[checkpoint, CheckpointOnInterrupt(out / "checkpoints" / "last.ckpt"),
-                                    RichProgressBar()],
-                         gradient_clip_val=cfg.optim.grad_clip or None, enable_model_summary=False,
-                         plugins=[KeepPreviousCheckpointIO()])
+    trainer, _ = build_trainer(cfg.trainer, out, every_n_train_steps=cfg.checkpoint_every,
+                               gradient_clip_val=cfg.optim.grad_clip or None, enable_model_summary=False)
     console.print(f"[bold]synth.train[/]: {cfg.model.preset} UNet, {len(train_idx)} training images "
                   f"({', '.join(f'{c} {n}' for c, n in counts.items())}), split {prepared.split_hash}"
                   + (", resuming" if resuming else ""))

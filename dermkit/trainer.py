@@ -1,0 +1,101 @@
+"""The one Lightning trainer of every training stage: logs, checkpoints, progress bar, interrupt save.
+
+``ssl.pretrain``, ``synth.train`` and ``finetune.train`` build their trainer here, so a run folder
+looks the same whichever stage wrote it::
+
+    checkpoints/last.ckpt          what a re-run resumes from (dermkit.resume): at each epoch end, or
+                                   every ``every_n_train_steps`` optimiser steps, and on Ctrl-C
+    checkpoints/last.prev.ckpt     the one before, in case the machine died while writing last.ckpt
+    checkpoints/best-epochNN.ckpt  the best epoch by ``monitor`` (stages with a validation metric)
+    logs/metrics.csv               every logged value; a resumed run appends to it
+    logs/tensorboard/              the same for TensorBoard
+
+Versioned folders (``version_N``, ``last-v1.ckpt``) are switched off on purpose: a resumed run
+continues its own files instead of starting a second set beside them.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks import ModelCheckpoint, RichProgressBar
+from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+from pytorch_lightning.loggers.csv_logs import ExperimentWriter
+from pytorch_lightning.loggers.logger import rank_zero_experiment
+
+from dermkit.checkpoint_io import KeepPreviousCheckpointIO
+from dermkit.config import TrainerConfig, trainer_kwargs
+from dermkit.interrupt import CheckpointOnInterrupt
+
+
+class ProgressBar(RichProgressBar):
+    """Lightning's rich progress bar without the logger-version field (the loggers use fixed names)."""
+
+    def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
+        metrics = super().get_metrics(trainer, pl_module)
+        metrics.pop("v_num", None)
+        return metrics
+
+
+class _AppendingWriter(ExperimentWriter):
+    """Lightning's CSV writer, except that it appends to an existing ``metrics.csv``.
+
+    Lightning's writer deletes the file of a fixed-version folder when it starts, so a resumed run
+    would lose the log of every epoch before the resume.
+    """
+
+    def _check_log_dir_exists(self) -> None:
+        if self._fs.isfile(self.metrics_file_path):
+            with self._fs.open(self.metrics_file_path, "r", newline="") as file:
+                # The known columns: a new one widens the header and keeps the old rows.
+                self.metrics_keys = next(csv.reader(file), [])
+
+
+class AppendingCSVLogger(CSVLogger):
+    """``CSVLogger`` whose ``metrics.csv`` survives a resume (see :class:`_AppendingWriter`)."""
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _AppendingWriter(log_dir=self.log_dir)
+        return self._experiment
+
+
+def run_loggers(out_dir: Path) -> list[CSVLogger | TensorBoardLogger]:
+    """CSV (``logs/metrics.csv``) and TensorBoard (``logs/tensorboard/``) loggers of a run folder."""
+    return [AppendingCSVLogger(str(out_dir), name="", version="logs"),
+            TensorBoardLogger(str(out_dir / "logs"), name="", version="tensorboard", default_hp_metric=False)]
+
+
+def build_trainer(cfg: TrainerConfig, out_dir: Path, *, monitor: str = "", every_n_train_steps: int = 0,
+                  callbacks: Sequence[pl.Callback] = (), **trainer_args: Any) -> tuple[pl.Trainer, ModelCheckpoint]:
+    """A ``pl.Trainer`` writing the run folder layout of this module.
+
+    Args:
+        cfg: the shared trainer section (accelerator, devices, strategy, precision, epochs, steps).
+        out_dir: the run folder.
+        monitor: logged metric whose maximum picks ``checkpoints/best-epochNN.ckpt``; empty: no best
+            checkpoint, only ``last.ckpt``.
+        every_n_train_steps: save ``last.ckpt`` every this many optimiser steps instead of at each
+            epoch end (long epochs); 0: at epoch ends.
+        callbacks: the stage's own callbacks, called before the progress bar.
+        **trainer_args: further ``pl.Trainer`` arguments; they override the shared section's.
+
+    Returns:
+        (trainer, its checkpoint callback), whose ``best_model_path`` names the best checkpoint.
+    """
+    checkpoint = ModelCheckpoint(
+        dirpath=out_dir / "checkpoints", filename="best-epoch{epoch:02d}", auto_insert_metric_name=False,
+        monitor=monitor or None, mode="max", save_top_k=1 if monitor else 0, save_last=True,
+        every_n_train_steps=every_n_train_steps or None, enable_version_counter=False)
+    on_interrupt = CheckpointOnInterrupt(out_dir / "checkpoints" / "last.ckpt")
+    kwargs = {**trainer_kwargs(cfg), "default_root_dir": str(out_dir), "logger": run_loggers(out_dir),
+              "callbacks": [checkpoint, on_interrupt, *callbacks, ProgressBar()],
+              "plugins": [KeepPreviousCheckpointIO()], **trainer_args}
+    return pl.Trainer(**kwargs), checkpoint

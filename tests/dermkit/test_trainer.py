@@ -1,0 +1,63 @@
+"""The shared trainer writes one run-folder layout, and a resumed run continues its own files."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from dermkit.config import TrainerConfig
+from dermkit.trainer import build_trainer
+
+
+class TinyRegression(pl.LightningModule):
+    """y = 2x with one weight; logs a training loss and a validation score to monitor."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        loss = ((self.weight * x - y) ** 2).mean()
+        self.log("train/loss", loss)
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        x, y = batch
+        self.log("val/score", -((self.weight * x - y) ** 2).mean())
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def loader() -> DataLoader:
+    x = torch.linspace(-1, 1, 16)
+    return DataLoader(TensorDataset(x, 2 * x), batch_size=4)
+
+
+def fit(out: Path, epochs: int, resume: bool) -> tuple[pl.Trainer, str]:
+    cfg = TrainerConfig(max_epochs=epochs, accelerator="cpu", devices="1", log_every_n_steps=1)
+    trainer, checkpoint = build_trainer(cfg, out, monitor="val/score", enable_model_summary=False)
+    ckpt = str(out / "checkpoints" / "last.ckpt") if resume else None
+    trainer.fit(TinyRegression(), loader(), loader(), ckpt_path=ckpt)
+    return trainer, checkpoint.best_model_path
+
+
+def test_layout_and_resume_append_to_the_same_files(tmp_path: Path) -> None:
+    fit(tmp_path, epochs=2, resume=False)
+    with open(tmp_path / "logs" / "metrics.csv") as f:
+        first = list(csv.DictReader(f))
+    trainer, best = fit(tmp_path, epochs=4, resume=True)
+    assert trainer.current_epoch == 4
+    with open(tmp_path / "logs" / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) > len(first) and rows[: len(first)] == first  # appended, nothing lost
+    assert sorted(int(r["epoch"]) for r in rows if r.get("val/score"))[-1] == 3
+    files = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
+    assert "checkpoints/last.ckpt" in files and Path(best).name.startswith("best-epoch")
+    assert any(f.startswith("logs/tensorboard/events.out") for f in files), files
+    assert not [f for f in files if "version_" in f or "-v1" in f], files
