@@ -12,9 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from dermkit.config import DataConfig
+from dermkit.ssl_methods import SSL_METHODS
 from dermkit.vocab import MINORITY_CLASSES
 
-SSL_METHODS: tuple[str, ...] = ("simclr", "dino")
+# The SSL method names come from the shared library, not from ssl.pretrain's registry (ssl.methods):
+# bench talks to the stages only through their command lines and files, and nothing outside ssl/
+# may import ssl.*. dermkit.ssl_methods keeps the names, and ssl.methods refuses to load when its
+# registry and that list differ, so the two cannot drift apart unnoticed.
 INITS: tuple[str, ...] = ("random", *SSL_METHODS, "imagenet")
 
 
@@ -25,9 +29,10 @@ class GridConfig:
     Keys:
         fractions: label fractions of the training split (nested subsets: 0.01, 0.05, 0.1, 0.25,
             0.5, 1.0).
-        inits: classifier initialisations: ``random``, ``simclr`` and ``dino`` (a backbone
-            pretrained by ``ssl.pretrain`` on the training images, labels unused) and
-            ``imagenet`` (the local file ``grid.imagenet_weights``).
+        inits: classifier initialisations: ``random``, an SSL method (``simclr``, ``dino``, ...:
+            the names in :data:`dermkit.ssl_methods.SSL_METHODS`; a backbone pretrained by
+            ``ssl.pretrain`` on the training images, labels unused) and ``imagenet`` (the local
+            file ``grid.imagenet_weights``).
         synthetic: ``false`` (real images only) and/or ``true`` (plus generated minority images).
         seeds: fine-tuning seeds (at least 3 for an interval worth reading).
         imagenet_weights: local ImageNet weights file for the ``imagenet`` init (nothing is

@@ -1,4 +1,4 @@
-"""What SimCLR and DINO modules share: optimiser, per-step schedules, logging, channels-last.
+"""What every SSL module shares (SimCLR, DINO, ...): optimiser, per-step schedules, logging, channels-last.
 
 Schedules follow the DINO code base: each is a numpy array indexed by the global step, computed
 once the trainer knows how many steps the run has (``trainer.estimated_stepping_batches``), and

@@ -1,7 +1,8 @@
-"""Self-supervised pretraining: ``python -m ssl.pretrain`` (SimCLR or DINO on unlabelled images).
+"""Self-supervised pretraining: ``python -m ssl.pretrain`` (SimCLR, DINO, ... on unlabelled images).
 
-Reads the training split of ``data`` without its labels, trains the backbone with lightly's
-SimCLR or DINO building blocks under ``pytorch_lightning``, and writes into ``out_dir``::
+Reads the training split of ``data`` without its labels, trains the backbone with one of the
+methods registered in :mod:`ssl.methods` (lightly's building blocks under ``pytorch_lightning``),
+and writes into ``out_dir``::
 
     backbone.safetensors + backbone.json   the pretrained backbone and its card (for later stages)
     checkpoints/last.ckpt                  Lightning checkpoint (each epoch, every
@@ -18,9 +19,9 @@ Several GPUs / nodes: ``trainer.strategy=ddp trainer.devices=N trainer.num_nodes
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, make_dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pytorch_lightning as pl
@@ -38,29 +39,41 @@ from dermkit.config import DataConfig, Flag, TrainerConfig, parse_config, to_con
 from dermkit.console import console, entry_point, print_table
 from dermkit.data.datasets import CachedImageDataset
 from dermkit.data.prepare import PreparedData, prepare_data
-from dermkit.errors import DermkitError, did_you_mean
+from dermkit.errors import DermkitError
 from dermkit.interrupt import CheckpointOnInterrupt
 from dermkit.resume import RESTART_FLAG, resume_checkpoint, runs_dir
 from dermkit.runinfo import write_run_info
 from dermkit.throughput import StepTimer
 from ssl.base_module import OptimConfig, SSLModule
-from ssl.dino_module import DINOConfig, DINOModule, local_crop_side
+from ssl.methods import METHODS, get_method, method_names
 from ssl.model_config import ModelConfig, build_model_backbone
 from ssl.monitor import MonitorConfig, SSLMonitor
-from ssl.simclr_module import SimCLRConfig, SimCLRModule
 from ssl.snapshots import BackboneSnapshots
-from ssl.device_transforms import dino_device_views, simclr_device_views
-from ssl.transforms import AugmentConfig, dino_transform, eval_transform, simclr_transform
+from ssl.transforms import AugmentConfig, eval_transform
 
-METHODS = ("simclr", "dino")
+T = TypeVar("T")
 
 
+def _with_method_sections(schema: type[T]) -> type[T]:
+    """``schema`` plus one config section per method of :data:`ssl.methods.METHODS`.
+
+    Each section is keyed by the method's name (``simclr.*``, ``dino.*``, ...) and typed by its
+    config dataclass, so registering a method adds its keys here with no edit to this file. The
+    result is a dataclass of the same name and module (configs stay strict: omegaconf rejects
+    unknown keys of every section).
+    """
+    sections = [(m.name, m.config, field(default_factory=m.config)) for m in METHODS.values()]
+    return make_dataclass(schema.__name__, sections, bases=(schema,),
+                          namespace={"__doc__": schema.__doc__, "__module__": schema.__module__})
+
+
+@_with_method_sections
 @dataclass
 class PretrainConfig:
     """Schema of ``python -m ssl.pretrain``.
 
     Keys:
-        method: ``simclr`` or ``dino``.
+        method: a method registered in :mod:`ssl.methods` (``--help`` lists them).
         out_dir: run folder; empty = ``$DERMKIT_RUNS/ssl/<method>_<backbone>_<data.name><image_size>``
             (``runs/`` when ``DERMKIT_RUNS`` is unset). Re-running with the same folder resumes from
             ``checkpoints/last.ckpt`` when the settings match (:mod:`dermkit.resume`).
@@ -75,10 +88,11 @@ class PretrainConfig:
         trainer: :class:`dermkit.config.TrainerConfig`.
         model: :class:`ssl.model_config.ModelConfig` (backbone, small_stem, init).
         augment: :class:`ssl.transforms.AugmentConfig`.
-        simclr: :class:`ssl.simclr_module.SimCLRConfig`.
-        dino: :class:`ssl.dino_module.DINOConfig`.
         optim: :class:`ssl.base_module.OptimConfig`.
         monitor: :class:`ssl.monitor.MonitorConfig`.
+        <method>: one section per registered method, named after it, typed by the method's config
+            dataclass (``simclr``: :class:`ssl.simclr_module.SimCLRConfig`, ``dino``:
+            :class:`ssl.dino_module.DINOConfig`, ...); only the section of ``method`` is read.
     """
 
     method: str = "simclr"
@@ -91,14 +105,12 @@ class PretrainConfig:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
-    simclr: SimCLRConfig = field(default_factory=SimCLRConfig)
-    dino: DINOConfig = field(default_factory=DINOConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
 
 
 FLAGS = [
-    Flag("--method", "method", "self-supervised method: simclr or dino"),
+    Flag("--method", "method", f"self-supervised method: {method_names()}"),
     Flag("--data", "data.name", "dataset format: demo, ham10000, isic, imagefolder, medmnist, folder (unlabelled)"),
     Flag("--root", "data.root", "dataset folder (folder: any tree of images, read recursively)"),
     Flag("--image-size", "data.image_size", "image side in px", int),
@@ -117,7 +129,7 @@ FLAGS = [
 ]
 
 DESCRIPTION = (
-    "Self-supervised pretraining (SimCLR or DINO, lightly building blocks, PyTorch Lightning) of a backbone "
+    f"Self-supervised pretraining ({method_names()}; lightly building blocks, PyTorch Lightning) of a backbone "
     "on the training images of a dataset, labels unused. Writes backbone.safetensors + backbone.json, "
     "Lightning checkpoints, CSV/TensorBoard logs, config.yaml and run.json into the run folder. "
     "Re-running with the same --out resumes from OUT/checkpoints/last.ckpt; changed settings are refused "
@@ -147,31 +159,42 @@ def default_out_dir(cfg: PretrainConfig) -> Path:
     return runs_dir() / "ssl" / f"{cfg.method}_{cfg.model.backbone}_{cfg.data.name}{cfg.data.image_size}"
 
 
+def method_section(cfg: PretrainConfig) -> Any:
+    """The config section of ``cfg.method`` (``cfg.simclr``, ``cfg.dino``, ...)."""
+    return getattr(cfg, cfg.method)
+
+
 def build_module(cfg: PretrainConfig) -> SSLModule:
-    """The Lightning module of ``cfg.method`` around a freshly built (or ``model.init``) backbone."""
+    """The Lightning module of ``cfg.method`` around a freshly built (or ``model.init``) backbone.
+
+    Raises:
+        DermkitError: unknown method, backbone or init file.
+    """
+    method = get_method(cfg.method)
     backbone = build_model_backbone(cfg.model, cfg.data.image_size)
-    if cfg.method == "simclr":
-        return SimCLRModule(backbone, cfg.simclr, cfg.optim, cfg.data.batch_size)
-    return DINOModule(backbone, cfg.dino, cfg.optim, cfg.data.batch_size)
+    return method.module(backbone, method_section(cfg), cfg.optim, cfg.data.batch_size)
 
 
 def build_device_augment(cfg: PretrainConfig) -> MultiViewAugment:
-    """The same views as :func:`build_train_transform`, drawn on whole uint8 batches (``data.augment_on=device``)."""
-    size = cfg.data.image_size
-    if cfg.method == "simclr":
-        return simclr_device_views(cfg.augment, size)
-    return dino_device_views(cfg.augment, size, local_crop_side(cfg.dino, size), cfg.dino.n_local_views,
-                             cfg.dino.global_crop_min_scale, cfg.dino.local_crop_min_scale,
-                             cfg.dino.local_crop_max_scale)
+    """The same views as :func:`build_train_transform`, drawn on whole uint8 batches (``data.augment_on=device``).
+
+    Raises:
+        DermkitError: unknown method, a method without a device path, or bad augment settings.
+    """
+    method = get_method(cfg.method)
+    if method.device_views is None:
+        raise DermkitError(f"method={cfg.method} draws its views in the data-loader workers only: set "
+                           "data.augment_on=workers.")
+    return method.device_views(cfg.augment, method_section(cfg), cfg.data.image_size)
 
 
 def build_train_transform(cfg: PretrainConfig) -> Any:
-    """The multi-view transform of ``cfg.method`` (PIL image -> list of view tensors)."""
-    size = cfg.data.image_size
-    if cfg.method == "simclr":
-        return simclr_transform(cfg.augment, size)
-    return dino_transform(cfg.augment, size, local_crop_side(cfg.dino, size), cfg.dino.n_local_views,
-                          cfg.dino.global_crop_min_scale, cfg.dino.local_crop_min_scale, cfg.dino.local_crop_max_scale)
+    """The multi-view transform of ``cfg.method`` (PIL image -> list of view tensors).
+
+    Raises:
+        DermkitError: unknown method or bad augment / crop settings.
+    """
+    return get_method(cfg.method).views(cfg.augment, method_section(cfg), cfg.data.image_size)
 
 
 def _loader(dataset: CachedImageDataset, cfg: DataConfig, shuffle: bool, drop_last: bool,
@@ -235,16 +258,20 @@ def build_trainer(cfg: PretrainConfig, out_dir: Path, callbacks: list[pl.Callbac
 
 
 def validate(cfg: PretrainConfig) -> None:
-    """Checks that need more than the schema's types."""
-    if cfg.method not in METHODS:
-        raise DermkitError(f"Unknown method {cfg.method!r}.{did_you_mean(cfg.method, METHODS)} "
-                           f"Choose one of {', '.join(METHODS)}.")
-    if cfg.model.backbone not in BACKBONES:  # fail before caching any images
+    """Checks that need more than the schema's types (all before any image is cached).
+
+    Raises:
+        DermkitError: unknown method or backbone, bad view settings, or a batch of fewer than 2 images.
+    """
+    get_method(cfg.method)  # an unknown name lists the registered ones
+    if cfg.model.backbone not in BACKBONES:
         build_backbone(cfg.model.backbone)
-    build_train_transform(cfg)  # checks the augment / dino crop settings for both paths
+    if cfg.data.augment_on == "device":
+        build_device_augment(cfg)  # also refuses a method without a device path
+    build_train_transform(cfg)  # checks the augment and the method's crop settings for both paths
     if cfg.data.batch_size < 2:
-        raise DermkitError(f"data.batch_size={cfg.data.batch_size}: contrastive methods need at least 2 images "
-                           "per batch.")
+        raise DermkitError(f"data.batch_size={cfg.data.batch_size}: the SSL methods need at least 2 images per "
+                           "batch (batch norm, negatives).")
 
 
 def run_pretraining(cfg: PretrainConfig) -> PretrainResult:
