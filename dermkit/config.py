@@ -182,8 +182,20 @@ def _all_keys(cfg: Any, prefix: str = "") -> list[str]:
     return keys
 
 
+# Old spellings of keys that now have one name in every command; the error names the new one.
+RENAMED_KEYS = {
+    "out": "out_dir",
+    "checkpoint_every": "checkpoint_every_n_steps",
+}
+
+
 def _unknown_key_error(schema_cfg: DictConfig, key: str, source: str) -> DermkitError:
     valid = _all_keys(schema_cfg)
+    prefix, _, name = key.rpartition(".")
+    renamed = f"{prefix}.{RENAMED_KEYS[name]}" if prefix and name in RENAMED_KEYS else RENAMED_KEYS.get(name, "")
+    if renamed in valid:
+        return DermkitError(f"Config key {key!r} in {source} is now called {renamed!r} (one name in every "
+                            f"command): write {renamed}=... instead.")
     hits = closest(key, valid) or closest(key.split(".")[-1], [k.split(".")[-1] for k in valid])
     hint = f" Closest valid keys: {', '.join(hits)}." if hits else ""
     return DermkitError(f"Unknown config key {key!r} in {source}.{hint} List all keys with --help-config.")

@@ -96,3 +96,19 @@ def test_resolved_config_rejects_new_keys() -> None:
     cfg = parse()
     with pytest.raises(Exception):
         cfg.data.not_a_key = 1  # type: ignore[attr-defined]
+
+
+@dataclass
+class OneNameSchema:
+    out_dir: str = "runs/x"
+    checkpoint_every_n_steps: int = 0
+
+
+@pytest.mark.parametrize(("old", "new"), [("out", "out_dir"), ("checkpoint_every", "checkpoint_every_n_steps")])
+def test_old_spelling_names_the_new_key(old: str, new: str, tmp_path: Path) -> None:
+    with pytest.raises(DermkitError, match=f"'{old}' in command-line overrides is now called '{new}'"):
+        parse_config(OneNameSchema, "test", "", [f"{old}=1"])
+    path = tmp_path / "old.yaml"
+    path.write_text(f"{old}: 1\n")
+    with pytest.raises(DermkitError, match=f"'{old}' in .*old.yaml is now called '{new}'"):
+        parse_config(OneNameSchema, "test", "", ["--config", str(path)])
