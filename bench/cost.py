@@ -89,7 +89,8 @@ def unet_profile(preset: str, classes: int, size: int) -> NetProfile:
     """Figures of the generator's UNet (one network pass, one image)."""
     from diffusers import UNet2DModel
 
-    from synth.model import unet_config
+    # The stage's own preset table, from the shared library: bench does not import the synth stage.
+    from dermkit.unet_presets import unet_config
 
     with torch.device("meta"):
         model = UNet2DModel(**unet_config(preset, classes, size))
