@@ -13,4 +13,4 @@ differ: a method added to one and not the other fails at once, with a message sa
 from __future__ import annotations
 
 # In registration order (bench pretrains in this order); messages list them sorted.
-SSL_METHODS: tuple[str, ...] = ("simclr", "dino")
+SSL_METHODS: tuple[str, ...] = ("simclr", "dino", "byol")

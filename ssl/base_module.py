@@ -1,4 +1,4 @@
-"""What every SSL module shares (SimCLR, DINO, ...): optimiser, per-step schedules, logging, channels-last.
+"""What every SSL module shares (SimCLR, DINO, BYOL, ...): optimiser, per-step schedules, logging, channels-last.
 
 Schedules follow the DINO code base: each is a numpy array indexed by the global step, computed
 once the trainer knows how many steps the run has (``trainer.estimated_stepping_batches``), and
@@ -32,12 +32,12 @@ class OptimConfig:
     """Optimiser section of ``ssl.pretrain``.
 
     Keys:
-        name: ``auto`` (SimCLR: ``sgd``; DINO: ``adamw``), ``sgd``, ``adamw`` or ``lars``.
+        name: ``auto`` (SimCLR, BYOL: ``sgd``; DINO: ``adamw``), ``sgd``, ``adamw`` or ``lars``.
         lr: base learning rate for a batch of 256, scaled linearly by
             ``data.batch_size * devices * nodes / 256``; 0 = the method's default
-            (SimCLR 0.12, DINO 5e-4).
-        weight_decay: -1 = the method's default (SimCLR 5e-4, DINO 0.04). Not applied to biases
-            and normalisation weights.
+            (SimCLR, BYOL 0.12, DINO 5e-4).
+        weight_decay: -1 = the method's default (SimCLR, BYOL 5e-4, DINO 0.04). Not applied to
+            biases and normalisation weights.
         momentum: SGD / LARS momentum.
         warmup_fraction: share of all steps spent in linear learning-rate warm-up; a cosine decay
             to ``min_lr_ratio * lr`` follows.

@@ -32,6 +32,7 @@ from dermkit.backbones import Backbone
 from dermkit.errors import DermkitError, did_you_mean
 from dermkit.ssl_methods import SSL_METHODS
 from ssl.base_module import OptimConfig, SSLModule
+from ssl.byol_module import BYOLConfig, BYOLModule, byol_device_views, byol_views
 from ssl.device_transforms import dino_device_views, simclr_device_views
 from ssl.dino_module import DINOConfig, DINOModule, local_crop_side
 from ssl.simclr_module import SimCLRConfig, SimCLRModule
@@ -131,4 +132,5 @@ def _dino_device_views(aug: AugmentConfig, dino: DINOConfig, image_size: int) ->
 
 register_method(SSLMethod("simclr", SimCLRModule, SimCLRConfig, _simclr_views, _simclr_device_views))
 register_method(SSLMethod("dino", DINOModule, DINOConfig, _dino_views, _dino_device_views))
+register_method(SSLMethod("byol", BYOLModule, BYOLConfig, byol_views, byol_device_views))
 _check_names_match()

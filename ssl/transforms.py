@@ -26,7 +26,7 @@ from dermkit.errors import DermkitError
 
 @dataclass
 class AugmentConfig:
-    """Augmentation knobs shared by SimCLR and DINO views.
+    """Augmentation knobs shared by the views of every method (SimCLR, DINO, BYOL).
 
     Keys:
         min_scale: smallest random-resized-crop area, as a share of the image (SimCLR views;
@@ -47,7 +47,7 @@ class AugmentConfig:
         blur_off_at: no blur at all when ``data.image_size`` is this or smaller.
         blur_sigma_min: smallest blur sigma.
         blur_sigma_max: largest blur sigma.
-        solarize_prob: DINO only: solarisation probability of the second global view.
+        solarize_prob: DINO and BYOL only: solarisation probability of the second (global) view.
     """
 
     min_scale: float = 0.2

@@ -16,7 +16,8 @@ from dermkit.config import parse_config
 from dermkit.data.datasets import CachedImageDataset
 from dermkit.errors import DermkitError
 from ssl.methods import METHODS, SSLMethod, get_method, register_method
-from ssl.pretrain import FLAGS, PretrainConfig, build_device_augment, build_module, build_train_transform, main, validate
+from ssl.pretrain import (FLAGS, PretrainConfig, build_device_augment, build_module, build_train_transform, main,
+                          validate)
 
 BATCH = 8
 SIZE = 32
