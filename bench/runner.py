@@ -4,11 +4,13 @@ Each step runs as ``python -m <module> <args>`` with the repository root as work
 output (progress bars included) going to ``stage.log`` in its folder. Up to ``jobs`` steps run at
 once; a step starts when all its input steps are done. Steps already done under the same key
 (:mod:`bench.grid`) are skipped, so re-running the command resumes an interrupted pipeline.
+:func:`run_stage` runs a single stage command in the foreground, for the smaller benchmarks.
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -24,6 +26,7 @@ from rich.text import Text
 
 from dermkit.config import REPO_ROOT
 from dermkit.console import console
+from dermkit.errors import DermkitError
 from bench.grid import LOG_FILE, Step, is_done, mark_done, prepare_folder
 
 POLL_SECONDS = 0.5
@@ -77,6 +80,36 @@ class RunSummary:
     @property
     def ok(self) -> bool:
         return not self.failed and not self.blocked
+
+
+def run_stage(module: str, args: list[str], python: str = sys.executable) -> None:
+    """Run one stage command, ``python -m <module> <args>``, in the foreground and wait for it.
+
+    For the benchmarks that run a few stage commands one after the other (``bench.synth_quality``,
+    ``bench.synth_speed``): bench talks to the stages only through their command lines and the files
+    they write. The stage inherits this process's terminal and working directory, so its progress
+    shows and relative paths in ``args`` mean what they meant to the caller.
+
+    Args:
+        module: the stage's module, e.g. ``synth.train``.
+        args: its command-line arguments.
+        python: the interpreter (default: this one).
+
+    Raises:
+        DermkitError: the stage exited with a non-zero status (its own message is printed above).
+        KeyboardInterrupt: Ctrl-C, after the stage has exited.
+    """
+    process = subprocess.Popen([python, "-m", module, *args])
+    try:
+        status = process.wait()
+    except KeyboardInterrupt:
+        # The stage got the same Ctrl-C (one process group) and saves its state before exiting
+        # (synth.train writes last.ckpt): wait for it rather than kill it mid-save.
+        process.wait()
+        raise
+    if status != 0:
+        command = shlex.join(["python", "-m", module, *args])
+        raise DermkitError(f"{command} failed (exit status {status}); its output is above.")
 
 
 def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:

@@ -5,6 +5,10 @@ Measures, for one UNet in one process, side by side: images/s of DDIM at 50 step
 optimiser steps/s (noise prediction + AdamW) at the given batch size. The model is a trained
 generator folder (``--model``) or a random-init preset (speed does not depend on the weights).
 
+The measurement is the synth stage's own timing command, ``python -m synth.speed`` (the clock has
+to run in the process that holds the model), run here as a subprocess; this script reads its
+``speed.json``, prints the table and, with ``--json``, keeps the results.
+
 Example::
 
     python -m bench.synth_speed --preset small --image-size 32 --batch-size 8
@@ -14,18 +18,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
+import tempfile
 from pathlib import Path
+from typing import Any
 
-import torch
-import torch.nn.functional as F
-from diffusers import DDPMScheduler, UNet2DModel
+from dermkit.console import entry_point, print_table
+from dermkit.unet_presets import PRESETS
+from bench.runner import run_stage
 
-from dermkit.console import console, entry_point, print_table
-from synth.generator import load_generator
-from synth.model import PRESETS, build_unet
-from synth.sampling import make_sampler, sample
-from synth.train import DiffusionConfig, make_noise_scheduler
+STAGE = "synth.speed"
+RESULTS_FILE = "speed.json"  # what python -m synth.speed writes into its --out folder
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -45,73 +47,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def time_sampling(unet: UNet2DModel, scheduler: DDPMScheduler, sampler: str, steps: int, batch: int,
-                  guidance: float) -> float:
-    """Images per second of one batch of ``batch`` images (classes cycled, fixed seeds)."""
-    null = unet.config.num_class_embeds - 1
-    labels = torch.arange(batch) % null
-    start = time.perf_counter()
-    sample(unet, make_sampler(sampler, scheduler), labels, list(range(batch)), steps, guidance)
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    return batch / (time.perf_counter() - start)
+def stage_args(args: argparse.Namespace, out: Path) -> list[str]:
+    """The ``python -m synth.speed`` arguments for this benchmark's options, writing into ``out``."""
+    model = ["--model", args.model] if args.model else []
+    return [*model, "--preset", args.preset, "--image-size", str(args.image_size),
+            "--classes", str(args.classes), "--batch-size", str(args.batch_size),
+            "--ddim-steps", str(args.ddim_steps), "--ddpm-steps", str(args.ddpm_steps),
+            "--guidance", str(args.guidance), "--train-steps", str(args.train_steps), "--device", args.device,
+            "--threads", str(args.threads), "--out", str(out)]
 
 
-def time_training(unet: UNet2DModel, scheduler: DDPMScheduler, batch: int, steps: int, device: torch.device) -> float:
-    """Optimiser steps per second of noise-prediction training on random images."""
-    unet.train()
-    opt = torch.optim.AdamW(unet.parameters(), lr=1e-4)
-    size, null = int(unet.config.sample_size), unet.config.num_class_embeds - 1
-    x0 = torch.rand(batch, 3, size, size, device=device) * 2 - 1  # (B, 3, S, S)
-    labels = torch.arange(batch, device=device) % (null + 1)
-
-    def step() -> None:
-        noise = torch.randn_like(x0)
-        t = torch.randint(0, scheduler.config.num_train_timesteps, (batch,), device=device)
-        loss = F.mse_loss(unet(scheduler.add_noise(x0, noise, t), t, class_labels=labels).sample, noise)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    for _ in range(2):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    unet.eval()
-    return steps / (time.perf_counter() - start)
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    """Run ``python -m synth.speed`` in a scratch folder and return its ``speed.json``."""
+    with tempfile.TemporaryDirectory(prefix="synth-speed-") as tmp:
+        run_stage(STAGE, stage_args(args, Path(tmp)))
+        return json.loads((Path(tmp) / RESULTS_FILE).read_text())
 
 
 @entry_point
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if args.device == "auto" else args.device))
-    if args.model:
-        unet, scheduler, info = load_generator(args.model)
-        label = f"{args.model} ({info.preset}, {info.image_size} px)"
-    else:
-        size = args.image_size or PRESETS[args.preset].image_size
-        unet, scheduler = build_unet(args.preset, args.classes, size).eval(), make_noise_scheduler(DiffusionConfig())
-        label = f"random-init {args.preset} ({size} px)"
-    unet.to(device)
-    console.print(f"bench.synth_speed: {label} on {device}, batch {args.batch_size}, {torch.get_num_threads()} threads")
-    time_sampling(unet, scheduler, "ddim", 2, args.batch_size, args.guidance)  # warm-up
-    results = {
-        "model": label, "device": str(device), "batch_size": args.batch_size, "threads": torch.get_num_threads(),
-        "ddim_steps": args.ddim_steps, "ddpm_steps": args.ddpm_steps, "guidance": args.guidance,
-        "ddim_images_per_s": time_sampling(unet, scheduler, "ddim", args.ddim_steps, args.batch_size, args.guidance),
-        "ddpm_images_per_s": time_sampling(unet, scheduler, "ddpm", args.ddpm_steps, args.batch_size, args.guidance),
-        "train_steps_per_s": time_training(unet, scheduler, args.batch_size, args.train_steps, device),
-        # Of sampling and training together (None: not on a GPU).
-        "peak_gpu_memory_mib": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
-    }
+    results = measure(args)
+    label, device = results["model"], results["device"]  # the stage printed them with its thread count
     print_table(f"synth speed: {label}, {device}, batch {args.batch_size}", ["measure", "value"], [
         [f"DDIM {args.ddim_steps} steps, images/s", results["ddim_images_per_s"]],
         [f"DDPM {args.ddpm_steps} steps, images/s", results["ddpm_images_per_s"]],

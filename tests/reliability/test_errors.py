@@ -93,7 +93,7 @@ class Case:
 
 NOT_A_FOLDER = "is a file, not a folder"
 UNDER_A_FILE = "cannot be created: {file} is a file"
-STAGES_WITH_OUT = ["ssl.pretrain", "ssl.evaluate", "synth.train", "synth.generate", "synth.evaluate",
+STAGES_WITH_OUT = ["ssl.pretrain", "ssl.evaluate", "synth.train", "synth.generate", "synth.evaluate", "synth.speed",
                    "finetune.train", "finetune.evaluate", "bench.label_efficiency", "dermkit.data"]
 # Inputs the stages need besides --out; they do not exist: the --out check must come first.
 OTHER_INPUTS = {"synth.generate": ["--model", "{tmp}/no-generator", "--class", "mel"],
