@@ -9,6 +9,8 @@ class (validation split, as many as the synthetic ones) are ranked the same way,
 a perfect generator would reach in this feature space. Writes ``quality.md`` and
 ``quality.json`` into the samples folder (``--samples``, default ``OUT/samples``; give each
 guidance weight its own folder to compare them) and, with ``--figure``, one stacked grid image.
+The three stages run as their own commands (``python -m synth.train``, ``synth.generate``,
+``synth.evaluate``), one after the other; the report is read from the evaluation's ``metrics.json``.
 
 Example::
 
@@ -20,16 +22,17 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
-from dermkit.config import parse_config
 from dermkit.console import console, entry_point
 from dermkit.vocab import display_name
-from synth.evaluate import EvaluateConfig, evaluate
-from synth.evaluate import FLAGS as EVAL_FLAGS
-from synth.generate import main as generate_main
-from synth.train import main as train_main
+from bench.runner import run_stage
+
+# The evaluation's report folder inside the samples folder (synth.evaluate's default place too),
+# and the report file it writes there.
+EVAL_DIR, EVAL_METRICS = "eval", "metrics.json"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -61,6 +64,32 @@ def rgb(colour: dict[str, list[float]]) -> str:
     return "(" + ", ".join(f"{v:.2f}" for v in colour["mean_rgb"]) + ")"
 
 
+def quality_table(report: dict[str, Any]) -> str:
+    """The markdown table of ``quality.md``: one row per synthetic class of a ``synth.evaluate`` report.
+
+    Args:
+        report: the evaluation's ``metrics.json``.
+    """
+    lines = [f"Feature space: {report['feature_space']}", "",
+             "| synthetic class | n | KID to own class | nearest other class by KID (KID) | own rank KID | "
+             "FD to own class | nearest other class by FD (FD) | own rank FD | held-out real: n, KID to own class, "
+             "own rank KID, FD "
+             "| precision | recall | copy rate | mean RGB synthetic / real |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for klass, m in report["classes"].items():
+        others = {c: v for c, v in m["to_class"].items() if c != klass}
+        kid_other = min(others, key=lambda c: others[c]["kid"])
+        fd_other = min(others, key=lambda c: others[c]["fd"])
+        ref = m.get("held_out_real")
+        held_out = f"{ref['n']}, {ref['kid']:.4f}, {ref['own_rank_kid']}, {ref['own_rank_fd']}" if ref else "-"
+        lines.append(f"| {klass} ({display_name(klass)}) | {m['synthetic']} | {m['kid']:.4f} | {kid_other} "
+                     f"({others[kid_other]['kid']:.4f}) | {m['own_rank_kid']} of {len(m['to_class'])} | {m['fd']:.2f} | "
+                     f"{fd_other} ({others[fd_other]['fd']:.2f}) | {m['own_rank_fd']} of {len(m['to_class'])} | "
+                     f"{held_out} | {m['precision']:.2f} | {m['recall']:.2f} | {m['copy_rate']:.2f} | "
+                     f"{rgb(m['colour']['synthetic'])} / {rgb(m['colour']['real_train'])} |")
+    return "\n".join(lines) + "\n"
+
+
 def stack_grids(paths: list[Path], out: Path) -> Path:
     """Stack per-class grid PNGs vertically into one figure."""
     images = [Image.open(p).convert("RGB") for p in paths]
@@ -79,41 +108,27 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     out = Path(args.out)
     data = [f"data.name={args.data}", f"data.image_size={args.image_size}"]
-    train_main(["--out", str(out), "--preset", args.preset, "--steps", str(args.steps), "--batch-size",
-                str(args.batch_size), f"optim.lr={args.lr}", f"optim.warmup_steps={args.warmup}",
-                "data.num_workers=0", "checkpoint_every=25", f"model.prediction_type={args.prediction_type}",
-                *data])
+    run_stage("synth.train", ["--out", str(out), "--preset", args.preset, "--steps", str(args.steps), "--batch-size",
+                              str(args.batch_size), f"optim.lr={args.lr}", f"optim.warmup_steps={args.warmup}",
+                              "data.num_workers=0", "checkpoint_every=25",
+                              f"model.prediction_type={args.prediction_type}", *data])
     samples = Path(args.samples) if args.samples else out / "samples"
-    generate_main(["--model", str(out), "--out", str(samples), *[a for c in args.classes for a in ("--class", c)],
-                   "--n", str(args.n), "--steps", str(args.sample_steps), "--guidance", str(args.guidance),
-                   "--batch-size", str(args.gen_batch_size)])
-    eval_argv = ["--synthetic", str(samples), "--data", args.data, "random_small_stem=false"]
+    run_stage("synth.generate", ["--model", str(out), "--out", str(samples),
+                                 *[a for c in args.classes for a in ("--class", c)], "--n", str(args.n),
+                                 "--steps", str(args.sample_steps), "--guidance", str(args.guidance),
+                                 "--batch-size", str(args.gen_batch_size)])
+    eval_argv = ["--synthetic", str(samples), "--out", str(samples / EVAL_DIR), "--data", args.data,
+                 "random_small_stem=false"]
     if args.backbone:
         eval_argv += ["--backbone", args.backbone]
-    report = evaluate(parse_config(EvaluateConfig, "bench.synth_quality", "", eval_argv, EVAL_FLAGS))
-    lines = [f"Feature space: {report['feature_space']}", "",
-             "| synthetic class | n | KID to own class | nearest other class by KID (KID) | own rank KID | "
-             "FD to own class | nearest other class by FD (FD) | own rank FD | held-out real: n, KID to own class, "
-             "own rank KID, FD "
-             "| precision | recall | copy rate | mean RGB synthetic / real |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for klass, m in report["classes"].items():
-        others = {c: v for c, v in m["to_class"].items() if c != klass}
-        kid_other = min(others, key=lambda c: others[c]["kid"])
-        fd_other = min(others, key=lambda c: others[c]["fd"])
-        ref = m.get("held_out_real")
-        held_out = f"{ref['n']}, {ref['kid']:.4f}, {ref['own_rank_kid']}, {ref['own_rank_fd']}" if ref else "-"
-        lines.append(f"| {klass} ({display_name(klass)}) | {m['synthetic']} | {m['kid']:.4f} | {kid_other} "
-                     f"({others[kid_other]['kid']:.4f}) | {m['own_rank_kid']} of {len(m['to_class'])} | {m['fd']:.2f} | "
-                     f"{fd_other} ({others[fd_other]['fd']:.2f}) | {m['own_rank_fd']} of {len(m['to_class'])} | "
-                     f"{held_out} | {m['precision']:.2f} | {m['recall']:.2f} | {m['copy_rate']:.2f} | "
-                     f"{rgb(m['colour']['synthetic'])} / {rgb(m['colour']['real_train'])} |")
-    table = "\n".join(lines) + "\n"
+    run_stage("synth.evaluate", eval_argv)
+    report = json.loads((samples / EVAL_DIR / EVAL_METRICS).read_text())
+    table = quality_table(report)
     (samples / "quality.md").write_text(table)
     (samples / "quality.json").write_text(json.dumps(report, indent=2) + "\n")
     print(table)  # plain markdown on stdout, unwrapped
     if args.figure:
-        grids = [samples / "eval" / "grids" / f"{c}.png" for c in report["classes"]]
+        grids = [samples / EVAL_DIR / "grids" / f"{c}.png" for c in report["classes"]]
         console.print(f"Figure: {stack_grids(grids, Path(args.figure))}")
     return 0
 

@@ -1,4 +1,5 @@
-"""bench.synth_quality: train, generate and evaluate in one command; the report ranks every class."""
+"""bench.synth_quality: train, generate and evaluate (each its own stage command) in one command; the
+report ranks every class."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 from PIL import Image
 
 from bench.synth_quality import main
@@ -19,12 +19,10 @@ def test_one_command_writes_report_table_and_figure(tmp_path: Path, demo_cache: 
     argv = ["--out", str(out), "--samples", str(samples), "--preset", "tiny", "--data", "demo",
             "--image-size", "16", "--steps", "2", "--batch-size", "8", "--warmup", "1", "--classes", "mel", "vasc",
             "--n", "2", "--gen-batch-size", "2", "--sample-steps", "2", "--guidance", "1.0", "--figure", str(figure)]
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a tiny UNet on a loaded 2-core machine: one thread is far faster
-    try:
-        assert main(argv) == 0
-    finally:
-        torch.set_num_threads(threads)
+    # The stages run as subprocesses, which read this: a tiny UNet on a loaded 2-core machine is far
+    # faster with one thread.
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert main(argv) == 0
 
     report = json.loads((samples / "quality.json").read_text())
     assert set(report["classes"]) == {"mel", "vasc"}
@@ -36,3 +34,14 @@ def test_one_command_writes_report_table_and_figure(tmp_path: Path, demo_cache: 
     grids = [Image.open(samples / "eval" / "grids" / f"{c}.png") for c in ("mel", "vasc")]
     assert Image.open(figure).height == sum(g.height for g in grids)
     assert not (out / "samples").exists()  # the report went where --samples said
+    assert report == json.loads((samples / "eval" / "metrics.json").read_text())  # synth.evaluate's own report
+
+
+def test_a_failing_stage_stops_the_benchmark(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    out, samples = tmp_path / "gen", tmp_path / "samples"
+    with pytest.raises(SystemExit) as exit_info:  # synth.train refuses the preset; nothing after it runs
+        main(["--out", str(out), "--samples", str(samples), "--preset", "tinny", "--data", "demo"])
+    assert exit_info.value.code == 2
+    err = capfd.readouterr().err  # capfd: the stage's own message comes from the subprocess
+    assert "Unknown UNet preset 'tinny'" in err and "python -m synth.train" in err and "failed (exit status 2)" in err
+    assert not samples.exists()
