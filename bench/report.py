@@ -27,6 +27,11 @@ FIGURES = {
     "minority_recall": "minority_recall.png",
     "synthetic_effect": "synthetic_effect.png",
 }
+# The report's last section: what else the benchmark folder holds.
+FILES_SECTION = ("## Files", "", "- `results.csv`: one row per cell and class (fraction, init, synthetic, seed, class, "
+                 "recall, precision, f1, support, balanced_accuracy, accuracy).",
+                 "- `cells/<cell>/`: each fine-tuning run (metrics.json, predictions.csv, config.yaml, run.json, "
+                 "stage.log).", "")
 INIT_COLOURS = {"random": "tab:gray", "simclr": "tab:blue", "dino": "tab:orange", "imagenet": "tab:green"}
 
 
@@ -256,6 +261,110 @@ def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
     return lines + ["| " + " | ".join(r) + " |" for r in rows]
 
 
+def _setup_lines(ctx: ReportContext, cells: dict[tuple[float, str, bool, int], dict[str, Any]],
+                 seeds: list[int]) -> list[str]:
+    """The title, the demo-data banner and caveats, and the setup section."""
+    data = ctx.data
+    lines = [f"# Label efficiency and synthetic minority images: preset `{ctx.preset}`", ""]
+    if data.get("name") == "demo":
+        lines += ["> **DEMO DATA, NEVER EVIDENCE.** These numbers come from the embedded procedural demo images "
+                  "(drawn blobs, not skin). They show that the pipeline runs end to end and say nothing about "
+                  "skin lesions. Run the `cpu-small` or `gpu-full` preset on HAM10000 for results.", ""]
+    for caveat in ctx.caveats:
+        lines += [f"> **Caveat.** {caveat}", ""]
+    lines += ["## Setup", "",
+              f"- Preset: `{ctx.preset}`" + (f" ({ctx.about})" if ctx.about else ""),
+              f"- Command: `{ctx.command}`",
+              f"- Data: `{data.get('name')}` at `{data.get('root')}`, {data.get('images')} images at "
+              f"{data.get('image_size')} px, lesion-grouped split seed {data.get('split_seed')}, "
+              f"split hash `{data.get('split_hash')}`",
+              "- Test images per class: " + ", ".join(f"{c} {n}" for c, n in ctx.test_counts.items()),
+              f"- Seeds: {', '.join(map(str, seeds))} ({len(seeds)} fine-tuning runs per configuration)",
+              f"- Cells: {len(cells)} (label fractions {', '.join(f'{f:g}' for f in sorted({k[0] for k in cells}))}; "
+              f"initialisations {', '.join(dict.fromkeys(k[1] for k in cells))}; "
+              f"synthetic {', '.join('on' if s else 'off' for s in sorted({k[2] for k in cells}))})",
+              *[f"- {s}" for s in ctx.settings], "",
+              "Every number is measured on the test split, which no stage trains on: pretraining and the generator "
+              "use training images only, synthetic images enter training data only.", ""]
+    return lines
+
+
+def _balanced_accuracy_lines(bal: dict[tuple[float, str, bool], Interval], fractions: list[float],
+                             level: float) -> list[str]:
+    """The balanced-accuracy section: the figure and a row per initialisation and synthetic setting."""
+    lines = ["## Balanced accuracy against label fraction", "",
+             f"![balanced accuracy](figures/{FIGURES['balanced_accuracy']})", "",
+             f"Mean over seeds with a two-sided {level:.0%} Student-t interval (n - 1 degrees of freedom, "
+             "n = seeds): the band in the figure, the brackets below.", ""]
+    header = ["initialisation", "synthetic", *(f"fraction {f:g}" for f in fractions)]
+    body = []
+    for init in dict.fromkeys(k[1] for k in bal):
+        for syn in sorted({k[2] for k in bal}):
+            body.append([init, "on" if syn else "off",
+                         *(_iv(bal[(f, init, syn)]) if (f, init, syn) in bal else "-" for f in fractions)])
+    return [*lines, *_md_table(header, body), ""]
+
+
+def _minority_recall_lines(recall: dict[str, dict[tuple[float, str, bool], Interval]], fractions: list[float],
+                           level: float) -> list[str]:
+    """The minority-recall section (nothing when no minority class was tested)."""
+    if not recall:
+        return []
+    lines = ["## Minority-class recall with and without synthetic images", "",
+             f"![minority recall](figures/{FIGURES['minority_recall']})", "",
+             f"Test recall, mean over seeds [{level:.0%} t-interval]; columns are label fractions.", ""]
+    body = []
+    for klass, by_setting in recall.items():
+        for (init, syn) in dict.fromkeys((k[1], k[2]) for k in by_setting):
+            body.append([klass, init, "on" if syn else "off",
+                         *(_iv(by_setting[(f, init, syn)]) if (f, init, syn) in by_setting else "-"
+                           for f in fractions)])
+    return [*lines, *_md_table(["class", "initialisation", "synthetic", *(f"{f:g}" for f in fractions)], body), ""]
+
+
+def _synthetic_effect_lines(effects: list[Effect], ctx: ReportContext) -> list[str]:
+    """The synthetic-effect section: how the pairs are compared, the pooled verdicts, then per condition."""
+    lines = ["## Do synthetic images help the minority classes?", ""]
+    if not effects:
+        return [*lines, "No paired cells (the grid ran synthetic off or on only), so no effect is estimated.", ""]
+    lines += [f"![synthetic effect](figures/{FIGURES['synthetic_effect']})", "",
+              "Paired comparison: for every initialisation, label fraction and seed, the run with synthetic "
+              "images is compared with the run without them on the same test images. Per test image of a class "
+              "the difference is 1 (only the synthetic-on run is right), -1 or 0; its mean is the difference in "
+              f"recall. The {ctx.level:.0%} interval is a percentile bootstrap ({ctx.n_bootstrap} replicates, "
+              f"seed {ctx.bootstrap_seed}) that resamples seeds and, independently, the class's test images, both "
+              "with replacement. Verdict: **helps** when the whole interval is above 0, **hurts** when below 0, "
+              "otherwise **no detectable effect**.", "",
+              "Pooled over every initialisation and label fraction (the verdict):", ""]
+    body = [[e.klass, display_name(e.klass), _signed(e.interval), str(e.pairs), str(e.seeds), str(e.images),
+             f"**{verdict(e.interval)}**"] for e in effects if e.scope == "all"]
+    lines += [*_md_table(["class", "name", "Δ recall [CI]", "pairs", "seeds", "test images", "verdict"], body), ""]
+    lines += ["By label fraction and by initialisation (descriptive: with this many intervals some exclude 0 by "
+              "chance, so read the pooled verdict first):", ""]
+    body = [[e.klass, e.scope, _signed(e.interval), str(e.pairs)] for e in effects if e.scope != "all"]
+    return [*lines, *_md_table(["class", "conditions", "Δ recall [CI]", "pairs"], body), ""]
+
+
+def _running_time_lines(ctx: ReportContext) -> list[str]:
+    """The running-time section: wall and CPU seconds per stage (nothing when no timings were recorded)."""
+    if not ctx.timings:
+        return []
+    lines = ["## Running time", "", "Per step as recorded in its `done.json`: wall-clock seconds and the CPU seconds "
+             "(user + system) of the stage process, which depend less on what else the machine was running. "
+             "Steps reused from an earlier invocation keep their original times.", ""]
+    groups: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for name, times in ctx.timings.items():
+        groups[name.split("/")[0]].append(times)
+    body = [[g, str(len(v)), f"{sum(t[0] for t in v):.0f}", f"{sum(t[1] for t in v):.0f}",
+             f"{np.mean([t[0] for t in v]):.1f}"] for g, v in groups.items()]
+    body.append(["total", str(len(ctx.timings)), f"{sum(t[0] for t in ctx.timings.values()):.0f}",
+                 f"{sum(t[1] for t in ctx.timings.values()):.0f}", ""])
+    lines += [*_md_table(["stage", "steps", "wall s", "CPU s", "mean wall s per step"], body), ""]
+    if ctx.wall_seconds:
+        lines += [f"This invocation took {ctx.wall_seconds:.0f} s of wall-clock time end to end.", ""]
+    return lines
+
+
 def write_report(out_dir: Path, rows: list[dict[str, Any]], load: Callable[[str], Predictions],
                  ctx: ReportContext) -> Path:
     """Write ``report.md`` and its figures (under ``figures/``) into ``out_dir``; returns the report path.
@@ -286,94 +395,10 @@ def write_report(out_dir: Path, rows: list[dict[str, Any]], load: Callable[[str]
     if effects:
         plot_synthetic_effect(figures / FIGURES["synthetic_effect"], effects, ctx.level)
 
-    data = ctx.data
-    lines = [f"# Label efficiency and synthetic minority images: preset `{ctx.preset}`", ""]
-    if data.get("name") == "demo":
-        lines += ["> **DEMO DATA, NEVER EVIDENCE.** These numbers come from the embedded procedural demo images "
-                  "(drawn blobs, not skin). They show that the pipeline runs end to end and say nothing about "
-                  "skin lesions. Run the `cpu-small` or `gpu-full` preset on HAM10000 for results.", ""]
-    for caveat in ctx.caveats:
-        lines += [f"> **Caveat.** {caveat}", ""]
-    lines += ["## Setup", "",
-              f"- Preset: `{ctx.preset}`" + (f" ({ctx.about})" if ctx.about else ""),
-              f"- Command: `{ctx.command}`",
-              f"- Data: `{data.get('name')}` at `{data.get('root')}`, {data.get('images')} images at "
-              f"{data.get('image_size')} px, lesion-grouped split seed {data.get('split_seed')}, "
-              f"split hash `{data.get('split_hash')}`",
-              "- Test images per class: " + ", ".join(f"{c} {n}" for c, n in ctx.test_counts.items()),
-              f"- Seeds: {', '.join(map(str, seeds))} ({len(seeds)} fine-tuning runs per configuration)",
-              f"- Cells: {len(cells)} (label fractions {', '.join(f'{f:g}' for f in sorted({k[0] for k in cells}))}; "
-              f"initialisations {', '.join(dict.fromkeys(k[1] for k in cells))}; "
-              f"synthetic {', '.join('on' if s else 'off' for s in sorted({k[2] for k in cells}))})",
-              *[f"- {s}" for s in ctx.settings], "",
-              "Every number is measured on the test split, which no stage trains on: pretraining and the generator "
-              "use training images only, synthetic images enter training data only.", ""]
-
-    lines += ["## Balanced accuracy against label fraction", "",
-              f"![balanced accuracy](figures/{FIGURES['balanced_accuracy']})", "",
-              f"Mean over seeds with a two-sided {ctx.level:.0%} Student-t interval (n - 1 degrees of freedom, "
-              "n = seeds): the band in the figure, the brackets below.", ""]
-    fractions = sorted({k[0] for k in bal})
-    header = ["initialisation", "synthetic", *(f"fraction {f:g}" for f in fractions)]
-    body = []
-    for init in dict.fromkeys(k[1] for k in bal):
-        for syn in sorted({k[2] for k in bal}):
-            body.append([init, "on" if syn else "off",
-                         *(_iv(bal[(f, init, syn)]) if (f, init, syn) in bal else "-" for f in fractions)])
-    lines += [*_md_table(header, body), ""]
-
-    if minority:
-        lines += ["## Minority-class recall with and without synthetic images", "",
-                  f"![minority recall](figures/{FIGURES['minority_recall']})", "",
-                  f"Test recall, mean over seeds [{ctx.level:.0%} t-interval]; columns are label fractions.", ""]
-        body = []
-        for klass in minority:
-            for (init, syn) in dict.fromkeys((k[1], k[2]) for k in recall[klass]):
-                body.append([klass, init, "on" if syn else "off",
-                             *(_iv(recall[klass][(f, init, syn)]) if (f, init, syn) in recall[klass] else "-"
-                               for f in fractions)])
-        lines += [*_md_table(["class", "initialisation", "synthetic", *(f"{f:g}" for f in fractions)], body), ""]
-
-    lines += ["## Do synthetic images help the minority classes?", ""]
-    if effects:
-        lines += [f"![synthetic effect](figures/{FIGURES['synthetic_effect']})", "",
-                  "Paired comparison: for every initialisation, label fraction and seed, the run with synthetic "
-                  "images is compared with the run without them on the same test images. Per test image of a class "
-                  "the difference is 1 (only the synthetic-on run is right), -1 or 0; its mean is the difference in "
-                  f"recall. The {ctx.level:.0%} interval is a percentile bootstrap ({ctx.n_bootstrap} replicates, "
-                  f"seed {ctx.bootstrap_seed}) that resamples seeds and, independently, the class's test images, both "
-                  "with replacement. Verdict: **helps** when the whole interval is above 0, **hurts** when below 0, "
-                  "otherwise **no detectable effect**.", "",
-                  "Pooled over every initialisation and label fraction (the verdict):", ""]
-        body = [[e.klass, display_name(e.klass), _signed(e.interval), str(e.pairs), str(e.seeds), str(e.images),
-                 f"**{verdict(e.interval)}**"] for e in effects if e.scope == "all"]
-        lines += [*_md_table(["class", "name", "Δ recall [CI]", "pairs", "seeds", "test images", "verdict"], body), ""]
-        lines += ["By label fraction and by initialisation (descriptive: with this many intervals some exclude 0 by "
-                  "chance, so read the pooled verdict first):", ""]
-        body = [[e.klass, e.scope, _signed(e.interval), str(e.pairs)] for e in effects if e.scope != "all"]
-        lines += [*_md_table(["class", "conditions", "Δ recall [CI]", "pairs"], body), ""]
-    else:
-        lines += ["No paired cells (the grid ran synthetic off or on only), so no effect is estimated.", ""]
-
-    if ctx.timings:
-        lines += ["## Running time", "", "Per step as recorded in its `done.json`: wall-clock seconds and the CPU seconds "
-                  "(user + system) of the stage process, which depend less on what else the machine was running. "
-                  "Steps reused from an earlier invocation keep their original times.", ""]
-        groups: dict[str, list[tuple[float, float]]] = defaultdict(list)
-        for name, times in ctx.timings.items():
-            groups[name.split("/")[0]].append(times)
-        body = [[g, str(len(v)), f"{sum(t[0] for t in v):.0f}", f"{sum(t[1] for t in v):.0f}",
-                 f"{np.mean([t[0] for t in v]):.1f}"] for g, v in groups.items()]
-        body.append(["total", str(len(ctx.timings)), f"{sum(t[0] for t in ctx.timings.values()):.0f}",
-                     f"{sum(t[1] for t in ctx.timings.values()):.0f}", ""])
-        lines += [*_md_table(["stage", "steps", "wall s", "CPU s", "mean wall s per step"], body), ""]
-        if ctx.wall_seconds:
-            lines += [f"This invocation took {ctx.wall_seconds:.0f} s of wall-clock time end to end.", ""]
-
-    lines += ["## Files", "", "- `results.csv`: one row per cell and class (fraction, init, synthetic, seed, class, "
-              "recall, precision, f1, support, balanced_accuracy, accuracy).",
-              "- `cells/<cell>/`: each fine-tuning run (metrics.json, predictions.csv, config.yaml, run.json, stage.log).",
-              ""]
+    fractions = sorted({k[0] for k in bal})  # the columns of both fraction tables
+    lines = [*_setup_lines(ctx, cells, seeds), *_balanced_accuracy_lines(bal, fractions, ctx.level),
+             *_minority_recall_lines(recall, fractions, ctx.level), *_synthetic_effect_lines(effects, ctx),
+             *_running_time_lines(ctx), *FILES_SECTION]
     path = out_dir / "report.md"
     path.write_text("\n".join(lines))
     return path
