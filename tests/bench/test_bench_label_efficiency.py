@@ -50,7 +50,7 @@ def test_unknown_preset_lists_the_presets() -> None:
     ("grid.seeds=[]", "grid.seeds is empty"),
     ("finetune.overrides=[seed=3]", "sets 'seed'"),
     ("synth.classes=[melanomaa]", "Unknown class"),
-    ("pretrain.method_overrides={byol:[a=1]}", "unknown method 'byol'"),
+    ("pretrain.method_overrides={swav:[a=1]}", "unknown method 'swav'"),
 ])
 def test_validate_names_the_bad_key(override: str, message: str) -> None:
     with pytest.raises(DermkitError, match=message):
@@ -167,7 +167,7 @@ def test_a_given_backbone_replaces_the_pretraining_step_and_keys_its_cells(tmp_p
 
 
 @pytest.mark.parametrize(("value", "message"), [
-    ("{byol: /x.safetensors}", "unknown method 'byol'"),
+    ("{swav: /x.safetensors}", "unknown method 'swav'"),
     ("{simclr: /nonexistent/backbone.safetensors}", "does not exist"),
 ])
 def test_bad_given_backbones_are_refused(value: str, message: str) -> None:
