@@ -163,8 +163,15 @@ def mean_colour(images: np.ndarray) -> dict[str, list[float]]:
             "std_of_image_means": per_image.std(axis=0).round(4).tolist()}
 
 
-def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
-    """Compute the report (see the module docstring), write it to the report folder and return it."""
+def _check_inputs(cfg: EvaluateConfig) -> tuple[Path, dict[str, Any], PreparedData]:
+    """The synthetic folder, its manifest header and the real data, checked against each other.
+
+    Sets ``cfg.data.image_size`` to the synthetic images' size when it is 0.
+
+    Raises:
+        DermkitError: no synthetic folder, a folder without manifest, or a data config whose split
+            is not the one the generator was trained on.
+    """
     if not cfg.synthetic:
         raise DermkitError("Pass --synthetic with a folder written by python -m synth.generate.")
     folder = Path(cfg.synthetic)
@@ -180,11 +187,52 @@ def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
         raise DermkitError(f"The generator of {folder} was trained on split {header['split_hash']}, but this data "
                            f"config gives split {prepared.split_hash}. Pass the data settings used by synth.train "
                            "(data.name, data.root, data.split_seed, fractions).")
-    rows, synth_images = load_synthetic(folder, data_cfg.image_size, data_cfg.cache_dir)
-    out = Path(cfg.out) if cfg.out else folder / "eval"
-    write_run_info(out, cfg, cfg.seed, {"split_hash": prepared.split_hash, "model_hash": header["model_hash"]})
+    return folder, header, prepared
 
-    space = FeatureSpace(cfg.backbone, cfg.random_backbone, cfg.random_small_stem, data_cfg.image_size, cfg.seed)
+
+def _synthetic_classes(rows: list[dict[str, str]], prepared: PreparedData, folder: Path, data_name: str) -> np.ndarray:
+    """(M,) class name of each synthetic image.
+
+    Raises:
+        DermkitError: a class the real data does not have.
+    """
+    synth_classes = np.array([r["class"] for r in rows])
+    unknown = sorted(set(synth_classes) - set(prepared.classes))
+    if unknown:
+        raise DermkitError(f"{folder} holds classes {unknown} that data {data_name!r} does not have "
+                           f"({', '.join(prepared.classes)}); pass the dataset the generator was trained on.")
+    return synth_classes
+
+
+@dataclass
+class _Embedded:
+    """The real training images and the synthetic ones in feature and pixel space, with neighbours.
+
+    Attributes:
+        train_images: (N, S, S, 3) uint8 training images.
+        train_feats: (N, D) their features.
+        synth_feats: (M, D) features of the synthetic images.
+        real_by_class: class -> indices into the training arrays.
+        image_ids: (N,) training image ids.
+        feat_dist, feat_nn: (M,) feature distance to, and index of, each synthetic image's nearest
+            training image in feature space.
+        pix_rmse, pix_nn: (M,) pixel RMSE (in [0, 1] units) to, and index of, the nearest training
+            image in pixel space.
+    """
+
+    train_images: np.ndarray
+    train_feats: torch.Tensor
+    synth_feats: torch.Tensor
+    real_by_class: dict[str, torch.Tensor]
+    image_ids: np.ndarray
+    feat_dist: torch.Tensor
+    feat_nn: torch.Tensor
+    pix_rmse: torch.Tensor
+    pix_nn: torch.Tensor
+
+
+def _embed(space: FeatureSpace, prepared: PreparedData, synth_images: np.ndarray) -> _Embedded:
+    """Embed the training split and the synthetic images; find each synthetic image's neighbours."""
     train_idx = prepared.indices("train")
     train_images = prepared.images[train_idx]  # (N, S, S, 3)
     train_labels = prepared.labels[train_idx]  # (N,)
@@ -193,74 +241,68 @@ def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
     train_pixels, synth_pixels = pixel_vectors(train_images), pixel_vectors(synth_images)
     feat_dist, feat_nn = nearest(synth_feats, train_feats)  # (M,), (M,)
     pix_dist, pix_nn = nearest(synth_pixels, train_pixels)
-    pix_rmse = pix_dist / np.sqrt(train_pixels.shape[1])  # (M,) RMSE in [0, 1] units
+    return _Embedded(
+        train_images=train_images, train_feats=train_feats, synth_feats=synth_feats,
+        real_by_class={c: torch.from_numpy(np.flatnonzero(train_labels == i)) for i, c in enumerate(prepared.classes)},
+        image_ids=np.array(prepared.image_ids)[train_idx], feat_dist=feat_dist, feat_nn=feat_nn,
+        pix_rmse=pix_dist / np.sqrt(train_pixels.shape[1]), pix_nn=pix_nn)  # RMSE in [0, 1] units
 
-    synth_classes = np.array([r["class"] for r in rows])
-    unknown = sorted(set(synth_classes) - set(prepared.classes))
-    if unknown:
-        raise DermkitError(f"{folder} holds classes {unknown} that data {data_cfg.name!r} does not have "
-                           f"({', '.join(prepared.classes)}); pass the dataset the generator was trained on.")
-    real_by_class = {c: torch.from_numpy(np.flatnonzero(train_labels == i)) for i, c in enumerate(prepared.classes)}
-    image_ids = np.array(prepared.image_ids)[train_idx]
-    report: dict[str, Any] = {"feature_space": space.name, "synthetic": str(folder), "model_hash": header["model_hash"],
-                              "split_hash": prepared.split_hash, "image_size": data_cfg.image_size,
-                              "copy_rmse": cfg.copy_rmse, "classes": {}}
-    copies: list[dict[str, Any]] = []
-    grid_dir = out / "grids"
-    grid_dir.mkdir(parents=True, exist_ok=True)
-    held_out_feats = embed_held_out(cfg, prepared, space, set(synth_classes))
-    rng = np.random.default_rng(cfg.seed)
-    for klass in sorted(set(synth_classes), key=list(prepared.classes).index):
-        s_idx = np.flatnonzero(synth_classes == klass)
-        fake = synth_feats[s_idx]
-        if len(s_idx) < 2:
-            console.print(f"[yellow]{klass}: only {len(s_idx)} synthetic image; distances need at least 2.[/]")
-            continue
-        to_class = distances_to_classes(fake, train_feats, real_by_class, cfg.kid_subsets, cfg.seed)
-        own = train_feats[real_by_class[klass]]
-        kid_mean, kid_std = kernel_distance(own, fake, cfg.kid_subsets, seed=cfg.seed)
-        precision, recall = precision_recall(own, fake, cfg.knn_k)
-        flagged = s_idx[(pix_rmse[s_idx] < cfg.copy_rmse).numpy()]
-        by_kid = sorted(to_class, key=lambda c: to_class[c]["kid"])
-        by_fd = sorted(to_class, key=lambda c: to_class[c]["fd"])
-        report["classes"][klass] = {
-            "synthetic": int(len(s_idx)), "real_train": int(len(own)),
-            "fd": to_class[klass]["fd"], "kid": kid_mean, "kid_std": kid_std,
-            "precision": precision, "recall": recall,
-            "closest_real_class_kid": by_kid[0], "own_rank_kid": by_kid.index(klass) + 1,
-            "closest_real_class_fd": by_fd[0], "own_rank_fd": by_fd.index(klass) + 1,
-            "to_class": to_class,
-            "nn_feature_distance_median": float(feat_dist[s_idx].median()),
-            "nn_pixel_rmse_median": float(pix_rmse[s_idx].median()),
-            "nn_pixel_rmse_min": float(pix_rmse[s_idx].min()),
-            "near_copies": int(len(flagged)), "copy_rate": float(len(flagged) / len(s_idx)),
-            "colour": {"synthetic": mean_colour(synth_images[s_idx]),
-                       "real_train": mean_colour(train_images[real_by_class[klass].numpy()])},
-        }
-        held_out = held_out_feats.get(klass)
-        if held_out is not None and len(held_out) >= 2:
-            sample = held_out[rng.permutation(len(held_out))[:len(s_idx)]]  # as many as there are synthetic
-            ref = distances_to_classes(sample, train_feats, real_by_class, cfg.kid_subsets, cfg.seed)
-            ref_by_kid = sorted(ref, key=lambda c: ref[c]["kid"])
-            report["classes"][klass]["held_out_real"] = {
-                "n": int(len(sample)), "kid": ref[klass]["kid"], "fd": ref[klass]["fd"],
-                "own_rank_kid": ref_by_kid.index(klass) + 1, "closest_real_class_kid": ref_by_kid[0],
-                "own_rank_fd": sorted(ref, key=lambda c: ref[c]["fd"]).index(klass) + 1, "to_class": ref}
-        copies += [{"file": rows[i]["file"], "nearest_train_image": image_ids[int(pix_nn[i])],
-                    "pixel_rmse": round(float(pix_rmse[i]), 5),
-                    "nearest_train_image_features": image_ids[int(feat_nn[i])]} for i in flagged]
-        show = s_idx[:cfg.grid_images]
-        real_show = rng.choice(real_by_class[klass].numpy(), size=min(len(show), len(own)), replace=False)
-        save_class_grid(grid_dir / f"{klass}.png", train_images[real_show], synth_images[show],
-                        train_images[pix_nn[show].numpy()])
-    report["near_copies_total"] = len(copies)
-    report["copy_rate"] = len(copies) / max(1, len(rows))
+
+def _class_report(cfg: EvaluateConfig, klass: str, s_idx: np.ndarray, emb: _Embedded,
+                  synth_images: np.ndarray) -> dict[str, Any]:
+    """Distances, ranks, precision / recall, copies and colour of the synthetic images ``s_idx`` of ``klass``."""
+    fake = emb.synth_feats[s_idx]
+    to_class = distances_to_classes(fake, emb.train_feats, emb.real_by_class, cfg.kid_subsets, cfg.seed)
+    own = emb.train_feats[emb.real_by_class[klass]]
+    kid_mean, kid_std = kernel_distance(own, fake, cfg.kid_subsets, seed=cfg.seed)
+    precision, recall = precision_recall(own, fake, cfg.knn_k)
+    flagged = _near_copy_indices(cfg, s_idx, emb)
+    by_kid = sorted(to_class, key=lambda c: to_class[c]["kid"])
+    by_fd = sorted(to_class, key=lambda c: to_class[c]["fd"])
+    return {
+        "synthetic": int(len(s_idx)), "real_train": int(len(own)),
+        "fd": to_class[klass]["fd"], "kid": kid_mean, "kid_std": kid_std,
+        "precision": precision, "recall": recall,
+        "closest_real_class_kid": by_kid[0], "own_rank_kid": by_kid.index(klass) + 1,
+        "closest_real_class_fd": by_fd[0], "own_rank_fd": by_fd.index(klass) + 1,
+        "to_class": to_class,
+        "nn_feature_distance_median": float(emb.feat_dist[s_idx].median()),
+        "nn_pixel_rmse_median": float(emb.pix_rmse[s_idx].median()),
+        "nn_pixel_rmse_min": float(emb.pix_rmse[s_idx].min()),
+        "near_copies": int(len(flagged)), "copy_rate": float(len(flagged) / len(s_idx)),
+        "colour": {"synthetic": mean_colour(synth_images[s_idx]),
+                   "real_train": mean_colour(emb.train_images[emb.real_by_class[klass].numpy()])},
+    }
+
+
+def _near_copy_indices(cfg: EvaluateConfig, s_idx: np.ndarray, emb: _Embedded) -> np.ndarray:
+    """The entries of ``s_idx`` whose nearest training image is closer than ``copy_rmse`` in pixel RMSE."""
+    return s_idx[(emb.pix_rmse[s_idx] < cfg.copy_rmse).numpy()]
+
+
+def _held_out_report(cfg: EvaluateConfig, klass: str, held_out: torch.Tensor, n: int, emb: _Embedded,
+                     rng: np.random.Generator) -> dict[str, Any]:
+    """Rank ``n`` held-out real images of ``klass`` (a random draw of the (n_c, D) ``held_out``) like synthetic ones."""
+    sample = held_out[rng.permutation(len(held_out))[:n]]  # as many as there are synthetic
+    ref = distances_to_classes(sample, emb.train_feats, emb.real_by_class, cfg.kid_subsets, cfg.seed)
+    ref_by_kid = sorted(ref, key=lambda c: ref[c]["kid"])
+    return {"n": int(len(sample)), "kid": ref[klass]["kid"], "fd": ref[klass]["fd"],
+            "own_rank_kid": ref_by_kid.index(klass) + 1, "closest_real_class_kid": ref_by_kid[0],
+            "own_rank_fd": sorted(ref, key=lambda c: ref[c]["fd"]).index(klass) + 1, "to_class": ref}
+
+
+def _write_report(out: Path, report: dict[str, Any], copies: list[dict[str, Any]]) -> None:
+    """``metrics.json`` (the report) and ``near_copies.csv`` (one row per flagged synthetic image)."""
     (out / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
     with open(out / "near_copies.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=["file", "nearest_train_image", "pixel_rmse",
                                                 "nearest_train_image_features"], lineterminator="\n")
         writer.writeheader()
         writer.writerows(copies)
+
+
+def _print_summary(space: FeatureSpace, folder: Path, out: Path, report: dict[str, Any]) -> None:
+    """The feature space and a table of the per-class results, on the console."""
     console.print(f"Feature space: {space.name}")
     print_table(f"synth.evaluate: {folder} vs real training images (report: {out})",
                 ["class", "n", "FD", "KID", "nearest (KID)", "rank", "held-out real: rank", "prec", "recall",
@@ -268,6 +310,50 @@ def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
                 [[c, m["synthetic"], m["fd"], m["kid"], m["closest_real_class_kid"], m["own_rank_kid"],
                   m["held_out_real"]["own_rank_kid"] if "held_out_real" in m else "-",
                   m["precision"], m["recall"], m["copy_rate"]] for c, m in report["classes"].items()])
+
+
+def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
+    """Compute the report (see the module docstring), write it to the report folder and return it."""
+    folder, header, prepared = _check_inputs(cfg)
+    data_cfg = cfg.data
+    rows, synth_images = load_synthetic(folder, data_cfg.image_size, data_cfg.cache_dir)
+    out = Path(cfg.out) if cfg.out else folder / "eval"
+    write_run_info(out, cfg, cfg.seed, {"split_hash": prepared.split_hash, "model_hash": header["model_hash"]})
+    synth_classes = _synthetic_classes(rows, prepared, folder, data_cfg.name)
+
+    space = FeatureSpace(cfg.backbone, cfg.random_backbone, cfg.random_small_stem, data_cfg.image_size, cfg.seed)
+    emb = _embed(space, prepared, synth_images)
+    report: dict[str, Any] = {"feature_space": space.name, "synthetic": str(folder), "model_hash": header["model_hash"],
+                              "split_hash": prepared.split_hash, "image_size": data_cfg.image_size,
+                              "copy_rmse": cfg.copy_rmse, "classes": {}}
+    copies: list[dict[str, Any]] = []
+    grid_dir = out / "grids"
+    grid_dir.mkdir(parents=True, exist_ok=True)
+    held_out_feats = embed_held_out(cfg, prepared, space, set(synth_classes))
+    # One generator for the held-out draws and the grids' real images, used in this order per class.
+    rng = np.random.default_rng(cfg.seed)
+    for klass in sorted(set(synth_classes), key=list(prepared.classes).index):
+        s_idx = np.flatnonzero(synth_classes == klass)
+        if len(s_idx) < 2:
+            console.print(f"[yellow]{klass}: only {len(s_idx)} synthetic image; distances need at least 2.[/]")
+            continue
+        report["classes"][klass] = _class_report(cfg, klass, s_idx, emb, synth_images)
+        held_out = held_out_feats.get(klass)
+        if held_out is not None and len(held_out) >= 2:
+            report["classes"][klass]["held_out_real"] = _held_out_report(cfg, klass, held_out, len(s_idx), emb, rng)
+        copies += [{"file": rows[i]["file"], "nearest_train_image": emb.image_ids[int(emb.pix_nn[i])],
+                    "pixel_rmse": round(float(emb.pix_rmse[i]), 5),
+                    "nearest_train_image_features": emb.image_ids[int(emb.feat_nn[i])]}
+                   for i in _near_copy_indices(cfg, s_idx, emb)]
+        show = s_idx[:cfg.grid_images]
+        real_idx = emb.real_by_class[klass].numpy()
+        real_show = rng.choice(real_idx, size=min(len(show), len(real_idx)), replace=False)
+        save_class_grid(grid_dir / f"{klass}.png", emb.train_images[real_show], synth_images[show],
+                        emb.train_images[emb.pix_nn[show].numpy()])
+    report["near_copies_total"] = len(copies)
+    report["copy_rate"] = len(copies) / max(1, len(rows))
+    _write_report(out, report, copies)
+    _print_summary(space, folder, out, report)
     return report
 
 
