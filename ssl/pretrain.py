@@ -35,7 +35,7 @@ from dermkit.augment import MultiViewAugment
 from dermkit.backbones import BACKBONES, BackboneCard, build_backbone, save_backbone
 from dermkit.backbones.card import IMAGENET_MEAN, IMAGENET_STD
 from dermkit.checkpoint_io import KeepPreviousCheckpointIO
-from dermkit.config import DataConfig, Flag, TrainerConfig, parse_config, to_container, trainer_kwargs
+from dermkit.config import DataConfig, Flag, TrainerConfig, parse_config, trainer_kwargs
 from dermkit.console import console, entry_point, print_table
 from dermkit.data.datasets import CachedImageDataset
 from dermkit.data.prepare import PreparedData, prepare_data
