@@ -49,9 +49,16 @@ def snapshots(run: Path) -> list[tuple[int, Path]]:
 
 
 def monitor_curve(run: Path) -> list[tuple[int, float]]:
-    """(epoch, monitor/knn_balanced_acc) logged by ``ssl.pretrain`` in its CSV logs (all versions, resumes included)."""
+    """(epoch, monitor/knn_balanced_acc) logged by ``ssl.pretrain`` in its CSV log, resumes included.
+
+    Reads ``logs/metrics.csv`` and the layout of runs started before the shared trainer
+    (``logs/csv/version_N/metrics.csv``, one folder per resume).
+    """
     points: dict[int, float] = {}
-    for log in sorted((run / "logs" / "csv").glob("version_*/metrics.csv")):
+    logs = sorted((run / "logs" / "csv").glob("version_*/metrics.csv"), key=lambda p: int(p.parent.name[8:]))
+    for log in [*logs, run / "logs" / "metrics.csv"]:
+        if not log.is_file():
+            continue
         with log.open(newline="") as f:
             for row in csv.DictReader(f):
                 value = row.get("monitor/knn_balanced_acc") or ""

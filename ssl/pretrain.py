@@ -7,8 +7,8 @@ and writes into ``out_dir``::
     backbone.safetensors + backbone.json   the pretrained backbone and its card (for later stages)
     checkpoints/last.ckpt                  Lightning checkpoint (each epoch, every
                                            checkpoint_every_n_steps and on Ctrl-C); re-running resumes from it
-    logs/csv/version_N/metrics.csv         loss, lr, kNN accuracy, collapse signal
-    logs/tb/version_N/                     the same for TensorBoard
+    logs/metrics.csv                       loss, lr, kNN accuracy, collapse signal (appended on resume)
+    logs/tensorboard/                      the same for TensorBoard (layout: dermkit.trainer)
     config.yaml, run.json                  resolved config, seed, git commit, versions
     snapshots/epochNNN.safetensors (+ .json)  the backbone every snapshot_every_n_epochs epochs
     summary.json                           what the run achieved
@@ -26,24 +26,21 @@ from typing import Any, TypeVar
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import ModelCheckpoint, RichProgressBar
-from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_only
 from torch.utils.data import DataLoader
 
 from dermkit.augment import MultiViewAugment
 from dermkit.backbones import BACKBONES, BackboneCard, build_backbone, save_backbone
 from dermkit.backbones.card import IMAGENET_MEAN, IMAGENET_STD
-from dermkit.checkpoint_io import KeepPreviousCheckpointIO
-from dermkit.config import DataConfig, Flag, TrainerConfig, parse_config, trainer_kwargs
+from dermkit.config import DataConfig, Flag, TrainerConfig, parse_config
 from dermkit.console import console, entry_point, print_table
 from dermkit.data.datasets import CachedImageDataset
 from dermkit.data.prepare import PreparedData, prepare_data
 from dermkit.errors import DermkitError
-from dermkit.interrupt import CheckpointOnInterrupt
 from dermkit.resume import RESTART_FLAG, resume_checkpoint, runs_dir
 from dermkit.runinfo import write_run_info
 from dermkit.throughput import StepTimer
+from dermkit.trainer import build_trainer
 from ssl.base_module import OptimConfig, SSLModule
 from ssl.methods import METHODS, get_method, method_names
 from ssl.model_config import ModelConfig, build_model_backbone
@@ -239,24 +236,6 @@ def build_loaders(cfg: PretrainConfig, data: PreparedData) -> tuple[DataLoader, 
     return train, bank, val
 
 
-def build_trainer(cfg: PretrainConfig, out_dir: Path, callbacks: list[pl.Callback]) -> tuple[pl.Trainer, ModelCheckpoint]:
-    """A Lightning Trainer with checkpoints, CSV + TensorBoard logs and a rich progress bar."""
-    t = cfg.trainer
-    # No version counter: a resumed run overwrites its own last.ckpt, even one the Ctrl-C callback wrote.
-    checkpoint = ModelCheckpoint(dirpath=out_dir / "checkpoints", filename="epoch{epoch:03d}", save_last=True,
-                                 save_top_k=0, every_n_train_steps=cfg.checkpoint_every_n_steps or None,
-                                 auto_insert_metric_name=False, enable_version_counter=False)
-    loggers = [CSVLogger(out_dir / "logs", name="csv"), TensorBoardLogger(out_dir / "logs", name="tb")]
-    trainer = pl.Trainer(
-        **trainer_kwargs(t),
-        callbacks=[checkpoint, CheckpointOnInterrupt(out_dir / "checkpoints" / "last.ckpt"), *callbacks,
-                   RichProgressBar()], logger=loggers, num_sanity_val_steps=0,
-        limit_val_batches=0, enable_model_summary=False, default_root_dir=out_dir, use_distributed_sampler=True,
-        plugins=[KeepPreviousCheckpointIO()],
-    )
-    return trainer, checkpoint
-
-
 def validate(cfg: PretrainConfig) -> None:
     """Checks that need more than the schema's types (all before any image is cached).
 
@@ -305,7 +284,10 @@ def run_pretraining(cfg: PretrainConfig) -> PretrainResult:
                             split_hash=data.split_hash)
 
     snapshots = BackboneSnapshots(out_dir / "snapshots", cfg.snapshot_every_n_epochs, make_card)
-    trainer, checkpoint = build_trainer(cfg, out_dir, [monitor, timer, snapshots])
+    # No validation loop: the kNN monitor evaluates inside training (ssl.monitor).
+    trainer, checkpoint = build_trainer(cfg.trainer, out_dir, every_n_train_steps=cfg.checkpoint_every_n_steps,
+                                        callbacks=[monitor, timer, snapshots], num_sanity_val_steps=0,
+                                        limit_val_batches=0, enable_model_summary=False, use_distributed_sampler=True)
     if trainer.is_global_zero:
         write_run_info(out_dir, cfg, cfg.seed, {"split_hash": data.split_hash, "data": data.describe(),
                                                 "resumed_from": str(resume_from) if resume_from else None})

@@ -20,7 +20,7 @@ from tests.ddp_probe import kill_after_checkpoint, run_probed, tree, writes
 
 # Every file a finished run folder holds; written by the first process only.
 RUN_FILES = {"backbone.safetensors", "backbone.json", "checkpoints/last.ckpt", "config.yaml", "run.json",
-             "summary.json", "logs/csv/version_0/metrics.csv", "logs/tb/version_0/hparams.yaml"}
+             "summary.json", "logs/metrics.csv"}
 
 
 def ddp_args(out: Path, cache: Path, method: str, steps: int, *extra: str) -> list[str]:
@@ -37,7 +37,7 @@ def check_written_once(out: Path, probe: Path) -> None:
     files = tree(out)
     assert RUN_FILES <= set(files), sorted(RUN_FILES - set(files))
     assert not [f for f in files if "version_1" in f or "-v1" in f or "rank" in f], files
-    assert len([f for f in files if f.startswith("logs/tb/") and "events.out" in f]) == 1, files
+    assert len([f for f in files if f.startswith("logs/tensorboard/") and "events.out" in f]) == 1, files
     assert writes(probe, 1, out) == [], "the second DDP process wrote into the run folder"
     assert {"config.yaml", "run.json", "summary.json", "backbone.json"} <= set(writes(probe, 0, out))
 
