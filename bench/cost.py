@@ -145,7 +145,8 @@ def _memory(params: int, optimizer_copies: int, activations: float, bf16: bool) 
 
 
 def pretrain_cost(cfg: dict[str, Any], train_images: int) -> Estimate:
-    """``ssl.pretrain``: SimCLR (2 views) or DINO (2 global + local views, teacher forward on the globals)."""
+    """``ssl.pretrain``: SimCLR (2 views), BYOL (2 views, target forward on both) or DINO (2 global +
+    local views, teacher forward on the globals)."""
     data, trainer = cfg["data"], cfg["trainer"]
     size, batch = int(data["image_size"]), int(data["batch_size"])
     net = backbone_profile(cfg["model"]["backbone"], bool(cfg["model"]["small_stem"]), size)
@@ -156,6 +157,10 @@ def pretrain_cost(cfg: dict[str, Any], train_images: int) -> Estimate:
         area = 2 + n_local * (local / size) ** 2  # views in units of one global view
         flops_per_image = net.forward_flops * (TRAIN_FLOPS_FACTOR * area + 2)  # + teacher forward
         views, copies, param_sets = 2 + n_local, 2, 2  # AdamW; student + teacher
+    elif cfg["method"] == "byol":
+        area = 2.0
+        flops_per_image = net.forward_flops * (TRAIN_FLOPS_FACTOR * area + area)  # + momentum target forward
+        views, copies, param_sets = 2, 1, 2  # SGD; online + target network
     else:
         area = 2.0
         flops_per_image = net.forward_flops * TRAIN_FLOPS_FACTOR * area
