@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from omegaconf import OmegaConf
 
-from dermkit.backbones import Backbone, load_backbone
+from dermkit.backbones import Backbone, embed, load_backbone
 from dermkit.backbones.card import IMAGENET_MEAN, IMAGENET_STD
 from dermkit.config import DataConfig, Flag, parse_config
 from dermkit.console import console, entry_point, print_table
@@ -31,7 +31,6 @@ from dermkit.resume import runs_dir
 from dermkit.runinfo import write_run_info
 from dermkit.vocab import display_name
 from ssl.model_config import ModelConfig, build_model_backbone
-from ssl.monitor import embed
 from ssl.probe import knn_classify, linear_probe
 from ssl.transforms import eval_transform
 

@@ -10,7 +10,6 @@ prone to); a warning is raised when it drops below ``monitor.collapse_ratio / sq
 
 from __future__ import annotations
 
-import contextlib
 import math
 import warnings
 from dataclasses import dataclass
@@ -18,10 +17,10 @@ from dataclasses import dataclass
 import pytorch_lightning as pl
 import torch
 from lightly.utils.debug import std_of_l2_normalized
-from torch import nn
 from torch.utils.data import DataLoader
 
-from dermkit.console import console, progress
+from dermkit.backbones.embed import embed
+from dermkit.console import console
 from dermkit.metrics import accuracy, balanced_accuracy
 from ssl.probe import knn_classify
 
@@ -47,39 +46,6 @@ class MonitorConfig:
 
 class CollapseWarning(UserWarning):
     """The embeddings of different images have (nearly) collapsed to one point."""
-
-
-@torch.no_grad()
-def embed(backbone: nn.Module, loader: DataLoader, device: torch.device | str = "cpu",
-          description: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Frozen features of every image of a loader.
-
-    Args:
-        backbone: (B, 3, S, S) -> (B, D); put in eval mode for the pass and restored afterwards.
-        loader: yields (images (B, 3, S, S), labels (B,)).
-        device: where the backbone lives.
-        description: show a progress bar with this text (None: no bar).
-
-    Returns:
-        (features (N, D) float32 on the CPU, labels (N,) int64).
-    """
-    was_training = backbone.training
-    backbone.eval()
-    features, labels = [], []
-    try:
-        # No bar inside a Lightning fit: rich allows one live display, and the RichProgressBar is one.
-        with progress(transient=True) if description else contextlib.nullcontext() as bar:
-            task = bar.add_task(description, total=len(loader)) if bar else None
-            for images, targets in loader:
-                features.append(backbone(images.to(device)).float().cpu())
-                labels.append(torch.as_tensor(targets).long())
-                if bar:
-                    bar.advance(task)
-    finally:
-        backbone.train(was_training)
-    if not features:
-        return torch.zeros(0, 0), torch.zeros(0, dtype=torch.long)
-    return torch.cat(features), torch.cat(labels)
 
 
 def check_collapse(features: torch.Tensor, ratio: float, where: str = "") -> float:

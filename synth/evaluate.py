@@ -35,9 +35,9 @@ import torch
 import torch.nn.functional as F
 from torchvision.utils import make_grid, save_image
 
-from dermkit.backbones import BackboneCard, build_backbone, load_backbone
+from dermkit.backbones import BackboneCard, ImageArrayBatches, build_backbone, embed, load_backbone
 from dermkit.config import DataConfig, Flag, parse_config
-from dermkit.console import console, entry_point, print_table, progress
+from dermkit.console import console, entry_point, print_table
 from dermkit.data.cache import cache_images
 from dermkit.data.prepare import PreparedData, prepare_data
 from dermkit.errors import DermkitError
@@ -117,24 +117,11 @@ class FeatureSpace:
             self.name = (f"random-init {random_name} (seed {seed}, {'small' if small_stem else 'standard'} stem; "
                          "not trained)")
         self.net.eval()
-        self.mean = torch.tensor(self.card.mean).view(1, 3, 1, 1)
-        self.std = torch.tensor(self.card.std).view(1, 3, 1, 1)
 
-    @torch.no_grad()
     def embed(self, images: np.ndarray, label: str, batch_size: int = 128) -> torch.Tensor:
-        """(N, S, S, 3) uint8 -> (N, D) float32 features."""
-        out = []
-        with progress(transient=True) as bar:
-            task = bar.add_task(f"Features: {label}", total=len(images))
-            for start in range(0, len(images), batch_size):
-                x = torch.from_numpy(np.array(images[start:start + batch_size])).permute(0, 3, 1, 2)  # copy: the cache is read-only
-                x = x.float() / 255.0  # (B, 3, S, S)
-                if x.shape[-1] != self.card.input_size:
-                    x = F.interpolate(x, size=self.card.input_size, mode="bilinear", antialias=True,
-                                      align_corners=False)
-                out.append(self.net((x - self.mean) / self.std).float())
-                bar.advance(task, len(x))
-        return torch.cat(out) if out else torch.zeros(0, self.net.feature_dim)
+        """(N, S, S, 3) uint8 -> (N, D) float32 features, resized to the card's input size and normalised."""
+        batches = ImageArrayBatches(images, self.card.mean, self.card.std, self.card.input_size, batch_size)
+        return embed(self.net, batches, description=f"Features: {label}")[0]
 
 
 def load_synthetic(folder: Path, size: int, cache_dir: str) -> tuple[list[dict[str, str]], np.ndarray]:

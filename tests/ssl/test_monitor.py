@@ -1,4 +1,4 @@
-"""Collapse signal and the kNN monitor."""
+"""Collapse signal of the pretraining monitor (its embedding loop is tested in tests/dermkit/test_embed.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from ssl.monitor import CollapseWarning, check_collapse, embed
+from dermkit.backbones import embed
+from ssl.monitor import CollapseWarning, check_collapse
 
 
 class ConstantBackbone(nn.Module):
@@ -34,11 +35,3 @@ def test_no_collapse_warning_for_spread_features() -> None:
         std = check_collapse(features, ratio=0.05)
     assert std == pytest.approx(64 ** -0.5, rel=0.1)
 
-
-def test_embed_restores_training_mode() -> None:
-    backbone = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.AdaptiveAvgPool2d(1), nn.Flatten())
-    backbone.train()
-    loader = DataLoader(TensorDataset(torch.randn(6, 3, 8, 8), torch.arange(6)), batch_size=4)
-    features, labels = embed(backbone, loader)
-    assert features.shape == (6, 4) and labels.tolist() == list(range(6))
-    assert backbone.training
