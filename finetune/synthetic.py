@@ -2,7 +2,8 @@
 
 The manifest (``OUT/manifest.csv``) lists finished PNGs with at least the columns ``file``
 (relative to the manifest's folder), ``class`` and ``split_hash``; ``OUT/manifest.json`` may name
-the split hash too. Stages exchange files, not code, so the CSV is read here directly.
+the split hash and the generator's label fraction too. Stages exchange files, not code: the format
+and its readers are :mod:`dermkit.manifest`, the split-hash rule :mod:`dermkit.data.split_policy`.
 
 Rules (the scientific-honesty contract):
 
@@ -22,21 +23,17 @@ Rules (the scientific-honesty contract):
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from dermkit.data.cache import cache_images
-from dermkit.csvfile import read_csv_rows
 from dermkit.errors import DermkitError
+from dermkit.manifest import MANIFEST_JSON, check_manifest_split, manifest_csv, read_header, read_manifest_rows
 from dermkit.vocab import canonical_class
-
-REQUIRED_COLUMNS = ("file", "class", "split_hash")
 
 
 @dataclass
@@ -60,69 +57,25 @@ class SyntheticImages:
     label_fraction: float | None = None
 
 
-def manifest_csv(path: str | Path) -> Path:
-    """The manifest CSV for ``synth.manifest`` (the CSV itself or the folder holding it)."""
-    path = Path(path).expanduser()
-    csv_path = path / "manifest.csv" if path.is_dir() else path
-    if not csv_path.is_file():
-        raise DermkitError(f"synth.manifest={path}: no manifest.csv there. Pass the manifest.csv (or its folder) "
-                           "written by python -m synth.generate.")
-    return csv_path
+def read_rows(path: str | Path) -> tuple[Path, list[dict[str, str]]]:
+    """The manifest CSV ``synth.manifest`` names (the CSV or its folder) and its rows.
 
-
-def read_manifest_rows(csv_path: Path) -> list[dict[str, str]]:
-    """The manifest's rows; checks the required columns."""
-    rows = read_csv_rows(csv_path, REQUIRED_COLUMNS, "Synthetic manifest",
-                         f"A synthetic manifest needs {', '.join(REQUIRED_COLUMNS)} (written by python -m synth.generate).")
+    Raises:
+        DermkitError: no manifest there, missing columns, or no rows.
+    """
+    csv_path = manifest_csv(path, "synth.manifest")
+    rows = read_manifest_rows(csv_path)
     if not rows:
         raise DermkitError(f"{csv_path} lists no images; let python -m synth.generate finish some first.")
-    return rows
-
-
-def read_header(csv_path: Path) -> dict[str, Any] | None:
-    """The ``manifest.json`` beside the CSV as a dict, or None when there is none.
-
-    Raises:
-        DermkitError: the header is not a JSON object.
-    """
-    header = csv_path.parent / "manifest.json"
-    if not header.is_file():
-        return None
-    try:
-        content = json.loads(header.read_text())
-    except json.JSONDecodeError as err:
-        raise DermkitError(f"{header} is not valid JSON ({err}).") from None
-    if not isinstance(content, dict):
-        raise DermkitError(f"{header} is not a JSON object; it was not written by python -m synth.generate.")
-    return content
-
-
-def check_split_hash(csv_path: Path, rows: Sequence[Mapping[str, str]], split_hash: str) -> None:
-    """Refuse a manifest made by a generator trained on another split.
-
-    Raises:
-        DermkitError: a row or the ``manifest.json`` header names a different split hash.
-    """
-    hashes = {row["split_hash"] for row in rows}
-    header = read_header(csv_path)
-    if header is not None:
-        hashes.add(str(header.get("split_hash", split_hash)))
-    others = sorted(hashes - {split_hash})
-    if others:
-        raise DermkitError(
-            f"Synthetic images in {csv_path} come from a generator trained on another split (split hash "
-            f"{', '.join(others)}; this run's split is {split_hash}). Its generator may have seen this run's "
-            "validation or test images. Use the same data settings (data.name, data.root, data.split_seed, "
-            "data.val_fraction, data.test_fraction, data.split_file) as the generator, or generate images with "
-            "a generator trained on this split.")
+    return csv_path, rows
 
 
 def check_label_fraction(csv_path: Path, fraction: float, allow_extra_labels: bool) -> float | None:
     """Refuse a manifest whose generator was trained on more labelled images than the run may use.
 
     Label fractions are nested (:meth:`dermkit.data.prepare.PreparedData.indices`), so on one split
-    (checked by :func:`check_split_hash`) the generator's labelled images are a subset of the run's
-    exactly when its label fraction is at most ``fraction``.
+    (checked by :func:`dermkit.manifest.check_manifest_split`) the generator's labelled images are a
+    subset of the run's exactly when its label fraction is at most ``fraction``.
 
     Args:
         csv_path: the manifest CSV (its ``manifest.json`` holds ``label_fraction``).
@@ -137,7 +90,7 @@ def check_label_fraction(csv_path: Path, fraction: float, allow_extra_labels: bo
         DermkitError: the generator's fraction exceeds ``fraction``, or ``fraction`` < 1 and the
             manifest does not record the generator's fraction (unless ``allow_extra_labels``).
     """
-    header = read_header(csv_path) or {}
+    header = read_header(csv_path.parent) or {}
     recorded = header.get("label_fraction")
     if allow_extra_labels:
         return None if recorded is None else float(recorded)
@@ -145,7 +98,7 @@ def check_label_fraction(csv_path: Path, fraction: float, allow_extra_labels: bo
         if fraction >= 1.0:
             return None  # any generator of this split saw only training labels, all of which the run has
         raise DermkitError(
-            f"{csv_path.parent / 'manifest.json'} does not record the label fraction its generator was trained on, "
+            f"{csv_path.parent / MANIFEST_JSON} does not record the label fraction its generator was trained on, "
             f"so its images cannot be checked against data.fraction={fraction:g}. Re-run python -m synth.generate "
             "with the same --model and --out to record it (retrain a generator older than the record), or set "
             "synth.allow_extra_labels=true to use it anyway.")
@@ -250,9 +203,8 @@ def load_synthetic(path: str | Path, classes: Sequence[str], real_counts: Mappin
     """
     if max_ratio < 0:
         raise DermkitError(f"synth.max_ratio must be >= 0, got {max_ratio}.")
-    csv_path = manifest_csv(path)
-    rows = read_manifest_rows(csv_path)
-    check_split_hash(csv_path, rows, split_hash)
+    csv_path, rows = read_rows(path)
+    check_manifest_split(csv_path, (row["split_hash"] for row in rows), split_hash)
     label_fraction = check_label_fraction(csv_path, fraction, allow_extra_labels)
     check_files(csv_path, rows, dataset_files)
     by_class: dict[str, list[Path]] = {}

@@ -1,8 +1,8 @@
-"""The synthetic-image manifest: which PNGs of an output folder are complete, and how each was made.
+"""How ``synth.generate`` fills a synthetic folder: file names, seeds, atomic PNGs, concurrent writers.
 
-``OUT/manifest.csv`` has one row per finished image with the columns :data:`COLUMNS` (``file`` is
-relative to ``OUT``); ``OUT/manifest.json`` is the header naming the generator (model hash, split
-hash). The fine-tuning stage reads ``file``, ``class`` and ``split_hash``: keep these names.
+The file format (``OUT/manifest.csv`` columns, the ``OUT/manifest.json`` header, reading and
+writing them) is :mod:`dermkit.manifest`, shared with the stages that read manifests; this module
+is the writer's side.
 
 Every write is atomic (a temporary file in the same folder, then ``os.replace``), and a row is
 added only after its PNG has been renamed into place, so the manifest never lists a missing or
@@ -22,14 +22,11 @@ folder never mixes images made in different ways.
 from __future__ import annotations
 
 import contextlib
-import csv
 import fcntl
 import hashlib
 import io
-import json
 import os
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,31 +34,18 @@ import numpy as np
 from PIL import Image
 
 from dermkit.errors import DermkitError
+from dermkit.manifest import (
+    SETTINGS_KEYS,
+    TMP_SUFFIX,
+    ManifestRow,
+    atomic_write_bytes,
+    read_header,
+    read_manifest,
+    write_header,  # noqa: F401 - synth.generate still imports it from here; it moves to dermkit.manifest next
+    write_manifest,
+)
 
-COLUMNS: tuple[str, ...] = ("file", "class", "seed", "steps", "guidance", "model_hash", "split_hash")
-MANIFEST_CSV = "manifest.csv"
-MANIFEST_JSON = "manifest.json"
 LOCK_FILE = ".manifest.lock"
-TMP_SUFFIX = ".partial"
-SETTINGS_KEYS: tuple[str, ...] = ("model_hash", "sampler", "steps", "guidance", "seed")
-
-
-@dataclass(frozen=True)
-class ManifestRow:
-    """One finished synthetic image (``klass`` is written as the ``class`` column)."""
-
-    file: str
-    klass: str
-    seed: int
-    steps: int
-    guidance: float
-    model_hash: str
-    split_hash: str
-
-    def as_csv(self) -> dict[str, Any]:
-        row = asdict(self)
-        row["class"] = row.pop("klass")
-        return {c: row[c] for c in COLUMNS}
 
 
 def image_seed(seed: int, klass: str, index: int) -> int:
@@ -83,21 +67,12 @@ def image_index(file: str) -> int:
     return int(Path(file).stem.rsplit("_", 1)[1])
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    # The process id keeps concurrent writers of one folder off each other's temporary files.
-    tmp = path.with_name(f"{path.name}.{os.getpid()}{TMP_SUFFIX}")
-    # No fsync: a killed process cannot leave a half-renamed file, and fsync per image costs more
-    # than sampling a small one; power loss is not what this guards against.
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def write_png(path: Path, image: np.ndarray) -> None:
     """Write an (S, S, 3) uint8 image atomically: a killed run leaves no partial PNG under ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="PNG")
-    _atomic_write_bytes(path, buffer.getvalue())
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def _writer_alive(partial: Path) -> bool:
@@ -155,57 +130,6 @@ def update_manifest(out_dir: str | Path, new_rows: Iterable[ManifestRow]) -> lis
                 listed.add(row.file)
         write_manifest(out_dir, rows)
     return rows
-
-
-def read_manifest(out_dir: str | Path) -> list[ManifestRow]:
-    """The rows of ``OUT/manifest.csv`` (empty when there is none yet).
-
-    Raises:
-        DermkitError: the file lacks the expected columns or holds a malformed row.
-    """
-    path = Path(out_dir) / MANIFEST_CSV
-    if not path.is_file():
-        return []
-    with open(path, newline="") as fh:
-        reader = csv.DictReader(fh)
-        missing = set(COLUMNS) - set(reader.fieldnames or ())
-        if missing:
-            raise DermkitError(f"{path} lacks the columns {sorted(missing)}; it was not written by synth.generate. "
-                               "Use another --out folder.")
-        try:
-            return [ManifestRow(r["file"], r["class"], int(r["seed"]), int(r["steps"]), float(r["guidance"]),
-                                r["model_hash"], r["split_hash"]) for r in reader]
-        except (TypeError, ValueError) as err:
-            raise DermkitError(f"{path} has a malformed row ({err}). Use another --out folder.") from None
-
-
-def write_manifest(out_dir: str | Path, rows: Iterable[ManifestRow]) -> Path:
-    """Atomically replace ``OUT/manifest.csv`` with ``rows``."""
-    path = Path(out_dir) / MANIFEST_CSV
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(COLUMNS), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(r.as_csv() for r in rows)
-    _atomic_write_bytes(path, buffer.getvalue().encode())
-    return path
-
-
-def read_header(out_dir: str | Path) -> dict[str, Any] | None:
-    """``OUT/manifest.json`` as a dict, or None when the folder has none."""
-    path = Path(out_dir) / MANIFEST_JSON
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise DermkitError(f"{path} is not valid JSON ({err}). Use another --out folder.") from None
-
-
-def write_header(out_dir: str | Path, header: dict[str, Any]) -> Path:
-    """Atomically write ``OUT/manifest.json``."""
-    path = Path(out_dir) / MANIFEST_JSON
-    _atomic_write_bytes(path, (json.dumps(header, indent=2) + "\n").encode())
-    return path
 
 
 def folder_settings(header: dict[str, Any] | None, rows: list[ManifestRow]) -> dict[str, Any]:

@@ -36,7 +36,8 @@ def test_no_gradients_are_recorded() -> None:
 
 def test_no_images_give_an_empty_matrix_of_the_feature_width() -> None:
     backbone = build_backbone("tiny_cnn", small_stem=True, image_size=16)
-    features, labels = embed(backbone, ImageArrayBatches(np.zeros((0, 16, 16, 3), np.uint8), (0.5,) * 3, (0.5,) * 3, 16))
+    empty = ImageArrayBatches(np.zeros((0, 16, 16, 3), np.uint8), (0.5,) * 3, (0.5,) * 3, input_size=16)
+    features, labels = embed(backbone, empty)
     assert features.shape == (0, backbone.feature_dim) and labels.shape == (0,)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +49,13 @@ def test_max_ratio_and_class_selection(demo_prepared: PreparedData, tmp_path: Pa
 
 def test_split_hash_mismatch_is_refused(demo_prepared: PreparedData, tmp_path: Path) -> None:
     manifest = write_manifest(tmp_path / "synth", "0123456789abcdef", {"df": 2})
-    with pytest.raises(DermkitError, match="another split.*0123456789abcdef"):
+    with pytest.raises(DermkitError, match=re.escape(f"{manifest} was made on another split: split hash "
+                                                     f"0123456789abcdef there, {demo_prepared.split_hash} in this run")):
+        _load(demo_prepared, manifest, tmp_path / "cache")
+    # Rows of this split, but a header naming another one: refused as well.
+    manifest = write_manifest(tmp_path / "header", demo_prepared.split_hash, {"df": 2}, label_fraction=1.0)
+    (manifest.parent / "manifest.json").write_text('{"split_hash": "fedcba9876543210"}')
+    with pytest.raises(DermkitError, match=f"split hash fedcba9876543210 there, {demo_prepared.split_hash} in"):
         _load(demo_prepared, manifest, tmp_path / "cache")
 
 

@@ -27,9 +27,9 @@ from PIL import Image
 
 from dermkit.data.__main__ import main as data_main
 from dermkit.data.demo import ensure_demo_dataset
+from dermkit.manifest import read_manifest
 from finetune.train import main as finetune_main
 from synth.generate import main as generate_main
-from synth.manifest import read_manifest
 from synth.train import main as train_main
 from tests.conftest import REPO_ROOT
 from tests.finetune.helpers import write_manifest

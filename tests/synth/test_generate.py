@@ -13,9 +13,9 @@ from PIL import Image
 import synth.generate as generate_module
 from dermkit.config import parse_config
 from dermkit.errors import DermkitError
+from dermkit.manifest import read_manifest
 from synth.generate import FLAGS, GenerateConfig, generate
 from synth.generator import load_generator
-from synth.manifest import read_manifest
 from synth.sampling import make_sampler, sample
 
 
