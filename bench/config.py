@@ -47,8 +47,9 @@ class GridConfig:
 
 
 @dataclass
-class ModelConfig:
-    """The one backbone architecture shared by pretraining and fine-tuning (a fair comparison).
+class BenchModelConfig:
+    """The grid's ``model`` section: the one backbone architecture shared by pretraining and
+    fine-tuning (a fair comparison).
 
     Keys:
         backbone: registry name (``resnet18``, ``resnet50``, ``vit_s16``, ``tiny_cnn``); passed as
@@ -159,7 +160,7 @@ class BenchConfig:
         data: :class:`dermkit.config.DataConfig`; ``name``, ``root``, ``image_size``,
             ``split_seed``, ``val_fraction``, ``test_fraction``, ``batch_size`` and
             ``num_workers`` are passed to every stage, so every stage sees the same split.
-        model: :class:`ModelConfig`.
+        model: :class:`BenchModelConfig`.
         grid: :class:`GridConfig`.
         pretrain: :class:`PretrainConfig`.
         synth: :class:`SynthConfig`.
@@ -173,7 +174,7 @@ class BenchConfig:
     preset: str = ""
     about: str = ""
     data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: BenchModelConfig = field(default_factory=BenchModelConfig)
     grid: GridConfig = field(default_factory=GridConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     synth: SynthConfig = field(default_factory=SynthConfig)

@@ -25,6 +25,12 @@ from typing import Any
 
 # Bump when the meaning of a key changes (every step then runs again).
 KEY_VERSION = 1
+# Arguments whose spelling changed without changing what the step does: keys hash the old spelling,
+# so steps finished before the rename stay done. Issue 14 renamed synth.train's ``out`` and
+# ``checkpoint_every`` (``{module: {new prefix: old prefix}}``).
+KEY_SPELLINGS: dict[str, dict[str, str]] = {
+    "synth.train": {"out_dir=": "out=", "checkpoint_every_n_steps=": "checkpoint_every="},
+}
 DONE_FILE = "done.json"
 STARTED_FILE = "started.json"
 LOG_FILE = "stage.log"
@@ -116,12 +122,20 @@ class Step:
         return stable_hash({
             "version": KEY_VERSION,
             "module": self.module,
-            "args": [a.replace(root, "<out>") for a in self.args],
+            "args": [key_spelling(self.module, a).replace(root, "<out>") for a in self.args],
             "out_dir": str(self.out_dir).replace(root, "<out>"),
             "data": data_fingerprint,
             "inputs": inputs,
             "extra": self.key_extra,
         })
+
+
+def key_spelling(module: str, arg: str) -> str:
+    """``arg`` as a step key hashes it: renamed keys in their old spelling (see :data:`KEY_SPELLINGS`)."""
+    for new, old in KEY_SPELLINGS.get(module, {}).items():
+        if arg.startswith(new):
+            return old + arg[len(new):]
+    return arg
 
 
 def read_done(step: Step) -> dict[str, Any] | None:

@@ -28,6 +28,7 @@ from dermkit.console import console, entry_point, print_table
 from dermkit.data.prepare import prepare_data
 from dermkit.data.splits import FRACTIONS
 from dermkit.errors import DermkitError, did_you_mean
+from dermkit.flags import out_flag
 from dermkit.resume import runs_dir
 from dermkit.runinfo import write_run_info
 from dermkit.vocab import canonical_class
@@ -42,8 +43,7 @@ PROG = "python -m bench.label_efficiency"
 DESCRIPTION = ("Label-efficiency grid: pretrain (ssl), train a generator and make minority images (synth), "
                "fine-tune every cell (finetune), then write results.csv and report.md. Re-running resumes.")
 FLAGS = [
-    Flag("--out", "out_dir", "output folder (default $DERMKIT_RUNS/bench/<preset>, runs/ when unset); re-running "
-         "resumes in it"),
+    out_flag("output folder (default $DERMKIT_RUNS/bench/<preset>, runs/ when unset); re-running resumes in it"),
     Flag("--jobs", "run.jobs", "steps run at the same time", int),
     Flag("--threads", "run.threads", "torch CPU threads per step (0: default)", int),
     Flag("--keep-going", "run.keep_going", "carry on with independent steps after a failure", bool),
@@ -68,16 +68,22 @@ def preset_path(name: str) -> Path:
     """
     path = CONFIG_DIR / f"bench_{name.replace('-', '_')}.yaml"
     if not path.is_file():
-        known = sorted(p.stem.removeprefix("bench_").replace("_", "-") for p in CONFIG_DIR.glob("bench_*.yaml"))
+        known = preset_names()
         raise DermkitError(f"Unknown preset {name!r} (no {path.relative_to(REPO_ROOT)}).{did_you_mean(name, known)} "
                            f"Presets: {', '.join(known)}.")
     return path
 
 
+def preset_names() -> list[str]:
+    """The presets, ``configs/bench_<name>.yaml`` with ``_`` in the name read as ``-`` (sorted)."""
+    return sorted(p.stem.removeprefix("bench_").replace("_", "-") for p in CONFIG_DIR.glob("bench_*.yaml"))
+
+
 def parse_args(argv: list[str] | None) -> BenchConfig:
     """Resolve the config from ``--preset`` (or ``--config``), flags and ``key=value`` overrides."""
     parser = build_parser(PROG, DESCRIPTION, FLAGS)
-    parser.add_argument("--preset", metavar="NAME", help="preset configs/bench_<NAME>.yaml: demo, cpu-small, gpu-full")
+    parser.add_argument("--preset", metavar="NAME",
+                        help=f"preset configs/bench_<NAME>.yaml: {', '.join(preset_names())}")
     parser.add_argument("--help-config", action="store_true", help="print every config key with its default and exit")
     parser.add_argument(DRY_RUN, action="store_true", help="check every step's config with its stage's schema and "
                         "print each step's command with its estimated time, disk and memory; run and write nothing")
@@ -207,7 +213,8 @@ def build_steps(cfg: BenchConfig, out: Path) -> list[Step]:
         for fraction in (cfg.grid.fractions if cfg.synth.match_fraction else [1.0]):
             train_dir = out / "synth" / f"train-f{fraction:g}"
             train = Step(f"synth-train/f{fraction:g}", "synth-train", "synth.train",
-                         [*shared, *cfg.synth.train_overrides, f"data.fraction={fraction}", f"out={train_dir}"],
+                         [*shared, *cfg.synth.train_overrides, f"data.fraction={fraction}",
+                          f"out_dir={train_dir}"],
                          train_dir, GENERATOR_OUTPUTS)
             gen_dir = out / "synth" / f"generate-f{fraction:g}"
             classes = [arg for klass in cfg.synth.classes for arg in ("--class", canonical_class(klass))]

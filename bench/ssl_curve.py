@@ -123,8 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     card = _card(found[0][1])
     data, size = args.data or card["data"]["name"], int(card["input_size"])
     extra = args.evaluate_args.split()
-    random_runs = [evaluate_backbone("random", run / "curve" / f"random_seed{seed}", args.root,
-                                     ["--arch", card["architecture"], f"model.small_stem={card['small_stem']}",
+    random_runs = [evaluate_backbone("", run / "curve" / f"random_seed{seed}", args.root,
+                                     ["--backbone", card["architecture"], f"model.small_stem={card['small_stem']}",
                                       f"seed={seed}", *extra], data, size)
                    for seed in args.random_seeds]
     random = {p: mean_t_interval([m[p]["balanced_accuracy"] for m in random_runs]) for p in PROBES}

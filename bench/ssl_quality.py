@@ -3,11 +3,11 @@
 For each method it runs (unless its outputs already exist, so an interrupted benchmark resumes)::
 
     python -m ssl.pretrain --config configs/ssl_cpu_small.yaml --method M --out RUNS/ham64_M [extra]
-    python -m ssl.evaluate --backbone RUNS/ham64_M/backbone.safetensors --data ham10000
+    python -m ssl.evaluate --weights RUNS/ham64_M/backbone.safetensors --data ham10000
 
 and once the baseline, an untrained backbone of the same architecture evaluated the same way::
 
-    python -m ssl.evaluate --backbone random --arch ARCH --data ham10000 --image-size 64 \
+    python -m ssl.evaluate --backbone ARCH --data ham10000 --image-size 64 \
         --out runs/ssl_eval/ham64_random_ARCH
 
 then prints one table and writes ``RUNS/quality.json``. Pretraining runs are resumable
@@ -46,12 +46,22 @@ def _run(command: list[str]) -> None:
         raise SystemExit(f"command failed with status {done.returncode}: {' '.join(command)}")
 
 
-def evaluate_backbone(backbone: str, out: Path, root: str, extra: list[str], data: str = "ham10000",
+def evaluate_backbone(weights: str, out: Path, root: str, extra: list[str], data: str = "ham10000",
                       image_size: int = 64) -> dict[str, Any]:
-    """``python -m ssl.evaluate`` into ``out`` unless its metrics.json exists; returns that file's content."""
+    """``python -m ssl.evaluate`` into ``out`` unless its metrics.json exists; returns that file's content.
+
+    Args:
+        weights: the backbone file to evaluate; empty: a random-init backbone (``extra`` names its
+            architecture with ``--backbone``).
+        out: the evaluation's folder.
+        root: the dataset folder (empty: the stage's default).
+        extra: further ``ssl.evaluate`` arguments.
+        data: the dataset format.
+        image_size: image side in pixels.
+    """
     metrics = out / "metrics.json"
     if not metrics.is_file():
-        _run([sys.executable, "-m", "ssl.evaluate", "--backbone", backbone, "--data", data,
+        _run([sys.executable, "-m", "ssl.evaluate", *(["--weights", weights] if weights else []), "--data", data,
               *(["--root", root] if root else []), "--image-size", str(image_size), "--out", str(out), *extra])
     return json.loads(metrics.read_text())
 
@@ -60,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench.ssl_quality", description=__doc__.split("\n\n")[0])
     parser.add_argument("--methods", nargs="+", default=["simclr", "dino"], help="methods to pretrain")
     parser.add_argument("--config", default="configs/ssl_cpu_small.yaml", help="ssl.pretrain preset")
-    parser.add_argument("--arch", default="resnet18", help="architecture of the preset (for the random baseline)")
+    parser.add_argument("--backbone", default="resnet18", help="architecture of the preset (for the random baseline)")
     parser.add_argument("--root", default="", help="HAM10000 folder (default: $DERMKIT_HAM10000 or ../shared/...)")
     parser.add_argument("--runs", default="runs/ssl", help="folder of the pretraining runs")
     parser.add_argument("--pretrain-args", default="", help="extra ssl.pretrain arguments, space-separated")
@@ -90,11 +100,11 @@ def main(argv: list[str] | None = None) -> int:
     root_args = ["--root", args.root] if args.root else []
     rows: list[list[Any]] = []
     results: dict[str, Any] = {"seeds": args.seeds}
-    baseline = [evaluate_backbone("random", _seeded(runs.parent / "ssl_eval" / f"ham64_random_{args.arch}", seed), args.root,
-                          ["--arch", args.arch, "--no-small-stem", f"seed={seed}"])
+    baseline = [evaluate_backbone("", _seeded(runs.parent / "ssl_eval" / f"ham64_random_{args.backbone}", seed),
+                                  args.root, ["--backbone", args.backbone, "--no-small-stem", f"seed={seed}"])
                 for seed in args.random_seeds or args.seeds]
     results["random"] = baseline
-    rows.append(_row(f"random init ({args.arch})", baseline, "-"))
+    rows.append(_row(f"random init ({args.backbone})", baseline, "-"))
     for method in args.methods:
         per_seed = []
         for seed in args.seeds:

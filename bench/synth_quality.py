@@ -54,7 +54,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--gen-batch-size", type=int, default=32, help="images per sampling batch")
     parser.add_argument("--sample-steps", type=int, default=50, help="DDIM steps")
     parser.add_argument("--guidance", type=float, default=3.0, help="guidance weight")
-    parser.add_argument("--backbone", default="", help="backbone.safetensors (default: random-init resnet18)")
+    parser.add_argument("--weights", default="", help="backbone.safetensors giving the feature space (default: a "
+                        "random-init resnet18)")
     parser.add_argument("--figure", default="", help="write the stacked per-class grids to this PNG")
     return parser.parse_args(argv)
 
@@ -110,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     data = [f"data.name={args.data}", f"data.image_size={args.image_size}"]
     run_stage("synth.train", ["--out", str(out), "--preset", args.preset, "--steps", str(args.steps), "--batch-size",
                               str(args.batch_size), f"optim.lr={args.lr}", f"optim.warmup_steps={args.warmup}",
-                              "data.num_workers=0", "checkpoint_every=25",
+                              "data.num_workers=0", "checkpoint_every_n_steps=25",
                               f"model.prediction_type={args.prediction_type}", *data])
     samples = Path(args.samples) if args.samples else out / "samples"
     run_stage("synth.generate", ["--model", str(out), "--out", str(samples),
@@ -118,9 +119,9 @@ def main(argv: list[str] | None = None) -> int:
                                  "--steps", str(args.sample_steps), "--guidance", str(args.guidance),
                                  "--batch-size", str(args.gen_batch_size)])
     eval_argv = ["--synthetic", str(samples), "--out", str(samples / EVAL_DIR), "--data", args.data,
-                 "random_small_stem=false"]
-    if args.backbone:
-        eval_argv += ["--backbone", args.backbone]
+                 "--no-small-stem"]
+    if args.weights:
+        eval_argv += ["--weights", args.weights]
     run_stage("synth.evaluate", eval_argv)
     report = json.loads((samples / EVAL_DIR / EVAL_METRICS).read_text())
     table = quality_table(report)

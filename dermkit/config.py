@@ -5,8 +5,9 @@ sources winning: the schema's defaults, ``--config FILE`` (YAML), the command's 
 ``key=value`` overrides on the command line. A key the schema does not have is an error that names
 it and the closest valid keys; omegaconf's struct mode does the rejecting, this module the wording.
 
-Shared sections (``DataConfig``, ``TrainerConfig``) live here so that every stage reads the same
-keys the same way.
+Shared sections (``DataConfig``, ``TrainerConfig``, ``BackboneConfig``) live here so that every
+stage reads the same keys the same way; the flags several commands share are built by
+:mod:`dermkit.flags`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import Any, NoReturn, TypeVar
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
@@ -115,15 +117,47 @@ class TrainerConfig:
     log_every_n_steps: int = 10
 
 
+@dataclass
+class BackboneConfig:
+    """The backbone a command builds: the ``model`` keys ``ssl.pretrain``, ``ssl.evaluate`` and
+    ``finetune.train`` share (``finetune.config.ClassifierModelConfig`` adds the head's keys).
+
+    Keys:
+        backbone: architecture, a registry name of :mod:`dermkit.backbones` (``resnet18``,
+            ``resnet50``, ``vit_s16``, ``tiny_cnn``; ``--backbone`` in every command).
+        small_stem: ResNets: 3x3 stride-1 first convolution without max-pool (for inputs of
+            64 px and less); ViT: 8-px patches.
+        init: a local weights file (e.g. torchvision ImageNet weights you downloaded) to start
+            from; empty for random initialisation. Nothing is downloaded.
+    """
+
+    backbone: str = "resnet18"
+    small_stem: bool = False
+    init: str = ""
+
+
 @dataclass(frozen=True)
 class Flag:
-    """A ``--flag`` that sets one config key (the everyday options listed by ``--help``)."""
+    """A ``--flag`` that sets one config key (the everyday options listed by ``--help``).
+
+    Attributes:
+        option: the flag, e.g. ``--data``.
+        key: the config key it sets, e.g. ``data.name``.
+        help: its ``--help`` line (the key is appended).
+        type: ``str``, ``int``, ``float`` or ``bool`` (``--x`` / ``--no-x``).
+        action: ``"append"`` for a repeatable flag (its key holds a list).
+        check: called with the resolved value of ``key`` (whether it came from this flag, a config
+            file or an override) when the config is loaded; raises :class:`DermkitError` for a
+            value the command cannot run with. :mod:`dermkit.flags` builds the shared flags with
+            their checks.
+    """
 
     option: str
     key: str
     help: str
     type: type = str
-    action: str | None = None  # "append" for a repeatable flag (its key holds a list)
+    action: str | None = None
+    check: Callable[[Any], None] | None = None
 
 
 class _IntermixedParser(argparse.ArgumentParser):
@@ -135,6 +169,14 @@ class _IntermixedParser(argparse.ArgumentParser):
 
     def parse_args(self, args: Any = None, namespace: Any = None) -> argparse.Namespace:  # type: ignore[override]
         return self.parse_intermixed_args(args, namespace)
+
+    def error(self, message: str) -> NoReturn:
+        """argparse's usage error (exit status 2), naming the new spelling of a renamed flag."""
+        words = message.split()
+        for old, new in RENAMED_FLAGS.items():
+            if old in words and new in self._option_string_actions:
+                message += f" ({old} is now called {new}: one name in every command)"
+        super().error(message)
 
 
 def build_parser(prog: str, description: str, flags: list[Flag] = ()) -> argparse.ArgumentParser:
@@ -182,10 +224,19 @@ def _all_keys(cfg: Any, prefix: str = "") -> list[str]:
     return keys
 
 
-# Old spellings of keys that now have one name in every command; the error names the new one.
+# Old spellings of keys that now have one name in every command; the error names the new one
+# (when the command has it). ``backbone`` names an architecture everywhere: the weights file that
+# ``ssl.evaluate`` and ``synth.evaluate`` read is ``weights``.
 RENAMED_KEYS = {
     "out": "out_dir",
     "checkpoint_every": "checkpoint_every_n_steps",
+    "backbone": "weights",
+    "random_backbone": "backbone",
+    "random_small_stem": "small_stem",
+}
+# Old spellings of flags, named in argparse's "unrecognized arguments" error.
+RENAMED_FLAGS = {
+    "--arch": "--backbone",
 }
 
 
@@ -220,14 +271,15 @@ def load_config(schema: type[T], args: argparse.Namespace, flags: list[Flag] = (
         and unknown keys are rejected).
 
     Every :class:`DataConfig` and :class:`TrainerConfig` section is checked
-    (:func:`check_data_config`, :func:`check_trainer_config`), and the value of a flag whose option
-    is ``--out`` (the command's output folder) with :func:`dermkit.runinfo.check_out_dir`: bad
-    values fail here, before the command does any work or creates its folder.
+    (:func:`check_data_config`, :func:`check_trainer_config`), and the resolved value of each
+    flag's key by that flag's ``check`` (e.g. ``--out``: a folder that can be written, see
+    :func:`dermkit.flags.out_flag`; ``--backbone``: a registered architecture): bad values fail
+    here, before the command does any work or creates its folder.
 
     Raises:
         DermkitError: a missing or malformed config file, an unknown key (with the closest valid
-            keys), a value of the wrong type, a value the checks above refuse, or an ``--out``
-            that is a file or cannot be created.
+            keys, or its new name if it was renamed), a value of the wrong type, or a value the
+            checks above refuse.
     """
     schema_cfg = OmegaConf.structured(schema)
     cfg = schema_cfg
@@ -266,14 +318,9 @@ def load_config(schema: type[T], args: argparse.Namespace, flags: list[Flag] = (
             check_data_config(node, key)  # type: ignore[arg-type]
         elif isinstance(node, DictConfig) and OmegaConf.get_type(node) is TrainerConfig:
             check_trainer_config(node, key)  # type: ignore[arg-type]
-    from dermkit.runinfo import check_out_dir  # runinfo imports this module
-
     for flag in flags:
-        # Every command's ``--out`` names the folder it writes: a file there, or a folder that
-        # cannot be made, is refused now rather than after the data is cached or a model trained.
-        value = OmegaConf.select(cfg, flag.key) if flag.option == "--out" else None
-        if value:
-            check_out_dir(value, f"--out ({flag.key})")
+        if flag.check is not None:
+            flag.check(OmegaConf.select(cfg, flag.key))
     return cfg  # type: ignore[return-value]
 
 
@@ -294,12 +341,12 @@ def check_data_config(data: DataConfig, prefix: str = "data") -> None:
     """
     # The reader registry is the one list of dataset names; imported here because the readers
     # import this module.
-    from dermkit.data.readers import READERS, _load_readers
+    from dermkit.data.readers import reader_names
 
-    _load_readers()
-    if data.name not in READERS:
-        raise DermkitError(f"Unknown dataset {prefix}.name={data.name!r} (--data).{did_you_mean(data.name, READERS)} "
-                           f"Known: {', '.join(sorted(READERS))}.")
+    names = reader_names()
+    if data.name not in names:
+        raise DermkitError(f"Unknown dataset {prefix}.name={data.name!r} (--data).{did_you_mean(data.name, names)} "
+                           f"Known: {', '.join(names)}.")
     if data.batch_size < 1:
         raise DermkitError(f"{prefix}.batch_size={data.batch_size}: a batch needs at least 1 image; set "
                            f"--batch-size (or {prefix}.batch_size) to a positive number.")

@@ -9,7 +9,7 @@ from dermkit.backbones import Backbone, build_backbone, load_backbone, load_init
 from dermkit.backbones.card import IMAGENET_MEAN, IMAGENET_STD, card_path
 from dermkit.console import console
 from dermkit.errors import DermkitError
-from finetune.config import ModelConfig
+from finetune.config import ClassifierModelConfig
 
 
 @dataclass
@@ -37,7 +37,7 @@ class BackboneSpec:
     card: dict[str, object] = field(default_factory=dict)
 
 
-def resolve_backbone(cfg: ModelConfig, image_size: int) -> tuple[Backbone, BackboneSpec]:
+def resolve_backbone(cfg: ClassifierModelConfig, image_size: int) -> tuple[Backbone, BackboneSpec]:
     """Build the backbone ``model.init`` asks for.
 
     Args:

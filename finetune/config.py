@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from dermkit.config import DataConfig, TrainerConfig
+from dermkit.config import BackboneConfig, DataConfig, TrainerConfig
 from dermkit.resume import default_run_dir
 
 
 @dataclass
-class ModelConfig:
-    """The classifier's backbone and head.
+class ClassifierModelConfig(BackboneConfig):
+    """The classifier's backbone (the keys of :class:`dermkit.config.BackboneConfig`) and head.
 
     Keys:
         backbone: architecture from the registry (``resnet18``, ``resnet50``, ``vit_s16``,
@@ -25,9 +25,6 @@ class ModelConfig:
         dropout: dropout before the linear head.
     """
 
-    backbone: str = "resnet18"
-    small_stem: bool = False
-    init: str = ""
     dropout: float = 0.0
 
 
@@ -54,8 +51,9 @@ class LossConfig:
 
 
 @dataclass
-class OptimConfig:
-    """AdamW with per-step cosine decay, and the transfer-learning schedule.
+class FinetuneOptimConfig:
+    """The classifier's optimiser (``optim`` of ``finetune.train``): AdamW with per-step cosine decay,
+    and the transfer-learning schedule.
 
     Keys:
         lr: peak learning rate of the head (and of the backbone with random initialisation).
@@ -136,9 +134,9 @@ class FinetuneConfig:
     Keys:
         data: :class:`dermkit.config.DataConfig` (``data.fraction`` picks the nested label fraction).
         trainer: :class:`dermkit.config.TrainerConfig`.
-        model: :class:`ModelConfig`.
+        model: :class:`ClassifierModelConfig`.
         loss: :class:`LossConfig`.
-        optim: :class:`OptimConfig`.
+        optim: :class:`FinetuneOptimConfig`.
         augment: :class:`AugmentConfig` of the training images.
         synth: :class:`SynthConfig`.
         report: :class:`ReportConfig` of the test split's HTML report (``report/index.html``).
@@ -155,9 +153,9 @@ class FinetuneConfig:
 
     data: DataConfig = field(default_factory=DataConfig)
     trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(max_epochs=5))
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: ClassifierModelConfig = field(default_factory=ClassifierModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
+    optim: FinetuneOptimConfig = field(default_factory=FinetuneOptimConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     synth: SynthConfig = field(default_factory=SynthConfig)
     report: ReportConfig = field(default_factory=lambda: ReportConfig(explain=2))

@@ -44,6 +44,7 @@ from dermkit.data.datasets import CachedImageDataset
 from dermkit.data.prepare import PreparedData, prepare_data, resolve_root
 from dermkit.data.readers.imagefolder import read_imagefolder
 from dermkit.errors import DermkitError
+from dermkit.flags import data_flag, out_flag, root_flag
 from dermkit.metrics import classification_report
 from dermkit.runinfo import write_run_info
 from dermkit.trainer import ProgressBar
@@ -59,7 +60,7 @@ from finetune.transforms import eval_transform
 
 
 @dataclass
-class EvaluateConfig:
+class ClassifierEvaluateConfig:
     """``python -m finetune.evaluate``.
 
     Keys:
@@ -89,10 +90,10 @@ class EvaluateConfig:
 
 FLAGS = [
     Flag("--checkpoint", "checkpoint", "classifier checkpoint (.ckpt) from finetune.train"),
-    Flag("--data", "data.name", "dataset format: isic, ham10000, imagefolder, medmnist, demo"),
-    Flag("--root", "data.root", "dataset folder"),
+    data_flag(" (labelled: not folder)"),
+    root_flag(),
     Flag("--split", "split", "all, train, val or test"),
-    Flag("--out", "out_dir", "output folder"),
+    out_flag("output folder"),
     Flag("--explain", "report.explain", "Grad-CAM / Grad-CAM++ grids: N images per class among true positives, "
          "false negatives and false positives, most confident first", int),
     Flag("--tta", "tta", "test-time augmentation (flips and right-angle rotations, averaged probabilities)", bool),
@@ -133,7 +134,7 @@ def unknown_class_summary(true: list[str], predicted: list[str], known: set[str]
     return summary
 
 
-def model_color_constancy(cfg: EvaluateConfig, recorded: str) -> str:
+def model_color_constancy(cfg: ClassifierEvaluateConfig, recorded: str) -> str:
     """The colour constancy to apply: the model's; a different ``data.color_constancy`` is refused."""
     asked = cfg.data.color_constancy
     if asked and asked != recorded:
@@ -143,7 +144,7 @@ def model_color_constancy(cfg: EvaluateConfig, recorded: str) -> str:
     return recorded
 
 
-def prepare_scored_data(cfg: EvaluateConfig) -> tuple[PreparedData, dict[str, str] | None]:
+def prepare_scored_data(cfg: ClassifierEvaluateConfig) -> tuple[PreparedData, dict[str, str] | None]:
     """The dataset to score (read with the class map, when given) and the class map."""
     if not cfg.class_map:
         return prepare_data(cfg.data), None
@@ -157,7 +158,7 @@ def prepare_scored_data(cfg: EvaluateConfig) -> tuple[PreparedData, dict[str, st
 
 @entry_point
 def main(argv: list[str] | None = None) -> int:
-    cfg = parse_config(EvaluateConfig, "python -m finetune.evaluate",
+    cfg = parse_config(ClassifierEvaluateConfig, "python -m finetune.evaluate",
                        "Evaluate a fine-tuned classifier on a labeled dataset (e.g. an external test set).",
                        argv, FLAGS)
     module = load_classifier(cfg.checkpoint)

@@ -35,6 +35,7 @@ from dermkit.config import Flag, parse_config, to_container
 from dermkit.console import console, entry_point
 from dermkit.data.prepare import PreparedData, prepare_data
 from dermkit.errors import DermkitError, did_you_mean
+from dermkit.flags import backbone_flag, data_flag, out_flag, root_flag
 from dermkit.metrics import classification_report
 from dermkit.resume import RESTART_FLAG, resume_checkpoint
 from dermkit.runinfo import write_run_info
@@ -57,16 +58,16 @@ from finetune.transforms import eval_transform, train_transform
 DESCRIPTION = ("Fine-tune a skin-lesion classifier (random init, an ssl backbone or a weights file), with optional "
                "synthetic training images; writes metrics.json, predictions.csv and figures.")
 FLAGS = [
-    Flag("--data", "data.name", "dataset format: demo, ham10000, isic, imagefolder, medmnist"),
-    Flag("--root", "data.root", "dataset folder"),
+    data_flag(" (labelled: not folder)"),
+    root_flag(),
     Flag("--fraction", "data.fraction", "nested label fraction of the training split", float),
     Flag("--image-size", "data.image_size", "input side in pixels", int),
-    Flag("--backbone", "model.backbone", "architecture for random init: resnet18, resnet50, vit_s16, tiny_cnn"),
+    backbone_flag(note=" (with --init: a backbone card's architecture wins)"),
     Flag("--init", "model.init", "backbone.safetensors from ssl.pretrain, or a local weights file"),
     Flag("--loss", "loss.name", "focal, ce or class_balanced"),
     Flag("--epochs", "trainer.max_epochs", "training epochs", int),
     Flag("--manifest", "synth.manifest", "synthetic manifest.csv to add to the training data"),
-    Flag("--out", "out_dir", "run folder"),
+    out_flag("run folder"),
     Flag("--seed", "seed", "seed", int),
     Flag("--resume", "resume", "no longer needed: re-running the same command resumes from "
          "out_dir/checkpoints/last.ckpt (kept so that older commands still run)", bool),

@@ -28,7 +28,7 @@ OPTIMIZERS = ("sgd", "adamw", "lars")
 
 
 @dataclass
-class OptimConfig:
+class PretrainOptimConfig:
     """Optimiser section of ``ssl.pretrain``.
 
     Keys:
@@ -82,13 +82,13 @@ class SSLModule(pl.LightningModule):
 
     Args:
         backbone: the network being pretrained, (B, 3, S, S) -> (B, D).
-        optim: :class:`OptimConfig`.
+        optim: :class:`PretrainOptimConfig`.
         batch_size: per-device batch size (for the learning-rate scaling).
         default_optimizer / default_lr / default_weight_decay: the method's defaults, used where
             ``optim`` says ``auto`` / 0 / -1.
     """
 
-    def __init__(self, backbone: Backbone, optim: OptimConfig, batch_size: int, default_optimizer: str,
+    def __init__(self, backbone: Backbone, optim: PretrainOptimConfig, batch_size: int, default_optimizer: str,
                  default_lr: float, default_weight_decay: float) -> None:
         super().__init__()
         name = default_optimizer if optim.name == "auto" else str(optim.name)

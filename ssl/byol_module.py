@@ -20,7 +20,7 @@ same two views as DINO's global crops here, with SimCLR's crop scale ``augment.m
 Config keys read:
     byol.proj_hidden_dim, byol.proj_output_dim, byol.pred_hidden_dim, byol.momentum_start
         (:class:`BYOLConfig`);
-    optim.* (every key of :class:`ssl.base_module.OptimConfig`, through the base module; defaults:
+    optim.* (every key of :class:`ssl.base_module.PretrainOptimConfig`, through the base module; defaults:
         SGD, lr 0.12 per 256 images, weight decay 5e-4: lightly's CIFAR-10 benchmark settings for
         BYOL, 0.06 per 128 images);
     augment.* (every key of :class:`ssl.transforms.AugmentConfig`) and data.image_size (the views:
@@ -42,7 +42,7 @@ from lightly.transforms import BYOLTransform, BYOLView1Transform, BYOLView2Trans
 from dermkit.augment import MultiViewAugment
 from dermkit.backbones import Backbone
 from dermkit.backbones.card import IMAGENET_MEAN, IMAGENET_STD
-from ssl.base_module import OptimConfig, SSLModule, momentum_array
+from ssl.base_module import PretrainOptimConfig, SSLModule, momentum_array
 from ssl.device_transforms import view_spec
 from ssl.transforms import AugmentConfig, blur_probability, check_augment, lightly_normalize
 
@@ -108,7 +108,7 @@ def byol_device_views(aug: AugmentConfig, byol: BYOLConfig, image_size: int) -> 
 class BYOLModule(SSLModule):
     """BYOL as a Lightning module; the online backbone is the one monitored and saved.
 
-    Reads ``byol.*`` (:class:`BYOLConfig`) and ``optim.*`` (:class:`OptimConfig`).
+    Reads ``byol.*`` (:class:`BYOLConfig`) and ``optim.*`` (:class:`PretrainOptimConfig`).
 
     Args:
         backbone: the online backbone, (B, 3, S, S) -> (B, D); the target is a copy.
@@ -117,7 +117,7 @@ class BYOLModule(SSLModule):
         batch_size: per-device batch size.
     """
 
-    def __init__(self, backbone: Backbone, byol: BYOLConfig, optim: OptimConfig, batch_size: int) -> None:
+    def __init__(self, backbone: Backbone, byol: BYOLConfig, optim: PretrainOptimConfig, batch_size: int) -> None:
         super().__init__(backbone, optim, batch_size, default_optimizer="sgd", default_lr=0.12,
                          default_weight_decay=5e-4)
         dim = backbone.feature_dim

@@ -20,7 +20,7 @@ from lightly.models.utils import deactivate_requires_grad, update_momentum
 
 from dermkit.backbones import Backbone
 from dermkit.errors import DermkitError
-from ssl.base_module import OptimConfig, SSLModule, momentum_array
+from ssl.base_module import PretrainOptimConfig, SSLModule, momentum_array
 
 
 @dataclass
@@ -84,7 +84,7 @@ def teacher_temp_array(total_steps: int, steps_per_epoch: int, dino: DINOConfig)
 class DINOModule(SSLModule):
     """DINO as a Lightning module; the teacher backbone is the one monitored and saved.
 
-    Reads ``dino.*`` (:class:`DINOConfig`) and ``optim.*`` (:class:`OptimConfig`; defaults: AdamW,
+    Reads ``dino.*`` (:class:`DINOConfig`) and ``optim.*`` (:class:`PretrainOptimConfig`; defaults: AdamW,
     lr 5e-4 per 256 images, weight decay 0.04).
 
     Args:
@@ -94,7 +94,7 @@ class DINOModule(SSLModule):
         batch_size: per-device batch size.
     """
 
-    def __init__(self, backbone: Backbone, dino: DINOConfig, optim: OptimConfig, batch_size: int) -> None:
+    def __init__(self, backbone: Backbone, dino: DINOConfig, optim: PretrainOptimConfig, batch_size: int) -> None:
         super().__init__(backbone, optim, batch_size, default_optimizer="adamw", default_lr=5e-4,
                          default_weight_decay=0.04)
         if backbone.name == "vit_s16" and local_crop_side(dino, backbone.image_size) != backbone.image_size:

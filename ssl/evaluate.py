@@ -1,12 +1,12 @@
-"""Frozen-feature evaluation of a backbone: ``python -m ssl.evaluate --backbone PATH_OR_random``.
+"""Frozen-feature evaluation of a backbone: ``python -m ssl.evaluate --weights backbone.safetensors``.
 
 Embeds the labelled training images (``data.fraction`` of them) and an evaluation split with the
 frozen backbone, then classifies the split with a kNN classifier and a linear probe trained on
 the training features. Reports balanced accuracy (the headline), micro accuracy and per-class
 recall (torchmetrics via :mod:`dermkit.metrics`) as a rich table and ``metrics.json``.
 
-``--backbone random`` evaluates an untrained backbone built from ``model.*`` (same architecture
-as the pretrained one, seeded by ``seed``): the baseline a pretraining run has to beat.
+Without ``--weights`` it evaluates an untrained backbone built from ``model.*`` (``--backbone ARCH``,
+the pretrained one's architecture, seeded by ``seed``): the baseline a pretraining run has to beat.
 """
 
 from __future__ import annotations
@@ -21,30 +21,32 @@ from omegaconf import OmegaConf
 
 from dermkit.backbones import Backbone, embed, load_backbone
 from dermkit.backbones.card import IMAGENET_MEAN, IMAGENET_STD
-from dermkit.config import DataConfig, Flag, parse_config
+from dermkit.config import BackboneConfig, DataConfig, Flag, parse_config
 from dermkit.console import console, entry_point, print_table
 from dermkit.data.datasets import CachedImageDataset
 from dermkit.data.prepare import prepare_data
 from dermkit.errors import DermkitError
+from dermkit.flags import backbone_flag, data_flag, out_flag, root_flag, weights_flag
 from dermkit.metrics import accuracy, balanced_accuracy, recall_by_class
 from dermkit.resume import runs_dir
 from dermkit.runinfo import write_run_info
 from dermkit.vocab import display_name
-from ssl.model_config import ModelConfig, build_model_backbone
+from ssl.model_config import build_model_backbone
 from ssl.probe import knn_classify, linear_probe
 from ssl.transforms import eval_transform
 
 
 @dataclass
-class EvaluateConfig:
-    """Schema of ``python -m ssl.evaluate``.
+class ProbeEvaluateConfig:
+    """Schema of ``python -m ssl.evaluate`` (frozen features, kNN and linear probe).
 
     Keys:
-        backbone: a ``backbone.safetensors`` written by ``ssl.pretrain`` (its card sets the
-            architecture and ``data.image_size``), or ``random`` for an untrained ``model.*``.
+        weights: a ``backbone.safetensors`` written by ``ssl.pretrain`` (its card sets the
+            architecture and ``data.image_size``); empty for an untrained backbone of ``model.*``.
         split: the split classified: ``val`` or ``test``.
-        out: output folder; empty = ``<backbone folder>/eval_<data.name>_<split>`` or
-            ``$DERMKIT_RUNS/ssl_eval/random_<backbone>_<data.name>_<split>`` (``runs/`` when unset).
+        out_dir: output folder; empty = ``<weights folder>/eval_<data.name>_<split>`` or
+            ``$DERMKIT_RUNS/ssl_eval/random_<model.backbone>_<data.name>_<split>`` (``runs/`` when
+            unset).
         seed: seed of the random backbone and the probe.
         knn_k: neighbours of the kNN classifier.
         knn_temperature: similarity temperature of the kNN classifier.
@@ -54,12 +56,12 @@ class EvaluateConfig:
         probe_balanced: weight the probe's loss by inverse class frequency.
         data: :class:`dermkit.config.DataConfig` (labelled; ``data.fraction`` picks the share of
             training labels the classifiers see).
-        model: :class:`ssl.model_config.ModelConfig`, read only for ``backbone=random``.
+        model: :class:`dermkit.config.BackboneConfig`, read only without ``weights``.
     """
 
-    backbone: str = "random"
+    weights: str = ""
     split: str = "val"
-    out: str = ""
+    out_dir: str = ""
     seed: int = 0
     knn_k: int = 20
     knn_temperature: float = 0.1
@@ -68,44 +70,46 @@ class EvaluateConfig:
     probe_weight_decay: float = 1e-4
     probe_balanced: bool = True
     data: DataConfig = field(default_factory=lambda: DataConfig(name="ham10000"))
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: BackboneConfig = field(default_factory=BackboneConfig)
 
 
 FLAGS = [
-    Flag("--backbone", "backbone", "backbone.safetensors from ssl.pretrain, or random"),
-    Flag("--data", "data.name", "labelled dataset format: ham10000, demo, isic, imagefolder, medmnist"),
-    Flag("--root", "data.root", "dataset folder"),
+    weights_flag("backbone.safetensors from ssl.pretrain (default: a random-init --backbone)"),
+    data_flag(" (labelled: not folder)"),
+    root_flag(),
     Flag("--image-size", "data.image_size", "image side in px (taken from the card for a backbone file)", int),
     Flag("--fraction", "data.fraction", "share of training labels used (0.01, 0.05, 0.1, 0.25, 0.5, 1.0)", float),
     Flag("--split", "split", "split to evaluate: val or test"),
-    Flag("--arch", "model.backbone", "architecture of the random backbone"),
-    Flag("--small-stem", "model.small_stem", "small-image stem for the random backbone", bool),
-    Flag("--out", "out", "output folder"),
+    backbone_flag(note=" (of the random-init backbone, without --weights)", weights_option="--weights"),
+    Flag("--small-stem", "model.small_stem", "small-image stem for the random-init backbone", bool),
+    out_flag("output folder"),
     Flag("--seed", "seed", "seed of the random backbone and the probe", int),
 ]
 
 
-def load_eval_backbone(cfg: EvaluateConfig) -> tuple[Backbone, dict[str, Any], tuple[float, ...], tuple[float, ...]]:
+def load_eval_backbone(cfg: ProbeEvaluateConfig
+                       ) -> tuple[Backbone, dict[str, Any], tuple[float, ...], tuple[float, ...]]:
     """The backbone to evaluate, a description of it, and its normalisation (mean, std).
 
     For a backbone file, ``data.image_size`` is set from its card.
     """
-    if cfg.backbone == "random":
+    if not cfg.weights:
         torch.manual_seed(cfg.seed)
         backbone = build_model_backbone(cfg.model, cfg.data.image_size)
         return backbone, {"backbone": "random", "architecture": cfg.model.backbone,
                           "small_stem": bool(cfg.model.small_stem)}, IMAGENET_MEAN, IMAGENET_STD
-    backbone, card = load_backbone(cfg.backbone)
+    backbone, card = load_backbone(cfg.weights)
     if card.input_size != cfg.data.image_size:
-        console.print(f"Using data.image_size={card.input_size} from the card of {cfg.backbone}.")
+        console.print(f"Using data.image_size={card.input_size} from the card of {cfg.weights}.")
         cfg.data.image_size = card.input_size
-    return backbone, {"backbone": str(cfg.backbone), "architecture": card.architecture, "small_stem": card.small_stem,
+    return backbone, {"backbone": str(cfg.weights), "architecture": card.architecture, "small_stem": card.small_stem,
                       "method": card.method, "epochs": card.epochs, "pretrain_split_hash": card.split_hash}, \
         tuple(card.mean), tuple(card.std)
 
 
 def evaluate_features(train_features: torch.Tensor, train_labels: torch.Tensor, query_features: torch.Tensor,
-                      query_labels: torch.Tensor, classes: tuple[str, ...], cfg: EvaluateConfig) -> dict[str, Any]:
+                      query_labels: torch.Tensor, classes: tuple[str, ...], cfg: ProbeEvaluateConfig
+                      ) -> dict[str, Any]:
     """kNN and linear-probe scores of (M, D) query features given (N, D) labelled training features."""
     num_classes = len(classes)
     predictions = {
@@ -119,7 +123,7 @@ def evaluate_features(train_features: torch.Tensor, train_labels: torch.Tensor, 
             for name, preds in predictions.items()}
 
 
-def run_evaluation(cfg: EvaluateConfig) -> tuple[dict[str, Any], Path]:
+def run_evaluation(cfg: ProbeEvaluateConfig) -> tuple[dict[str, Any], Path]:
     """Evaluate the backbone of ``cfg``; returns (metrics, path of metrics.json).
 
     Raises:
@@ -145,12 +149,12 @@ def run_evaluation(cfg: EvaluateConfig) -> tuple[dict[str, Any], Path]:
     metrics = evaluate_features(*features["train"], *features[cfg.split], data.classes, cfg)
     result = {**about, "data": data.describe(), "split": cfg.split, "fraction": cfg.data.fraction,
               "train_images": len(train_rows), "eval_images": len(query_rows), **metrics}
-    if cfg.out:
-        out = Path(cfg.out)
-    elif cfg.backbone == "random":
+    if cfg.out_dir:
+        out = Path(cfg.out_dir)
+    elif not cfg.weights:
         out = runs_dir() / "ssl_eval" / f"random_{cfg.model.backbone}_{cfg.data.name}_{cfg.split}"
     else:
-        out = Path(cfg.backbone).parent / f"eval_{cfg.data.name}_{cfg.split}"
+        out = Path(cfg.weights).parent / f"eval_{cfg.data.name}_{cfg.split}"
     write_run_info(out, cfg, cfg.seed, {"split_hash": data.split_hash})
     path = out / "metrics.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
@@ -169,13 +173,13 @@ def print_results(result: dict[str, Any], classes: list[str]) -> None:
 
 
 DESCRIPTION = ("Frozen-feature evaluation of a backbone: kNN and linear probe on a labelled dataset, balanced accuracy "
-               "and per-class recall, written to OUT/metrics.json. --backbone random evaluates an untrained backbone "
-               "of the architecture given by --arch / --small-stem.")
+               "and per-class recall, written to OUT/metrics.json. --weights names the backbone file; without it an "
+               "untrained backbone of the architecture given by --backbone / --small-stem is evaluated.")
 
 
 @entry_point
 def main(argv: list[str] | None = None) -> int:
-    cfg = parse_config(EvaluateConfig, "python -m ssl.evaluate", DESCRIPTION, argv, FLAGS)
+    cfg = parse_config(ProbeEvaluateConfig, "python -m ssl.evaluate", DESCRIPTION, argv, FLAGS)
     result, path = run_evaluation(cfg)
     print_results(result, result["data"]["classes"])
     console.print(f"Wrote {path}")

@@ -31,7 +31,7 @@ from dermkit.augment import MultiViewAugment
 from dermkit.backbones import Backbone
 from dermkit.errors import DermkitError, did_you_mean
 from dermkit.ssl_methods import SSL_METHODS
-from ssl.base_module import OptimConfig, SSLModule
+from ssl.base_module import PretrainOptimConfig, SSLModule
 from ssl.byol_module import BYOLConfig, BYOLModule, byol_device_views, byol_views
 from ssl.device_transforms import dino_device_views, simclr_device_views
 from ssl.dino_module import DINOConfig, DINOModule, local_crop_side
@@ -39,7 +39,7 @@ from ssl.simclr_module import SimCLRConfig, SimCLRModule
 from ssl.transforms import AugmentConfig, dino_transform, simclr_transform
 
 # (backbone, the method's config section, optim section, per-device batch size) -> module.
-ModuleFactory = Callable[[Backbone, Any, OptimConfig, int], SSLModule]
+ModuleFactory = Callable[[Backbone, Any, PretrainOptimConfig, int], SSLModule]
 # (augment section, the method's config section, image side S) -> PIL image -> list of V view tensors.
 ViewsBuilder = Callable[[AugmentConfig, Any, int], Callable[[Any], list[Any]]]
 # (augment section, the method's config section, image side S) -> (B, 3, S, S) uint8 -> V view batches.

@@ -1,32 +1,14 @@
-"""Which backbone a command builds, and the optional local weights it starts from."""
+"""Build the backbone of the ``model`` section (:class:`dermkit.config.BackboneConfig`) that
+``ssl.pretrain`` and ``ssl.evaluate`` share, with the optional local weights it starts from."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from dermkit.backbones import Backbone, build_backbone, load_init_weights
+from dermkit.config import BackboneConfig
 from dermkit.console import console
 
 
-@dataclass
-class ModelConfig:
-    """The backbone section shared by ``ssl.pretrain`` and ``ssl.evaluate``.
-
-    Keys:
-        backbone: registry name in :mod:`dermkit.backbones` (``resnet18``, ``resnet50``,
-            ``vit_s16``, ``tiny_cnn``).
-        small_stem: ResNets: 3x3 stride-1 first convolution without max-pool (for inputs of
-            64 px and less); ViT: 8-px patches.
-        init: a local weights file (e.g. torchvision ImageNet weights you downloaded) to start
-            from; empty for random initialisation. Nothing is downloaded.
-    """
-
-    backbone: str = "resnet18"
-    small_stem: bool = False
-    init: str = ""
-
-
-def build_model_backbone(model: ModelConfig, image_size: int) -> Backbone:
+def build_model_backbone(model: BackboneConfig, image_size: int) -> Backbone:
     """Build ``model.backbone`` and load ``model.init`` if set, reporting keys that did not load.
 
     Raises:

@@ -32,18 +32,19 @@ from torch.utils.data import DataLoader
 from dermkit.augment import MultiViewAugment
 from dermkit.backbones import BACKBONES, BackboneCard, build_backbone, save_backbone
 from dermkit.backbones.card import IMAGENET_MEAN, IMAGENET_STD
-from dermkit.config import DataConfig, Flag, TrainerConfig, parse_config
+from dermkit.config import BackboneConfig, DataConfig, Flag, TrainerConfig, parse_config
 from dermkit.console import console, entry_point, print_table
 from dermkit.data.datasets import CachedImageDataset
 from dermkit.data.prepare import PreparedData, prepare_data
 from dermkit.errors import DermkitError
+from dermkit.flags import backbone_flag, data_flag, out_flag, root_flag
 from dermkit.resume import RESTART_FLAG, resume_checkpoint, runs_dir
 from dermkit.runinfo import write_run_info
 from dermkit.throughput import StepTimer
 from dermkit.trainer import build_trainer
-from ssl.base_module import OptimConfig, SSLModule
+from ssl.base_module import PretrainOptimConfig, SSLModule
 from ssl.methods import METHODS, get_method, method_names
-from ssl.model_config import ModelConfig, build_model_backbone
+from ssl.model_config import build_model_backbone
 from ssl.monitor import MonitorConfig, SSLMonitor
 from ssl.snapshots import BackboneSnapshots
 from ssl.transforms import AugmentConfig, eval_transform
@@ -83,9 +84,9 @@ class PretrainConfig:
         data: :class:`dermkit.config.DataConfig` (only the training split is used, without labels;
             the labelled training and validation images feed the kNN monitor).
         trainer: :class:`dermkit.config.TrainerConfig`.
-        model: :class:`ssl.model_config.ModelConfig` (backbone, small_stem, init).
+        model: :class:`dermkit.config.BackboneConfig` (backbone, small_stem, init).
         augment: :class:`ssl.transforms.AugmentConfig`.
-        optim: :class:`ssl.base_module.OptimConfig`.
+        optim: :class:`ssl.base_module.PretrainOptimConfig`.
         monitor: :class:`ssl.monitor.MonitorConfig`.
         <method>: one section per registered method, named after it, typed by the method's config
             dataclass (``simclr``: :class:`ssl.simclr_module.SimCLRConfig`, ``dino``:
@@ -100,27 +101,27 @@ class PretrainConfig:
     restart: bool = False
     data: DataConfig = field(default_factory=DataConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: BackboneConfig = field(default_factory=BackboneConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
+    optim: PretrainOptimConfig = field(default_factory=PretrainOptimConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
 
 
 FLAGS = [
     Flag("--method", "method", f"self-supervised method: {method_names()}"),
-    Flag("--data", "data.name", "dataset format: demo, ham10000, isic, imagefolder, medmnist, folder (unlabelled)"),
-    Flag("--root", "data.root", "dataset folder (folder: any tree of images, read recursively)"),
+    data_flag(" (labels unused)"),
+    root_flag(),
     Flag("--image-size", "data.image_size", "image side in px", int),
     Flag("--batch-size", "data.batch_size", "images per batch per device", int),
     Flag("--workers", "data.num_workers", "data-loader worker processes", int),
-    Flag("--backbone", "model.backbone", "backbone: resnet18, resnet50, vit_s16, tiny_cnn"),
+    backbone_flag(),
     Flag("--small-stem", "model.small_stem", "small-image stem (ResNet: 3x3 stride-1 conv, no max-pool)", bool),
     Flag("--init", "model.init", "local weights file to start from (nothing is downloaded)"),
     Flag("--epochs", "trainer.max_epochs", "epochs to train", int),
     Flag("--max-steps", "trainer.max_steps", "stop after this many steps (-1: no limit)", int),
     Flag("--devices", "trainer.devices", "devices per node (auto or a number)"),
     Flag("--lr", "optim.lr", "base learning rate per 256 images (0: the method's default)", float),
-    Flag("--out", "out_dir", "run folder (re-running with the same folder resumes from checkpoints/last.ckpt)"),
+    out_flag("run folder (re-running with the same folder resumes from checkpoints/last.ckpt)"),
     Flag("--seed", "seed", "random seed", int),
     RESTART_FLAG,
 ]

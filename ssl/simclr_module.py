@@ -14,7 +14,7 @@ from lightly.loss import NTXentLoss
 from lightly.models.modules import SimCLRProjectionHead
 
 from dermkit.backbones import Backbone
-from ssl.base_module import OptimConfig, SSLModule
+from ssl.base_module import PretrainOptimConfig, SSLModule
 
 
 @dataclass
@@ -35,7 +35,7 @@ class SimCLRConfig:
 class SimCLRModule(SSLModule):
     """SimCLR as a Lightning module.
 
-    Reads ``simclr.*`` (:class:`SimCLRConfig`) and ``optim.*`` (:class:`OptimConfig`).
+    Reads ``simclr.*`` (:class:`SimCLRConfig`) and ``optim.*`` (:class:`PretrainOptimConfig`).
 
     Args:
         backbone: (B, 3, S, S) -> (B, D).
@@ -45,7 +45,7 @@ class SimCLRModule(SSLModule):
         batch_size: per-device batch size.
     """
 
-    def __init__(self, backbone: Backbone, simclr: SimCLRConfig, optim: OptimConfig, batch_size: int) -> None:
+    def __init__(self, backbone: Backbone, simclr: SimCLRConfig, optim: PretrainOptimConfig, batch_size: int) -> None:
         super().__init__(backbone, optim, batch_size, default_optimizer="sgd", default_lr=0.12,
                          default_weight_decay=5e-4)
         dim = backbone.feature_dim

@@ -19,7 +19,7 @@ named random-init network, which the report says):
 Example::
 
     python -m synth.evaluate --synthetic runs/synth/ham32_small/samples --data ham10000 \\
-        --backbone runs/ssl/simclr/backbone.safetensors
+        --weights runs/ssl/simclr/backbone.safetensors
 """
 
 from __future__ import annotations
@@ -41,26 +41,28 @@ from dermkit.console import console, entry_point, print_table
 from dermkit.data.cache import cache_images
 from dermkit.data.prepare import PreparedData, prepare_data
 from dermkit.errors import DermkitError
+from dermkit.flags import backbone_flag, data_flag, out_flag, root_flag, weights_flag
 from dermkit.runinfo import write_run_info
 from synth.manifest import read_header, read_manifest
 from synth.metrics import frechet_distance, kernel_distance, nearest, precision_recall
 
 
 @dataclass
-class EvaluateConfig:
-    """``python -m synth.evaluate``.
+class SyntheticEvaluateConfig:
+    """``python -m synth.evaluate``: synthetic images against the real ones.
 
     Keys:
         synthetic: an output folder of ``synth.generate`` (manifest.csv + PNGs).
         data: :class:`dermkit.config.DataConfig` of the real data the generator was trained on
             (its split hash must match the manifest's). ``data.image_size=0`` (default) uses the
             synthetic images' size.
-        backbone: a backbone file (``backbone.safetensors`` with its JSON card) giving the feature
-            space; empty: a random-init ``random_backbone`` (stated as such in the report).
-        random_backbone: registry name of the random-init backbone used when ``backbone`` is empty.
-        random_small_stem: give the random-init backbone the small-image stem (more detail at
-            <= 64 px, but ~16x the compute of the standard stem for ResNets).
-        out: report folder (default ``<synthetic>/eval``).
+        weights: a backbone file (``backbone.safetensors`` with its JSON card) giving the feature
+            space; empty: a random-init ``backbone`` (stated as such in the report).
+        backbone: architecture (registry name) of the random-init backbone used when ``weights``
+            is empty.
+        small_stem: give the random-init backbone the small-image stem (more detail at <= 64 px,
+            but ~16x the compute of the standard stem for ResNets).
+        out_dir: report folder (default ``<synthetic>/eval``).
         knn_k: k of the k-NN precision / recall.
         copy_rmse: pixel RMSE (in [0, 1] units) below which a synthetic image counts as a near-copy
             of its nearest training image.
@@ -73,10 +75,10 @@ class EvaluateConfig:
 
     synthetic: str = ""
     data: DataConfig = field(default_factory=lambda: DataConfig(image_size=0))
-    backbone: str = ""
-    random_backbone: str = "resnet18"
-    random_small_stem: bool = True
-    out: str = ""
+    weights: str = ""
+    backbone: str = "resnet18"
+    small_stem: bool = True
+    out_dir: str = ""
     knn_k: int = 3
     copy_rmse: float = 0.04
     kid_subsets: int = 50
@@ -87,10 +89,12 @@ class EvaluateConfig:
 
 FLAGS = [
     Flag("--synthetic", "synthetic", "folder written by python -m synth.generate"),
-    Flag("--data", "data.name", "dataset the generator was trained on (demo, ham10000, ...)"),
-    Flag("--root", "data.root", "dataset folder"),
-    Flag("--backbone", "backbone", "backbone.safetensors giving the feature space (empty: random init)"),
-    Flag("--out", "out", "report folder"),
+    data_flag(" (the data the generator was trained on)"),
+    root_flag(),
+    weights_flag("backbone.safetensors giving the feature space (default: a random-init --backbone)"),
+    backbone_flag("backbone", " (of the random-init feature space, without --weights)", weights_option="--weights"),
+    Flag("--small-stem", "small_stem", "small-image stem for the random-init backbone", bool),
+    out_flag("report folder"),
 ]
 
 
@@ -150,7 +154,7 @@ def mean_colour(images: np.ndarray) -> dict[str, list[float]]:
             "std_of_image_means": per_image.std(axis=0).round(4).tolist()}
 
 
-def _check_inputs(cfg: EvaluateConfig) -> tuple[Path, dict[str, Any], PreparedData]:
+def _check_inputs(cfg: SyntheticEvaluateConfig) -> tuple[Path, dict[str, Any], PreparedData]:
     """The synthetic folder, its manifest header and the real data, checked against each other.
 
     Sets ``cfg.data.image_size`` to the synthetic images' size when it is 0.
@@ -235,7 +239,7 @@ def _embed(space: FeatureSpace, prepared: PreparedData, synth_images: np.ndarray
         pix_rmse=pix_dist / np.sqrt(train_pixels.shape[1]), pix_nn=pix_nn)  # RMSE in [0, 1] units
 
 
-def _class_report(cfg: EvaluateConfig, klass: str, s_idx: np.ndarray, emb: _Embedded,
+def _class_report(cfg: SyntheticEvaluateConfig, klass: str, s_idx: np.ndarray, emb: _Embedded,
                   synth_images: np.ndarray) -> dict[str, Any]:
     """Distances, ranks, precision / recall, copies and colour of the synthetic images ``s_idx`` of ``klass``."""
     fake = emb.synth_feats[s_idx]
@@ -262,12 +266,12 @@ def _class_report(cfg: EvaluateConfig, klass: str, s_idx: np.ndarray, emb: _Embe
     }
 
 
-def _near_copy_indices(cfg: EvaluateConfig, s_idx: np.ndarray, emb: _Embedded) -> np.ndarray:
+def _near_copy_indices(cfg: SyntheticEvaluateConfig, s_idx: np.ndarray, emb: _Embedded) -> np.ndarray:
     """The entries of ``s_idx`` whose nearest training image is closer than ``copy_rmse`` in pixel RMSE."""
     return s_idx[(emb.pix_rmse[s_idx] < cfg.copy_rmse).numpy()]
 
 
-def _held_out_report(cfg: EvaluateConfig, klass: str, held_out: torch.Tensor, n: int, emb: _Embedded,
+def _held_out_report(cfg: SyntheticEvaluateConfig, klass: str, held_out: torch.Tensor, n: int, emb: _Embedded,
                      rng: np.random.Generator) -> dict[str, Any]:
     """Rank ``n`` held-out real images of ``klass`` (a random draw of the (n_c, D) ``held_out``) like synthetic ones."""
     sample = held_out[rng.permutation(len(held_out))[:n]]  # as many as there are synthetic
@@ -299,16 +303,16 @@ def _print_summary(space: FeatureSpace, folder: Path, out: Path, report: dict[st
                   m["precision"], m["recall"], m["copy_rate"]] for c, m in report["classes"].items()])
 
 
-def evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
+def evaluate(cfg: SyntheticEvaluateConfig) -> dict[str, Any]:
     """Compute the report (see the module docstring), write it to the report folder and return it."""
     folder, header, prepared = _check_inputs(cfg)
     data_cfg = cfg.data
     rows, synth_images = load_synthetic(folder, data_cfg.image_size, data_cfg.cache_dir)
-    out = Path(cfg.out) if cfg.out else folder / "eval"
+    out = Path(cfg.out_dir) if cfg.out_dir else folder / "eval"
     write_run_info(out, cfg, cfg.seed, {"split_hash": prepared.split_hash, "model_hash": header["model_hash"]})
     synth_classes = _synthetic_classes(rows, prepared, folder, data_cfg.name)
 
-    space = FeatureSpace(cfg.backbone, cfg.random_backbone, cfg.random_small_stem, data_cfg.image_size, cfg.seed)
+    space = FeatureSpace(cfg.weights, cfg.backbone, cfg.small_stem, data_cfg.image_size, cfg.seed)
     emb = _embed(space, prepared, synth_images)
     report: dict[str, Any] = {"feature_space": space.name, "synthetic": str(folder), "model_hash": header["model_hash"],
                               "split_hash": prepared.split_hash, "image_size": data_cfg.image_size,
@@ -352,7 +356,7 @@ def distances_to_classes(features: torch.Tensor, train_feats: torch.Tensor, real
             for klass, idx in real_by_class.items() if len(idx) >= 2}
 
 
-def embed_held_out(cfg: EvaluateConfig, prepared: PreparedData, space: FeatureSpace,
+def embed_held_out(cfg: SyntheticEvaluateConfig, prepared: PreparedData, space: FeatureSpace,
                    classes: set[str]) -> dict[str, torch.Tensor]:
     """(n_c, D) features of the validation images of each of ``classes`` (empty if switched off or none)."""
     val_idx = prepared.indices("val")
@@ -389,7 +393,7 @@ def save_class_grid(path: Path, real: np.ndarray, synthetic: np.ndarray, nearest
 
 @entry_point
 def main(argv: list[str] | None = None) -> int:
-    cfg = parse_config(EvaluateConfig, "python -m synth.evaluate", __doc__.splitlines()[0], argv, FLAGS)
+    cfg = parse_config(SyntheticEvaluateConfig, "python -m synth.evaluate", __doc__.splitlines()[0], argv, FLAGS)
     evaluate(cfg)
     return 0
 

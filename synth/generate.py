@@ -26,6 +26,7 @@ import torch
 from dermkit.config import Flag, parse_config
 from dermkit.console import console, entry_point, print_table, progress
 from dermkit.errors import DermkitError
+from dermkit.flags import out_flag
 from dermkit.runinfo import write_run_info
 from dermkit.vocab import canonical_class, display_name
 from synth.generator import GeneratorInfo, load_generator, model_hash
@@ -53,7 +54,7 @@ class GenerateConfig:
 
     Keys:
         model: generator folder written by ``python -m synth.train``.
-        out: output folder (PNGs per class + manifest.csv); re-running resumes.
+        out_dir: output folder (PNGs per class + manifest.csv); re-running resumes.
         classes: classes to generate (names or aliases, e.g. ``melanoma``, ``mel``, ``vascular``).
         n: images per class in the folder when done (set this or ``balance``).
         balance: fill each class up to this many images counting the generator's training images of
@@ -67,7 +68,7 @@ class GenerateConfig:
     """
 
     model: str = ""
-    out: str = ""
+    out_dir: str = ""
     classes: list[str] = field(default_factory=list)
     n: Optional[int] = None  # noqa: UP045 - omegaconf needs typing.Optional
     balance: Optional[int] = None  # noqa: UP045
@@ -81,7 +82,7 @@ class GenerateConfig:
 
 FLAGS = [
     Flag("--model", "model", "generator folder (from python -m synth.train)"),
-    Flag("--out", "out", "output folder; re-running the same command resumes"),
+    out_flag("output folder; re-running the same command resumes"),
     Flag("--class", "classes", "class to generate, name or alias; repeat for several", action="append"),
     Flag("--n", "n", "images per class", int),
     Flag("--balance", "balance", "fill each class up to this count, counting its training images", int),
@@ -146,7 +147,7 @@ def generate(cfg: GenerateConfig) -> list[ManifestRow]:
     """Make the missing images of ``cfg`` and return the manifest rows of the whole folder."""
     if not cfg.model:
         raise DermkitError("Pass --model with a generator folder (from python -m synth.train).")
-    if not cfg.out:
+    if not cfg.out_dir:
         raise DermkitError("Pass --out with the folder to write images to.")
     unet, train_scheduler, info = load_generator(cfg.model)
     classes = chosen_classes(list(cfg.classes), info, cfg.model)
@@ -162,7 +163,7 @@ def generate(cfg: GenerateConfig) -> list[ManifestRow]:
         raise DermkitError(f"--batch-size must be at least 1, got {cfg.batch_size}.")
     scheduler = make_sampler(cfg.sampler, train_scheduler)
     device = resolve_device(cfg.device)
-    out = Path(cfg.out)
+    out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     weights_hash = model_hash(cfg.model)
     settings = {"model_hash": weights_hash, "sampler": cfg.sampler, "steps": cfg.steps, "guidance": cfg.guidance,

@@ -30,11 +30,12 @@ from diffusers import DDPMScheduler, UNet2DModel
 from dermkit.config import Flag, parse_config
 from dermkit.console import console, entry_point
 from dermkit.errors import DermkitError
+from dermkit.flags import out_flag
 from dermkit.resume import default_run_dir
 from dermkit.runinfo import write_run_info
 from synth.generate import resolve_device
 from synth.generator import load_generator
-from synth.model import build_unet, get_preset
+from synth.model import PRESETS, build_unet, get_preset
 from synth.sampling import make_sampler, sample
 from synth.train import DiffusionConfig, make_noise_scheduler
 
@@ -77,7 +78,7 @@ class SpeedConfig:
 
 FLAGS = [
     Flag("--model", "model", "generator folder (default: a random-init --preset)"),
-    Flag("--preset", "preset", "UNet preset without --model: tiny, small, base, large"),
+    Flag("--preset", "preset", f"UNet preset without --model: {', '.join(PRESETS)}"),
     Flag("--image-size", "image_size", "image side (default: the preset's)", int),
     Flag("--classes", "classes", "classes of a random-init model", int),
     Flag("--batch-size", "batch_size", "images per sampling and training batch", int),
@@ -87,7 +88,7 @@ FLAGS = [
     Flag("--train-steps", "train_steps", f"timed training steps (after {WARMUP_TRAIN_STEPS} warm-up steps)", int),
     Flag("--device", "device", "auto, cpu or cuda"),
     Flag("--threads", "threads", "torch CPU threads (0: torch's default)", int),
-    Flag("--out", "out_dir", "folder for speed.json"),
+    out_flag("folder for speed.json"),
 ]
 
 

@@ -6,7 +6,7 @@ Ho, 2022) by default or the noise with ``model.prediction_type=epsilon``, condit
 class, with labels dropped to a null class for classifier-free guidance (Ho & Salimans, 2022), an
 EMA copy of the weights (the one that is saved), and a cosine learning rate with linear warm-up.
 Only the training split of the data is used; the split hash and per-class counts are saved with
-the model. Re-running with the same ``out`` folder resumes from ``out/checkpoints/last.ckpt``
+the model. Re-running with the same ``out_dir`` folder resumes from ``out_dir/checkpoints/last.ckpt``
 (settings must match; ``--restart`` starts over: :mod:`dermkit.resume`).
 """
 
@@ -31,11 +31,12 @@ from dermkit.console import console, entry_point
 from dermkit.data.datasets import CachedImageDataset
 from dermkit.data.prepare import prepare_data
 from dermkit.errors import DermkitError, did_you_mean
+from dermkit.flags import data_flag, out_flag, root_flag
 from dermkit.resume import RESTART_FLAG, default_run_dir, resume_checkpoint
 from dermkit.runinfo import write_run_info
 from dermkit.trainer import build_trainer
 from synth.generator import GeneratorInfo, save_generator
-from synth.model import get_preset, unet_config
+from synth.model import PRESETS, get_preset, unet_config
 
 PREDICTION_TYPES: tuple[str, ...] = ("v_prediction", "epsilon")
 
@@ -68,8 +69,9 @@ class DiffusionConfig:
 
 
 @dataclass
-class OptimConfig:
-    """AdamW, cosine learning rate with linear warm-up, EMA of the weights.
+class DiffusionOptimConfig:
+    """The generator's optimiser (``optim`` of ``synth.train``): AdamW, cosine learning rate with
+    linear warm-up, EMA of the weights.
 
     Keys:
         lr: peak learning rate.
@@ -96,30 +98,31 @@ class SynthTrainConfig:
         trainer: :class:`dermkit.config.TrainerConfig` (``max_steps`` sets the training length and
             the cosine schedule's length; otherwise ``max_epochs`` does).
         model: :class:`DiffusionConfig`.
-        optim: :class:`OptimConfig`.
-        out: the generator folder (checkpoints, logs and the saved model); default
+        optim: :class:`DiffusionOptimConfig`.
+        out_dir: the generator folder (checkpoints, logs and the saved model); default
             ``$DERMKIT_RUNS/synth/default`` (``runs/`` when unset). Re-running resumes when the
             settings match (:mod:`dermkit.resume`).
         seed: seed of initialisation, noise and data order.
-        checkpoint_every: optimiser steps between resumable checkpoints.
-        restart: start a new run even if ``out`` holds one (its files move to ``out/replaced-<time>/``).
+        checkpoint_every_n_steps: optimiser steps between resumable checkpoints.
+        restart: start a new run even if ``out_dir`` holds one (its files move to
+            ``out_dir/replaced-<time>/``).
     """
 
     data: DataConfig = field(default_factory=lambda: DataConfig(image_size=32, batch_size=64))
     trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(max_epochs=-1, max_steps=2000))
     model: DiffusionConfig = field(default_factory=DiffusionConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    out: str = field(default_factory=lambda: default_run_dir("synth", "default"))
+    optim: DiffusionOptimConfig = field(default_factory=DiffusionOptimConfig)
+    out_dir: str = field(default_factory=lambda: default_run_dir("synth", "default"))
     seed: int = 0
-    checkpoint_every: int = 200
+    checkpoint_every_n_steps: int = 200
     restart: bool = False
 
 
 FLAGS = [
-    Flag("--out", "out", "generator folder to write (re-running with the same folder resumes)"),
-    Flag("--preset", "model.preset", "UNet size: tiny, small, base, large"),
-    Flag("--data", "data.name", "dataset: demo, ham10000, isic, imagefolder, medmnist"),
-    Flag("--root", "data.root", "dataset folder"),
+    out_flag("generator folder to write (re-running with the same folder resumes)"),
+    Flag("--preset", "model.preset", f"UNet size: {', '.join(PRESETS)}"),
+    data_flag(" (labelled: not folder)"),
+    root_flag(),
     Flag("--image-size", "data.image_size", "image side in pixels", int),
     Flag("--steps", "trainer.max_steps", "optimiser steps to train", int),
     Flag("--batch-size", "data.batch_size", "images per batch and device", int),
@@ -131,7 +134,7 @@ FLAGS = [
 class DiffusionModule(pl.LightningModule):
     """Diffusion training (v- or noise-prediction) of a class-conditional UNet, with an EMA copy.
 
-    Reads the config sections ``model`` (:class:`DiffusionConfig`) and ``optim`` (:class:`OptimConfig`).
+    Reads the config sections ``model`` (:class:`DiffusionConfig`) and ``optim`` (:class:`DiffusionOptimConfig`).
 
     Args:
         unet_config: ``UNet2DModel`` keyword arguments (see :func:`synth.model.unet_config`).
@@ -145,7 +148,7 @@ class DiffusionModule(pl.LightningModule):
     """
 
     def __init__(self, unet_config: dict[str, Any], num_classes: int, model_cfg: DiffusionConfig,
-                 optim_cfg: OptimConfig) -> None:
+                 optim_cfg: DiffusionOptimConfig) -> None:
         super().__init__()
         self.unet = UNet2DModel(**unet_config)
         self.num_classes = num_classes
@@ -224,7 +227,7 @@ def _write_train_state(out: Path, state: dict[str, Any]) -> None:
 
 
 def train(cfg: SynthTrainConfig) -> Path:
-    """Train (or resume) a generator and save it to ``cfg.out``; returns the folder."""
+    """Train (or resume) a generator and save it to ``cfg.out_dir``; returns the folder."""
     get_preset(cfg.model.preset)
     make_noise_scheduler(cfg.model)  # loud errors for bad schedule keys before the run folder is written
     if not 0.0 <= cfg.model.label_dropout < 1.0:
@@ -240,7 +243,7 @@ def train(cfg: SynthTrainConfig) -> Path:
     counts = {c: int(n) for c, n in prepared.class_counts(train_idx).items()}
     if len(train_idx) == 0:
         raise DermkitError("The training split is empty; check data.val_fraction and data.test_fraction.")
-    out = Path(cfg.out)
+    out = Path(cfg.out_dir)
     state = {"split_hash": prepared.split_hash, "classes": list(prepared.classes), "preset": cfg.model.preset,
              "image_size": cfg.data.image_size, "fraction": cfg.data.fraction,
              "prediction_type": cfg.model.prediction_type}
@@ -259,7 +262,7 @@ def train(cfg: SynthTrainConfig) -> Path:
                         drop_last=len(dataset) >= cfg.data.batch_size, persistent_workers=cfg.data.num_workers > 0)
     ucfg = unet_config(cfg.model.preset, len(prepared.classes), cfg.data.image_size)
     module = DiffusionModule(ucfg, len(prepared.classes), cfg.model, cfg.optim)
-    trainer, _ = build_trainer(cfg.trainer, out, every_n_train_steps=cfg.checkpoint_every,
+    trainer, _ = build_trainer(cfg.trainer, out, every_n_train_steps=cfg.checkpoint_every_n_steps,
                                gradient_clip_val=cfg.optim.grad_clip or None, enable_model_summary=False)
     console.print(f"[bold]synth.train[/]: {cfg.model.preset} UNet, {len(train_idx)} training images "
                   f"({', '.join(f'{c} {n}' for c, n in counts.items())}), split {prepared.split_hash}"

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from dermkit.config import DataConfig, Flag, parse_config
 from dermkit.console import console, entry_point, print_table
 from dermkit.data.splits import FRACTIONS, SPLITS, SplitTable
+from dermkit.flags import data_flag, out_flag, root_flag
 from dermkit.runinfo import write_run_info
 
 
@@ -29,17 +30,17 @@ class DataCommandConfig:
         data: the dataset section (:class:`dermkit.config.DataConfig`); this command reads
             name, root, image_size, cache_dir, split_seed, val_fraction, test_fraction,
             split_file and skip_bad.
-        out: folder for ``split.csv``, ``split.json``, ``config.yaml`` and ``run.json``.
+        out_dir: folder for ``split.csv``, ``split.json``, ``config.yaml`` and ``run.json``.
     """
 
     data: DataConfig = field(default_factory=DataConfig)
-    out: str = "runs/data"
+    out_dir: str = "runs/data"
 
 
 FLAGS = [
-    Flag("--data", "data.name", "dataset format: demo, ham10000, isic, imagefolder, medmnist, folder"),
-    Flag("--root", "data.root", "dataset folder (or the .npz file for medmnist)"),
-    Flag("--out", "out", "output folder for split.csv and split.json"),
+    data_flag(),
+    root_flag(),
+    out_flag("output folder for split.csv and split.json"),
     Flag("--seed", "data.split_seed", "split seed", type=int),
     Flag("--image-size", "data.image_size", "side of the cached square images in pixels", type=int),
     Flag("--skip-bad", "data.skip_bad", "skip unreadable images and list them", type=bool),
@@ -92,8 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     if classes:
         print_table("Training images per nested label fraction", ["fraction", *classes, "total"],
                     fraction_rows(split, classes))
-    csv_path, json_path = split.save(cfg.out)
-    write_run_info(cfg.out, cfg, cfg.data.split_seed, {"split_hash": split.hash, "data": prepared.describe(),
+    csv_path, json_path = split.save(cfg.out_dir)
+    write_run_info(cfg.out_dir, cfg, cfg.data.split_seed, {"split_hash": split.hash, "data": prepared.describe(),
                                                        "skipped": [list(s) for s in prepared.source.skipped]})
     if prepared.source.skipped:
         console.print(f"[yellow]{len(prepared.source.skipped)} file(s) skipped (data.skip_bad=true):[/]")

@@ -73,6 +73,20 @@ def test_key_ignores_the_output_root_and_changes_with_settings(tmp_path: Path) -
     assert one.key(tmp_path / "A", {**DATA, "split_hash": "other"}) != key
 
 
+def test_key_of_a_renamed_argument_is_its_old_spelling(tmp_path: Path) -> None:
+    # synth.train's out and checkpoint_every became out_dir and checkpoint_every_n_steps (issue 14): a
+    # generator a grid trained before the rename keeps its key, so it is not trained again.
+    def key(module: str, *args: str) -> str:
+        return Step("g", "synth-train", module, list(args), tmp_path / "A" / "g", ()).key(tmp_path / "A", DATA)
+
+    folder = tmp_path / "A" / "g"
+    assert key("synth.train", f"out_dir={folder}", "checkpoint_every_n_steps=100") == \
+        key("synth.train", f"out={folder}", "checkpoint_every=100")
+    assert key("synth.train", f"out_dir={folder}") != key("synth.train", f"out_dir={folder}", "seed=1")
+    # only where a stage renamed them: finetune.train's out_dir was always out_dir
+    assert key("finetune.train", f"out_dir={folder}") != key("finetune.train", f"out={folder}")
+
+
 def test_done_marker_requires_same_key_and_intact_outputs(tmp_path: Path) -> None:
     step = Step("x", "k", "m", [], tmp_path / "x", ("out.txt",))
     prepare_folder(step, "key1")

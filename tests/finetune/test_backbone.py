@@ -10,7 +10,7 @@ import torch
 from dermkit.backbones import BackboneCard, build_backbone, save_backbone
 from dermkit.errors import DermkitError
 from finetune.backbone import resolve_backbone
-from finetune.config import ModelConfig
+from finetune.config import ClassifierModelConfig
 
 
 def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
@@ -23,7 +23,7 @@ def test_ssl_card_sets_architecture_size_and_normalisation(tmp_path: Path) -> No
                         method="simclr", epochs=3, split_hash="abc")
     path = save_backbone(tmp_path / "backbone.safetensors", source, card)
     # model.backbone / small_stem / image_size are overridden by the card
-    backbone, spec = resolve_backbone(ModelConfig(backbone="resnet18", small_stem=False, init=str(path)), 64)
+    backbone, spec = resolve_backbone(ClassifierModelConfig(backbone="resnet18", small_stem=False, init=str(path)), 64)
     assert spec.architecture == "tiny_cnn" and spec.small_stem and spec.image_size == 16
     assert spec.mean == pytest.approx([0.6, 0.5, 0.4]) and spec.pretrained
     assert spec.card["method"] == "simclr" and spec.card["split_hash"] == "abc"
@@ -34,13 +34,13 @@ def test_plain_weights_file_and_random_init(tmp_path: Path) -> None:
     source = build_backbone("tiny_cnn", small_stem=False, image_size=32)
     path = tmp_path / "weights.pth"
     torch.save({"state_dict": {f"module.{k}": v for k, v in source.net.state_dict().items()}}, path)
-    backbone, spec = resolve_backbone(ModelConfig(backbone="tiny_cnn", init=str(path)), 32)
+    backbone, spec = resolve_backbone(ClassifierModelConfig(backbone="tiny_cnn", init=str(path)), 32)
     assert spec.pretrained and spec.init == str(path) and _same_weights(backbone, source)
-    random_backbone, random_spec = resolve_backbone(ModelConfig(backbone="tiny_cnn"), 32)
+    random_backbone, random_spec = resolve_backbone(ClassifierModelConfig(backbone="tiny_cnn"), 32)
     assert not random_spec.pretrained and random_spec.init == "random"
     assert not _same_weights(random_backbone, source)
 
 
 def test_missing_weights_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(DermkitError, match="model.init=.*does not exist"):
-        resolve_backbone(ModelConfig(init=str(tmp_path / "nope.safetensors")), 32)
+        resolve_backbone(ClassifierModelConfig(init=str(tmp_path / "nope.safetensors")), 32)

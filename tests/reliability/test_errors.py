@@ -138,6 +138,34 @@ CASES: dict[str, Case] = {
     "ssl.pretrain-trains-nothing": Case("ssl.pretrain", ["--out", "{tmp}/out", "--backbone", "tiny_cnn",
                                                          "trainer.limit_train_batches=0"],
                                         ["trainer.limit_train_batches=0", "trains nothing"]),
+    # old spellings (issue 14): the error names the one name every command now uses
+    **{f"{stage}-old-out-key": Case(stage, [*OTHER_INPUTS.get(stage, []), "out={tmp}/out"],
+                                    ["'out'", "now called 'out_dir'"])
+       for stage in ("ssl.evaluate", "synth.train", "synth.generate", "synth.evaluate", "dermkit.data")},
+    "synth.train-old-checkpoint-every": Case("synth.train", ["--out", "{tmp}/out", "checkpoint_every=5"],
+                                             ["'checkpoint_every'", "now called 'checkpoint_every_n_steps'"]),
+    # --backbone names an architecture in every command; a weights file is --weights (or --init)
+    "ssl.evaluate-backbone-file": Case("ssl.evaluate", ["--backbone", "{tmp}/ssl/backbone.safetensors", "--data",
+                                                        "demo", "--out", "{tmp}/out"],
+                                       ["--backbone names an architecture", "Known: resnet18",
+                                        "--weights {tmp}/ssl/backbone.safetensors"]),
+    "ssl.evaluate-backbone-random": Case("ssl.evaluate", ["--backbone", "random", "--data", "demo"],
+                                         ["'random'", "without --weights"]),
+    "ssl.evaluate-old-backbone-key": Case("ssl.evaluate", ["--data", "demo", "backbone={tmp}/backbone.safetensors"],
+                                          ["'backbone'", "now called 'weights'"]),
+    "ssl.evaluate-weights-random": Case("ssl.evaluate", ["--weights", "random", "--data", "demo"],
+                                        ["weights='random'", "leave out --weights"]),
+    "synth.evaluate-backbone-file": Case("synth.evaluate", [*OTHER_INPUTS["synth.evaluate"], "--backbone",
+                                                            "{tmp}/ssl/backbone.safetensors", "--out", "{tmp}/out"],
+                                         ["--backbone names an architecture",
+                                          "--weights {tmp}/ssl/backbone.safetensors"]),
+    "synth.evaluate-old-random-backbone-key": Case("synth.evaluate", [*OTHER_INPUTS["synth.evaluate"],
+                                                                      "random_backbone=tiny_cnn"],
+                                                   ["'random_backbone'", "now called 'backbone'"]),
+    "ssl.pretrain-backbone-file": Case("ssl.pretrain", ["--backbone", "{tmp}/imagenet.pth", "--out", "{tmp}/out"],
+                                       ["--init {tmp}/imagenet.pth"]),
+    "finetune.train-unknown-backbone": Case("finetune.train", ["--backbone", "resnet19", "--out", "{tmp}/out"],
+                                            ["'resnet19'", "Did you mean: resnet18", "Known: resnet18, resnet50"]),
     # bad files in a dataset
     "dermkit.data-csv-row-too-short": Case("dermkit.data", ["--data", "ham10000", "--root", "{root}", "--out",
                                                             "{tmp}/out"],
@@ -217,14 +245,14 @@ def test_decompression_bomb_is_skipped_and_listed_with_skip_bad(tmp_path: Path, 
 class _Schema:
     data: DataConfig = field(default_factory=DataConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
-    out: str = ""
+    out_dir: str = ""
 
 
 def test_overrides_may_come_anywhere_among_flags() -> None:
     flags = [Flag("--batch-size", "data.batch_size", "b", int), Flag("--epochs", "trainer.max_epochs", "e", int)]
     cfg = parse_config(_Schema, "test", "test", ["data.image_size=32", "--batch-size", "8", "trainer.max_steps=3",
-                                                 "--epochs", "2", "out=/x"], flags)
-    assert (cfg.data.image_size, cfg.data.batch_size, cfg.trainer.max_steps, cfg.trainer.max_epochs, cfg.out) == \
+                                                 "--epochs", "2", "out_dir=/x"], flags)
+    assert (cfg.data.image_size, cfg.data.batch_size, cfg.trainer.max_steps, cfg.trainer.max_epochs, cfg.out_dir) == \
         (32, 8, 3, 2, "/x")
     # the override still wins over the flag, wherever it stands
     assert parse_config(_Schema, "t", "t", ["data.batch_size=4", "--batch-size", "8"], flags).data.batch_size == 4

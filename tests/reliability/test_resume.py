@@ -170,7 +170,7 @@ def test_truncated_files_in_evaluation_are_one_clear_error(tmp_path: Path, demo_
                                                                               small_stem=True))
     weights.write_bytes(weights.read_bytes()[:-100])
     with pytest.raises(SystemExit) as exit_info:
-        ssl_evaluate_main(["--backbone", str(weights), "--data", "demo", f"data.cache_dir={demo_cache}"])
+        ssl_evaluate_main(["--weights", str(weights), "--data", "demo", f"data.cache_dir={demo_cache}"])
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and f"{weights} is truncated" in err and "ssl.pretrain" in err
 
@@ -180,6 +180,33 @@ def test_changed_settings_counts_missing_keys_as_defaults_and_ignores_neutral_ke
     new = {"trainer": {"max_epochs": 10, "devices": "2"}, "data": {"num_workers": 8}, "restart": True}
     old = {"trainer": {"devices": "auto"}, "data": {"num_workers": 2}}  # written before max_epochs/restart existed
     assert changed_settings(old, new, defaults) == {"trainer.devices": ("auto", "2")}
+
+
+def test_a_run_recorded_with_the_old_key_names_still_resumes(tmp_path: Path) -> None:
+    """synth.train's ``out`` and ``checkpoint_every`` became ``out_dir`` and ``checkpoint_every_n_steps``
+    (issue 14): a run folder whose config.yaml has the old names resumes, and is still compared."""
+    from dermkit.config import parse_config, to_container
+    from dermkit.errors import DermkitError
+    from dermkit.resume import resume_checkpoint
+    from synth.train import FLAGS, SynthTrainConfig
+
+    run = tmp_path / "generator"
+
+    def config(*extra: str) -> SynthTrainConfig:
+        return parse_config(SynthTrainConfig, "t", "t", ["--out", str(run), "checkpoint_every_n_steps=50", *extra],
+                            FLAGS)
+
+    recorded = to_container(config())
+    recorded["out"] = recorded.pop("out_dir")
+    recorded["checkpoint_every"] = 25  # and changed: checkpoint frequency may differ on resume
+    del recorded["checkpoint_every_n_steps"]
+    last = run / "checkpoints" / "last.ckpt"
+    last.parent.mkdir(parents=True)
+    torch.save({"global_step": 3}, last)
+    (run / "config.yaml").write_text(OmegaConf.to_yaml(recorded))
+    assert resume_checkpoint(run, config(), SynthTrainConfig) == last
+    with pytest.raises(DermkitError, match=r"seed: 0 -> 1"):  # the old file is read, not skipped
+        resume_checkpoint(run, config("--seed", "1"), SynthTrainConfig)
 
 
 def test_pretraining_resumes_from_a_folder_outside_the_repository(tmp_path: Path, demo_cache: Path,

@@ -48,7 +48,7 @@ def test_probes_fail_on_shuffled_labels() -> None:
 
 def test_evaluate_random_backbone_on_demo(demo_cache: Path, tmp_path: Path) -> None:
     out = tmp_path / "eval"
-    code = evaluate_main(["--backbone", "random", "--arch", "tiny_cnn", "--data", "demo", "--image-size", "32",
+    code = evaluate_main(["--backbone", "tiny_cnn", "--data", "demo", "--image-size", "32",
                           "--out", str(out), f"data.cache_dir={demo_cache}", "probe_epochs=20"])
     assert code == 0
     metrics = json.loads((out / "metrics.json").read_text())

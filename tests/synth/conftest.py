@@ -15,7 +15,7 @@ def tiny_train_argv(out: Path, cache: Path, steps: int = 2) -> list[str]:
     """Arguments of a two-step ``tiny`` training run on the demo data."""
     return ["--out", str(out), "--preset", "tiny", "--image-size", "16", "--steps", str(steps),
             "--batch-size", "8", "data.num_workers=0", f"data.cache_dir={cache}", "trainer.accelerator=cpu",
-            "optim.warmup_steps=1", "checkpoint_every=1"]
+            "optim.warmup_steps=1", "checkpoint_every_n_steps=1"]
 
 
 @pytest.fixture(scope="session")

@@ -8,12 +8,13 @@ import pytest
 
 from dermkit.config import CONFIG_DIR, parse_config
 from dermkit.vocab import MINORITY_CLASSES, canonical_class
-from synth.evaluate import EvaluateConfig
+from synth.evaluate import SyntheticEvaluateConfig
 from synth.generate import GenerateConfig
 from synth.model import unet_config
 from synth.train import SynthTrainConfig
 
-SCHEMAS = {"synth_train": SynthTrainConfig, "synth_generate": GenerateConfig, "synth_evaluate": EvaluateConfig}
+SCHEMAS = {"synth_train": SynthTrainConfig, "synth_generate": GenerateConfig,
+           "synth_evaluate": SyntheticEvaluateConfig}
 PRESETS = sorted(CONFIG_DIR.glob("synth_*.yaml"))
 
 

@@ -12,7 +12,7 @@ import torch
 from dermkit.config import DataConfig, parse_config
 from dermkit.data.prepare import prepare_data
 from dermkit.errors import DermkitError
-from synth.evaluate import FLAGS, EvaluateConfig, evaluate
+from synth.evaluate import FLAGS, SyntheticEvaluateConfig, evaluate
 from synth.manifest import ManifestRow, image_file, write_header, write_manifest, write_png
 from synth.metrics import frechet_distance, kernel_distance, nearest, precision_recall
 
@@ -48,8 +48,8 @@ def demo16(demo_cache: Path):
 
 
 def run_eval(folder: Path, cache: Path, *args: str) -> dict:
-    cfg = parse_config(EvaluateConfig, "t", "t", ["--synthetic", str(folder), f"data.cache_dir={cache}",
-                                                  "random_backbone=tiny_cnn", "kid_subsets=10", *args], FLAGS)
+    argv = ["--synthetic", str(folder), f"data.cache_dir={cache}", "--backbone", "tiny_cnn", "kid_subsets=10", *args]
+    cfg = parse_config(SyntheticEvaluateConfig, "t", "t", argv, FLAGS)
     return evaluate(cfg)
 
 

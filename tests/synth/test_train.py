@@ -15,7 +15,7 @@ from dermkit.errors import DermkitError
 from synth.generator import load_generator, read_info
 from synth.model import unet_config
 from synth.sampling import make_sampler
-from synth.train import FLAGS, DiffusionConfig, DiffusionModule, OptimConfig, SynthTrainConfig, train
+from synth.train import FLAGS, DiffusionConfig, DiffusionModule, DiffusionOptimConfig, SynthTrainConfig, train
 from synth.train import main as train_main
 from tests.synth.conftest import tiny_train_argv
 from tests.synth.test_sampling import OracleUNet
@@ -64,7 +64,8 @@ def test_ctrl_c_saves_the_running_step_and_the_rerun_resumes(tmp_path: Path, dem
         return original(self, batch, batch_idx)
 
     out = tmp_path / "gen"
-    argv = [*tiny_train_argv(out, demo_cache, steps=4), "checkpoint_every=100"]  # no regular save before the end
+    # no regular save before the end
+    argv = [*tiny_train_argv(out, demo_cache, steps=4), "checkpoint_every_n_steps=100"]
     monkeypatch.setattr(DiffusionModule, "training_step", interrupted_at_step_2)
     with pytest.raises(SystemExit):
         train_main(argv)
@@ -79,7 +80,7 @@ def test_ctrl_c_saves_the_running_step_and_the_rerun_resumes(tmp_path: Path, dem
 def test_training_target_follows_the_prediction_type(prediction_type: str) -> None:
     torch.manual_seed(0)
     model_cfg = DiffusionConfig(preset="tiny", label_dropout=0.0, prediction_type=prediction_type)
-    module = DiffusionModule(unet_config("tiny", 2, 8), 2, model_cfg, OptimConfig())
+    module = DiffusionModule(unet_config("tiny", 2, 8), 2, model_cfg, DiffusionOptimConfig())
     module.log = lambda *args, **kwargs: None  # type: ignore[method-assign]  # no Trainer here
     module.lr_schedulers = lambda: SimpleNamespace(get_last_lr=lambda: [0.0])  # type: ignore[method-assign]
     images = torch.full((4, 3, 8, 8), 255, dtype=torch.uint8)  # every image is the constant 1.0

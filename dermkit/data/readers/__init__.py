@@ -73,6 +73,12 @@ def check_unique_ids(source: ImageSource) -> None:
                        f"({shown}{more}). Image ids must be unique: remove or rename the duplicate rows or files.")
 
 
+def reader_names() -> list[str]:
+    """The registered dataset formats (``data.name`` values), sorted."""
+    _load_readers()
+    return sorted(READERS)
+
+
 def _load_readers() -> None:
     # Importing the reader modules registers them; done on first use, not at import time.
     from dermkit.data.readers import folder, ham10000, imagefolder, isic, medmnist  # noqa: F401
