@@ -42,8 +42,9 @@ from dermkit.data.cache import cache_images
 from dermkit.data.prepare import PreparedData, prepare_data
 from dermkit.errors import DermkitError
 from dermkit.flags import backbone_flag, data_flag, out_flag, root_flag, weights_flag
+from dermkit.image_size import model_image_size
+from dermkit.manifest import MANIFEST_CSV, MANIFEST_JSON, check_manifest_split, read_manifest, require_header
 from dermkit.runinfo import write_run_info
-from synth.manifest import read_header, read_manifest
 from synth.metrics import frechet_distance, kernel_distance, nearest, precision_recall
 
 
@@ -54,8 +55,8 @@ class SyntheticEvaluateConfig:
     Keys:
         synthetic: an output folder of ``synth.generate`` (manifest.csv + PNGs).
         data: :class:`dermkit.config.DataConfig` of the real data the generator was trained on
-            (its split hash must match the manifest's). ``data.image_size=0`` (default) uses the
-            synthetic images' size.
+            (its split hash must match the manifest's). ``data.image_size`` is the synthetic
+            images' size (0, the default, takes it; another value is replaced, with a note).
         weights: a backbone file (``backbone.safetensors`` with its JSON card) giving the feature
             space; empty: a random-init ``backbone`` (stated as such in the report).
         backbone: architecture (registry name) of the random-init backbone used when ``weights``
@@ -157,27 +158,22 @@ def mean_colour(images: np.ndarray) -> dict[str, list[float]]:
 def _check_inputs(cfg: SyntheticEvaluateConfig) -> tuple[Path, dict[str, Any], PreparedData]:
     """The synthetic folder, its manifest header and the real data, checked against each other.
 
-    Sets ``cfg.data.image_size`` to the synthetic images' size when it is 0.
+    Sets ``cfg.data.image_size`` to the synthetic images' size (:func:`dermkit.image_size.model_image_size`).
 
     Raises:
-        DermkitError: no synthetic folder, a folder without manifest, or a data config whose split
-            is not the one the generator was trained on.
+        DermkitError: no synthetic folder, a folder without a complete manifest header, or a data
+            config whose split is not the one the generator was trained on.
     """
     if not cfg.synthetic:
         raise DermkitError("Pass --synthetic with a folder written by python -m synth.generate.")
     folder = Path(cfg.synthetic)
-    header = read_header(folder)
-    if header is None:
-        raise DermkitError(f"{folder} has no manifest.json: pass --synthetic with a folder written by "
-                           "python -m synth.generate.")
+    header = require_header(folder, ("model_hash", "split_hash", "image_size"), "--synthetic")
     data_cfg = cfg.data
-    if data_cfg.image_size == 0:
-        data_cfg.image_size = int(header["image_size"])
+    data_cfg.image_size = model_image_size(data_cfg.image_size, int(header["image_size"]),
+                                           f"the generator of {folder} ({MANIFEST_JSON})")
     prepared: PreparedData = prepare_data(data_cfg)
-    if prepared.split_hash != header["split_hash"]:
-        raise DermkitError(f"The generator of {folder} was trained on split {header['split_hash']}, but this data "
-                           f"config gives split {prepared.split_hash}. Pass the data settings used by synth.train "
-                           "(data.name, data.root, data.split_seed, fractions).")
+    # Rows and header both record the split; checked before any image is read or written.
+    check_manifest_split(folder / MANIFEST_CSV, (r.split_hash for r in read_manifest(folder)), prepared.split_hash)
     return folder, header, prepared
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +13,9 @@ import torch
 from dermkit.config import DataConfig, parse_config
 from dermkit.data.prepare import prepare_data
 from dermkit.errors import DermkitError
+from dermkit.manifest import ManifestRow, write_header, write_manifest
 from synth.evaluate import FLAGS, SyntheticEvaluateConfig, evaluate
-from synth.manifest import ManifestRow, image_file, write_header, write_manifest, write_png
+from synth.manifest import image_file, write_png
 from synth.metrics import frechet_distance, kernel_distance, nearest, precision_recall
 
 
@@ -92,8 +94,19 @@ def test_held_out_reference_can_be_switched_off(demo16, demo_cache: Path, tmp_pa
 
 def test_synthetic_images_of_another_split_are_refused(demo16, demo_cache: Path, tmp_path: Path) -> None:
     write_synthetic(tmp_path / "other", np.zeros((3, 16, 16, 3), np.uint8), "mel", "not-this-split")
-    with pytest.raises(DermkitError, match="trained on split not-this-split"):
+    with pytest.raises(DermkitError, match=re.escape(f"{tmp_path / 'other' / 'manifest.csv'} was made on another "
+                                                     f"split: split hash not-this-split there, {demo16.split_hash}")):
         run_eval(tmp_path / "other", demo_cache)
+
+
+def test_the_generators_image_size_replaces_another(demo16, demo_cache: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    train = demo16.indices("train")
+    vasc = train[demo16.labels[train] == demo16.classes.index("vasc")][:4]
+    write_synthetic(tmp_path / "vasc", np.array(demo16.images[vasc]), "vasc", demo16.split_hash)
+    report = run_eval(tmp_path / "vasc", demo_cache, "data.image_size=24", "held_out_reference=false")
+    assert report["image_size"] == 16
+    assert "data.image_size=16 from the generator of" in " ".join(capsys.readouterr().err.split())
 
 
 def test_folder_without_manifest_is_an_error(demo_cache: Path, tmp_path: Path) -> None:
