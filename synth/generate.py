@@ -17,32 +17,33 @@ Example::
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import torch
+from diffusers import UNet2DModel
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from dermkit.config import Flag, parse_config
 from dermkit.console import console, entry_point, print_table, progress
 from dermkit.errors import DermkitError
 from dermkit.flags import out_flag
+from dermkit.manifest import MANIFEST_CSV, ManifestRow, generator_header, read_manifest, write_header, write_manifest
 from dermkit.runinfo import write_run_info
 from dermkit.vocab import canonical_class, display_name
 from synth.generator import GeneratorInfo, load_generator, model_hash
 from synth.manifest import (
-    ManifestRow,
     check_same_generator,
     check_same_settings,
     image_file,
     image_index,
     image_seed,
     manifest_lock,
-    read_manifest,
     remove_partials,
     update_manifest,
-    write_header,
-    write_manifest,
     write_png,
 )
 from synth.sampling import make_sampler, sample, to_uint8
@@ -143,29 +144,32 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def generate(cfg: GenerateConfig) -> list[ManifestRow]:
-    """Make the missing images of ``cfg`` and return the manifest rows of the whole folder."""
-    if not cfg.model:
-        raise DermkitError("Pass --model with a generator folder (from python -m synth.train).")
-    if not cfg.out_dir:
-        raise DermkitError("Pass --out with the folder to write images to.")
-    unet, train_scheduler, info = load_generator(cfg.model)
-    classes = chosen_classes(list(cfg.classes), info, cfg.model)
-    wanted = targets(classes, info, cfg.n, cfg.balance)
+def check_sampling(cfg: GenerateConfig, train_timesteps: int) -> None:
+    """Refuse sampler settings the generator cannot run.
+
+    Raises:
+        DermkitError: steps outside [1, ``train_timesteps``], a negative guidance weight or a batch
+            size below 1.
+    """
     if cfg.steps < 1:
         raise DermkitError(f"--steps must be at least 1, got {cfg.steps}.")
-    if cfg.steps > train_scheduler.config.num_train_timesteps:
-        raise DermkitError(f"--steps {cfg.steps} exceeds the {train_scheduler.config.num_train_timesteps} training "
-                           "timesteps of this generator.")
+    if cfg.steps > train_timesteps:
+        raise DermkitError(f"--steps {cfg.steps} exceeds the {train_timesteps} training timesteps of this generator.")
     if cfg.guidance < 0:
         raise DermkitError(f"--guidance must be >= 0, got {cfg.guidance}.")
     if cfg.batch_size < 1:
         raise DermkitError(f"--batch-size must be at least 1, got {cfg.batch_size}.")
-    scheduler = make_sampler(cfg.sampler, train_scheduler)
-    device = resolve_device(cfg.device)
-    out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    weights_hash = model_hash(cfg.model)
+
+
+def open_folder(out: Path, cfg: GenerateConfig, info: GeneratorInfo, weights_hash: str) -> list[ManifestRow]:
+    """Check the output folder against this run, tidy what an interrupted run left, write its header.
+
+    Returns:
+        The manifest rows whose PNG exists (the images this run need not make again).
+
+    Raises:
+        DermkitError: the folder holds another generator's images or other sampler settings.
+    """
     settings = {"model_hash": weights_hash, "sampler": cfg.sampler, "steps": cfg.steps, "guidance": cfg.guidance,
                 "seed": cfg.seed}
     with manifest_lock(out):  # another process may be adding rows to this folder right now
@@ -178,19 +182,36 @@ def generate(cfg: GenerateConfig) -> list[ManifestRow]:
             console.print(f"[yellow]{len(rows) - len(present)} listed images were missing (they will be remade); "
                           f"{removed} partial files of an interrupted run removed.[/]")
             write_manifest(out, present)
-        rows = present
         # label_fraction: finetune refuses these images for a run that may use fewer labelled images.
-        write_header(out, {"model": str(Path(cfg.model).resolve()), "model_hash": weights_hash,
-                           "split_hash": info.split_hash, "label_fraction": info.trained_label_fraction(),
-                           "classes": list(info.classes), "image_size": info.image_size, "settings": settings})
-    write_run_info(out, cfg, cfg.seed, {"model_hash": weights_hash, "split_hash": info.split_hash})
+        write_header(out, generator_header(str(Path(cfg.model).resolve()), weights_hash, info.split_hash,
+                                           info.trained_label_fraction(), info.classes, info.image_size, settings))
+    return present
 
-    done = {(r.klass, image_index(r.file)) for r in rows}
-    todo = [(c, i) for c in classes for i in range(wanted[c]) if (c, i) not in done]
+
+def write_batch(out: Path, cfg: GenerateConfig, batch: list[tuple[str, int]], seeds: list[int], images: np.ndarray,
+                weights_hash: str, split_hash: str) -> list[ManifestRow]:
+    """Write one batch's (B, S, S, 3) uint8 images as PNGs; their manifest rows (not yet listed)."""
+    rows = []
+    for (klass, index), seed, image in zip(batch, seeds, images):
+        write_png(out / image_file(klass, index), image)
+        rows.append(ManifestRow(image_file(klass, index), klass, seed, cfg.steps, cfg.guidance, weights_hash,
+                                split_hash))
+    return rows
+
+
+def make_images(cfg: GenerateConfig, out: Path, unet: UNet2DModel, scheduler: SchedulerMixin, info: GeneratorInfo,
+                weights_hash: str, todo: list[tuple[str, int]],
+                rows: list[ManifestRow]) -> tuple[list[ManifestRow], Counter[str]]:
+    """Sample the images ``todo`` names (class, index) batch by batch, listing each batch once written.
+
+    Returns:
+        (the folder's manifest rows after the last batch, images made per class).
+
+    Raises:
+        KeyboardInterrupt: after removing this run's partial files; every listed image is complete.
+    """
     label_of = {c: i for i, c in enumerate(info.classes)}
-    unet.to(device)
-    made = {c: 0 for c in classes}
-    start = time.perf_counter()
+    made: Counter[str] = Counter()
     with progress() as bar:
         task = bar.add_task(f"Generating ({cfg.sampler}, {cfg.steps} steps, w={cfg.guidance})", total=len(todo))
         try:
@@ -199,20 +220,42 @@ def generate(cfg: GenerateConfig) -> list[ManifestRow]:
                 seeds = [image_seed(cfg.seed, c, i) for c, i in batch]
                 labels = torch.tensor([label_of[c] for c, _ in batch])
                 images = to_uint8(sample(unet, scheduler, labels, seeds, cfg.steps, cfg.guidance))  # (B, S, S, 3)
-                batch_rows = []
-                for (klass, index), seed, image in zip(batch, seeds, images):
-                    write_png(out / image_file(klass, index), image)
-                    batch_rows.append(ManifestRow(image_file(klass, index), klass, seed, cfg.steps, cfg.guidance,
-                                                  weights_hash, info.split_hash))
-                    made[klass] += 1
+                batch_rows = write_batch(out, cfg, batch, seeds, images, weights_hash, info.split_hash)
+                made.update(r.klass for r in batch_rows)
                 # After the PNGs are in place (lists complete files only); merged with other writers' rows.
                 rows = update_manifest(out, batch_rows)
                 bar.advance(task, len(batch))
         except KeyboardInterrupt:
             remove_partials(out)
             console.print(f"[yellow]Interrupted: {sum(made.values())} new images saved and listed in "
-                          f"{out / 'manifest.csv'}. Re-run the same command to resume.[/]")
+                          f"{out / MANIFEST_CSV}. Re-run the same command to resume.[/]")
             raise
+    return rows, made
+
+
+def generate(cfg: GenerateConfig) -> list[ManifestRow]:
+    """Make the missing images of ``cfg`` and return the manifest rows of the whole folder."""
+    if not cfg.model:
+        raise DermkitError("Pass --model with a generator folder (from python -m synth.train).")
+    if not cfg.out_dir:
+        raise DermkitError("Pass --out with the folder to write images to.")
+    unet, train_scheduler, info = load_generator(cfg.model)
+    classes = chosen_classes(list(cfg.classes), info, cfg.model)
+    wanted = targets(classes, info, cfg.n, cfg.balance)
+    check_sampling(cfg, train_scheduler.config.num_train_timesteps)
+    scheduler = make_sampler(cfg.sampler, train_scheduler)
+    device = resolve_device(cfg.device)
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    weights_hash = model_hash(cfg.model)
+    rows = open_folder(out, cfg, info, weights_hash)
+    write_run_info(out, cfg, cfg.seed, {"model_hash": weights_hash, "split_hash": info.split_hash})
+
+    done = {(r.klass, image_index(r.file)) for r in rows}
+    todo = [(c, i) for c in classes for i in range(wanted[c]) if (c, i) not in done]
+    unet.to(device)
+    start = time.perf_counter()
+    rows, made = make_images(cfg, out, unet, scheduler, info, weights_hash, todo, rows)
     seconds = time.perf_counter() - start
     in_folder = {c: sum(r.klass == c for r in rows) for c in classes}
     print_table(f"synth.generate -> {out} ({sum(made.values())} images in {seconds:.1f} s)",

@@ -41,7 +41,6 @@ from dermkit.manifest import (
     atomic_write_bytes,
     read_header,
     read_manifest,
-    write_header,  # noqa: F401 - synth.generate still imports it from here; it moves to dermkit.manifest next
     write_manifest,
 )
 
