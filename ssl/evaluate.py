@@ -27,6 +27,7 @@ from dermkit.data.datasets import CachedImageDataset
 from dermkit.data.prepare import prepare_data
 from dermkit.errors import DermkitError
 from dermkit.flags import backbone_flag, data_flag, out_flag, root_flag, weights_flag
+from dermkit.image_size import model_image_size
 from dermkit.metrics import accuracy, balanced_accuracy, recall_by_class
 from dermkit.resume import runs_dir
 from dermkit.runinfo import write_run_info
@@ -91,7 +92,7 @@ def load_eval_backbone(cfg: ProbeEvaluateConfig
                        ) -> tuple[Backbone, dict[str, Any], tuple[float, ...], tuple[float, ...]]:
     """The backbone to evaluate, a description of it, and its normalisation (mean, std).
 
-    For a backbone file, ``data.image_size`` is set from its card.
+    For a backbone file, ``data.image_size`` is set from its card (:func:`dermkit.image_size.model_image_size`).
     """
     if not cfg.weights:
         torch.manual_seed(cfg.seed)
@@ -99,9 +100,7 @@ def load_eval_backbone(cfg: ProbeEvaluateConfig
         return backbone, {"backbone": "random", "architecture": cfg.model.backbone,
                           "small_stem": bool(cfg.model.small_stem)}, IMAGENET_MEAN, IMAGENET_STD
     backbone, card = load_backbone(cfg.weights)
-    if card.input_size != cfg.data.image_size:
-        console.print(f"Using data.image_size={card.input_size} from the card of {cfg.weights}.")
-        cfg.data.image_size = card.input_size
+    cfg.data.image_size = model_image_size(cfg.data.image_size, card.input_size, f"the card of {cfg.weights}")
     return backbone, {"backbone": str(cfg.weights), "architecture": card.architecture, "small_stem": card.small_stem,
                       "method": card.method, "epochs": card.epochs, "pretrain_split_hash": card.split_hash}, \
         tuple(card.mean), tuple(card.std)

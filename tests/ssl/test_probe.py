@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from dermkit.backbones import BackboneCard, build_backbone, save_backbone
 from dermkit.metrics import balanced_accuracy
 from ssl.evaluate import main as evaluate_main
 from ssl.probe import knn_classify, linear_probe
@@ -57,3 +58,16 @@ def test_evaluate_random_backbone_on_demo(demo_cache: Path, tmp_path: Path) -> N
         assert 0.0 <= metrics[name]["balanced_accuracy"] <= 1.0
         assert set(metrics[name]["recall"]) == set(metrics["data"]["classes"])
     assert (out / "config.yaml").is_file() and (out / "run.json").is_file()
+
+
+def test_a_backbone_file_sets_the_image_size(demo_cache: Path, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    weights = save_backbone(tmp_path / "backbone.safetensors", build_backbone("tiny_cnn", True, 16),
+                            BackboneCard(architecture="tiny_cnn", input_size=16, small_stem=True, method="simclr"))
+    out = tmp_path / "eval"
+    assert evaluate_main(["--weights", str(weights), "--data", "demo", "--image-size", "24", "--out", str(out),
+                          f"data.cache_dir={demo_cache}", "probe_epochs=5"]) == 0
+    assert json.loads((out / "metrics.json").read_text())["data"]["image_size"] == 16
+    squeeze = "".join  # rich wraps long lines, even inside a path: compare without whitespace
+    assert squeeze(f"data.image_size=16 from the card of {weights} instead of 24".split()) in squeeze(
+        capsys.readouterr().err.split())
