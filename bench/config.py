@@ -9,6 +9,7 @@ the stage lists what is accepted.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from dermkit.config import DataConfig
@@ -21,10 +22,87 @@ from dermkit.vocab import MINORITY_CLASSES
 # registry and that list differ, so the two cannot drift apart unnoticed.
 INITS: tuple[str, ...] = ("random", *SSL_METHODS, "imagenet")
 
+# The training-data arms of a cell (``grid.arms``). ``real`` and ``synth`` are the two arms of the
+# older ``grid.synthetic: [false, true]`` axis and keep its folder names and step keys; the others
+# answer "do synthetic images beat the cheap alternative?" (issue 12).
+ARM_REAL = "real"
+ARM_OVERSAMPLE = "oversample"
+ARM_SYNTH = "synth"
+ARM_FILTERED = "filtered"
+LEGACY_ARMS: tuple[str, ...] = (ARM_REAL, ARM_SYNTH)
+ARM_BASELINES: tuple[str, ...] = (ARM_REAL, ARM_OVERSAMPLE)  # what each synthetic arm is compared against
+ARM_SPELLINGS = ("real, oversample, synth, synth<R> (R = synth.max_ratio, e.g. synth0.5, synth8), filtered, "
+                 "filtered<R>")
+_ARM_PATTERN = re.compile(r"^(real|oversample|synth|filtered)(\d+(?:\.\d+)?)?$")
+
+
+@dataclass(frozen=True)
+class Arm:
+    """What one arm adds to a cell's ``finetune.train`` command.
+
+    Attributes:
+        name: the arm as spelled in ``grid.arms`` (``real``, ``oversample``, ``synth2``, ``filtered``, ...).
+        synthetic: whether generated minority images enter the training data.
+        filtered: whether those images are first filtered by the ``real`` cell's classifier
+            (``finetune.filter_synthetic``).
+        max_ratio: ``synth.max_ratio`` passed to the cell (None: not passed, the stage's or the
+            overrides' value holds, as in the older ``synth`` arm).
+        sampler: ``sampler`` passed to the cell (None: not passed, plain shuffling).
+    """
+
+    name: str
+    synthetic: bool
+    filtered: bool = False
+    max_ratio: float | None = None
+    sampler: str | None = None
+
+
+def parse_arm(name: str) -> Arm:
+    """The arm a ``grid.arms`` entry names.
+
+    Raises:
+        ValueError: not one of :data:`ARM_SPELLINGS` (a ratio on ``real`` or ``oversample``, a
+            ratio that is not a positive number).
+    """
+    match = _ARM_PATTERN.match(str(name))
+    if match is None:
+        raise ValueError(f"unknown arm {name!r}; arms are {ARM_SPELLINGS}")
+    kind, ratio = match.group(1), match.group(2)
+    if ratio is not None and kind in (ARM_REAL, ARM_OVERSAMPLE):
+        raise ValueError(f"arm {name!r}: a ratio only goes with synth or filtered ({ARM_SPELLINGS})")
+    max_ratio = float(ratio) if ratio is not None else None
+    if max_ratio is not None and max_ratio <= 0:
+        raise ValueError(f"arm {name!r}: the ratio must be positive")
+    if kind == ARM_REAL:
+        return Arm(name, synthetic=False)
+    if kind == ARM_OVERSAMPLE:
+        # finetune.train's class-balanced sampler (finetune/sampler.py): every class drawn equally
+        # often, with replacement, epochs of the usual length. The cheap alternative to synthesis.
+        return Arm(name, synthetic=False, sampler="balanced")
+    return Arm(name, synthetic=True, filtered=kind == ARM_FILTERED, max_ratio=max_ratio)
+
+
+def arm_sort_key(name: str) -> tuple[int, float, str]:
+    """Report order: real, oversample, synth (by ratio), filtered (by ratio); unknown names last."""
+    try:
+        arm = parse_arm(name)
+    except ValueError:
+        return (9, 0.0, name)
+    rank = 0 if name == ARM_REAL else 1 if arm.sampler else 3 if arm.filtered else 2
+    return (rank, -1.0 if arm.max_ratio is None else arm.max_ratio, name)
+
+
+def grid_arms(grid: GridConfig) -> list[str]:
+    """The arms of the grid: ``grid.arms``, else the older ``grid.synthetic`` axis (false: ``real``,
+    true: ``synth``), else ``[real, synth]``."""
+    if grid.arms:
+        return [str(a) for a in grid.arms]
+    return [ARM_SYNTH if s else ARM_REAL for s in (grid.synthetic or [False, True])]
+
 
 @dataclass
 class GridConfig:
-    """The cells of the grid: every combination of the four lists.
+    """The cells of the grid: every combination of fractions, inits, arms and seeds.
 
     Keys:
         fractions: label fractions of the training split (nested subsets: 0.01, 0.05, 0.1, 0.25,
@@ -33,7 +111,17 @@ class GridConfig:
             the names in :data:`dermkit.ssl_methods.SSL_METHODS`; a backbone pretrained by
             ``ssl.pretrain`` on the training images, labels unused) and ``imagenet`` (the local
             file ``grid.imagenet_weights``).
-        synthetic: ``false`` (real images only) and/or ``true`` (plus generated minority images).
+        synthetic: ``false`` (real images only) and/or ``true`` (plus generated minority images):
+            the arms ``real`` and ``synth`` of ``arms``; empty: both (unless ``arms`` is set). Give
+            ``synthetic`` or ``arms``, not both.
+        arms: the training data of each cell, a generalisation of ``synthetic``: ``real`` (real
+            images only), ``oversample`` (real images only, ``finetune.train sampler=balanced``),
+            ``synth`` (real + generated images, the ``synth.max_ratio`` of the overrides or the
+            stage's default), ``synth<R>`` (``synth.max_ratio=R``, e.g. ``synth0.5``, ``synth8``),
+            ``filtered`` / ``filtered<R>`` (the generated images a classifier keeps: the ``real``
+            cell of the same fraction, init and seed scores them with ``finetune.filter_synthetic
+            --min-prob synth.filter_min_prob``; needs ``real`` among the arms). Empty: the arms of
+            ``synthetic``.
         seeds: fine-tuning seeds (at least 3 for an interval worth reading).
         imagenet_weights: local ImageNet weights file for the ``imagenet`` init (nothing is
             downloaded); required exactly when ``inits`` holds ``imagenet``.
@@ -41,7 +129,8 @@ class GridConfig:
 
     fractions: list[float] = field(default_factory=lambda: [0.01, 0.1, 1.0])
     inits: list[str] = field(default_factory=lambda: ["random", "simclr", "dino"])
-    synthetic: list[bool] = field(default_factory=lambda: [False, True])
+    synthetic: list[bool] = field(default_factory=list)
+    arms: list[str] = field(default_factory=list)
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     imagenet_weights: str = ""
 
@@ -81,7 +170,8 @@ class PretrainConfig:
 
 @dataclass
 class SynthConfig:
-    """``synth.train`` then ``synth.generate`` (only when ``grid.synthetic`` holds ``true``).
+    """``synth.train`` then ``synth.generate`` (only when an arm uses synthetic images), and
+    ``finetune.filter_synthetic`` for the ``filtered`` arms.
 
     Keys:
         classes: classes to generate (the minority classes by default).
@@ -92,6 +182,10 @@ class SynthConfig:
             synthetic-on cells then draw on labels the off cells do not have (the report says so).
         train_overrides: ``key=value`` overrides of ``synth.train`` (e.g. ``model.preset=small``).
         generate_args: extra arguments of ``synth.generate`` (e.g. ``[--steps, "25"]``).
+        filter_min_prob: ``--min-prob`` of ``finetune.filter_synthetic`` for the ``filtered`` arms
+            (keep an image when the classifier gives its class at least this probability).
+        filter_args: extra arguments of ``finetune.filter_synthetic`` (e.g.
+            ``[trainer.accelerator=gpu]``).
     """
 
     classes: list[str] = field(default_factory=lambda: list(MINORITY_CLASSES))
@@ -99,6 +193,8 @@ class SynthConfig:
     match_fraction: bool = True
     train_overrides: list[str] = field(default_factory=list)
     generate_args: list[str] = field(default_factory=list)
+    filter_min_prob: float = 0.5
+    filter_args: list[str] = field(default_factory=list)
 
 
 @dataclass

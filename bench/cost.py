@@ -220,6 +220,24 @@ def synth_generate_cost(cfg: dict[str, Any], classes: int, size: int, preset: st
     return Estimate(seconds, images * size * size * 3, memory, f"{images} images x {passes} passes")
 
 
+def filter_cost(cfg: dict[str, Any], classifier: dict[str, Any], images: int) -> Estimate:
+    """``finetune.filter_synthetic``: one forward pass of the classifier per generated image.
+
+    Args:
+        cfg: the filter's resolved config (its ``trainer`` section picks the device).
+        classifier: the resolved config of the ``finetune.train`` cell whose checkpoint scores.
+        images: generated images scored.
+    """
+    model, size = classifier["model"], int(classifier["data"]["image_size"])
+    net = backbone_profile(model["backbone"], bool(model["small_stem"]), size)
+    device = _device(cfg["trainer"])
+    seconds = images * net.forward_flops / EFFECTIVE_FLOPS[device]
+    batch = int(cfg["batch_size"])
+    memory = net.params * 4 + net.largest_activation * batch * 4 * 2
+    # Kept images are hard links; the disk holds the image cache at the classifier's size and scores.csv.
+    return Estimate(seconds, images * size * size * 3, memory, f"{images} images x 1 forward pass")
+
+
 def human_bytes(value: float) -> str:
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if value < 1000 or unit == "TB":

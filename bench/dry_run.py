@@ -26,8 +26,8 @@ from dermkit.data.demo import DEFAULT_N_IMAGES, HAM10000_COUNTS
 from dermkit.errors import DermkitError
 from dermkit.vocab import CANONICAL_CLASSES
 from bench.config import BenchConfig
-from bench.cost import (Estimate, finetune_cost, human_bytes, human_seconds, pretrain_cost, synth_generate_cost,
-                        synth_train_cost)
+from bench.cost import (Estimate, filter_cost, finetune_cost, human_bytes, human_seconds, pretrain_cost,
+                        synth_generate_cost, synth_train_cost)
 from bench.grid import Step
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
@@ -102,6 +102,9 @@ def estimate(step: Step, config: dict[str, Any], configs: dict[str, dict[str, An
         classes = max(len(config["classes"]), 1)
         return synth_generate_cost(config, classes, int(generator["data"]["image_size"]),
                                    str(generator["model"]["preset"]), len(CANONICAL_CLASSES))
+    if step.module == "finetune.filter_synthetic":
+        classifier, generate = configs[step.inputs[0].name], configs[step.inputs[1].name]
+        return filter_cost(config, classifier, int(generate["n"] or 0) * max(len(generate["classes"]), 1))
     raise ValueError(f"no cost model for {step.module}")
 
 

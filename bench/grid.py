@@ -11,6 +11,12 @@ resumes from its own checkpoints never resumes someone else's). An interrupted s
 folder (``started.json`` holds the same key), so the stage's own resume picks up where it stopped.
 
 :class:`Cell` names one fine-tuning run of the grid.
+
+Some arguments can only be known once an input step has finished: the ``filtered`` arm's filter
+step reads the best checkpoint of a ``finetune.train`` cell, whose file name holds the best epoch.
+Such an argument is a placeholder (:func:`best_checkpoint_arg`) in ``args``, which the key hashes,
+and is replaced by the file when the step is launched (:meth:`Step.launch_args`); the input's
+output digests in the key already change whenever that cell is re-run.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench.config import ARM_REAL, ARM_SYNTH, parse_arm
+
 # Bump when the meaning of a key changes (every step then runs again).
 KEY_VERSION = 1
 # Arguments whose spelling changed without changing what the step does: keys hash the old spelling,
@@ -32,6 +40,7 @@ KEY_SPELLINGS: dict[str, dict[str, str]] = {
     "synth.train": {"out_dir=": "out=", "checkpoint_every_n_steps=": "checkpoint_every="},
 }
 DONE_FILE = "done.json"
+BEST_CHECKPOINT_PREFIX = "<best checkpoint of "  # + step name + ">": see best_checkpoint_arg
 STARTED_FILE = "started.json"
 LOG_FILE = "stage.log"
 
@@ -59,20 +68,37 @@ class Cell:
         init: ``random``, ``simclr``, ``dino`` or ``imagenet``.
         synthetic: whether generated minority images are added to the training data.
         seed: fine-tuning seed.
+        arm: the training-data arm (``grid.arms``: ``real``, ``oversample``, ``synth2``,
+            ``filtered``, ...); empty: ``synth`` when ``synthetic`` else ``real``, the two arms of
+            the older ``grid.synthetic`` axis.
+
+    Raises:
+        ValueError: an unknown arm, or ``synthetic`` contradicting it.
     """
 
     fraction: float
     init: str
     synthetic: bool
     seed: int
+    arm: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.arm:  # frozen: set the derived default through object.__setattr__
+            object.__setattr__(self, "arm", ARM_SYNTH if self.synthetic else ARM_REAL)
+        if parse_arm(self.arm).synthetic != bool(self.synthetic):
+            raise ValueError(f"cell arm {self.arm!r} contradicts synthetic={self.synthetic}")
 
     @property
     def cell_id(self) -> str:
-        """Folder name, e.g. ``f0.1-simclr-synth-s2`` or ``f1-random-real-s0``."""
-        return f"f{self.fraction:g}-{self.init}-{'synth' if self.synthetic else 'real'}-s{self.seed}"
+        """Folder name, e.g. ``f0.1-simclr-synth-s2``, ``f1-random-real-s0`` or ``f1-random-synth8-s0``.
+
+        The older arms ``real`` and ``synth`` keep the names they had, so finished cells stay done.
+        """
+        return f"f{self.fraction:g}-{self.init}-{self.arm}-s{self.seed}"
 
     def as_dict(self) -> dict[str, Any]:
-        return {"fraction": self.fraction, "init": self.init, "synthetic": self.synthetic, "seed": self.seed}
+        return {"fraction": self.fraction, "init": self.init, "synthetic": self.synthetic, "arm": self.arm,
+                "seed": self.seed}
 
 
 @dataclass
@@ -103,8 +129,25 @@ class Step:
     key_extra: dict[str, str] = field(default_factory=dict)
 
     def command(self, python: str) -> list[str]:
-        """The full command line with the interpreter ``python``."""
-        return [python, "-m", self.module, *self.args]
+        """The full command line with the interpreter ``python`` (placeholders resolved: inputs must be done)."""
+        return [python, "-m", self.module, *self.launch_args()]
+
+    def launch_args(self) -> list[str]:
+        """``args`` with every :func:`best_checkpoint_arg` placeholder replaced by its file.
+
+        Raises:
+            RuntimeError: a placeholder names a step that is not an input of this one.
+        """
+        inputs = {step.name: step for step in self.inputs}
+        resolved = []
+        for arg in self.args:
+            if arg.startswith(BEST_CHECKPOINT_PREFIX) and arg.endswith(">"):
+                name = arg[len(BEST_CHECKPOINT_PREFIX):-1]
+                if name not in inputs:
+                    raise RuntimeError(f"{self.name}: {arg} names a step that is not one of its inputs")
+                arg = str(best_checkpoint(inputs[name].out_dir))
+            resolved.append(arg)
+        return resolved
 
     def key(self, out_root: Path, data_fingerprint: dict[str, Any]) -> str:
         """The step's key; every input must be done (its ``done.json`` supplies the digests).
@@ -128,6 +171,30 @@ class Step:
             "inputs": inputs,
             "extra": self.key_extra,
         })
+
+
+def best_checkpoint_arg(step: Step) -> str:
+    """A placeholder argument for the best checkpoint of ``step`` (a ``finetune.train`` cell, which must
+    be an input of the step holding the placeholder); resolved at launch by :meth:`Step.launch_args`."""
+    return f"{BEST_CHECKPOINT_PREFIX}{step.name}>"
+
+
+def best_checkpoint(run_dir: Path) -> Path:
+    """The checkpoint whose test metrics a finished ``finetune.train`` run recorded.
+
+    ``metrics.json`` names it (``best_checkpoint``, best epoch by validation balanced accuracy); it
+    is looked up in this run's ``checkpoints/`` by file name, so a moved benchmark folder still
+    resolves. When the run recorded none (resumed after its best file was replaced), it tested its
+    last weights: ``checkpoints/last.ckpt``.
+
+    Raises:
+        RuntimeError: no readable ``metrics.json``.
+    """
+    try:
+        best = json.loads((run_dir / "metrics.json").read_text()).get("best_checkpoint")
+    except (OSError, ValueError, AttributeError) as err:
+        raise RuntimeError(f"cannot read the best checkpoint of {run_dir} from its metrics.json: {err}") from None
+    return run_dir / "checkpoints" / (Path(best).name if best else "last.ckpt")
 
 
 def key_spelling(module: str, arg: str) -> str:

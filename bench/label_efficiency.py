@@ -8,7 +8,11 @@ minority classes? The pipeline runs every stage through its command line, exchan
    with ``synth.match_fraction``), then ``synth.generate`` of the
    minority classes                                              -> ``synth/generate-f<f>/manifest.csv``
 3. ``finetune.train`` per cell: label fraction x initialisation  -> ``cells/<cell>/metrics.json``,
-   x synthetic (off/on) x seed                                      ``predictions.csv``
+   x arm x seed (arms: ``real``, ``oversample``, ``synth<R>``,      ``predictions.csv``
+   ``filtered``; the older ``grid.synthetic`` off/on is ``real``/``synth``)
+4. for a ``filtered`` arm, ``finetune.filter_synthetic`` with    -> ``synth/filter-<f>-<init>-s<seed>/manifest.csv``
+   the ``real`` cell's best checkpoint of the same fraction,
+   init and seed, before that arm's cell
 
 then ``results.csv`` (one row per cell and class) and ``report.md`` with figures. Every step is
 keyed by a hash of its settings and inputs (:mod:`bench.grid`): re-running the command skips
@@ -32,10 +36,11 @@ from dermkit.flags import out_flag
 from dermkit.resume import runs_dir
 from dermkit.runinfo import write_run_info
 from dermkit.vocab import canonical_class
-from bench.config import INITS, SSL_METHODS, BenchConfig
+from bench.config import (ARM_REAL, ARM_SPELLINGS, INITS, LEGACY_ARMS, SSL_METHODS, BenchConfig, arm_sort_key,
+                          grid_arms, parse_arm)
 from bench.dry_run import dry_run
-from bench.grid import DONE_FILE, Cell, Step, file_digest, read_done
-from bench.report import ReportContext, cell_table, seed_summary, write_report
+from bench.grid import DONE_FILE, Cell, Step, best_checkpoint_arg, file_digest, read_done
+from bench.report import ReportContext, arm_label, cell_table, seed_summary, write_report
 from bench.results import METRICS_FILE, PREDICTIONS_FILE, read_metrics, read_predictions, result_rows, write_results
 from bench.runner import Runner, log_tail
 
@@ -56,6 +61,9 @@ CELL_KEYS = ("data.fraction", "model.init", "model.backbone", "model.small_stem"
 BACKBONE_OUTPUTS = ("backbone.safetensors", "backbone.json")
 GENERATOR_OUTPUTS = ("dermkit_generator.json", "unet/diffusion_pytorch_model.safetensors")
 MANIFEST_OUTPUTS = ("manifest.csv", "manifest.json")
+FILTER_OUTPUTS = ("manifest.csv", "manifest.json", "scores.csv")
+# finetune.train keys an arm sets itself: in the overrides they would make the arms alike.
+ARM_KEYS = ("sampler", "synth.max_ratio")
 CELL_OUTPUTS = (METRICS_FILE, PREDICTIONS_FILE)
 DRY_RUN = "--dry-run"
 
@@ -109,8 +117,12 @@ def validate(cfg: BenchConfig) -> None:
             override that the grid sets itself, or a bad run setting.
     """
     grid = cfg.grid
+    if grid.arms and grid.synthetic:
+        raise DermkitError(f"Give grid.arms or grid.synthetic, not both (synthetic false/true are the arms "
+                           f"real/synth): grid.arms={list(grid.arms)}, grid.synthetic={list(grid.synthetic)}.")
+    arms = grid_arms(grid)
     for key, values in (("grid.fractions", grid.fractions), ("grid.inits", grid.inits),
-                        ("grid.synthetic", grid.synthetic), ("grid.seeds", grid.seeds)):
+                        ("grid.arms" if grid.arms else "grid.synthetic", arms), ("grid.seeds", grid.seeds)):
         if not values:
             raise DermkitError(f"{key} is empty; the grid needs at least one value.")
         if len(set(values)) != len(values):
@@ -131,6 +143,17 @@ def validate(cfg: BenchConfig) -> None:
             raise DermkitError("grid.imagenet_weights is set but grid.inits lacks imagenet; add it or clear the file.")
         if not Path(grid.imagenet_weights).expanduser().is_file():
             raise DermkitError(f"grid.imagenet_weights: {grid.imagenet_weights} does not exist.")
+    for arm in arms:
+        try:
+            parse_arm(arm)
+        except ValueError as err:
+            raise DermkitError(f"grid.arms: {err}.{did_you_mean(str(arm), ['real', 'oversample', 'synth', 'filtered'])}"
+                               ) from None
+    if any(parse_arm(a).filtered for a in arms) and ARM_REAL not in arms:
+        raise DermkitError("grid.arms holds a filtered arm but not real: its images are filtered by the real cell's "
+                           "classifier of the same fraction, init and seed. Add real to grid.arms.")
+    if not 0.0 <= cfg.synth.filter_min_prob <= 1.0:
+        raise DermkitError(f"synth.filter_min_prob must lie in [0, 1], got {cfg.synth.filter_min_prob}.")
     for klass in cfg.synth.classes:
         canonical_class(klass)
     if cfg.synth.n_per_class < 1:
@@ -163,6 +186,9 @@ def validate(cfg: BenchConfig) -> None:
         if item.split("=", 1)[0] in CELL_KEYS:
             raise DermkitError(f"finetune.overrides sets {item.split('=', 1)[0]!r}, which the grid sets per cell "
                                "(use grid.* and model.* instead).")
+        if item.split("=", 1)[0] in ARM_KEYS and not set(arms) <= set(LEGACY_ARMS):
+            raise DermkitError(f"finetune.overrides sets {item.split('=', 1)[0]!r}, which grid.arms sets per arm "
+                               f"(arms: {ARM_SPELLINGS}).")
     if cfg.run.jobs < 1 or cfg.run.threads < 0:
         raise DermkitError(f"run.jobs must be >= 1 and run.threads >= 0, got {cfg.run.jobs} and {cfg.run.threads}.")
     if not 0 < cfg.report.level < 1 or cfg.report.n_bootstrap < 100:
@@ -208,8 +234,9 @@ def build_steps(cfg: BenchConfig, out: Path) -> list[Step]:
         weights = Path(cfg.grid.imagenet_weights).expanduser().resolve()
         imagenet = {"imagenet_weights_sha256": file_digest(weights)}  # a replaced file re-runs its cells
 
+    arms = {name: parse_arm(name) for name in grid_arms(cfg.grid)}
     manifests: dict[float, Step] = {}
-    if True in cfg.grid.synthetic:
+    if any(arm.synthetic for arm in arms.values()):
         for fraction in (cfg.grid.fractions if cfg.synth.match_fraction else [1.0]):
             train_dir = out / "synth" / f"train-f{fraction:g}"
             train = Step(f"synth-train/f{fraction:g}", "synth-train", "synth.train",
@@ -225,11 +252,17 @@ def build_steps(cfg: BenchConfig, out: Path) -> list[Step]:
             steps += [train, generate]
             manifests[fraction] = generate
 
+    # The filtered arms read the real cell's classifier, so the real arm is built first (a stable sort:
+    # the older grid.synthetic [false, true] keeps its order, and with it the order of results.csv).
+    order = sorted(arms, key=lambda name: name != ARM_REAL)
     for fraction in cfg.grid.fractions:
         for init in cfg.grid.inits:
-            for synthetic in cfg.grid.synthetic:
+            real_cells: dict[int, Step] = {}
+            filters: dict[int, Step] = {}
+            for name in order:
+                arm = arms[name]
                 for seed in cfg.grid.seeds:
-                    cell = Cell(float(fraction), init, bool(synthetic), int(seed))
+                    cell = Cell(float(fraction), init, arm.synthetic, int(seed), name)
                     folder = out / "cells" / cell.cell_id
                     per_fraction = [item for key, items in cfg.finetune.fraction_overrides.items()
                                     if fraction_key(key, [fraction]) is not None for item in items]
@@ -245,18 +278,50 @@ def build_steps(cfg: BenchConfig, out: Path) -> list[Step]:
                         inputs.append(backbones[init])
                     elif init == "imagenet":
                         args.append(f"model.init={weights}")
-                    if synthetic:
+                    if arm.sampler:
+                        args.append(f"sampler={arm.sampler}")
+                    if arm.synthetic:
                         generate = manifests[fraction if cfg.synth.match_fraction else 1.0]
-                        args.append(f"synth.manifest={generate.out_dir / 'manifest.csv'}")
+                        source = generate
+                        if arm.filtered:
+                            # validate() requires the real arm, built first; one filter per real cell,
+                            # shared by every filtered<R> arm.
+                            if seed not in filters:
+                                filters[seed] = filter_step(cfg, out, real_cells[seed], generate)
+                                steps.append(filters[seed])
+                            source = filters[seed]
+                        args.append(f"synth.manifest={source.out_dir / 'manifest.csv'}")
+                        if arm.max_ratio is not None:
+                            args.append(f"synth.max_ratio={arm.max_ratio:g}")
                         if not cfg.synth.match_fraction and fraction < 1.0:
                             # The one generator saw every training label; finetune refuses that unless told
                             # (the report states the caveat).
                             args.append("synth.allow_extra_labels=true")
-                        inputs.append(generate)
+                        inputs.append(source)
                     args.append(f"out_dir={folder}")
-                    steps.append(Step(f"cell/{cell.cell_id}", "cell", "finetune.train", args, folder, CELL_OUTPUTS,
-                                      inputs, cell, extra_key))
+                    step = Step(f"cell/{cell.cell_id}", "cell", "finetune.train", args, folder, CELL_OUTPUTS,
+                                inputs, cell, extra_key)
+                    steps.append(step)
+                    if name == ARM_REAL:
+                        real_cells[seed] = step
     return steps
+
+
+def filter_step(cfg: BenchConfig, out: Path, real_cell: Step, generate: Step) -> Step:
+    """``finetune.filter_synthetic`` of a generation step's manifest with a ``real`` cell's classifier.
+
+    The classifier is the real-only cell of the same label fraction, init and seed (its best
+    checkpoint, resolved when the step starts): it saw no label the generator lacks (the generator
+    of that fraction, or of the whole split without ``synth.match_fraction``), and never the
+    validation or test images, which finetune.filter_synthetic checks again through the split hash.
+    """
+    cell = real_cell.cell
+    assert cell is not None
+    folder = out / "synth" / f"filter-f{cell.fraction:g}-{cell.init}-s{cell.seed}"
+    args = ["--checkpoint", best_checkpoint_arg(real_cell), "--manifest", str(generate.out_dir / "manifest.csv"),
+            "--min-prob", f"{cfg.synth.filter_min_prob:g}", *cfg.synth.filter_args, "--out", str(folder)]
+    return Step(f"synth-filter/f{cell.fraction:g}-{cell.init}-s{cell.seed}", "synth-filter",
+                "finetune.filter_synthetic", args, folder, FILTER_OUTPUTS, inputs=[real_cell, generate])
 
 
 def describe_cell(step: Step) -> str | None:
@@ -290,7 +355,13 @@ def report_context(cfg: BenchConfig, command: str, data: dict[str, Any], test_co
                 f"Fine-tuning overrides: `{' '.join(cfg.finetune.overrides) or '(stage defaults)'}`"
                 + "".join(f"; fraction {k}: `{' '.join(o)}`" for k, o in cfg.finetune.fraction_overrides.items())]
     caveats = []
-    if True in cfg.grid.synthetic:
+    arms = grid_arms(cfg.grid)
+    if not set(arms) <= set(LEGACY_ARMS):
+        settings.append("Arms: " + ", ".join(f"`{a}`" for a in sorted(arms, key=arm_sort_key))
+                        + " (oversample: `sampler=balanced`; synth<R>: `synth.max_ratio=R`; filtered: the images "
+                        f"the real cell's classifier gives p >= {cfg.synth.filter_min_prob:g}, "
+                        "`finetune.filter_synthetic`)")
+    if any(parse_arm(a).synthetic for a in arms):
         settings.append(f"Generator: `synth.train {' '.join(cfg.synth.train_overrides)}`, "
                         f"{cfg.synth.n_per_class} images per class of {', '.join(cfg.synth.classes)} "
                         f"(`synth.generate {' '.join(cfg.synth.generate_args)}`), "
@@ -368,9 +439,9 @@ def _print_summary(rows: list[dict[str, Any]], out: Path, report: Path, seconds:
     summary = seed_summary(cell_table(rows), lambda e: e["balanced_accuracy"], level)
     fractions = sorted({k[0] for k in summary})
     table_rows = []
-    for init, syn in dict.fromkeys((k[1], k[2]) for k in summary):
-        table_rows.append([f"{init} ({'synthetic' if syn else 'real'})",
-                           *(summary[(f, init, syn)].estimate if (f, init, syn) in summary else "-" for f in fractions)])
+    for init, arm in sorted(dict.fromkeys((k[1], k[2]) for k in summary), key=lambda k: (k[0], arm_sort_key(k[1]))):
+        table_rows.append([f"{init} ({arm_label(arm, long=True)})",
+                           *(summary[(f, init, arm)].estimate if (f, init, arm) in summary else "-" for f in fractions)])
     print_table("test balanced accuracy, mean over seeds", ["init", *(f"fraction {f:g}" for f in fractions)], table_rows)
     console.print(f"report: {report}  ({seconds:.0f} s this invocation; done markers: */{DONE_FILE})")
 

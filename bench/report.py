@@ -3,7 +3,14 @@
 Sections: the setup (data, preset, command, seeds; demo data flagged as never evidence), balanced
 accuracy against label fraction per initialisation (mean over seeds with a Student-t interval),
 minority-class recall with and without synthetic images, and per class the paired effect of
-synthetic images (:func:`bench.stats.paired_bootstrap`) with a verdict.
+synthetic images (:func:`bench.stats.paired_bootstrap`) with a verdict. A grid with arms beyond
+``real`` and ``synth`` (``grid.arms``: ``oversample``, ``synth<R>``, ``filtered``) gets the section
+"Synthetic images against oversampling" instead of the last one: per arm balanced accuracy and
+nevus recall, and the paired recall difference of every synthetic arm against ``real`` and against
+``oversample`` for each minority class and for nevus (a gain paid for by the majority class shows).
+
+Cells are keyed ``(fraction, init, arm, seed)``; the older arms print as before (``real`` as
+synthetic ``off``, ``synth`` as ``on``).
 """
 
 from __future__ import annotations
@@ -19,8 +26,12 @@ import numpy as np
 
 from dermkit.errors import DermkitError
 from dermkit.vocab import display_name
+from bench.config import ARM_BASELINES, ARM_REAL, ARM_SYNTH, LEGACY_ARMS, arm_sort_key, parse_arm
 from bench.results import Predictions
 from bench.stats import Interval, mean_t_interval, paired_bootstrap, verdict
+
+MAJORITY_CLASS = "nv"  # nevus: where a minority-class gain would be paid for
+CellKey = tuple[float, str, str, int]  # (fraction, init, arm, seed)
 
 FIGURES = {
     "balanced_accuracy": "balanced_accuracy.png",
@@ -28,10 +39,11 @@ FIGURES = {
     "synthetic_effect": "synthetic_effect.png",
 }
 # The report's last section: what else the benchmark folder holds.
-FILES_SECTION = ("## Files", "", "- `results.csv`: one row per cell and class (fraction, init, synthetic, seed, class, "
-                 "recall, precision, f1, support, balanced_accuracy, accuracy).",
+FILES_SECTION = ("## Files", "", "- `results.csv`: one row per cell and class (fraction, init, synthetic, arm, seed, "
+                 "class, recall, precision, f1, support, balanced_accuracy, accuracy).",
                  "- `cells/<cell>/`: each fine-tuning run (metrics.json, predictions.csv, config.yaml, run.json, "
                  "stage.log).", "")
+LINE_STYLES = ("-", "--", ":", "-.", (0, (5, 1)), (0, (1, 3)), (0, (3, 1, 1, 1, 1, 1)))
 INIT_COLOURS = {"random": "tab:gray", "simclr": "tab:blue", "dino": "tab:orange", "imagenet": "tab:green"}
 
 
@@ -72,15 +84,17 @@ class ReportContext:
 
 @dataclass(frozen=True)
 class Effect:
-    """The paired effect of synthetic images on one class's recall, over a set of conditions.
+    """The paired effect of an arm on one class's recall against a baseline arm, over a set of conditions.
 
     Attributes:
         klass: class name.
         scope: which conditions were pooled (``all``, ``fraction 0.1``, ``init simclr``).
-        interval: mean difference in recall (on minus off) with its bootstrap interval.
+        interval: mean difference in recall (arm minus baseline) with its bootstrap interval.
         pairs: (init, fraction, seed) pairs compared.
         seeds: distinct seeds among them.
         images: test images of the class.
+        arm: the arm compared (``synth`` for the older on/off comparison).
+        baseline: the arm it is compared against (``real`` or ``oversample``).
     """
 
     klass: str
@@ -89,49 +103,73 @@ class Effect:
     pairs: int
     seeds: int
     images: int
+    arm: str = ARM_SYNTH
+    baseline: str = ARM_REAL
+
+
+def arm_label(arm: str, long: bool = False) -> str:
+    """How tables name an arm: the older arms as synthetic ``off``/``on`` (``real``/``synthetic`` when
+    ``long``), the others by their name."""
+    if arm in LEGACY_ARMS:
+        return ("synthetic" if arm == ARM_SYNTH else "real") if long else ("on" if arm == ARM_SYNTH else "off")
+    return arm
+
+
+def _row_arm(row: dict[str, Any]) -> str:
+    """A result row's arm; rows of a results.csv written before arms existed derive it from ``synthetic``."""
+    return str(row.get("arm") or (ARM_SYNTH if row["synthetic"] else ARM_REAL))
+
+
+def _arms_of(keys: Any) -> list[str]:
+    """The distinct arms (third element) of cell or summary keys, in report order."""
+    return sorted({k[2] for k in keys}, key=arm_sort_key)
 
 
 # -- numbers ----------------------------------------------------------------------------------
-def cell_table(rows: list[dict[str, Any]]) -> dict[tuple[float, str, bool, int], dict[str, Any]]:
-    """One entry per cell ``(fraction, init, synthetic, seed)``: balanced accuracy and recall per class."""
-    cells: dict[tuple[float, str, bool, int], dict[str, Any]] = {}
+def cell_table(rows: list[dict[str, Any]]) -> dict[CellKey, dict[str, Any]]:
+    """One entry per cell ``(fraction, init, arm, seed)``: balanced accuracy and recall per class."""
+    cells: dict[CellKey, dict[str, Any]] = {}
     for r in rows:
-        key = (r["fraction"], r["init"], r["synthetic"], r["seed"])
+        key = (r["fraction"], r["init"], _row_arm(r), r["seed"])
         entry = cells.setdefault(key, {"cell_id": r["cell_id"], "balanced_accuracy": r["balanced_accuracy"],
                                        "accuracy": r["accuracy"], "recall": {}})
         entry["recall"][r["class"]] = r["recall"]
     return cells
 
 
-def seed_summary(cells: dict[tuple[float, str, bool, int], dict[str, Any]], value: Callable[[dict], float],
-                 level: float) -> dict[tuple[float, str, bool], Interval]:
-    """Mean and t-interval over seeds of ``value(cell)`` per ``(fraction, init, synthetic)``."""
-    groups: dict[tuple[float, str, bool], list[float]] = defaultdict(list)
-    for (fraction, init, synthetic, _seed), entry in sorted(cells.items()):
-        groups[(fraction, init, synthetic)].append(value(entry))
+def seed_summary(cells: dict[CellKey, dict[str, Any]], value: Callable[[dict], float],
+                 level: float) -> dict[tuple[float, str, str], Interval]:
+    """Mean and t-interval over seeds of ``value(cell)`` per ``(fraction, init, arm)``."""
+    groups: dict[tuple[float, str, str], list[float]] = defaultdict(list)
+    for (fraction, init, arm, _seed), entry in sorted(cells.items()):
+        groups[(fraction, init, arm)].append(value(entry))
     return {k: mean_t_interval(v, level) for k, v in groups.items()}
 
 
-def synthetic_effects(cells: dict[tuple[float, str, bool, int], dict[str, Any]],
-                      load: Callable[[str], Predictions], classes: list[str], ctx: ReportContext) -> list[Effect]:
-    """Paired effect of synthetic images on each class's recall: pooled, then per fraction and per init.
+def synthetic_effects(cells: dict[CellKey, dict[str, Any]], load: Callable[[str], Predictions],
+                      classes: list[str], ctx: ReportContext, arm: str = ARM_SYNTH,
+                      baseline: str = ARM_REAL) -> list[Effect]:
+    """Paired effect of ``arm`` against ``baseline`` on each class's recall: pooled, then per fraction and per init.
 
-    For every (init, fraction, seed) with both an off and an on cell, the per-image difference
-    ``correct_on - correct_off`` over the class's test images is taken; per seed these are averaged
-    over the conditions in scope, giving a (seeds, images) array for :func:`paired_bootstrap`.
+    For every (init, fraction, seed) with a cell of both arms, the per-image difference
+    ``correct_arm - correct_baseline`` over the class's test images is taken; per seed these are
+    averaged over the conditions in scope, giving a (seeds, images) array for
+    :func:`paired_bootstrap`. The defaults are the older comparison: synthetic images on (``synth``)
+    against off (``real``).
 
     Raises:
         DermkitError: the two cells of a pair were tested on different images.
     """
-    pairs = sorted({(f, i, s) for (f, i, syn, s) in cells if syn and (f, i, False, s) in cells})
+    pairs = sorted({(f, i, s) for (f, i, a, s) in cells if a == arm and (f, i, baseline, s) in cells})
     if not pairs:
         return []
     truth: dict[tuple[float, str, int], np.ndarray] = {}  # (N,) true class of each test image
-    on_off: dict[tuple[float, str, int], np.ndarray] = {}  # (N,) correct_on - correct_off per test image
+    on_off: dict[tuple[float, str, int], np.ndarray] = {}  # (N,) correct_arm - correct_baseline per test image
     for f, i, s in pairs:
-        off, on = load(cells[(f, i, False, s)]["cell_id"]), load(cells[(f, i, True, s)]["cell_id"])
+        base_id, arm_id = cells[(f, i, baseline, s)]["cell_id"], cells[(f, i, arm, s)]["cell_id"]
+        off, on = load(base_id), load(arm_id)
         if not np.array_equal(off.image_ids, on.image_ids):
-            raise DermkitError(f"Cells {cells[(f, i, False, s)]['cell_id']} and {cells[(f, i, True, s)]['cell_id']} "
+            raise DermkitError(f"Cells {base_id} and {arm_id} "
                                "were tested on different images; their split settings differ. Re-run the grid.")
         truth[(f, i, s)] = off.true
         on_off[(f, i, s)] = on.correct.astype(float) - off.correct.astype(float)
@@ -150,7 +188,30 @@ def synthetic_effects(cells: dict[tuple[float, str, bool, int], dict[str, Any]],
                 continue
             matrix = np.stack([np.mean(by_seed[s], axis=0) for s in sorted(by_seed)])  # (S, N_class)
             interval = paired_bootstrap(matrix, ctx.n_bootstrap, ctx.level, ctx.bootstrap_seed)
-            effects.append(Effect(klass, scope, interval, len(chosen), len(by_seed), matrix.shape[1]))
+            effects.append(Effect(klass, scope, interval, len(chosen), len(by_seed), matrix.shape[1], arm, baseline))
+    return effects
+
+
+def synthetic_arms(arms: list[str]) -> list[str]:
+    """The arms that add synthetic images (``synth``, ``synth<R>``, ``filtered``...), in report order."""
+    return [a for a in sorted(arms, key=arm_sort_key) if parse_arm(a).synthetic]
+
+
+def arm_effects(cells: dict[CellKey, dict[str, Any]], load: Callable[[str], Predictions], classes: list[str],
+                ctx: ReportContext) -> list[Effect]:
+    """Every synthetic arm against each baseline arm present (``real``, ``oversample``), per class.
+
+    Args:
+        cells: :func:`cell_table`.
+        load: a cell id -> its test predictions.
+        classes: the classes compared (the minority classes and nevus).
+        ctx: the bootstrap settings.
+    """
+    present = _arms_of(cells)
+    effects: list[Effect] = []
+    for arm in synthetic_arms(present):
+        for baseline in (b for b in ARM_BASELINES if b in present):
+            effects += synthetic_effects(cells, load, classes, ctx, arm, baseline)
     return effects
 
 
@@ -172,10 +233,10 @@ def _fraction_axis(ax: Any, fractions: list[float]) -> None:
     ax.grid(alpha=0.3)
 
 
-def plot_balanced_accuracy(path: Path, summary: dict[tuple[float, str, bool], Interval], level: float) -> None:
-    """Balanced accuracy against label fraction, one line per init, a panel per synthetic setting."""
+def plot_balanced_accuracy(path: Path, summary: dict[tuple[float, str, str], Interval], level: float) -> None:
+    """Balanced accuracy against label fraction, one line per init, a panel per arm."""
     plt = _pyplot()
-    synthetic = sorted({k[2] for k in summary})
+    synthetic = _arms_of(summary)
     fractions = sorted({k[0] for k in summary})
     inits = list(dict.fromkeys(k[1] for k in summary))
     fig, axes = plt.subplots(1, len(synthetic), figsize=(4.6 * len(synthetic), 3.6), sharey=True, squeeze=False)
@@ -187,7 +248,8 @@ def plot_balanced_accuracy(path: Path, summary: dict[tuple[float, str, bool], In
             ax.plot(xs, [iv.estimate for iv in ivs], marker="o", color=colour, label=init)
             ax.fill_between(xs, [iv.low for iv in ivs], [iv.high for iv in ivs], color=colour, alpha=0.2)
         _fraction_axis(ax, fractions)
-        ax.set_title("with synthetic images" if syn else "real images only", fontsize=10)
+        title = {ARM_SYNTH: "with synthetic images", ARM_REAL: "real images only"}.get(syn, f"arm {syn}")
+        ax.set_title(title, fontsize=10)
     axes[0][0].set_ylabel(f"test balanced accuracy\n(mean, {level:.0%} t-interval over seeds)")
     axes[0][-1].legend(fontsize=8, title="initialisation", title_fontsize=8)
     fig.tight_layout()
@@ -195,8 +257,9 @@ def plot_balanced_accuracy(path: Path, summary: dict[tuple[float, str, bool], In
     plt.close(fig)
 
 
-def plot_minority_recall(path: Path, recall: dict[str, dict[tuple[float, str, bool], Interval]]) -> None:
-    """Recall of each minority class against label fraction: solid without, dashed with synthetic images."""
+def plot_minority_recall(path: Path, recall: dict[str, dict[tuple[float, str, str], Interval]]) -> None:
+    """Recall of each minority class against label fraction: solid without, dashed with synthetic images
+    (with more arms than ``real`` and ``synth``, one line style per arm)."""
     plt = _pyplot()
     classes = list(recall)
     columns = min(2, len(classes))
@@ -207,12 +270,15 @@ def plot_minority_recall(path: Path, recall: dict[str, dict[tuple[float, str, bo
     for ax, klass in zip(axes.flat, classes):
         summary = recall[klass]
         fractions = sorted({k[0] for k in summary})
+        arms = _arms_of(summary)
         for init in dict.fromkeys(k[1] for k in summary):
-            for syn in sorted({k[2] for k in summary}):
+            for number, syn in enumerate(arms):
                 xs = [f for f in fractions if (f, init, syn) in summary]
-                ax.plot(xs, [summary[(f, init, syn)].estimate for f in xs], marker="o" if syn else "s",
-                        linestyle="--" if syn else "-", color=INIT_COLOURS.get(init),
-                        label=f"{init}, {'synthetic' if syn else 'real only'}")
+                style = ("--" if syn == ARM_SYNTH else "-") if set(arms) <= set(LEGACY_ARMS) else \
+                    LINE_STYLES[number % len(LINE_STYLES)]
+                ax.plot(xs, [summary[(f, init, syn)].estimate for f in xs], marker="s" if syn == ARM_REAL else "o",
+                        linestyle=style, color=INIT_COLOURS.get(init),
+                        label=f"{init}, {'synthetic' if syn == ARM_SYNTH else 'real only' if syn == ARM_REAL else syn}")
         _fraction_axis(ax, fractions)
         ax.set_ylim(-0.03, 1.03)
         ax.set_title(f"{klass} ({display_name(klass)})", fontsize=10)
@@ -261,7 +327,7 @@ def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
     return lines + ["| " + " | ".join(r) + " |" for r in rows]
 
 
-def _setup_lines(ctx: ReportContext, cells: dict[tuple[float, str, bool, int], dict[str, Any]],
+def _setup_lines(ctx: ReportContext, cells: dict[CellKey, dict[str, Any]],
                  seeds: list[int]) -> list[str]:
     """The title, the demo-data banner and caveats, and the setup section."""
     data = ctx.data
@@ -282,30 +348,36 @@ def _setup_lines(ctx: ReportContext, cells: dict[tuple[float, str, bool, int], d
               f"- Seeds: {', '.join(map(str, seeds))} ({len(seeds)} fine-tuning runs per configuration)",
               f"- Cells: {len(cells)} (label fractions {', '.join(f'{f:g}' for f in sorted({k[0] for k in cells}))}; "
               f"initialisations {', '.join(dict.fromkeys(k[1] for k in cells))}; "
-              f"synthetic {', '.join('on' if s else 'off' for s in sorted({k[2] for k in cells}))})",
+              + (f"synthetic {', '.join(arm_label(a) for a in _arms_of(cells))})" if set(_arms_of(cells)) <=
+                 set(LEGACY_ARMS) else f"arms {', '.join(_arms_of(cells))})"),
               *[f"- {s}" for s in ctx.settings], "",
               "Every number is measured on the test split, which no stage trains on: pretraining and the generator "
               "use training images only, synthetic images enter training data only.", ""]
     return lines
 
 
-def _balanced_accuracy_lines(bal: dict[tuple[float, str, bool], Interval], fractions: list[float],
+def _balanced_accuracy_lines(bal: dict[tuple[float, str, str], Interval], fractions: list[float],
                              level: float) -> list[str]:
     """The balanced-accuracy section: the figure and a row per initialisation and synthetic setting."""
     lines = ["## Balanced accuracy against label fraction", "",
              f"![balanced accuracy](figures/{FIGURES['balanced_accuracy']})", "",
              f"Mean over seeds with a two-sided {level:.0%} Student-t interval (n - 1 degrees of freedom, "
              "n = seeds): the band in the figure, the brackets below.", ""]
-    header = ["initialisation", "synthetic", *(f"fraction {f:g}" for f in fractions)]
+    header = ["initialisation", _arm_column(bal), *(f"fraction {f:g}" for f in fractions)]
     body = []
     for init in dict.fromkeys(k[1] for k in bal):
-        for syn in sorted({k[2] for k in bal}):
-            body.append([init, "on" if syn else "off",
+        for syn in _arms_of(bal):
+            body.append([init, arm_label(syn),
                          *(_iv(bal[(f, init, syn)]) if (f, init, syn) in bal else "-" for f in fractions)])
     return [*lines, *_md_table(header, body), ""]
 
 
-def _minority_recall_lines(recall: dict[str, dict[tuple[float, str, bool], Interval]], fractions: list[float],
+def _arm_column(keys: Any) -> str:
+    """The header of the arm column: ``synthetic`` (on/off) for the older arms, else ``arm``."""
+    return "synthetic" if set(_arms_of(keys)) <= set(LEGACY_ARMS) else "arm"
+
+
+def _minority_recall_lines(recall: dict[str, dict[tuple[float, str, str], Interval]], fractions: list[float],
                            level: float) -> list[str]:
     """The minority-recall section (nothing when no minority class was tested)."""
     if not recall:
@@ -314,12 +386,15 @@ def _minority_recall_lines(recall: dict[str, dict[tuple[float, str, bool], Inter
              f"![minority recall](figures/{FIGURES['minority_recall']})", "",
              f"Test recall, mean over seeds [{level:.0%} t-interval]; columns are label fractions.", ""]
     body = []
+    column = "synthetic"
     for klass, by_setting in recall.items():
-        for (init, syn) in dict.fromkeys((k[1], k[2]) for k in by_setting):
-            body.append([klass, init, "on" if syn else "off",
+        column = _arm_column(by_setting)
+        pairs = sorted(dict.fromkeys((k[1], k[2]) for k in by_setting), key=lambda k: (k[0], arm_sort_key(k[1])))
+        for (init, syn) in pairs:
+            body.append([klass, init, arm_label(syn),
                          *(_iv(by_setting[(f, init, syn)]) if (f, init, syn) in by_setting else "-"
                            for f in fractions)])
-    return [*lines, *_md_table(["class", "initialisation", "synthetic", *(f"{f:g}" for f in fractions)], body), ""]
+    return [*lines, *_md_table(["class", "initialisation", column, *(f"{f:g}" for f in fractions)], body), ""]
 
 
 def _synthetic_effect_lines(effects: list[Effect], ctx: ReportContext) -> list[str]:
@@ -343,6 +418,63 @@ def _synthetic_effect_lines(effects: list[Effect], ctx: ReportContext) -> list[s
               "chance, so read the pooled verdict first):", ""]
     body = [[e.klass, e.scope, _signed(e.interval), str(e.pairs)] for e in effects if e.scope != "all"]
     return [*lines, *_md_table(["class", "conditions", "Δ recall [CI]", "pairs"], body), ""]
+
+
+def _arm_comparison_lines(cells: dict[CellKey, dict[str, Any]], effects: list[Effect], classes: list[str],
+                          fractions: list[float], ctx: ReportContext) -> list[str]:
+    """The arm comparison: per arm balanced accuracy and nevus recall, then each synthetic arm's paired
+    recall difference against ``real`` and ``oversample`` per class, pooled (the verdict) and per fraction.
+
+    Args:
+        cells: :func:`cell_table`.
+        effects: :func:`arm_effects` over ``classes``.
+        classes: the minority classes, then nevus.
+        fractions: the label fractions (table columns).
+        ctx: the report settings.
+    """
+    arms = _arms_of(cells)
+    lines = ["## Synthetic images against oversampling", "",
+             "Arms: " + ", ".join(f"`{a}`" for a in arms) + ". `real`: real images only; `oversample`: real images "
+             "only, drawn by the class-balanced sampler (`finetune.train sampler=balanced`), the cheap alternative; "
+             "`synth<R>`: real images plus generated minority images, at most R per real image of the class "
+             "(`synth.max_ratio=R`); `filtered`: the generated images the `real` cell's classifier (same fraction, "
+             "initialisation and seed) assigns to their class (`finetune.filter_synthetic`). A synthetic arm is worth "
+             "its cost only where it beats `oversample`, not just `real`.", "",
+             f"Balanced accuracy and {MAJORITY_CLASS} ({display_name(MAJORITY_CLASS)}, the majority class) recall "
+             f"per arm: mean over seeds [{ctx.level:.0%} t-interval]. A minority-class gain bought with "
+             f"{MAJORITY_CLASS} recall shows here.", ""]
+    bal = seed_summary(cells, lambda e: e["balanced_accuracy"], ctx.level)
+    nv = seed_summary(cells, lambda e: e["recall"].get(MAJORITY_CLASS, math.nan), ctx.level)
+    body = []
+    for init in dict.fromkeys(k[1] for k in bal):
+        for arm in arms:
+            body.append([init, arm, *(_iv(bal[(f, init, arm)]) if (f, init, arm) in bal else "-" for f in fractions),
+                         *(_iv(nv[(f, init, arm)]) if (f, init, arm) in nv else "-" for f in fractions)])
+    header = ["initialisation", "arm", *(f"balanced accuracy {f:g}" for f in fractions),
+              *(f"{MAJORITY_CLASS} recall {f:g}" for f in fractions)]
+    lines += [*_md_table(header, body), ""]
+    if not effects:
+        return [*lines, "No synthetic arm has a `real` or `oversample` cell of the same fraction, initialisation "
+                "and seed, so no paired difference is estimated.", ""]
+    lines += ["Paired recall differences (arm minus baseline) on the same test images, seeds and conditions, with a "
+              f"{ctx.level:.0%} percentile bootstrap over seeds and test images ({ctx.n_bootstrap} replicates, seed "
+              f"{ctx.bootstrap_seed}; as in the section above). Pooled over every initialisation and label fraction "
+              f"(the verdict); {MAJORITY_CLASS} is the majority class, where a minority gain may be paid for:", ""]
+    order = {c: n for n, c in enumerate(classes)}
+    pooled = sorted((e for e in effects if e.scope == "all"),
+                    key=lambda e: (order.get(e.klass, len(order)), arm_sort_key(e.arm), arm_sort_key(e.baseline)))
+    body = [[e.klass, e.arm, e.baseline, _signed(e.interval), str(e.pairs), str(e.seeds), str(e.images),
+             f"**{verdict(e.interval)}**"] for e in pooled]
+    lines += [*_md_table(["class", "arm", "against", "Δ recall [CI]", "pairs", "seeds", "test images", "verdict"],
+                         body), ""]
+    per_fraction = [e for e in effects if e.scope.startswith("fraction ")]
+    if len({e.scope for e in per_fraction}) > 1:
+        lines += ["By label fraction (descriptive, many intervals):", ""]
+        per_fraction.sort(key=lambda e: (order.get(e.klass, len(order)), arm_sort_key(e.arm),
+                                         arm_sort_key(e.baseline), e.scope))
+        body = [[e.klass, e.arm, e.baseline, e.scope, _signed(e.interval), verdict(e.interval)] for e in per_fraction]
+        lines += [*_md_table(["class", "arm", "against", "conditions", "Δ recall [CI]", "verdict"], body), ""]
+    return lines
 
 
 def _running_time_lines(ctx: ReportContext) -> list[str]:
@@ -387,7 +519,13 @@ def write_report(out_dir: Path, rows: list[dict[str, Any]], load: Callable[[str]
     bal = seed_summary(cells, lambda e: e["balanced_accuracy"], ctx.level)
     minority = [c for c in ctx.minority_classes if any(c in e["recall"] for e in cells.values())]
     recall = {c: seed_summary(cells, lambda e, c=c: e["recall"].get(c, math.nan), ctx.level) for c in minority}
-    effects = synthetic_effects(cells, load, minority, ctx)
+    # The older on/off comparison for grids of the arms real and synth only; a grid of more arms gets
+    # the arm comparison (which compares synth against real too) instead.
+    legacy = set(_arms_of(cells)) <= set(LEGACY_ARMS)
+    effects = synthetic_effects(cells, load, minority, ctx) if legacy else []
+    compared = [*minority, *([MAJORITY_CLASS] if any(MAJORITY_CLASS in e["recall"] for e in cells.values()) and
+                            MAJORITY_CLASS not in minority else [])]
+    arm_effect = [] if legacy else arm_effects(cells, load, compared, ctx)
 
     plot_balanced_accuracy(figures / FIGURES["balanced_accuracy"], bal, ctx.level)
     if minority:
@@ -396,8 +534,10 @@ def write_report(out_dir: Path, rows: list[dict[str, Any]], load: Callable[[str]
         plot_synthetic_effect(figures / FIGURES["synthetic_effect"], effects, ctx.level)
 
     fractions = sorted({k[0] for k in bal})  # the columns of both fraction tables
+    comparison = _synthetic_effect_lines(effects, ctx) if legacy else \
+        _arm_comparison_lines(cells, arm_effect, compared, fractions, ctx)
     lines = [*_setup_lines(ctx, cells, seeds), *_balanced_accuracy_lines(bal, fractions, ctx.level),
-             *_minority_recall_lines(recall, fractions, ctx.level), *_synthetic_effect_lines(effects, ctx),
+             *_minority_recall_lines(recall, fractions, ctx.level), *comparison,
              *_running_time_lines(ctx), *FILES_SECTION]
     path = out_dir / "report.md"
     path.write_text("\n".join(lines))

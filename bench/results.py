@@ -26,8 +26,10 @@ from bench.grid import Cell
 
 METRICS_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions.csv"
-RESULT_COLUMNS: tuple[str, ...] = ("cell_id", "fraction", "init", "synthetic", "seed", "class", "recall",
+RESULT_COLUMNS: tuple[str, ...] = ("cell_id", "fraction", "init", "synthetic", "arm", "seed", "class", "recall",
                                    "precision", "f1", "support", "balanced_accuracy", "accuracy")
+# A results.csv written before the arms (grid.arms) has no ``arm`` column; it is derived from ``synthetic``.
+OPTIONAL_COLUMNS: tuple[str, ...] = ("arm",)
 
 
 @dataclass(frozen=True)
@@ -107,14 +109,17 @@ def read_results(path: Path) -> list[dict[str, Any]]:
     Raises:
         DermkitError: the file is missing or lacks columns.
     """
-    raw = read_csv_rows(path, RESULT_COLUMNS, "Results file", "Run python -m bench.label_efficiency first.")
+    required = [c for c in RESULT_COLUMNS if c not in OPTIONAL_COLUMNS]
+    raw = read_csv_rows(path, required, "Results file", "Run python -m bench.label_efficiency first.")
 
     def number(text: str) -> float:
         return float(text) if text != "" else float("nan")
 
     return [{
         "cell_id": r["cell_id"], "fraction": float(r["fraction"]), "init": r["init"],
-        "synthetic": r["synthetic"] == "True", "seed": int(r["seed"]), "class": r["class"],
+        "synthetic": r["synthetic"] == "True",
+        "arm": r.get("arm") or ("synth" if r["synthetic"] == "True" else "real"), "seed": int(r["seed"]),
+        "class": r["class"],
         "recall": number(r["recall"]), "precision": number(r["precision"]), "f1": number(r["f1"]),
         "support": int(number(r["support"])) if r["support"] else 0,
         "balanced_accuracy": number(r["balanced_accuracy"]), "accuracy": number(r["accuracy"]),
