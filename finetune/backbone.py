@@ -9,6 +9,7 @@ from dermkit.backbones import Backbone, build_backbone, load_backbone, load_init
 from dermkit.backbones.card import IMAGENET_MEAN, IMAGENET_STD, card_path
 from dermkit.console import console
 from dermkit.errors import DermkitError
+from dermkit.image_size import model_image_size
 from finetune.config import ClassifierModelConfig
 
 
@@ -42,7 +43,8 @@ def resolve_backbone(cfg: ClassifierModelConfig, image_size: int) -> tuple[Backb
 
     Args:
         cfg: the ``model`` section.
-        image_size: ``data.image_size`` (replaced by the card's input size for an ``ssl`` backbone).
+        image_size: ``data.image_size`` (replaced by the card's input size for an ``ssl`` backbone:
+            :func:`dermkit.image_size.model_image_size`).
 
     Raises:
         DermkitError: a missing or unfitting weights file.
@@ -56,11 +58,9 @@ def resolve_backbone(cfg: ClassifierModelConfig, image_size: int) -> tuple[Backb
                            "a local weights file, or leave it empty for random initialisation.")
     if card_path(path).is_file():
         backbone, card = load_backbone(path)
-        if card.input_size != image_size:
-            console.print(f"[yellow]The backbone card asks for {card.input_size}px inputs: using data.image_size="
-                          f"{card.input_size} instead of {image_size}.[/]")
+        size = model_image_size(image_size, card.input_size, f"the backbone card {card_path(path)}")
         info = {"method": card.method, "epochs": card.epochs, "split_hash": card.split_hash, "data": card.data}
-        return backbone, BackboneSpec(card.architecture, card.small_stem, card.input_size, list(card.mean),
+        return backbone, BackboneSpec(card.architecture, card.small_stem, size, list(card.mean),
                                       list(card.std), str(path), card.method != "random", info)
     backbone = build_backbone(cfg.backbone, cfg.small_stem, image_size)
     missing, unexpected = load_init_weights(backbone, path)

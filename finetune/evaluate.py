@@ -45,6 +45,7 @@ from dermkit.data.prepare import PreparedData, prepare_data, resolve_root
 from dermkit.data.readers.imagefolder import read_imagefolder
 from dermkit.errors import DermkitError
 from dermkit.flags import data_flag, out_flag, root_flag
+from dermkit.image_size import model_image_size
 from dermkit.metrics import classification_report
 from dermkit.runinfo import write_run_info
 from dermkit.trainer import ProgressBar
@@ -156,19 +157,23 @@ def prepare_scored_data(cfg: ClassifierEvaluateConfig) -> tuple[PreparedData, di
     return prepare_data(cfg.data, source=read_imagefolder(root, cfg.data.skip_bad, class_map)), class_map
 
 
-@entry_point
-def main(argv: list[str] | None = None) -> int:
-    cfg = parse_config(ClassifierEvaluateConfig, "python -m finetune.evaluate",
-                       "Evaluate a fine-tuned classifier on a labeled dataset (e.g. an external test set).",
-                       argv, FLAGS)
+def load_model(cfg: ClassifierEvaluateConfig) -> ClassifierModule:
+    """The classifier to evaluate; sets ``cfg.data``'s image size and colour constancy to the model's."""
     module = load_classifier(cfg.checkpoint)
     hp = module.hparams
-    model_classes = list(hp.classes)
-    cfg.data.image_size = int(hp.image_size)
+    cfg.data.image_size = model_image_size(cfg.data.image_size, int(hp.image_size), f"the checkpoint {cfg.checkpoint}")
     # Checkpoints written before colour constancy existed were trained without it.
     cfg.data.color_constancy = model_color_constancy(cfg, str(hp.get("color_constancy", "none")))
     console.print(f"Colour constancy: {cfg.data.color_constancy} (the model's setting, from its checkpoint).")
-    prepared, class_map = prepare_scored_data(cfg)
+    return module
+
+
+def model_labels(cfg: ClassifierEvaluateConfig, prepared: PreparedData, model_classes: list[str]) -> np.ndarray:
+    """(N,) model class index of each cache row: -1 for unlabelled images and classes the model does not know.
+
+    Raises:
+        DermkitError: an unlabelled dataset, or one without any class the model knows.
+    """
     if not prepared.source.labeled:
         raise DermkitError(f"data.name={cfg.data.name} at {prepared.source.root} has no labels to evaluate against.")
     data_classes = list(prepared.classes)
@@ -177,13 +182,16 @@ def main(argv: list[str] | None = None) -> int:
                            f"({', '.join(model_classes)}).")
     # Dataset class index -> model class index (-1: a class the model does not know).
     lookup = np.array([model_classes.index(c) if c in model_classes else -1 for c in data_classes], dtype=np.int64)
-    labels = np.where(prepared.labels >= 0, lookup[np.maximum(prepared.labels, 0)], -1)
-    rows = prepared.indices(cfg.split)
-    checkpoint = Path(cfg.checkpoint).expanduser()
-    out_dir = Path(cfg.out_dir) if cfg.out_dir else default_out_dir(checkpoint, cfg.data.name, cfg.split)
-    write_run_info(out_dir, cfg, 0, {"checkpoint": str(checkpoint), "data": prepared.describe()})
+    return np.where(prepared.labels >= 0, lookup[np.maximum(prepared.labels, 0)], -1)
 
-    dataset = IndexedDataset(CachedImageDataset(prepared.cache_path, rows, labels, eval_transform(hp.mean, hp.std)))
+
+def score(cfg: ClassifierEvaluateConfig, module: ClassifierModule, dataset: IndexedDataset,
+          out_dir: Path) -> tuple[pl.Trainer, Any]:
+    """Run the classifier over ``dataset`` (twice with ``tta``: plain, then averaged over 8 views).
+
+    Returns:
+        (the trainer, the plain run's ``test_predictions``); the last run's are ``module.test_predictions``.
+    """
     loader = DataLoader(dataset, batch_size=cfg.data.batch_size, num_workers=cfg.data.num_workers,
                         persistent_workers=cfg.data.num_workers > 0)
     kwargs = {k: v for k, v in trainer_kwargs(cfg.trainer).items() if k in ("accelerator", "devices", "num_nodes",
@@ -195,8 +203,34 @@ def main(argv: list[str] | None = None) -> int:
     if cfg.tta:
         module.test_time_augmentation = True
         trainer.test(module, loader, verbose=False)
-    if not trainer.is_global_zero:
-        return 0
+    return trainer, plain
+
+
+def external_results(prepared: PreparedData, class_map: dict[str, str] | None, model_classes: list[str],
+                     index: list[int], probs: np.ndarray, true: list[str], unknown: dict[str, dict[str, Any]],
+                     checkpoint: Path) -> dict[str, Any]:
+    """What an external set needs: the source-class table, unknown classes, melanoma against the rest."""
+    external: dict[str, Any] = {"source_classes": source_class_table(prepared.source, model_classes, class_map,
+                                                                  index),
+                                "unknown_classes": unknown}
+    if is_melanoma_binary(list(prepared.classes)) and "mel" in model_classes:
+        reference, note = reference_specificity(checkpoint.parent.parent if checkpoint.parent.name == "checkpoints"
+                                                else checkpoint.parent)
+        external["melanoma_vs_rest"] = {**melanoma_vs_rest(probs, true, model_classes, reference),
+                                        "reference_note": note}
+        binary = external["melanoma_vs_rest"]
+        shown = {k: "-" if v is None else f"{v:.3f}" for k, v in binary.items() if not isinstance(v, str)}
+        console.print(f"Melanoma against the rest: sensitivity {shown['sensitivity']}, specificity "
+                      f"{shown['specificity']}, AUROC {shown['auroc']}; sensitivity at the model's own test "
+                      f"specificity ({shown['reference_specificity']}): "
+                      f"{shown['sensitivity_at_reference_specificity']}.")
+    return external
+
+
+def report_results(cfg: ClassifierEvaluateConfig, module: ClassifierModule, prepared: PreparedData,
+                   class_map: dict[str, str] | None, plain: Any, checkpoint: Path, out_dir: Path) -> None:
+    """Score the predictions and write metrics.json, predictions.csv, figures and the HTML report."""
+    hp, model_classes = module.hparams, list(module.hparams.classes)
     index, probs, targets = module.test_predictions  # type: ignore[misc]
     image_ids = [prepared.image_ids[i] for i in index.tolist()]
     true = [prepared.source.records[i].label or "" for i in index.tolist()]
@@ -208,23 +242,11 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"[yellow]{int((~known).sum())} image(s) of classes the model does not know are not scored: "
                       + ", ".join(f"{c} ({u['support']})" for c, u in unknown.items())
                       + ". See unknown_classes in metrics.json.[/]")
-    external: dict[str, Any] = {"source_classes": source_class_table(prepared.source, model_classes, class_map,
-                                                                  index.tolist()),
-                                "unknown_classes": unknown}
-    if is_melanoma_binary(data_classes) and "mel" in model_classes:
-        reference, note = reference_specificity(checkpoint.parent.parent if checkpoint.parent.name == "checkpoints"
-                                                else checkpoint.parent)
-        external["melanoma_vs_rest"] = {**melanoma_vs_rest(probs.numpy(), true, model_classes, reference),
-                                        "reference_note": note}
-        binary = external["melanoma_vs_rest"]
-        shown = {k: "-" if v is None else f"{v:.3f}" for k, v in binary.items() if not isinstance(v, str)}
-        console.print(f"Melanoma against the rest: sensitivity {shown['sensitivity']}, specificity "
-                      f"{shown['specificity']}, AUROC {shown['auroc']}; sensitivity at the model's own test "
-                      f"specificity ({shown['reference_specificity']}): "
-                      f"{shown['sensitivity_at_reference_specificity']}.")
+    external = external_results(prepared, class_map, model_classes, index.tolist(), probs.numpy(), true, unknown,
+                                checkpoint)
     tta = None
     if cfg.tta:
-        _, plain_probs, plain_targets = plain  # type: ignore[misc]
+        _, plain_probs, plain_targets = plain
         keep = plain_targets >= 0
         tta = {"without": classification_report(plain_probs[keep], plain_targets[keep], model_classes),
                "with": report}
@@ -238,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
                              targets.numpy(), model_classes, report, cfg.report, title, hp.mean, hp.std, summary,
                              tta, external)
     extra = {"checkpoint": str(checkpoint), "split": cfg.split, "split_hash": prepared.split_hash,
-             "data": prepared.describe(), "model_classes": model_classes, "dataset_classes": data_classes,
+             "data": prepared.describe(), "model_classes": model_classes, "dataset_classes": list(prepared.classes),
              "unknown_classes": unknown, "num_unscored": int((~known).sum()),
              "source_classes": external["source_classes"], "tta": cfg.tta, "report": page}
     if "melanoma_vs_rest" in external:
@@ -247,6 +269,25 @@ def main(argv: list[str] | None = None) -> int:
         extra["without_tta"] = {k: tta["without"][k] for k in ("balanced_accuracy", "accuracy", "auroc_macro", "ece")}
     write_outputs(out_dir, report, image_ids, true, probs, extra, title)
     console.print(f"Wrote {out_dir}/metrics.json, predictions.csv, per_class.csv, figures and {out_dir}/{page['page']}.")
+
+
+@entry_point
+def main(argv: list[str] | None = None) -> int:
+    cfg = parse_config(ClassifierEvaluateConfig, "python -m finetune.evaluate",
+                       "Evaluate a fine-tuned classifier on a labeled dataset (e.g. an external test set).",
+                       argv, FLAGS)
+    module = load_model(cfg)
+    prepared, class_map = prepare_scored_data(cfg)
+    labels = model_labels(cfg, prepared, list(module.hparams.classes))
+    rows = prepared.indices(cfg.split)  # an unknown split is refused before the output folder is made
+    checkpoint = Path(cfg.checkpoint).expanduser()
+    out_dir = Path(cfg.out_dir) if cfg.out_dir else default_out_dir(checkpoint, cfg.data.name, cfg.split)
+    write_run_info(out_dir, cfg, 0, {"checkpoint": str(checkpoint), "data": prepared.describe()})
+    transform = eval_transform(module.hparams.mean, module.hparams.std)
+    dataset = IndexedDataset(CachedImageDataset(prepared.cache_path, rows, labels, transform))
+    trainer, plain = score(cfg, module, dataset, out_dir)
+    if trainer.is_global_zero:  # under DDP every process scores its share; the first one writes the results
+        report_results(cfg, module, prepared, class_map, plain, checkpoint, out_dir)
     return 0
 
 

@@ -17,7 +17,8 @@ def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
     return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
 
 
-def test_ssl_card_sets_architecture_size_and_normalisation(tmp_path: Path) -> None:
+def test_ssl_card_sets_architecture_size_and_normalisation(tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
     source = build_backbone("tiny_cnn", small_stem=True, image_size=16)
     card = BackboneCard("tiny_cnn", input_size=16, small_stem=True, mean=(0.6, 0.5, 0.4), std=(0.2, 0.2, 0.2),
                         method="simclr", epochs=3, split_hash="abc")
@@ -25,6 +26,8 @@ def test_ssl_card_sets_architecture_size_and_normalisation(tmp_path: Path) -> No
     # model.backbone / small_stem / image_size are overridden by the card
     backbone, spec = resolve_backbone(ClassifierModelConfig(backbone="resnet18", small_stem=False, init=str(path)), 64)
     assert spec.architecture == "tiny_cnn" and spec.small_stem and spec.image_size == 16
+    note = "".join(capsys.readouterr().err.split())  # rich wraps long lines, even inside a path
+    assert f"data.image_size=16fromthebackbonecard{tmp_path / 'backbone.json'}insteadof64" in note
     assert spec.mean == pytest.approx([0.6, 0.5, 0.4]) and spec.pretrained
     assert spec.card["method"] == "simclr" and spec.card["split_hash"] == "abc"
     assert _same_weights(backbone, source)

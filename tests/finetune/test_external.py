@@ -82,6 +82,15 @@ def test_a_class_map_names_folders_and_unscorable_classes_are_kept(tiny_run: Pat
     assert "melanoma_vs_rest" not in metrics  # three classes: not a binary set
 
 
+def test_the_checkpoint_sets_the_image_size(tiny_run: Path, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    root = image_folder(tmp_path / "set", {"nevus": 2, "melanoma": 2})
+    metrics = _evaluate(tiny_run, root, tmp_path / "eval", tmp_path, "data.image_size=40")
+    assert metrics["data"]["image_size"] == 32  # the model's, not the 40 asked for
+    note = "".join(capsys.readouterr().err.split())  # rich wraps long lines, even inside a path
+    assert f"data.image_size=32fromthecheckpoint{tiny_run}insteadof40" in note
+
+
 def test_a_class_map_with_an_unknown_class_is_an_error_naming_it(tiny_run: Path, tmp_path: Path,
                                                                 capsys: pytest.CaptureFixture[str]) -> None:
     root = image_folder(tmp_path / "set", {"benign": 1, "melanoma": 1})
