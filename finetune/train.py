@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from dermkit.config import Flag, parse_config, to_container
 from dermkit.console import console, entry_point
 from dermkit.data.prepare import PreparedData, prepare_data
+from dermkit.data.split_policy import check_same_split
 from dermkit.errors import DermkitError, did_you_mean
 from dermkit.flags import backbone_flag, data_flag, out_flag, root_flag
 from dermkit.metrics import classification_report
@@ -141,53 +142,67 @@ def build_module(cfg: FinetuneConfig, classes: list[str], counts: list[int], spe
     )
 
 
-@entry_point
-def main(argv: list[str] | None = None) -> int:
-    cfg = parse_config(FinetuneConfig, "python -m finetune.train", DESCRIPTION, argv, FLAGS)
-    check_config(cfg)
-    pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    backbone, spec = resolve_backbone(cfg.model, cfg.data.image_size)
-    cfg.data.image_size = spec.image_size
-    prepared = prepare_data(cfg.data)
-    if not prepared.source.labeled:
-        raise DermkitError(f"data.name={cfg.data.name} is unlabeled; fine-tuning needs class labels.")
-    card_split = spec.card.get("split_hash")
-    if card_split and card_split != prepared.split_hash:
-        console.print(f"[yellow]The backbone was pretrained on another split ({card_split}, this run {prepared.split_hash}): "
-                      "it may have seen this run's test images (without labels).[/]")
-    card_color = (spec.card.get("data") or {}).get("color_constancy", "none") if spec.card else None  # type: ignore[union-attr]
-    if card_color is not None and card_color != cfg.data.color_constancy:
+def check_backbone_card(spec: BackboneSpec, split_hash: str, color_constancy: str) -> None:
+    """Refuse a backbone pretrained on another split; warn when it saw other colour constancy.
+
+    A weights file without a card (or random initialisation) records neither and is accepted.
+
+    Raises:
+        DermkitError: the card's split hash differs from ``split_hash``
+            (:func:`dermkit.data.split_policy.check_same_split`).
+    """
+    if not spec.card:
+        return
+    check_same_split(str(spec.card.get("split_hash") or ""), split_hash, spec.init,
+                     made_by="The backbone (pretrained without labels)",
+                     remedy="pretrain a backbone on this split (python -m ssl.pretrain with this run's data settings)")
+    card_color = (spec.card.get("data") or {}).get("color_constancy", "none")  # type: ignore[union-attr]
+    if card_color != color_constancy:
         console.print(f"[yellow]The backbone was pretrained with data.color_constancy={card_color}, this run uses "
-                      f"{cfg.data.color_constancy}: its features were learnt on differently normalised colours.[/]")
-    data = build_data(cfg, prepared, spec)
-    classes = list(prepared.classes)
-    counts = data.class_totals(classes)
+                      f"{color_constancy}: its features were learnt on differently normalised colours.[/]")
+
+
+def make_classifier(cfg: FinetuneConfig, data: FinetuneData, classes: list[str], spec: BackboneSpec,
+                    backbone: torch.nn.Module) -> ClassifierModule:
+    """The classifier for ``data`` (:func:`build_module`), with the device-side augmentation when asked for."""
     console.print("Training images per class (real + synthetic): "
                   + ", ".join(f"{c} {data.counts['real'][c]}+{data.counts['synthetic'][c]}" for c in classes))
-    module = build_module(cfg, classes, counts, spec, backbone)
+    module = build_module(cfg, classes, data.class_totals(classes), spec, backbone)
     if cfg.data.augment_on == "device":
         module.device_augment = train_device_augment(spec.image_size, spec.mean, spec.std, cfg.augment.rotation,
                                                      cfg.augment.jitter, cfg.augment.crop_scale)
+    return module
 
-    out_dir = Path(cfg.out_dir)
-    resume_from = resume_checkpoint(out_dir, cfg, FinetuneConfig, prepared.split_hash)
-    if cfg.resume:
-        console.print("--resume is no longer needed: re-running the same command resumes "
-                      + (f"(from {resume_from})." if resume_from else "(nothing to resume: a new run)."))
+
+def run_record(cfg: FinetuneConfig, prepared: PreparedData, data: FinetuneData, spec: BackboneSpec) -> dict[str, Any]:
+    """What ``run.json`` records about the data, the backbone and the synthetic images (and metrics.json too)."""
     extra: dict[str, Any] = {"split_hash": prepared.split_hash, "fraction": cfg.data.fraction, "seed": cfg.seed,
                              "data": prepared.describe(), "counts": data.counts,
                              "backbone": {**vars(spec)}}
     if data.synthetic is not None:
         extra["synthetic"] = {"manifest": str(data.synthetic.manifest), "label_fraction": data.synthetic.label_fraction,
                               "allow_extra_labels": cfg.synth.allow_extra_labels}
-    if rank_zero_only.rank == 0:  # under DDP every process runs main(); the first one writes the run's files
-        write_run_info(out_dir, cfg, cfg.seed, extra)
+    return extra
+
+
+def make_loaders(cfg: FinetuneConfig, data: FinetuneData) -> tuple[DataLoader, DataLoader, DataLoader]:
+    """(train, val, test) loaders; training order (or the balanced sampler) seeded by ``seed``."""
     generator = torch.Generator().manual_seed(cfg.seed)
     sampler = class_balanced_sampler(torch.as_tensor(data.train_labels), generator=generator) \
         if cfg.sampler == "balanced" else None
     train_loader = make_loader(data.train, cfg, shuffle=sampler is None, sampler=sampler, generator=generator)
-    val_loader, test_loader = make_loader(data.val, cfg), make_loader(data.test, cfg)
+    return train_loader, make_loader(data.val, cfg), make_loader(data.test, cfg)
 
+
+def train_and_test(cfg: FinetuneConfig, module: ClassifierModule, loaders: tuple[DataLoader, DataLoader, DataLoader],
+                   out_dir: Path, resume_from: Path | None) -> tuple[pl.Trainer, dict[str, Any]]:
+    """Fit (resuming from ``resume_from``), then test the best epoch's weights (else the last ones).
+
+    Returns:
+        (the trainer, what metrics.json records about the training: best checkpoint and score,
+        epochs, speed, loss settings).
+    """
+    train_loader, val_loader, test_loader = loaders
     timer = StepTimer()
     strategy = {}
     if cfg.trainer.strategy == "ddp" and module.hparams.head_epochs > 0:
@@ -206,13 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     elif not best:
         console.print("[yellow]No validation epoch finished: testing the last weights.[/]")
     trainer.test(module, test_loader, ckpt_path=best or None, verbose=False)
-    if not trainer.is_global_zero:
-        return 0
-    index, probs, targets = module.test_predictions  # type: ignore[misc]
-    report = classification_report(probs, targets, classes)
-    image_ids = prepared.image_ids
     best_score = checkpoint.best_model_score
-    extra.update({
+    return trainer, {
         "best_checkpoint": best or None,
         "best_val_balanced_accuracy": float(best_score) if best_score is not None else None,
         "epochs_trained": trainer.current_epoch,
@@ -221,7 +231,16 @@ def main(argv: list[str] | None = None) -> int:
         "train_data_wait_fraction": timer.data_wait_fraction(),  # of that step time (None: no step timed)
         "peak_gpu_memory_mib": timer.peak_memory_mib,  # during training (None: not on a GPU)
         "loss": to_container(cfg.loss),
-    })
+    }
+
+
+def write_test_results(cfg: FinetuneConfig, module: ClassifierModule, prepared: PreparedData, spec: BackboneSpec,
+                       extra: dict[str, Any], out_dir: Path) -> None:
+    """Score the test predictions; write metrics.json (with ``extra``), predictions, figures and the HTML report."""
+    classes = list(prepared.classes)
+    index, probs, targets = module.test_predictions  # type: ignore[misc]
+    report = classification_report(probs, targets, classes)
+    image_ids = prepared.image_ids
     title = f"test, {Path(spec.init).name if spec.pretrained else 'random init'}, {cfg.data.name} fraction {cfg.data.fraction}"
     summary = [f"Test split of {cfg.data.name} ({prepared.split_hash}): {len(index)} images; training fraction "
                f"{cfg.data.fraction}, {extra['epochs_trained']} epoch(s), {spec.architecture} ({spec.init}).",
@@ -232,6 +251,35 @@ def main(argv: list[str] | None = None) -> int:
     write_outputs(out_dir, report, [image_ids[i] for i in index.tolist()], [classes[t] for t in targets.tolist()],
                   probs, extra, title)
     console.print(f"Wrote {out_dir}/metrics.json, predictions.csv, per_class.csv and figures.")
+
+
+@entry_point
+def main(argv: list[str] | None = None) -> int:
+    cfg = parse_config(FinetuneConfig, "python -m finetune.train", DESCRIPTION, argv, FLAGS)
+    check_config(cfg)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    backbone, spec = resolve_backbone(cfg.model, cfg.data.image_size)
+    cfg.data.image_size = spec.image_size
+    prepared = prepare_data(cfg.data)
+    if not prepared.source.labeled:
+        raise DermkitError(f"data.name={cfg.data.name} is unlabeled; fine-tuning needs class labels.")
+    check_backbone_card(spec, prepared.split_hash, cfg.data.color_constancy)
+    data = build_data(cfg, prepared, spec)
+    module = make_classifier(cfg, data, list(prepared.classes), spec, backbone)
+
+    out_dir = Path(cfg.out_dir)
+    resume_from = resume_checkpoint(out_dir, cfg, FinetuneConfig, prepared.split_hash)
+    if cfg.resume:
+        console.print("--resume is no longer needed: re-running the same command resumes "
+                      + (f"(from {resume_from})." if resume_from else "(nothing to resume: a new run)."))
+    extra = run_record(cfg, prepared, data, spec)
+    if rank_zero_only.rank == 0:  # under DDP every process runs main(); the first one writes the run's files
+        write_run_info(out_dir, cfg, cfg.seed, extra)
+    trainer, training = train_and_test(cfg, module, make_loaders(cfg, data), out_dir, resume_from)
+    if not trainer.is_global_zero:
+        return 0
+    extra.update(training)
+    write_test_results(cfg, module, prepared, spec, extra, out_dir)
     return 0
 
 

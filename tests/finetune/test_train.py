@@ -8,8 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from dermkit.backbones import BackboneCard, build_backbone, save_backbone
 from dermkit.data.prepare import PreparedData
-from finetune.train import main
+from finetune.backbone import BackboneSpec
+from finetune.train import check_backbone_card, main
+from tests.finetune.helpers import IMAGE_SIZE
 
 PER_CLASS_KEYS = {"recall", "precision", "f1", "specificity", "auroc", "support"}
 
@@ -98,3 +101,25 @@ def test_presets_parse(preset: Path) -> None:
     cfg = parse_config(FinetuneConfig, "test", "", ["--config", str(preset)])
     check_config(cfg)
     assert cfg.out_dir.startswith("runs/finetune/")
+
+
+def test_a_backbone_pretrained_on_another_split_is_refused(demo_prepared: PreparedData, demo_cache: Path,
+                                                           tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    weights = save_backbone(tmp_path / "ssl" / "backbone.safetensors", build_backbone("tiny_cnn", True, IMAGE_SIZE),
+                            BackboneCard("tiny_cnn", IMAGE_SIZE, True, method="simclr", split_hash="0ther5p1it"))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--out", str(tmp_path / "run"), "--init", str(weights), f"data.cache_dir={demo_cache}",
+              f"data.image_size={IMAGE_SIZE}"])
+    err = "".join(capsys.readouterr().err.split())  # rich wraps long lines, even inside a path
+    assert exit_info.value.code == 2
+    assert f"{weights}wasmadeonanothersplit:splithash0ther5p1itthere,{demo_prepared.split_hash}inthisrun" in err
+    assert "data.split_seed" in err and "pretrainabackboneonthissplit" in err
+    assert not (tmp_path / "run" / "run.json").exists()
+
+
+def test_a_card_of_this_split_or_without_a_split_hash_is_accepted(demo_prepared: PreparedData) -> None:
+    for split_hash in (demo_prepared.split_hash, ""):
+        spec = BackboneSpec("tiny_cnn", True, IMAGE_SIZE, [0.5] * 3, [0.5] * 3, "weights.safetensors", True,
+                            {"method": "simclr", "split_hash": split_hash, "data": {}})
+        check_backbone_card(spec, demo_prepared.split_hash, "none")
+    check_backbone_card(BackboneSpec("tiny_cnn", True, IMAGE_SIZE, [0.5] * 3, [0.5] * 3), "any", "none")  # random
