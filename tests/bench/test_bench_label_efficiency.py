@@ -185,13 +185,22 @@ def test_every_preset_override_is_a_key_of_its_stage() -> None:
     """A misspelt stage key in a preset would only fail hours into a grid; check them against the stages."""
     schemas = {m: OmegaConf.create(_stage_output(m, "--help-config"))
                for m in ("ssl.pretrain", "synth.train", "finetune.train")}
+    schemas["finetune.filter_synthetic"] = OmegaConf.create(_stage_output("finetune.filter_synthetic", "--help-config"))
     generate_help = _stage_output("synth.generate", "--help")
+    filter_help = _stage_output("finetune.filter_synthetic", "--help")
     for preset in PRESETS:
         cfg = parse_args(["--preset", preset])
         for step in build_steps(cfg, Path("/nonexistent")):
             if step.module == "synth.generate":
                 flags = [a for a in step.args if a.startswith("--")]
                 assert all(f in generate_help for f in flags), (preset, flags)
+                continue
+            if step.module == "finetune.filter_synthetic":  # flags with values, then key=value overrides
+                flags = [a for a in step.args if a.startswith("--")]
+                assert all(f in filter_help for f in flags), (preset, flags)
+                for arg in (a for a in step.args if "=" in a and not a.startswith(("--", "/", "<"))):
+                    assert OmegaConf.select(schemas[step.module], arg.split("=", 1)[0], default="<missing>") != \
+                        "<missing>", f"preset {preset}: {step.module} has no config key {arg!r}"
                 continue
             for arg in step.args:
                 key = arg.split("=", 1)[0]

@@ -1,0 +1,267 @@
+"""The grid's arms (issue 12): real, oversample, synth<R> and filtered cells, the filter step, and the
+report's comparison of synthetic images against oversampling. No stage is run (plans, keys and a
+hand-made results table), except the slow dry run of the synth-compare preset."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench.config import parse_arm
+from bench.grid import Cell, Step, best_checkpoint, mark_done
+from bench.label_efficiency import build_steps, parse_args, validate
+from bench.report import ReportContext, arm_effects, cell_table, write_report
+from bench.results import read_predictions, read_results, result_rows, write_results
+from bench.stats import verdict
+from dermkit.config import REPO_ROOT
+from dermkit.errors import DermkitError
+
+ARMS = ["real", "oversample", "synth0.5", "synth2", "filtered"]
+DATA = {"name": "demo", "split_hash": "abc"}
+
+
+def _cfg(*overrides: str) -> object:
+    return parse_args(["--preset", "demo", *overrides])
+
+
+def _plan(tmp_path: Path, *overrides: str) -> dict[str, Step]:
+    cfg = _cfg("grid.fractions=[0.1,1.0]", "grid.inits=[random]", "grid.synthetic=[]",
+               f"grid.arms=[{','.join(ARMS)}]", "grid.seeds=[0,1]", "synth.match_fraction=true", *overrides)
+    validate(cfg)
+    steps = build_steps(cfg, tmp_path)
+    names = [s.name for s in steps]
+    assert len(set(names)) == len(names)
+    for position, step in enumerate(steps):  # every input is planned before the step reading it
+        assert all(names.index(i.name) < position for i in step.inputs), step.name
+    return {s.name: s for s in steps}
+
+
+def test_arms_plan_a_keyed_cell_each_and_one_filter_per_real_cell(tmp_path: Path) -> None:
+    steps = _plan(tmp_path)
+    cells = [s for s in steps.values() if s.kind == "cell"]
+    assert sorted(s.cell.cell_id for s in cells) == sorted(
+        f"f{f:g}-random-{a}-s{s}" for f in (0.1, 1.0) for a in ARMS for s in (0, 1))
+    assert [s.name for s in steps.values() if s.kind == "synth-generate"] == ["synth-generate/f0.1",
+                                                                            "synth-generate/f1"]
+    assert sorted(s.name for s in steps.values() if s.kind == "synth-filter") == [
+        f"synth-filter/f{f:g}-random-s{s}" for f in (0.1, 1.0) for s in (0, 1)]
+
+    real = steps["cell/f0.1-random-real-s1"]
+    assert real.inputs == [] and not any(a.startswith(("sampler=", "synth.")) for a in real.args)
+
+    oversample = steps["cell/f0.1-random-oversample-s1"]
+    assert "sampler=balanced" in oversample.args and oversample.inputs == []
+    assert not any(a.startswith("synth.") for a in oversample.args)  # no manifest, no ratio
+
+    synth = steps["cell/f0.1-random-synth2-s1"]
+    generate = steps["synth-generate/f0.1"]
+    assert f"synth.manifest={generate.out_dir / 'manifest.csv'}" in synth.args
+    assert "synth.max_ratio=2" in synth.args and [i.name for i in synth.inputs] == ["synth-generate/f0.1"]
+    assert "synth.max_ratio=0.5" in steps["cell/f1-random-synth0.5-s0"].args
+    assert not any(a.startswith("sampler=") for a in synth.args)
+
+    # The filter reads the real cell of the same fraction and seed and that fraction's generator.
+    filt = steps["synth-filter/f0.1-random-s1"]
+    assert filt.module == "finetune.filter_synthetic"
+    assert [i.name for i in filt.inputs] == ["cell/f0.1-random-real-s1", "synth-generate/f0.1"]
+    args = dict(zip(filt.args[::2], filt.args[1::2]))
+    assert args["--checkpoint"] == "<best checkpoint of cell/f0.1-random-real-s1>"
+    assert args["--manifest"] == str(generate.out_dir / "manifest.csv")
+    assert args["--min-prob"] == "0.5" and args["--out"] == str(filt.out_dir)
+    filtered = steps["cell/f0.1-random-filtered-s1"]
+    assert filtered.inputs == [filt]
+    assert f"synth.manifest={filt.out_dir / 'manifest.csv'}" in filtered.args
+    assert not any(a.startswith("synth.max_ratio") for a in filtered.args)  # plain `filtered`: the stage's ratio
+    # The generator of a fraction reads only that fraction's labels.
+    assert "data.fraction=0.1" in steps["synth-train/f0.1"].args
+
+
+def test_filter_step_resolves_and_is_keyed_by_the_real_cells_checkpoint(tmp_path: Path) -> None:
+    steps = _plan(tmp_path / "out")
+    filt, real, generate = (steps["synth-filter/f1-random-s0"], steps["cell/f1-random-real-s0"],
+                            steps["synth-generate/f1"])
+    for step in (real, generate):  # finish both inputs by hand
+        step.out_dir.mkdir(parents=True)
+        for name in step.outputs:
+            (step.out_dir / name).write_text(f"{name} v1")
+    (real.out_dir / "metrics.json").write_text(json.dumps({"best_checkpoint": "/elsewhere/checkpoints/best-epoch03.ckpt"}))
+    for step in (real, generate):
+        mark_done(step, "k", 1.0)
+    key = filt.key(tmp_path / "out", DATA)
+    launched = filt.launch_args()
+    # The checkpoint is looked up in the real cell's own folder by name (a moved folder still resolves).
+    assert launched[launched.index("--checkpoint") + 1] == str(real.out_dir / "checkpoints" / "best-epoch03.ckpt")
+    assert filt.command("python")[:3] == ["python", "-m", "finetune.filter_synthetic"]
+
+    (real.out_dir / "metrics.json").write_text(json.dumps({"best_checkpoint": None}))  # tested its last weights
+    mark_done(real, "k", 1.0)
+    assert best_checkpoint(real.out_dir) == real.out_dir / "checkpoints" / "last.ckpt"
+    assert filt.key(tmp_path / "out", DATA) != key  # a re-run real cell re-runs the filter
+
+
+def test_older_synthetic_axis_is_the_real_and_synth_arms(tmp_path: Path) -> None:
+    old = build_steps(_cfg("grid.synthetic=[false,true]"), tmp_path)
+    new = build_steps(_cfg("grid.synthetic=[]", "grid.arms=[real,synth]"), tmp_path)
+    assert [(s.name, s.args, s.out_dir) for s in old] == [(s.name, s.args, s.out_dir) for s in new]
+    assert {s.cell.cell_id.split("-")[2] for s in old if s.cell} == {"real", "synth"}
+    assert Cell(1.0, "random", False, 0, "oversample").as_dict()["arm"] == "oversample"
+    with pytest.raises(ValueError, match="contradicts"):
+        Cell(1.0, "random", True, 0, "oversample")
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (("grid.arms=[real,synth2]",), "grid.arms or grid.synthetic, not both"),
+    (("grid.synthetic=[]", "grid.arms=[real,sinth2]"), "unknown arm 'sinth2'"),
+    (("grid.synthetic=[]", "grid.arms=[real,oversample2]"), "a ratio only goes with synth or filtered"),
+    (("grid.synthetic=[]", "grid.arms=[oversample,filtered]"), "filtered arm but not real"),
+    (("grid.synthetic=[]", "grid.arms=[real,oversample]", "finetune.overrides=[sampler=balanced]"),
+     "grid.arms sets per arm"),
+    (("grid.synthetic=[]", "grid.arms=[real,real]"), "repeats a value"),
+])
+def test_bad_arms_are_refused(overrides: tuple[str, ...], message: str) -> None:
+    with pytest.raises(DermkitError, match=message):
+        validate(_cfg(*overrides))
+
+
+def test_arm_spellings() -> None:
+    assert parse_arm("synth8").max_ratio == 8.0 and parse_arm("synth8").synthetic
+    assert parse_arm("filtered2").filtered and parse_arm("filtered2").max_ratio == 2.0
+    assert parse_arm("oversample").sampler == "balanced" and not parse_arm("oversample").synthetic
+    assert parse_arm("synth").max_ratio is None and parse_arm("real") == parse_arm("real")
+
+
+# -- the report section on a hand-made results table ----------------------------------------------
+CLASSES = ("df", "mel", "nv")
+COUNTS = {"df": 20, "mel": 30, "nv": 50}
+# Probability of a right answer per arm and class: synth2 helps mel and costs nv.
+P_RIGHT = {"real": {"df": 0.5, "mel": 0.3, "nv": 0.9}, "oversample": {"df": 0.6, "mel": 0.5, "nv": 0.8},
+           "synth2": {"df": 0.6, "mel": 0.8, "nv": 0.6}, "filtered": {"df": 0.5, "mel": 0.5, "nv": 0.9}}
+
+
+def _correct(fraction: float, arm: str, seed: int) -> np.ndarray:
+    """(100,) whether each test image (df, then mel, then nv) is right in this cell."""
+    rng = np.random.default_rng([int(fraction * 10), list(P_RIGHT).index(arm), seed])
+    p = np.concatenate([np.full(n, P_RIGHT[arm][c]) for c, n in COUNTS.items()])
+    return rng.random(p.size) < p
+
+
+@pytest.fixture(scope="module")
+def arm_grid(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict]]:
+    """24 hand-made cells: fractions 0.1 and 1 x four arms x 3 seeds, with predictions.csv."""
+    root = tmp_path_factory.mktemp("arms")
+    true = [c for c, n in COUNTS.items() for _ in range(n)]
+    rows = []
+    for fraction in (0.1, 1.0):
+        for arm in P_RIGHT:
+            for seed in (0, 1, 2):
+                cell = Cell(fraction, "random", parse_arm(arm).synthetic, seed, arm)
+                right = _correct(fraction, arm, seed)
+                predicted = [t if ok else ("df" if t == "nv" else "nv") for t, ok in zip(true, right)]
+                folder = root / "cells" / cell.cell_id
+                folder.mkdir(parents=True)
+                with (folder / "predictions.csv").open("w", newline="") as handle:
+                    writer = csv.writer(handle)
+                    writer.writerow(["image_id", "true", "predicted"])
+                    writer.writerows([f"ISIC_{i:04d}", t, p] for i, (t, p) in enumerate(zip(true, predicted)))
+                offsets = np.cumsum([0, *COUNTS.values()])
+                recall = {c: float(right[offsets[k]:offsets[k + 1]].mean()) for k, c in enumerate(COUNTS)}
+                metrics = {"balanced_accuracy": float(np.mean(list(recall.values()))), "accuracy": float(right.mean()),
+                           "per_class": {c: {"recall": r, "support": COUNTS[c]} for c, r in recall.items()}}
+                rows += result_rows(cell, metrics)
+    write_results(root / "results.csv", rows)
+    return root, rows
+
+
+def _ctx() -> ReportContext:
+    return ReportContext(preset="synth-compare-test", about="hand-made", command="test", test_counts=COUNTS,
+                         data={"name": "ham10000", "root": "/data", "images": 100, "image_size": 64, "split_seed": 0,
+                               "split_hash": "abc"}, minority_classes=["mel", "df"], n_bootstrap=1000)
+
+
+def test_arm_effects_are_the_direct_paired_differences(arm_grid: tuple[Path, list[dict]]) -> None:
+    root, _ = arm_grid
+    rows = read_results(root / "results.csv")
+    assert {r["arm"] for r in rows} == set(P_RIGHT)  # the arm column round-trips
+    cells = cell_table(rows)
+    effects = arm_effects(cells, lambda cell_id: read_predictions(root / "cells" / cell_id), ["mel", "df", "nv"], _ctx())
+    found = {(e.klass, e.arm, e.baseline, e.scope): e for e in effects}
+    assert {(a, b) for (_, a, b, _) in found} == {(a, b) for a in ("synth2", "filtered") for b in ("real", "oversample")}
+    offsets = {"df": slice(0, 20), "mel": slice(20, 50), "nv": slice(50, 100)}
+    for klass in ("mel", "df", "nv"):
+        for arm in ("synth2", "filtered"):
+            for baseline in ("real", "oversample"):
+                direct = np.mean([(_correct(f, arm, s).astype(float) - _correct(f, baseline, s))[offsets[klass]]
+                                  for f in (0.1, 1.0) for s in (0, 1, 2)])
+                pooled = found[(klass, arm, baseline, "all")]
+                assert pooled.interval.estimate == pytest.approx(direct)
+                assert pooled.interval.low <= direct <= pooled.interval.high
+                assert (pooled.pairs, pooled.seeds, pooled.images) == (6, 3, COUNTS[klass])
+                one = np.mean([(_correct(1.0, arm, s).astype(float) - _correct(1.0, baseline, s))[offsets[klass]]
+                               for s in (0, 1, 2)])
+                assert found[(klass, arm, baseline, "fraction 1")].interval.estimate == pytest.approx(one)
+    assert verdict(found[("mel", "synth2", "real", "all")].interval) == "helps"
+    assert verdict(found[("nv", "synth2", "oversample", "all")].interval) == "hurts"  # paid for by nevus
+
+
+def test_report_section_names_every_arm_and_its_numbers(arm_grid: tuple[Path, list[dict]], tmp_path: Path) -> None:
+    root, rows = arm_grid
+    for name in ("cells", "results.csv"):
+        target = tmp_path / name
+        target.symlink_to(root / name)
+    report = write_report(tmp_path, read_results(tmp_path / "results.csv"),
+                          lambda cell_id: read_predictions(root / "cells" / cell_id), _ctx()).read_text()
+    section = report.split("## Synthetic images against oversampling", 1)[1].split("\n## ", 1)[0]
+    assert "## Do synthetic images help" not in report  # the on/off section is for grids of real and synth only
+    for arm in P_RIGHT:
+        assert f"| random | {arm} |" in section
+    assert "arms real, oversample, synth2, filtered" in report
+    # Balanced accuracy and nevus recall per arm, mean over seeds, at fraction 1.
+    bal = np.mean([np.mean([_correct(1.0, "synth2", s)[sl].mean() for sl in (slice(0, 20), slice(20, 50),
+                                                                             slice(50, 100))]) for s in (0, 1, 2)])
+    nv = np.mean([_correct(1.0, "synth2", s)[50:].mean() for s in (0, 1, 2)])
+    line = next(x for x in section.splitlines() if x.startswith("| random | synth2 |"))
+    assert f"{bal:.3f} [" in line and f"{nv:.3f} [" in line
+    mel = np.mean([(_correct(f, "synth2", s).astype(float) - _correct(f, "oversample", s))[20:50]
+                   for f in (0.1, 1.0) for s in (0, 1, 2)])
+    verdict_line = next(x for x in section.splitlines() if x.startswith("| mel | synth2 | oversample |"))
+    assert f"{mel:+.3f} [" in verdict_line and "**helps**" in verdict_line
+    assert "| nv | synth2 | oversample |" in section and "By label fraction" in section
+
+
+# -- the preset ----------------------------------------------------------------------------------
+PRESET_ARMS = ("real", "oversample", "synth0.5", "synth2", "synth8", "filtered")
+
+
+def test_synth_compare_preset_plans_every_arm(tmp_path: Path) -> None:
+    cfg = parse_args(["--preset", "synth-compare"])
+    validate(cfg)
+    assert list(cfg.grid.arms) == list(PRESET_ARMS) and cfg.synth.filter_min_prob == 0.5
+    assert any(o == "trainer.max_steps=20000" for o in cfg.synth.train_overrides)
+    steps = {s.name: s for s in build_steps(cfg, tmp_path)}
+    for fraction in ("0.1", "1"):
+        for seed in (0, 1, 2):
+            for arm in PRESET_ARMS:
+                assert f"cell/f{fraction}-random-{arm}-s{seed}" in steps
+            assert [i.name for i in steps[f"synth-filter/f{fraction}-random-s{seed}"].inputs] == [
+                f"cell/f{fraction}-random-real-s{seed}", f"synth-generate/f{fraction}"]
+    assert len(steps) == 2 + 2 + 6 + 36
+
+
+@pytest.mark.slow  # one --check-configs process per stage module (four): ~1.5 min on the loaded 2-core machine
+def test_synth_compare_dry_run_lists_every_arm(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "bench.label_efficiency", "--preset", "synth-compare", "--dry-run",
+                           "--out", str(tmp_path / "out")], cwd=REPO_ROOT, capture_output=True, text=True,
+                          env={**__import__("os").environ, "COLUMNS": "250"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    text = done.stdout + done.stderr
+    for arm in PRESET_ARMS:
+        assert f"-random-{arm}-s2:" in text
+    assert "checked 6 config(s) of python -m finetune.filter_synthetic" in text
+    assert "sampler=balanced" in text and "synth.max_ratio=8" in text
+    assert not (tmp_path / "out").exists()  # a dry run writes nothing
