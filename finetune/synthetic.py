@@ -174,6 +174,27 @@ def check_files(csv_path: Path, rows: Sequence[Mapping[str, str]], dataset_files
                                "validation or test image. Remove the row (and the file) or regenerate the folder.")
 
 
+def files_by_class(csv_path: Path, rows: Sequence[Mapping[str, str]], classes: Sequence[str],
+                   only_classes: Sequence[str]) -> dict[str, list[Path]]:
+    """The manifest's files per (canonical) class, checked against the run's and the requested classes.
+
+    Raises:
+        DermkitError: a class the run does not have, or a requested class the manifest lacks.
+    """
+    by_class: dict[str, list[Path]] = {}
+    for row in rows:
+        by_class.setdefault(canonical_class(row["class"]), []).append(csv_path.parent / row["file"])
+    unknown = sorted(set(by_class) - set(classes))
+    if unknown:
+        raise DermkitError(f"{csv_path} holds images of {', '.join(unknown)}, which this dataset does not have "
+                           f"(classes: {', '.join(classes)}). Choose the classes to add with synth.classes=[...].")
+    absent = [c for c in (canonical_class(c) for c in only_classes) if c not in by_class]
+    if absent:
+        raise DermkitError(f"synth.classes asks for {', '.join(absent)} but {csv_path} has no images of it "
+                           f"(it has {', '.join(sorted(by_class))}).")
+    return by_class
+
+
 def load_synthetic(path: str | Path, classes: Sequence[str], real_counts: Mapping[str, int], split_hash: str,
                    image_size: int, cache_dir: str | Path, max_ratio: float = 1.0,
                    only_classes: Sequence[str] = (), *, fraction: float, dataset_files: Sequence[Path],
@@ -207,18 +228,8 @@ def load_synthetic(path: str | Path, classes: Sequence[str], real_counts: Mappin
     check_manifest_split(csv_path, (row["split_hash"] for row in rows), split_hash)
     label_fraction = check_label_fraction(csv_path, fraction, allow_extra_labels)
     check_files(csv_path, rows, dataset_files)
-    by_class: dict[str, list[Path]] = {}
-    for row in rows:
-        by_class.setdefault(canonical_class(row["class"]), []).append(csv_path.parent / row["file"])
-    unknown = sorted(set(by_class) - set(classes))
-    if unknown:
-        raise DermkitError(f"{csv_path} holds images of {', '.join(unknown)}, which this dataset does not have "
-                           f"(classes: {', '.join(classes)}). Choose the classes to add with synth.classes=[...].")
+    by_class = files_by_class(csv_path, rows, classes, only_classes)
     wanted = [canonical_class(c) for c in only_classes] or list(by_class)
-    absent = [c for c in wanted if c not in by_class]
-    if absent:
-        raise DermkitError(f"synth.classes asks for {', '.join(absent)} but {csv_path} has no images of it "
-                           f"(it has {', '.join(sorted(by_class))}).")
     paths: list[Path] = []
     labels: list[int] = []
     counts = {c: 0 for c in classes}
