@@ -265,3 +265,49 @@ def test_synth_compare_dry_run_lists_every_arm(tmp_path: Path) -> None:
     assert "checked 6 config(s) of python -m finetune.filter_synthetic" in text
     assert "sampler=balanced" in text and "synth.max_ratio=8" in text
     assert not (tmp_path / "out").exists()  # a dry run writes nothing
+
+
+@pytest.mark.slow  # seven stage runs on demo data: ~4 min on the loaded 2-core machine
+def test_arm_grid_on_demo_data_runs_filters_and_resumes(tmp_path: Path, demo_cache: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """real, oversample, synth2 and filtered cells of a tiny grid, the filter step between them, and a resume."""
+    from omegaconf import OmegaConf
+
+    from bench.grid import DONE_FILE
+    from bench.label_efficiency import main
+
+    monkeypatch.setenv("DERMKIT_CACHE", str(demo_cache))
+    config = tmp_path / "bench.yaml"
+    config.write_text(OmegaConf.to_yaml({
+        "preset": "test", "about": "arm test",
+        "data": {"name": "demo", "image_size": 32, "batch_size": 32, "num_workers": 0},
+        "model": {"backbone": "tiny_cnn", "small_stem": True},
+        "grid": {"fractions": [1.0], "inits": ["random"], "arms": ["real", "oversample", "synth2", "filtered"],
+                 "seeds": [0]},
+        "synth": {"n_per_class": 2, "match_fraction": False, "classes": ["mel", "df"], "filter_min_prob": 0.0,
+                  "train_overrides": ["model.preset=tiny", "trainer.max_steps=2", "trainer.accelerator=cpu"],
+                  "generate_args": ["--steps", "2", "--device", "cpu"], "filter_args": ["trainer.accelerator=cpu"]},
+        "finetune": {"overrides": ["trainer.max_steps=2", "trainer.max_epochs=1", "trainer.accelerator=cpu"]},
+        "run": {"jobs": 1, "threads": 0},
+        "report": {"n_bootstrap": 200},
+    }))
+    out = tmp_path / "out"
+    assert main(["--config", str(config), "--out", str(out)]) == 0
+    cells = out / "cells"
+    assert OmegaConf.load(cells / "f1-random-oversample-s0" / "config.yaml").sampler == "balanced"
+    filtered = OmegaConf.load(cells / "f1-random-filtered-s0" / "config.yaml").synth
+    assert filtered.manifest == str(out / "synth" / "filter-f1-random-s0" / "manifest.csv")
+    header = json.loads((out / "synth" / "filter-f1-random-s0" / "manifest.json").read_text())
+    assert Path(header["filter"]["checkpoint"]).parent == cells / "f1-random-real-s0" / "checkpoints"
+    assert OmegaConf.load(cells / "f1-random-synth2-s0" / "config.yaml").synth.max_ratio == 2.0
+    report = (out / "report.md").read_text()
+    assert "## Synthetic images against oversampling" in report
+    assert {r["arm"] for r in read_results(out / "results.csv")} == {"real", "oversample", "synth2", "filtered"}
+
+    def finished() -> dict[str, str]:  # step folder -> its done.json
+        return {p.parent.name: p.read_text() for p in out.rglob(DONE_FILE)}
+
+    first = finished()
+    assert len(first) == 2 + 1 + 4  # generator, generation, filter, four cells
+    assert main(["--config", str(config), "--out", str(out)]) == 0
+    assert finished() == first  # nothing recomputed
