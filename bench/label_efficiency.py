@@ -375,15 +375,21 @@ def report_context(cfg: BenchConfig, command: str, data: dict[str, Any], test_co
     if len(cfg.grid.seeds) < 3:
         caveats.append(f"Only {len(cfg.grid.seeds)} seed(s): intervals over seeds are wide or undefined.")
     timings = {}
+    train_counts: dict[str, dict[str, dict[str, int]]] = {}
     for step in steps:
         record = read_done(step)
         if record is not None:
             timings[step.name] = (float(record.get("seconds", 0.0)), float(record.get("cpu_seconds", 0.0)))
+            if step.cell is not None:  # what each arm trained on (synth.max_ratio is only a ceiling)
+                counts = read_metrics(step.out_dir).get("counts")
+                if isinstance(counts, dict):
+                    train_counts[step.cell.cell_id] = counts
     return ReportContext(preset=cfg.preset or "(custom)", about=cfg.about, command=command, data=data,
                          test_counts=test_counts, minority_classes=[canonical_class(c) for c in cfg.synth.classes],
                          settings=settings, caveats=caveats, timings=timings, wall_seconds=wall_seconds,
                          level=cfg.report.level,
-                         n_bootstrap=cfg.report.n_bootstrap, bootstrap_seed=cfg.report.bootstrap_seed)
+                         n_bootstrap=cfg.report.n_bootstrap, bootstrap_seed=cfg.report.bootstrap_seed,
+                         train_counts=train_counts)
 
 
 @entry_point
@@ -438,9 +444,10 @@ def _print_summary(rows: list[dict[str, Any]], out: Path, report: Path, seconds:
     """Balanced accuracy per init, synthetic setting and fraction (mean over seeds) as a rich table."""
     summary = seed_summary(cell_table(rows), lambda e: e["balanced_accuracy"], level)
     fractions = sorted({k[0] for k in summary})
+    arms = {k[2] for k in summary}
     table_rows = []
     for init, arm in sorted(dict.fromkeys((k[1], k[2]) for k in summary), key=lambda k: (k[0], arm_sort_key(k[1]))):
-        table_rows.append([f"{init} ({arm_label(arm, long=True)})",
+        table_rows.append([f"{init} ({arm_label(arm, long=True, legacy=set(arms) <= set(LEGACY_ARMS))})",
                            *(summary[(f, init, arm)].estimate if (f, init, arm) in summary else "-" for f in fractions)])
     print_table("test balanced accuracy, mean over seeds", ["init", *(f"fraction {f:g}" for f in fractions)], table_rows)
     console.print(f"report: {report}  ({seconds:.0f} s this invocation; done markers: */{DONE_FILE})")

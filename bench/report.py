@@ -65,6 +65,8 @@ class ReportContext:
         level: confidence level.
         n_bootstrap: bootstrap replicates.
         bootstrap_seed: seed of the resampling.
+        train_counts: per cell id, the training images per class its ``metrics.json`` records
+            (``{"real": {class: n}, "synthetic": {class: n}}``): what each arm trained on.
     """
 
     preset: str
@@ -80,6 +82,7 @@ class ReportContext:
     level: float = 0.95
     n_bootstrap: int = 5000
     bootstrap_seed: int = 0
+    train_counts: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -107,10 +110,10 @@ class Effect:
     baseline: str = ARM_REAL
 
 
-def arm_label(arm: str, long: bool = False) -> str:
-    """How tables name an arm: the older arms as synthetic ``off``/``on`` (``real``/``synthetic`` when
-    ``long``), the others by their name."""
-    if arm in LEGACY_ARMS:
+def arm_label(arm: str, long: bool = False, legacy: bool = True) -> str:
+    """How tables name an arm: in a grid of the older arms only (``legacy``), ``real``/``synth`` as
+    synthetic ``off``/``on`` (``real``/``synthetic`` when ``long``); otherwise by its name."""
+    if legacy and arm in LEGACY_ARMS:
         return ("synthetic" if arm == ARM_SYNTH else "real") if long else ("on" if arm == ARM_SYNTH else "off")
     return arm
 
@@ -367,7 +370,7 @@ def _balanced_accuracy_lines(bal: dict[tuple[float, str, str], Interval], fracti
     body = []
     for init in dict.fromkeys(k[1] for k in bal):
         for syn in _arms_of(bal):
-            body.append([init, arm_label(syn),
+            body.append([init, arm_label(syn, legacy=_arm_column(bal) == "synthetic"),
                          *(_iv(bal[(f, init, syn)]) if (f, init, syn) in bal else "-" for f in fractions)])
     return [*lines, *_md_table(header, body), ""]
 
@@ -391,7 +394,7 @@ def _minority_recall_lines(recall: dict[str, dict[tuple[float, str, str], Interv
         column = _arm_column(by_setting)
         pairs = sorted(dict.fromkeys((k[1], k[2]) for k in by_setting), key=lambda k: (k[0], arm_sort_key(k[1])))
         for (init, syn) in pairs:
-            body.append([klass, init, arm_label(syn),
+            body.append([klass, init, arm_label(syn, legacy=column == "synthetic"),
                          *(_iv(by_setting[(f, init, syn)]) if (f, init, syn) in by_setting else "-"
                            for f in fractions)])
     return [*lines, *_md_table(["class", "initialisation", column, *(f"{f:g}" for f in fractions)], body), ""]
@@ -443,6 +446,7 @@ def _arm_comparison_lines(cells: dict[CellKey, dict[str, Any]], effects: list[Ef
              f"Balanced accuracy and {MAJORITY_CLASS} ({display_name(MAJORITY_CLASS)}, the majority class) recall "
              f"per arm: mean over seeds [{ctx.level:.0%} t-interval]. A minority-class gain bought with "
              f"{MAJORITY_CLASS} recall shows here.", ""]
+    lines += _train_count_lines(cells, classes, ctx)
     bal = seed_summary(cells, lambda e: e["balanced_accuracy"], ctx.level)
     nv = seed_summary(cells, lambda e: e["recall"].get(MAJORITY_CLASS, math.nan), ctx.level)
     body = []
@@ -475,6 +479,29 @@ def _arm_comparison_lines(cells: dict[CellKey, dict[str, Any]], effects: list[Ef
         body = [[e.klass, e.arm, e.baseline, e.scope, _signed(e.interval), verdict(e.interval)] for e in per_fraction]
         lines += [*_md_table(["class", "arm", "against", "conditions", "Δ recall [CI]", "verdict"], body), ""]
     return lines
+
+
+def _train_count_lines(cells: dict[CellKey, dict[str, Any]], classes: list[str], ctx: ReportContext) -> list[str]:
+    """Training images per class of each (fraction, init, arm), real + synthetic, from the first seed's cell.
+
+    ``synth.max_ratio`` is a ceiling: a class with fewer generated (or kept) images than the ratio
+    allows gets them all, so the table shows the ratio each arm really had.
+    """
+    first: dict[tuple[float, str, str], dict[str, dict[str, int]]] = {}
+    for (fraction, init, arm, _seed), entry in sorted(cells.items()):
+        counts = ctx.train_counts.get(entry["cell_id"])
+        if counts and (fraction, init, arm) not in first:
+            first[(fraction, init, arm)] = counts
+    if not first:
+        return []
+    lines = ["Training images per class, real + synthetic (first seed's cell; `synth.max_ratio` is a ceiling, "
+             "so this is the ratio each arm really had):", ""]
+    body = []
+    for (fraction, init, arm) in sorted(first, key=lambda k: (k[0], k[1], arm_sort_key(k[2]))):
+        counts = first[(fraction, init, arm)]
+        body.append([f"{fraction:g}", init, arm, *(f"{counts.get('real', {}).get(c, 0)} + "
+                                                  f"{counts.get('synthetic', {}).get(c, 0)}" for c in classes)])
+    return [*lines, *_md_table(["fraction", "initialisation", "arm", *classes], body), ""]
 
 
 def _running_time_lines(ctx: ReportContext) -> list[str]:

@@ -179,9 +179,15 @@ def arm_grid(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict]
 
 
 def _ctx() -> ReportContext:
+    # What the seed-0 cells trained on (metrics.json "counts"): synth2 at fraction 1 is capped for mel.
+    counts = {f"f{f:g}-random-{a}-s0": {"real": {"df": 8, "mel": 40, "nv": 300},
+                                        "synthetic": {"df": 16 if a == "synth2" else 0,
+                                                      "mel": 50 if a == "synth2" else 0, "nv": 0}}
+              for f in (0.1, 1.0) for a in P_RIGHT}
     return ReportContext(preset="synth-compare-test", about="hand-made", command="test", test_counts=COUNTS,
                          data={"name": "ham10000", "root": "/data", "images": 100, "image_size": 64, "split_seed": 0,
-                               "split_hash": "abc"}, minority_classes=["mel", "df"], n_bootstrap=1000)
+                               "split_hash": "abc"}, minority_classes=["mel", "df"], n_bootstrap=1000,
+                         train_counts=counts)
 
 
 def test_arm_effects_are_the_direct_paired_differences(arm_grid: tuple[Path, list[dict]]) -> None:
@@ -221,6 +227,7 @@ def test_report_section_names_every_arm_and_its_numbers(arm_grid: tuple[Path, li
     for arm in P_RIGHT:
         assert f"| random | {arm} |" in section
     assert "arms real, oversample, synth2, filtered" in report
+    assert "| mel | random | real |" in report and "| mel | random | off |" not in report  # arms by name
     # Balanced accuracy and nevus recall per arm, mean over seeds, at fraction 1.
     bal = np.mean([np.mean([_correct(1.0, "synth2", s)[sl].mean() for sl in (slice(0, 20), slice(20, 50),
                                                                              slice(50, 100))]) for s in (0, 1, 2)])
@@ -232,6 +239,8 @@ def test_report_section_names_every_arm_and_its_numbers(arm_grid: tuple[Path, li
     verdict_line = next(x for x in section.splitlines() if x.startswith("| mel | synth2 | oversample |"))
     assert f"{mel:+.3f} [" in verdict_line and "**helps**" in verdict_line
     assert "| nv | synth2 | oversample |" in section and "By label fraction" in section
+    assert "| 1 | random | synth2 | 40 + 50 | 8 + 16 | 300 + 0 |" in section  # what the arm really trained on
+    assert "| 0.1 | random | oversample | 40 + 0 | 8 + 0 | 300 + 0 |" in section
 
 
 # -- the preset ----------------------------------------------------------------------------------
