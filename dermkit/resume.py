@@ -46,6 +46,8 @@ RESTART_FLAG = Flag("--restart", RESTART_KEY, "start a new run in the run folder
                     "run's files move to <run>/replaced-<date>-<time>/ (drop the flag to resume later)", bool)
 REPLACED_PREFIX = "replaced-"
 # Keys that cannot change what a run trains, so they may differ between a run and its resumption.
+# ``out`` and ``checkpoint_every`` are the spellings before issue 14 (``out_dir``,
+# ``checkpoint_every_n_steps``), which older run folders' config.yaml files hold.
 NEUTRAL_KEYS = frozenset({
     "out", "out_dir", RESTART_KEY, "resume",  # the run folder itself and how it is entered
     "data.cache_dir", "data.num_workers",  # where decoded images are kept and how many processes read them
