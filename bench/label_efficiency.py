@@ -21,6 +21,7 @@ finished steps, so an interrupted grid resumes, and a changed setting re-runs wh
 
 from __future__ import annotations
 
+import json
 import shlex
 import sys
 import time
@@ -62,6 +63,7 @@ BACKBONE_OUTPUTS = ("backbone.safetensors", "backbone.json")
 GENERATOR_OUTPUTS = ("dermkit_generator.json", "unet/diffusion_pytorch_model.safetensors")
 MANIFEST_OUTPUTS = ("manifest.csv", "manifest.json")
 FILTER_OUTPUTS = ("manifest.csv", "manifest.json", "scores.csv")
+FILTER_KIND = "synth-filter"
 # finetune.train keys an arm sets itself: in the overrides they would make the arms alike.
 ARM_KEYS = ("sampler", "synth.max_ratio")
 CELL_OUTPUTS = (METRICS_FILE, PREDICTIONS_FILE)
@@ -320,8 +322,19 @@ def filter_step(cfg: BenchConfig, out: Path, real_cell: Step, generate: Step) ->
     folder = out / "synth" / f"filter-f{cell.fraction:g}-{cell.init}-s{cell.seed}"
     args = ["--checkpoint", best_checkpoint_arg(real_cell), "--manifest", str(generate.out_dir / "manifest.csv"),
             "--min-prob", f"{cfg.synth.filter_min_prob:g}", *cfg.synth.filter_args, "--out", str(folder)]
-    return Step(f"synth-filter/f{cell.fraction:g}-{cell.init}-s{cell.seed}", "synth-filter",
+    return Step(f"synth-filter/f{cell.fraction:g}-{cell.init}-s{cell.seed}", FILTER_KIND,
                 "finetune.filter_synthetic", args, folder, FILTER_OUTPUTS, inputs=[real_cell, generate])
+
+
+def filter_acceptance(folder: Path) -> dict[str, dict[str, Any]]:
+    """The acceptance per class a ``finetune.filter_synthetic`` folder records in its ``manifest.json``
+    (``filter.acceptance``); empty when it cannot be read."""
+    try:
+        header = json.loads((folder / "manifest.json").read_text())
+        acceptance = header["filter"]["acceptance"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    return acceptance if isinstance(acceptance, dict) else {}
 
 
 def describe_cell(step: Step) -> str | None:
@@ -376,6 +389,7 @@ def report_context(cfg: BenchConfig, command: str, data: dict[str, Any], test_co
         caveats.append(f"Only {len(cfg.grid.seeds)} seed(s): intervals over seeds are wide or undefined.")
     timings = {}
     train_counts: dict[str, dict[str, dict[str, int]]] = {}
+    accepted: dict[str, dict[str, dict[str, Any]]] = {}
     for step in steps:
         record = read_done(step)
         if record is not None:
@@ -384,12 +398,16 @@ def report_context(cfg: BenchConfig, command: str, data: dict[str, Any], test_co
                 counts = read_metrics(step.out_dir).get("counts")
                 if isinstance(counts, dict):
                     train_counts[step.cell.cell_id] = counts
+            if step.kind == FILTER_KIND:
+                acceptance = filter_acceptance(step.out_dir)
+                if acceptance:
+                    accepted[step.name.split("/", 1)[1]] = acceptance
     return ReportContext(preset=cfg.preset or "(custom)", about=cfg.about, command=command, data=data,
                          test_counts=test_counts, minority_classes=[canonical_class(c) for c in cfg.synth.classes],
                          settings=settings, caveats=caveats, timings=timings, wall_seconds=wall_seconds,
                          level=cfg.report.level,
                          n_bootstrap=cfg.report.n_bootstrap, bootstrap_seed=cfg.report.bootstrap_seed,
-                         train_counts=train_counts)
+                         train_counts=train_counts, filter_acceptance=accepted)
 
 
 @entry_point

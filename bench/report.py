@@ -38,6 +38,7 @@ FIGURES = {
     "minority_recall": "minority_recall.png",
     "synthetic_effect": "synthetic_effect.png",
 }
+ARM_FIGURE = "arm_effect.png"  # only in grids with arms beyond real and synth
 # The report's last section: what else the benchmark folder holds.
 FILES_SECTION = ("## Files", "", "- `results.csv`: one row per cell and class (fraction, init, synthetic, arm, seed, "
                  "class, recall, precision, f1, support, balanced_accuracy, accuracy).",
@@ -67,6 +68,8 @@ class ReportContext:
         bootstrap_seed: seed of the resampling.
         train_counts: per cell id, the training images per class its ``metrics.json`` records
             (``{"real": {class: n}, "synthetic": {class: n}}``): what each arm trained on.
+        filter_acceptance: per filter step (``f0.1-random-s0``), the acceptance per class its
+            ``manifest.json`` records (``{class: {"scored": n, "kept": m, "rate": m / n}}``).
     """
 
     preset: str
@@ -83,6 +86,7 @@ class ReportContext:
     n_bootstrap: int = 5000
     bootstrap_seed: int = 0
     train_counts: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
+    filter_acceptance: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -312,6 +316,26 @@ def plot_synthetic_effect(path: Path, effects: list[Effect], level: float) -> No
     plt.close(fig)
 
 
+def plot_arm_effects(path: Path, effects: list[Effect], level: float) -> None:
+    """Forest plot of the pooled arm comparisons: per class, each synthetic arm against ``real`` (circles)
+    and ``oversample`` (squares), coloured by verdict."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 0.3 * len(effects) + 1.2))
+    for y, e in enumerate(effects):
+        colour = {"helps": "tab:green", "hurts": "tab:red"}.get(verdict(e.interval), "tab:gray")
+        ax.errorbar(e.interval.estimate, y, xerr=[[e.interval.estimate - e.interval.low],
+                                                   [e.interval.high - e.interval.estimate]],
+                    fmt="o" if e.baseline == ARM_REAL else "s", color=colour, ms=5, capsize=2)
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_yticks(range(len(effects)), [f"{e.klass} · {e.arm} vs {e.baseline}" for e in effects], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"recall difference, arm minus baseline (paired, {level:.0%} bootstrap CI)")
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 # -- markdown ---------------------------------------------------------------------------------
 def _iv(interval: Interval) -> str:
     if not math.isfinite(interval.estimate):
@@ -447,6 +471,7 @@ def _arm_comparison_lines(cells: dict[CellKey, dict[str, Any]], effects: list[Ef
              f"per arm: mean over seeds [{ctx.level:.0%} t-interval]. A minority-class gain bought with "
              f"{MAJORITY_CLASS} recall shows here.", ""]
     lines += _train_count_lines(cells, classes, ctx)
+    lines += _filter_lines(classes, ctx)
     bal = seed_summary(cells, lambda e: e["balanced_accuracy"], ctx.level)
     nv = seed_summary(cells, lambda e: e["recall"].get(MAJORITY_CLASS, math.nan), ctx.level)
     body = []
@@ -464,13 +489,13 @@ def _arm_comparison_lines(cells: dict[CellKey, dict[str, Any]], effects: list[Ef
               f"{ctx.level:.0%} percentile bootstrap over seeds and test images ({ctx.n_bootstrap} replicates, seed "
               f"{ctx.bootstrap_seed}; as in the section above). Pooled over every initialisation and label fraction "
               f"(the verdict); {MAJORITY_CLASS} is the majority class, where a minority gain may be paid for:", ""]
-    order = {c: n for n, c in enumerate(classes)}
-    pooled = sorted((e for e in effects if e.scope == "all"),
-                    key=lambda e: (order.get(e.klass, len(order)), arm_sort_key(e.arm), arm_sort_key(e.baseline)))
+    pooled = pooled_arm_effects(effects, classes)
+    lines += [f"![synthetic arms against real and oversample](figures/{ARM_FIGURE})", ""]
     body = [[e.klass, e.arm, e.baseline, _signed(e.interval), str(e.pairs), str(e.seeds), str(e.images),
              f"**{verdict(e.interval)}**"] for e in pooled]
     lines += [*_md_table(["class", "arm", "against", "Δ recall [CI]", "pairs", "seeds", "test images", "verdict"],
                          body), ""]
+    order = {c: n for n, c in enumerate(classes)}
     per_fraction = [e for e in effects if e.scope.startswith("fraction ")]
     if len({e.scope for e in per_fraction}) > 1:
         lines += ["By label fraction (descriptive, many intervals):", ""]
@@ -479,6 +504,13 @@ def _arm_comparison_lines(cells: dict[CellKey, dict[str, Any]], effects: list[Ef
         body = [[e.klass, e.arm, e.baseline, e.scope, _signed(e.interval), verdict(e.interval)] for e in per_fraction]
         lines += [*_md_table(["class", "arm", "against", "conditions", "Δ recall [CI]", "verdict"], body), ""]
     return lines
+
+
+def pooled_arm_effects(effects: list[Effect], classes: list[str]) -> list[Effect]:
+    """The pooled (``all``) arm comparisons in report order: by class, arm, then baseline."""
+    order = {c: n for n, c in enumerate(classes)}
+    return sorted((e for e in effects if e.scope == "all"),
+                  key=lambda e: (order.get(e.klass, len(order)), arm_sort_key(e.arm), arm_sort_key(e.baseline)))
 
 
 def _train_count_lines(cells: dict[CellKey, dict[str, Any]], classes: list[str], ctx: ReportContext) -> list[str]:
@@ -502,6 +534,17 @@ def _train_count_lines(cells: dict[CellKey, dict[str, Any]], classes: list[str],
         body.append([f"{fraction:g}", init, arm, *(f"{counts.get('real', {}).get(c, 0)} + "
                                                   f"{counts.get('synthetic', {}).get(c, 0)}" for c in classes)])
     return [*lines, *_md_table(["fraction", "initialisation", "arm", *classes], body), ""]
+
+
+def _filter_lines(classes: list[str], ctx: ReportContext) -> list[str]:
+    """The filtered arms' acceptance: generated images kept / scored per class and filter step."""
+    if not ctx.filter_acceptance:
+        return []
+    shown = [c for c in classes if any(c in a for a in ctx.filter_acceptance.values())]
+    body = [[name, *(f"{a[c]['kept']} / {a[c]['scored']}" if c in a else "-" for c in shown)]
+            for name, a in sorted(ctx.filter_acceptance.items())]
+    return ["Generated images the `real` cell's classifier kept for the filtered arms (kept / scored, "
+            "`finetune.filter_synthetic`):", "", *_md_table(["filter (fraction, init, seed)", *shown], body), ""]
 
 
 def _running_time_lines(ctx: ReportContext) -> list[str]:
@@ -559,6 +602,8 @@ def write_report(out_dir: Path, rows: list[dict[str, Any]], load: Callable[[str]
         plot_minority_recall(figures / FIGURES["minority_recall"], recall)
     if effects:
         plot_synthetic_effect(figures / FIGURES["synthetic_effect"], effects, ctx.level)
+    if arm_effect:
+        plot_arm_effects(figures / ARM_FIGURE, pooled_arm_effects(arm_effect, compared), ctx.level)
 
     fractions = sorted({k[0] for k in bal})  # the columns of both fraction tables
     comparison = _synthetic_effect_lines(effects, ctx) if legacy else \

@@ -187,7 +187,8 @@ def _ctx() -> ReportContext:
     return ReportContext(preset="synth-compare-test", about="hand-made", command="test", test_counts=COUNTS,
                          data={"name": "ham10000", "root": "/data", "images": 100, "image_size": 64, "split_seed": 0,
                                "split_hash": "abc"}, minority_classes=["mel", "df"], n_bootstrap=1000,
-                         train_counts=counts)
+                         train_counts=counts,
+                         filter_acceptance={"f0.1-random-s0": {"mel": {"scored": 60, "kept": 21, "rate": 0.35}}})
 
 
 def test_arm_effects_are_the_direct_paired_differences(arm_grid: tuple[Path, list[dict]]) -> None:
@@ -224,6 +225,7 @@ def test_report_section_names_every_arm_and_its_numbers(arm_grid: tuple[Path, li
                           lambda cell_id: read_predictions(root / "cells" / cell_id), _ctx()).read_text()
     section = report.split("## Synthetic images against oversampling", 1)[1].split("\n## ", 1)[0]
     assert "## Do synthetic images help" not in report  # the on/off section is for grids of real and synth only
+    assert (tmp_path / "figures" / "arm_effect.png").is_file() and "figures/arm_effect.png" in section
     for arm in P_RIGHT:
         assert f"| random | {arm} |" in section
     assert "arms real, oversample, synth2, filtered" in report
@@ -241,6 +243,7 @@ def test_report_section_names_every_arm_and_its_numbers(arm_grid: tuple[Path, li
     assert "| nv | synth2 | oversample |" in section and "By label fraction" in section
     assert "| 1 | random | synth2 | 40 + 50 | 8 + 16 | 300 + 0 |" in section  # what the arm really trained on
     assert "| 0.1 | random | oversample | 40 + 0 | 8 + 0 | 300 + 0 |" in section
+    assert "| f0.1-random-s0 | 21 / 60 |" in section  # the filter's acceptance
 
 
 # -- the preset ----------------------------------------------------------------------------------
@@ -311,6 +314,7 @@ def test_arm_grid_on_demo_data_runs_filters_and_resumes(tmp_path: Path, demo_cac
     assert OmegaConf.load(cells / "f1-random-synth2-s0" / "config.yaml").synth.max_ratio == 2.0
     report = (out / "report.md").read_text()
     assert "## Synthetic images against oversampling" in report
+    assert "| f1-random-s0 | 2 / 2 | 2 / 2 |" in report  # min_prob 0 keeps every generated image
     assert {r["arm"] for r in read_results(out / "results.csv")} == {"real", "oversample", "synth2", "filtered"}
 
     def finished() -> dict[str, str]:  # step folder -> its done.json
