@@ -176,12 +176,21 @@ def pretrain_cost(cfg: dict[str, Any], train_images: int) -> Estimate:
     return Estimate(steps * per_step, disk, memory, f"{steps} steps of {batch * devices}")
 
 
-def finetune_cost(cfg: dict[str, Any], train_images: int, val_images: int, test_images: int) -> Estimate:
-    """``finetune.train``: training epochs plus a validation pass per epoch and one test pass."""
+def finetune_cost(cfg: dict[str, Any], train_images: int, val_images: int, test_images: int,
+                  synthetic_images: int = 0) -> Estimate:
+    """``finetune.train``: training epochs plus a validation pass per epoch and one test pass.
+
+    Args:
+        cfg: the resolved config.
+        train_images: images of the whole training split (``data.fraction`` of them are used).
+        val_images: validation images (one pass per epoch).
+        test_images: test images (one pass).
+        synthetic_images: generated images added to every epoch (:func:`synthetic_share`).
+    """
     data, trainer = cfg["data"], cfg["trainer"]
     size, batch = int(data["image_size"]), int(data["batch_size"])
     net = backbone_profile(cfg["model"]["backbone"], bool(cfg["model"]["small_stem"]), size)
-    images = int(round(train_images * float(data["fraction"])))
+    images = int(round(train_images * float(data["fraction"]))) + synthetic_images
     device, devices = _device(trainer), _devices(trainer)
     steps = _optimizer_steps(trainer, images, batch)
     epochs = max(int(trainer.get("max_epochs", 1)), 1)
@@ -191,6 +200,18 @@ def finetune_cost(cfg: dict[str, Any], train_images: int, val_images: int, test_
     disk = net.params * 4 * 3 * 3  # best + last + last.prev, AdamW state
     memory = _memory(net.params, 2, net.activation_elements * batch, device[1])
     return Estimate(steps * per_step + evaluation, disk, memory, f"{steps} steps of {batch * devices}")
+
+
+def synthetic_share(train_images: int, fraction: float, max_ratio: float, per_class: int, classes: list[str],
+                    class_counts: dict[str, int]) -> int:
+    """Generated images a ``finetune.train`` run adds: per class ``min(per_class, max_ratio x real images)``.
+
+    The real images of a class are estimated from the class's share of ``class_counts`` (HAM10000's
+    documented counts), so this is an upper bound for a filtered manifest (it keeps fewer).
+    """
+    total = sum(class_counts.values())
+    real = {c: train_images * fraction * class_counts.get(c, 0) / total for c in classes}
+    return int(sum(min(per_class, max_ratio * n) for n in real.values()))
 
 
 def synth_train_cost(cfg: dict[str, Any], train_images: int, classes: int) -> Estimate:

@@ -27,7 +27,7 @@ from dermkit.errors import DermkitError
 from dermkit.vocab import CANONICAL_CLASSES
 from bench.config import BenchConfig
 from bench.cost import (Estimate, filter_cost, finetune_cost, human_bytes, human_seconds, pretrain_cost,
-                        synth_generate_cost, synth_train_cost)
+                        synth_generate_cost, synth_train_cost, synthetic_share)
 from bench.grid import Step
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
@@ -88,13 +88,30 @@ def check_stage_configs(steps: list[Step]) -> dict[str, dict[str, Any]]:
     return resolved
 
 
+def synthetic_images(step: Step, config: dict[str, Any], configs: dict[str, dict[str, Any]],
+                     train_images: int) -> int:
+    """Generated images a cell adds to each epoch (0 without a manifest): from its generation step's
+    ``--n`` and classes, capped by ``synth.max_ratio`` (:func:`bench.cost.synthetic_share`)."""
+    if not config["synth"]["manifest"]:
+        return 0
+    source = next((s for s in step.inputs if s.module in ("synth.generate", "finetune.filter_synthetic")), None)
+    if source is not None and source.module == "finetune.filter_synthetic":
+        source = next((s for s in source.inputs if s.module == "synth.generate"), None)
+    if source is None or source.name not in configs:
+        return 0
+    generate = configs[source.name]
+    return synthetic_share(train_images, float(config["data"]["fraction"]), float(config["synth"]["max_ratio"]),
+                           int(generate["n"] or 0), [str(c) for c in generate["classes"]], HAM10000_COUNTS)
+
+
 def estimate(step: Step, config: dict[str, Any], configs: dict[str, dict[str, Any]],
              split: dict[str, int]) -> Estimate:
     """The cost of one step from its resolved config (see :mod:`bench.cost`)."""
     if step.module == "ssl.pretrain":
         return pretrain_cost(config, split["train"])
     if step.module == "finetune.train":
-        return finetune_cost(config, split["train"], split["val"], split["test"])
+        return finetune_cost(config, split["train"], split["val"], split["test"],
+                             synthetic_images(step, config, configs, split["train"]))
     if step.module == "synth.train":
         return synth_train_cost(config, split["train"], len(CANONICAL_CLASSES))
     if step.module == "synth.generate":

@@ -324,3 +324,15 @@ def test_arm_grid_on_demo_data_runs_filters_and_resumes(tmp_path: Path, demo_cac
     assert len(first) == 2 + 1 + 4  # generator, generation, filter, four cells
     assert main(["--config", str(config), "--out", str(out)]) == 0
     assert finished() == first  # nothing recomputed
+
+
+def test_dry_run_counts_the_generated_images_a_cell_adds() -> None:
+    from bench.cost import synthetic_share
+    from dermkit.data.demo import HAM10000_COUNTS
+
+    total = sum(HAM10000_COUNTS.values())
+    mel = 7000 * 1113 / total  # real melanomas of a 7000-image training split
+    assert synthetic_share(7000, 1.0, 8.0, 6400, ["mel"], HAM10000_COUNTS) == int(8 * mel)  # the ratio binds
+    # mel is capped by the images generated, df (~80 real) by the ratio.
+    assert synthetic_share(7000, 1.0, 8.0, 700, ["mel", "df"], HAM10000_COUNTS) == int(700 + 8 * 7000 * 115 / total)
+    assert synthetic_share(7000, 0.1, 0.5, 6400, ["mel"], HAM10000_COUNTS) == int(0.5 * 0.1 * mel)
