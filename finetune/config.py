@@ -23,9 +23,13 @@ class ClassifierModelConfig(BackboneConfig):
             normalisation); or any other local weights file (``.pth``/``.safetensors``, e.g.
             torchvision ImageNet weights) loaded into ``backbone``. Nothing is downloaded.
         dropout: dropout before the linear head.
+        allow_other_split: accept a backbone card made on another split (e.g. pretrained on
+            other images that cannot include this run's validation or test images), with a
+            warning; by default such a backbone is refused.
     """
 
     dropout: float = 0.0
+    allow_other_split: bool = False
 
 
 @dataclass

@@ -142,10 +142,13 @@ def build_module(cfg: FinetuneConfig, classes: list[str], counts: list[int], spe
     )
 
 
-def check_backbone_card(spec: BackboneSpec, split_hash: str, color_constancy: str) -> None:
+def check_backbone_card(spec: BackboneSpec, split_hash: str, color_constancy: str,
+                        allow_other_split: bool = False) -> None:
     """Refuse a backbone pretrained on another split; warn when it saw other colour constancy.
 
     A weights file without a card (or random initialisation) records neither and is accepted.
+    ``allow_other_split`` (``model.allow_other_split``) turns the refusal into a warning, for a
+    backbone pretrained on other images that the user knows exclude this run's evaluation images.
 
     Raises:
         DermkitError: the card's split hash differs from ``split_hash``
@@ -153,9 +156,16 @@ def check_backbone_card(spec: BackboneSpec, split_hash: str, color_constancy: st
     """
     if not spec.card:
         return
-    check_same_split(str(spec.card.get("split_hash") or ""), split_hash, spec.init,
-                     made_by="The backbone (pretrained without labels)",
-                     remedy="pretrain a backbone on this split (python -m ssl.pretrain with this run's data settings)")
+    card_split = str(spec.card.get("split_hash") or "")
+    if allow_other_split and card_split and card_split != split_hash:
+        console.print(f"[yellow]model.allow_other_split=true: the backbone {spec.init} was pretrained on split "
+                      f"{card_split}, this run's is {split_hash}; it must not have seen this run's validation or "
+                      "test images.[/]")
+    else:
+        check_same_split(card_split, split_hash, spec.init, made_by="The backbone (pretrained without labels)",
+                         remedy="pretrain a backbone on this split (python -m ssl.pretrain with this run's data "
+                                "settings), or, for a backbone pretrained on other images that exclude this run's "
+                                "validation and test images, set model.allow_other_split=true")
     card_color = (spec.card.get("data") or {}).get("color_constancy", "none")  # type: ignore[union-attr]
     if card_color != color_constancy:
         console.print(f"[yellow]The backbone was pretrained with data.color_constancy={card_color}, this run uses "
@@ -263,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     prepared = prepare_data(cfg.data)
     if not prepared.source.labeled:
         raise DermkitError(f"data.name={cfg.data.name} is unlabeled; fine-tuning needs class labels.")
-    check_backbone_card(spec, prepared.split_hash, cfg.data.color_constancy)
+    check_backbone_card(spec, prepared.split_hash, cfg.data.color_constancy, cfg.model.allow_other_split)
     data = build_data(cfg, prepared, spec)
     module = make_classifier(cfg, data, list(prepared.classes), spec, backbone)
 

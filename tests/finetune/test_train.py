@@ -113,8 +113,16 @@ def test_a_backbone_pretrained_on_another_split_is_refused(demo_prepared: Prepar
     err = "".join(capsys.readouterr().err.split())  # rich wraps long lines, even inside a path
     assert exit_info.value.code == 2
     assert f"{weights}wasmadeonanothersplit:splithash0ther5p1itthere,{demo_prepared.split_hash}inthisrun" in err
-    assert "data.split_seed" in err and "pretrainabackboneonthissplit" in err
+    assert "data.split_seed" in err and "pretrainabackboneonthissplit" in err and "model.allow_other_split=true" in err
     assert not (tmp_path / "run" / "run.json").exists()
+
+
+def test_allow_other_split_accepts_another_split_with_a_warning(demo_prepared: PreparedData,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    spec = BackboneSpec("tiny_cnn", True, IMAGE_SIZE, [0.5] * 3, [0.5] * 3, "weights.safetensors", True,
+                        {"method": "simclr", "split_hash": "0ther5p1it", "data": {}})
+    check_backbone_card(spec, demo_prepared.split_hash, "none", allow_other_split=True)
+    assert "model.allow_other_split=true" in "".join(capsys.readouterr().err.split())
 
 
 def test_a_card_of_this_split_or_without_a_split_hash_is_accepted(demo_prepared: PreparedData) -> None:
