@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-dermkit
 
-.PHONY: install demo test test-fast clean
+.PHONY: install demo test test-all test-fast clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,9 @@ demo: $(STAMP)
 	$(PY) -m bench.label_efficiency --preset demo
 
 test: $(STAMP)
+	$(PY) -m pytest -q -m "not long"
+
+test-all: $(STAMP)
 	$(PY) -m pytest -q
 
 test-fast: $(STAMP)

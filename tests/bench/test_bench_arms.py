@@ -265,7 +265,10 @@ def test_synth_compare_preset_plans_every_arm(tmp_path: Path) -> None:
     assert len(steps) == 2 + 2 + 6 + 36
 
 
-@pytest.mark.slow  # one --check-configs process per stage module (four): ~1.5 min on the loaded 2-core machine
+# One --check-configs process per stage module (four): ~45 s idle. The preset's plan is checked by a
+# fast test above, and the dry-run path by test_bench_dry_run's gpu-full case.
+@pytest.mark.slow
+@pytest.mark.long
 def test_synth_compare_dry_run_lists_every_arm(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "bench.label_efficiency", "--preset", "synth-compare", "--dry-run",
                            "--out", str(tmp_path / "out")], cwd=REPO_ROOT, capture_output=True, text=True,
