@@ -37,8 +37,8 @@ from dermkit.flags import out_flag
 from dermkit.resume import runs_dir
 from dermkit.runinfo import write_run_info
 from dermkit.vocab import canonical_class
-from bench.config import (ARM_REAL, ARM_SPELLINGS, INITS, LEGACY_ARMS, SSL_METHODS, BenchConfig, arm_sort_key,
-                          grid_arms, parse_arm)
+from bench.config import (ARM_REAL, ARM_SPELLINGS, INITS, LEGACY_ARMS, SSL_METHODS, Arm, BenchConfig, GridConfig,
+                          arm_sort_key, grid_arms, parse_arm)
 from bench.dry_run import dry_run
 from bench.grid import DONE_FILE, Cell, Step, best_checkpoint_arg, file_digest, read_done
 from bench.report import ReportContext, arm_label, cell_table, seed_summary, write_report
@@ -118,7 +118,18 @@ def validate(cfg: BenchConfig) -> None:
         DermkitError: an unknown init or fraction, a missing ImageNet file, an empty axis, a stage
             override that the grid sets itself, or a bad run setting.
     """
-    grid = cfg.grid
+    arms = _check_axes(cfg.grid)
+    _check_arms(cfg, arms)
+    _check_pretrain(cfg)
+    _check_overrides(cfg, arms)
+    if cfg.run.jobs < 1 or cfg.run.threads < 0:
+        raise DermkitError(f"run.jobs must be >= 1 and run.threads >= 0, got {cfg.run.jobs} and {cfg.run.threads}.")
+    if not 0 < cfg.report.level < 1 or cfg.report.n_bootstrap < 100:
+        raise DermkitError("report.level must lie in (0, 1) and report.n_bootstrap be at least 100.")
+
+
+def _check_axes(grid: GridConfig) -> list[str]:
+    """The grid's axes: non-empty, no repeats, known fractions and inits, the ImageNet file; returns the arms."""
     if grid.arms and grid.synthetic:
         raise DermkitError(f"Give grid.arms or grid.synthetic, not both (synthetic false/true are the arms "
                            f"real/synth): grid.arms={list(grid.arms)}, grid.synthetic={list(grid.synthetic)}.")
@@ -145,6 +156,11 @@ def validate(cfg: BenchConfig) -> None:
             raise DermkitError("grid.imagenet_weights is set but grid.inits lacks imagenet; add it or clear the file.")
         if not Path(grid.imagenet_weights).expanduser().is_file():
             raise DermkitError(f"grid.imagenet_weights: {grid.imagenet_weights} does not exist.")
+    return arms
+
+
+def _check_arms(cfg: BenchConfig, arms: list[str]) -> None:
+    """Arm names, the real arm a filtered arm needs, and the synth section's numbers and classes."""
     for arm in arms:
         try:
             parse_arm(arm)
@@ -160,6 +176,11 @@ def validate(cfg: BenchConfig) -> None:
         canonical_class(klass)
     if cfg.synth.n_per_class < 1:
         raise DermkitError(f"synth.n_per_class must be at least 1, got {cfg.synth.n_per_class}.")
+
+
+def _check_pretrain(cfg: BenchConfig) -> None:
+    """Method names of pretrain.method_overrides and pretrain.backbones, and the backbone files."""
+    grid = cfg.grid
     for method in cfg.pretrain.method_overrides:
         if method not in SSL_METHODS:
             raise DermkitError(f"pretrain.method_overrides has unknown method {method!r}; "
@@ -174,6 +195,10 @@ def validate(cfg: BenchConfig) -> None:
             raise DermkitError(f"pretrain.backbones.{method}: {weights} (or its card {weights.with_suffix('.json').name}) "
                                "does not exist; give a backbone.safetensors written by ssl.pretrain, or drop the key "
                                "to pretrain in the grid.")
+
+
+def _check_overrides(cfg: BenchConfig, arms: list[str]) -> None:
+    """Stage overrides: key=value form, fraction keys that exist, no key the grid sets per cell or arm."""
     for key in cfg.finetune.fraction_overrides:
         if fraction_key(key, cfg.grid.fractions) is None:
             raise DermkitError(f"finetune.fraction_overrides has key {key!r}, which is not one of grid.fractions "
@@ -191,10 +216,6 @@ def validate(cfg: BenchConfig) -> None:
         if item.split("=", 1)[0] in ARM_KEYS and not set(arms) <= set(LEGACY_ARMS):
             raise DermkitError(f"finetune.overrides sets {item.split('=', 1)[0]!r}, which grid.arms sets per arm "
                                f"(arms: {ARM_SPELLINGS}).")
-    if cfg.run.jobs < 1 or cfg.run.threads < 0:
-        raise DermkitError(f"run.jobs must be >= 1 and run.threads >= 0, got {cfg.run.jobs} and {cfg.run.threads}.")
-    if not 0 < cfg.report.level < 1 or cfg.report.n_bootstrap < 100:
-        raise DermkitError("report.level must lie in (0, 1) and report.n_bootstrap be at least 100.")
 
 
 def fraction_key(key: str, fractions: list[float]) -> float | None:
@@ -217,96 +238,126 @@ def data_args(cfg: BenchConfig) -> list[str]:
 
 def build_steps(cfg: BenchConfig, out: Path) -> list[Step]:
     """Every step of the pipeline, inputs before the steps that read them."""
-    shared = data_args(cfg)
-    model = [f"model.backbone={cfg.model.backbone}", f"model.small_stem={cfg.model.small_stem}"]
-    steps: list[Step] = []
-    backbones: dict[str, Step] = {}
     given = {m: Path(p).expanduser().resolve() for m, p in cfg.pretrain.backbones.items()}
+    backbones = pretrain_steps(cfg, out, given)
+    synth, manifests = synth_steps(cfg, out)
+    steps = [*backbones.values(), *synth]
+    for fraction in cfg.grid.fractions:
+        for init in cfg.grid.inits:
+            steps += init_cells(cfg, out, float(fraction), init, init_source(cfg, init, given, backbones), manifests)
+    return steps
+
+
+def model_args(cfg: BenchConfig) -> list[str]:
+    """The architecture settings every pretraining and fine-tuning step shares."""
+    return [f"model.backbone={cfg.model.backbone}", f"model.small_stem={cfg.model.small_stem}"]
+
+
+def pretrain_steps(cfg: BenchConfig, out: Path, given: dict[str, Path]) -> dict[str, Step]:
+    """One ``ssl.pretrain`` step per SSL init of the grid whose backbone is not given, by method."""
+    backbones: dict[str, Step] = {}
     for method in (m for m in SSL_METHODS if m in cfg.grid.inits and m not in given):
         folder = out / "pretrain" / method
         backbones[method] = Step(
             f"pretrain/{method}", "pretrain", "ssl.pretrain",
-            [f"method={method}", *shared, *model, *cfg.pretrain.overrides,
+            [f"method={method}", *data_args(cfg), *model_args(cfg), *cfg.pretrain.overrides,
              *cfg.pretrain.method_overrides.get(method, []), f"out_dir={folder}"],
             folder, BACKBONE_OUTPUTS)
-    steps += backbones.values()
+    return backbones
 
-    imagenet: dict[str, str] = {}
-    if "imagenet" in cfg.grid.inits:
-        weights = Path(cfg.grid.imagenet_weights).expanduser().resolve()
-        imagenet = {"imagenet_weights_sha256": file_digest(weights)}  # a replaced file re-runs its cells
 
-    arms = {name: parse_arm(name) for name in grid_arms(cfg.grid)}
+def synth_steps(cfg: BenchConfig, out: Path) -> tuple[list[Step], dict[float, Step]]:
+    """Generator training and generation per label fraction (one for all when not matched), if an arm
+    is synthetic: (the steps in order, the generation step by fraction)."""
+    steps: list[Step] = []
     manifests: dict[float, Step] = {}
-    if any(arm.synthetic for arm in arms.values()):
-        for fraction in (cfg.grid.fractions if cfg.synth.match_fraction else [1.0]):
-            train_dir = out / "synth" / f"train-f{fraction:g}"
-            train = Step(f"synth-train/f{fraction:g}", "synth-train", "synth.train",
-                         [*shared, *cfg.synth.train_overrides, f"data.fraction={fraction}",
-                          f"out_dir={train_dir}"],
-                         train_dir, GENERATOR_OUTPUTS)
-            gen_dir = out / "synth" / f"generate-f{fraction:g}"
-            classes = [arg for klass in cfg.synth.classes for arg in ("--class", canonical_class(klass))]
-            generate = Step(f"synth-generate/f{fraction:g}", "synth-generate", "synth.generate",
-                            ["--model", str(train_dir), "--out", str(gen_dir), *classes,
-                             "--n", str(cfg.synth.n_per_class), *cfg.synth.generate_args],
-                            gen_dir, MANIFEST_OUTPUTS, inputs=[train])
-            steps += [train, generate]
-            manifests[fraction] = generate
+    if not any(parse_arm(name).synthetic for name in grid_arms(cfg.grid)):
+        return steps, manifests
+    for fraction in (cfg.grid.fractions if cfg.synth.match_fraction else [1.0]):
+        train_dir = out / "synth" / f"train-f{fraction:g}"
+        train = Step(f"synth-train/f{fraction:g}", "synth-train", "synth.train",
+                     [*data_args(cfg), *cfg.synth.train_overrides, f"data.fraction={fraction}",
+                      f"out_dir={train_dir}"],
+                     train_dir, GENERATOR_OUTPUTS)
+        gen_dir = out / "synth" / f"generate-f{fraction:g}"
+        classes = [arg for klass in cfg.synth.classes for arg in ("--class", canonical_class(klass))]
+        generate = Step(f"synth-generate/f{fraction:g}", "synth-generate", "synth.generate",
+                        ["--model", str(train_dir), "--out", str(gen_dir), *classes,
+                         "--n", str(cfg.synth.n_per_class), *cfg.synth.generate_args],
+                        gen_dir, MANIFEST_OUTPUTS, inputs=[train])
+        steps += [train, generate]
+        manifests[fraction] = generate
+    return steps, manifests
 
+
+def init_source(cfg: BenchConfig, init: str, given: dict[str, Path],
+                backbones: dict[str, Step]) -> tuple[list[str], list[Step], dict[str, str]]:
+    """Where an initialisation's weights come from: (``model.init`` argument, the step that writes
+    them, extra key entries). A given or ImageNet file enters the key by its digest, so a replaced
+    file re-runs its cells."""
+    if init in given:
+        return [f"model.init={given[init]}"], [], {"backbone_sha256": file_digest(given[init])}
+    if init in backbones:
+        return [f"model.init={backbones[init].out_dir / 'backbone.safetensors'}"], [backbones[init]], {}
+    if init == "imagenet":
+        weights = Path(cfg.grid.imagenet_weights).expanduser().resolve()
+        return [f"model.init={weights}"], [], {"imagenet_weights_sha256": file_digest(weights)}
+    return [], [], {}
+
+
+def init_cells(cfg: BenchConfig, out: Path, fraction: float, init: str,
+               source: tuple[list[str], list[Step], dict[str, str]], manifests: dict[float, Step]) -> list[Step]:
+    """The cells of one label fraction and initialisation (every arm and seed), with the filter steps
+    that the filtered arms read."""
+    init_args, init_inputs, extra_key = source
+    arms = {name: parse_arm(name) for name in grid_arms(cfg.grid)}
+    per_fraction = [item for key, items in cfg.finetune.fraction_overrides.items()
+                    if fraction_key(key, [fraction]) is not None for item in items]
+    steps: list[Step] = []
+    real_cells: dict[int, Step] = {}
+    filters: dict[int, Step] = {}
     # The filtered arms read the real cell's classifier, so the real arm is built first (a stable sort:
     # the older grid.synthetic [false, true] keeps its order, and with it the order of results.csv).
-    order = sorted(arms, key=lambda name: name != ARM_REAL)
-    for fraction in cfg.grid.fractions:
-        for init in cfg.grid.inits:
-            real_cells: dict[int, Step] = {}
-            filters: dict[int, Step] = {}
-            for name in order:
-                arm = arms[name]
-                for seed in cfg.grid.seeds:
-                    cell = Cell(float(fraction), init, arm.synthetic, int(seed), name)
-                    folder = out / "cells" / cell.cell_id
-                    per_fraction = [item for key, items in cfg.finetune.fraction_overrides.items()
-                                    if fraction_key(key, [fraction]) is not None for item in items]
-                    args = [*shared, *model, *cfg.finetune.overrides, *per_fraction, f"data.fraction={fraction}",
-                            f"seed={seed}"]
-                    inputs: list[Step] = []
-                    extra_key = imagenet if init == "imagenet" else {}
-                    if init in given:
-                        args.append(f"model.init={given[init]}")
-                        extra_key = {"backbone_sha256": file_digest(given[init])}
-                    elif init in backbones:
-                        args.append(f"model.init={backbones[init].out_dir / 'backbone.safetensors'}")
-                        inputs.append(backbones[init])
-                    elif init == "imagenet":
-                        args.append(f"model.init={weights}")
-                    if arm.sampler:
-                        args.append(f"sampler={arm.sampler}")
-                    if arm.synthetic:
-                        generate = manifests[fraction if cfg.synth.match_fraction else 1.0]
-                        source = generate
-                        if arm.filtered:
-                            # validate() requires the real arm, built first; one filter per real cell,
-                            # shared by every filtered<R> arm.
-                            if seed not in filters:
-                                filters[seed] = filter_step(cfg, out, real_cells[seed], generate)
-                                steps.append(filters[seed])
-                            source = filters[seed]
-                        args.append(f"synth.manifest={source.out_dir / 'manifest.csv'}")
-                        if arm.max_ratio is not None:
-                            args.append(f"synth.max_ratio={arm.max_ratio:g}")
-                        if not cfg.synth.match_fraction and fraction < 1.0:
-                            # The one generator saw every training label; finetune refuses that unless told
-                            # (the report states the caveat).
-                            args.append("synth.allow_extra_labels=true")
-                        inputs.append(source)
-                    args.append(f"out_dir={folder}")
-                    step = Step(f"cell/{cell.cell_id}", "cell", "finetune.train", args, folder, CELL_OUTPUTS,
-                                inputs, cell, extra_key)
-                    steps.append(step)
-                    if name == ARM_REAL:
-                        real_cells[seed] = step
+    for name in sorted(arms, key=lambda name: name != ARM_REAL):
+        arm = arms[name]
+        for seed in cfg.grid.seeds:
+            cell = Cell(fraction, init, arm.synthetic, int(seed), name)
+            folder = out / "cells" / cell.cell_id
+            args = [*data_args(cfg), *model_args(cfg), *cfg.finetune.overrides, *per_fraction,
+                    f"data.fraction={fraction}", f"seed={seed}", *init_args]
+            inputs = list(init_inputs)
+            if arm.sampler:
+                args.append(f"sampler={arm.sampler}")
+            if arm.synthetic:
+                images = manifests[fraction if cfg.synth.match_fraction else 1.0]
+                if arm.filtered:
+                    # validate() requires the real arm, built first; one filter per real cell, shared by
+                    # every filtered<R> arm.
+                    if seed not in filters:
+                        filters[seed] = filter_step(cfg, out, real_cells[seed], images)
+                        steps.append(filters[seed])
+                    images = filters[seed]
+                args += synthetic_args(cfg, arm, fraction, images)
+                inputs.append(images)
+            args.append(f"out_dir={folder}")
+            step = Step(f"cell/{cell.cell_id}", "cell", "finetune.train", args, folder, CELL_OUTPUTS, inputs, cell,
+                        extra_key)
+            steps.append(step)
+            if name == ARM_REAL:
+                real_cells[seed] = step
     return steps
+
+
+def synthetic_args(cfg: BenchConfig, arm: Arm, fraction: float, images: Step) -> list[str]:
+    """The ``synth.*`` arguments of a synthetic arm's cell that trains on ``images``' manifest."""
+    args = [f"synth.manifest={images.out_dir / 'manifest.csv'}"]
+    if arm.max_ratio is not None:
+        args.append(f"synth.max_ratio={arm.max_ratio:g}")
+    if not cfg.synth.match_fraction and fraction < 1.0:
+        # The one generator saw every training label; finetune refuses that unless told (the report
+        # states the caveat).
+        args.append("synth.allow_extra_labels=true")
+    return args
 
 
 def filter_step(cfg: BenchConfig, out: Path, real_cell: Step, generate: Step) -> Step:
