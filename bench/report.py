@@ -296,44 +296,40 @@ def plot_minority_recall(path: Path, recall: dict[str, dict[tuple[float, str, st
     plt.close(fig)
 
 
-def plot_synthetic_effect(path: Path, effects: list[Effect], level: float) -> None:
-    """Forest plot: per class and scope, the paired difference in recall with its bootstrap interval."""
+def _forest_plot(path: Path, rows: list[tuple[Interval, str, str, str, int]], xlabel: str, row_height: float) -> None:
+    """A forest plot: one row per (interval, label, marker, colour, marker size), zero marked."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 0.32 * len(effects) + 1.2))
-    for y, e in enumerate(effects):
-        pooled = e.scope == "all"
-        colour = {"helps": "tab:green", "hurts": "tab:red"}.get(verdict(e.interval), "tab:gray") if pooled else "0.55"
-        ax.errorbar(e.interval.estimate, y, xerr=[[e.interval.estimate - e.interval.low],
-                                                   [e.interval.high - e.interval.estimate]],
-                    fmt="D" if pooled else "o", color=colour, ms=6 if pooled else 4, capsize=2)
+    fig, ax = plt.subplots(figsize=(6.4, row_height * len(rows) + 1.2))
+    for y, (interval, _, marker, colour, size) in enumerate(rows):
+        ax.errorbar(interval.estimate, y, xerr=[[interval.estimate - interval.low], [interval.high - interval.estimate]],
+                    fmt=marker, color=colour, ms=size, capsize=2)
     ax.axvline(0, color="black", linewidth=0.8)
-    ax.set_yticks(range(len(effects)), [f"{e.klass} · {e.scope}" for e in effects], fontsize=7)
+    ax.set_yticks(range(len(rows)), [label for _, label, *_ in rows], fontsize=7)
     ax.invert_yaxis()
-    ax.set_xlabel(f"recall with minus without synthetic images (paired, {level:.0%} bootstrap CI)")
+    ax.set_xlabel(xlabel)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def _verdict_colour(interval: Interval) -> str:
+    return {"helps": "tab:green", "hurts": "tab:red"}.get(verdict(interval), "tab:gray")
+
+
+def plot_synthetic_effect(path: Path, effects: list[Effect], level: float) -> None:
+    """Forest plot: per class and scope, the paired difference in recall with its bootstrap interval."""
+    rows = [(e.interval, f"{e.klass} · {e.scope}", "D" if e.scope == "all" else "o",
+             _verdict_colour(e.interval) if e.scope == "all" else "0.55", 6 if e.scope == "all" else 4) for e in effects]
+    _forest_plot(path, rows, f"recall with minus without synthetic images (paired, {level:.0%} bootstrap CI)", 0.32)
 
 
 def plot_arm_effects(path: Path, effects: list[Effect], level: float) -> None:
     """Forest plot of the pooled arm comparisons: per class, each synthetic arm against ``real`` (circles)
     and ``oversample`` (squares), coloured by verdict."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 0.3 * len(effects) + 1.2))
-    for y, e in enumerate(effects):
-        colour = {"helps": "tab:green", "hurts": "tab:red"}.get(verdict(e.interval), "tab:gray")
-        ax.errorbar(e.interval.estimate, y, xerr=[[e.interval.estimate - e.interval.low],
-                                                   [e.interval.high - e.interval.estimate]],
-                    fmt="o" if e.baseline == ARM_REAL else "s", color=colour, ms=5, capsize=2)
-    ax.axvline(0, color="black", linewidth=0.8)
-    ax.set_yticks(range(len(effects)), [f"{e.klass} · {e.arm} vs {e.baseline}" for e in effects], fontsize=7)
-    ax.invert_yaxis()
-    ax.set_xlabel(f"recall difference, arm minus baseline (paired, {level:.0%} bootstrap CI)")
-    ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    rows = [(e.interval, f"{e.klass} · {e.arm} vs {e.baseline}", "o" if e.baseline == ARM_REAL else "s",
+             _verdict_colour(e.interval), 5) for e in effects]
+    _forest_plot(path, rows, f"recall difference, arm minus baseline (paired, {level:.0%} bootstrap CI)", 0.3)
 
 
 # -- markdown ---------------------------------------------------------------------------------
