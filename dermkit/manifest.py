@@ -25,7 +25,7 @@ import csv
 import io
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -129,14 +129,19 @@ def read_manifest(out_dir: str | Path) -> list[ManifestRow]:
                            "synth.generate.") from None
 
 
+def csv_bytes(columns: Sequence[str], rows: Iterable[Mapping[str, Any]]) -> bytes:
+    """A manifest-style CSV file's bytes: a header of ``columns``, then ``rows``, ``\n`` line ends."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue().encode()
+
+
 def write_manifest(out_dir: str | Path, rows: Iterable[ManifestRow]) -> Path:
     """Atomically replace ``OUT/manifest.csv`` with ``rows``."""
     path = Path(out_dir) / MANIFEST_CSV
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(COLUMNS), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(r.as_csv() for r in rows)
-    atomic_write_bytes(path, buffer.getvalue().encode())
+    atomic_write_bytes(path, csv_bytes(COLUMNS, (r.as_csv() for r in rows)))
     return path
 
 

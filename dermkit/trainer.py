@@ -73,6 +73,15 @@ def run_loggers(out_dir: Path) -> list[CSVLogger | TensorBoardLogger]:
             TensorBoardLogger(str(out_dir / "logs"), name="", version="tensorboard", default_hp_metric=False)]
 
 
+# The keys of the shared trainer section that say where and how a model runs, not how long it trains.
+DEVICE_KEYS = ("accelerator", "devices", "num_nodes", "strategy", "precision")
+
+
+def device_kwargs(cfg: TrainerConfig) -> dict[str, Any]:
+    """``pl.Trainer`` arguments of a scoring-only trainer (``trainer.test``): device, strategy, precision."""
+    return {k: v for k, v in trainer_kwargs(cfg).items() if k in DEVICE_KEYS}
+
+
 def build_trainer(cfg: TrainerConfig, out_dir: Path, *, monitor: str = "", every_n_train_steps: int = 0,
                   callbacks: Sequence[pl.Callback] = (), **trainer_args: Any) -> tuple[pl.Trainer, ModelCheckpoint]:
     """A ``pl.Trainer`` writing the run folder layout of this module.

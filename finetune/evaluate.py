@@ -38,7 +38,7 @@ import pytorch_lightning as pl
 from torch.utils.data import DataLoader
 
 from dermkit.checkpoint import check_readable
-from dermkit.config import DataConfig, Flag, TrainerConfig, parse_config, trainer_kwargs
+from dermkit.config import DataConfig, Flag, TrainerConfig, parse_config
 from dermkit.console import console, entry_point
 from dermkit.data.datasets import CachedImageDataset
 from dermkit.data.prepare import PreparedData, prepare_data, resolve_root
@@ -48,7 +48,7 @@ from dermkit.flags import data_flag, out_flag, root_flag
 from dermkit.image_size import model_image_size
 from dermkit.metrics import classification_report
 from dermkit.runinfo import write_run_info
-from dermkit.trainer import ProgressBar
+from dermkit.trainer import ProgressBar, device_kwargs
 from finetune.config import ReportConfig
 from finetune.data import IndexedDataset
 from finetune.explain import RowImages
@@ -194,9 +194,7 @@ def score(cfg: ClassifierEvaluateConfig, module: ClassifierModule, dataset: Inde
     """
     loader = DataLoader(dataset, batch_size=cfg.data.batch_size, num_workers=cfg.data.num_workers,
                         persistent_workers=cfg.data.num_workers > 0)
-    kwargs = {k: v for k, v in trainer_kwargs(cfg.trainer).items() if k in ("accelerator", "devices", "num_nodes",
-                                                                             "strategy", "precision")}
-    trainer = pl.Trainer(**kwargs, logger=False, enable_checkpointing=False, callbacks=[ProgressBar()],
+    trainer = pl.Trainer(**device_kwargs(cfg.trainer), logger=False, enable_checkpointing=False, callbacks=[ProgressBar()],
                          default_root_dir=str(out_dir))
     trainer.test(module, loader, verbose=False)
     plain = module.test_predictions

@@ -46,8 +46,6 @@ folder's previous filtering (its links to images no longer kept are removed).
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import shutil
@@ -60,7 +58,7 @@ import numpy as np
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader
 
-from dermkit.config import Flag, TrainerConfig, default_cache_dir, parse_config, trainer_kwargs
+from dermkit.config import Flag, TrainerConfig, default_cache_dir, parse_config
 from dermkit.console import console, entry_point, print_table, progress
 from dermkit.data.cache import cache_images
 from dermkit.data.datasets import CachedImageDataset
@@ -71,12 +69,14 @@ from dermkit.manifest import (
     MANIFEST_CSV,
     MANIFEST_JSON,
     atomic_write_bytes,
+    csv_bytes,
     manifest_csv,
     read_header,
     read_manifest_rows,
     write_header,
 )
 from dermkit.runinfo import write_run_info
+from dermkit.trainer import device_kwargs
 from dermkit.vocab import canonical_class
 from finetune.data import IndexedDataset
 from finetune.evaluate import load_classifier
@@ -287,9 +287,7 @@ def score_images(module: ClassifierModule, paths: Sequence[Path], labels: np.nda
                                                 eval_transform(hp.mean, hp.std)))
     loader = DataLoader(dataset, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
                         persistent_workers=cfg.num_workers > 0)
-    kwargs = {k: v for k, v in trainer_kwargs(cfg.trainer).items()
-              if k in ("accelerator", "devices", "num_nodes", "strategy", "precision")}
-    trainer = pl.Trainer(**kwargs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+    trainer = pl.Trainer(**device_kwargs(cfg.trainer), logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, callbacks=[ImageProgress(len(paths), "Scoring synthetic images")])
     trainer.test(module, loader, verbose=False)
     if not trainer.is_global_zero:
@@ -338,15 +336,6 @@ def filter_header(source: Mapping[str, Any], csv_path: Path, record: ClassifierR
     if FILTER_KEY in source:
         section["source_filter"] = source[FILTER_KEY]
     return {**{k: v for k, v in source.items() if k != FILTER_KEY}, FILTER_KEY: section}
-
-
-def csv_bytes(columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> bytes:
-    """A CSV file's bytes, written as ``dermkit.manifest.write_manifest`` writes (``\\n`` line ends)."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue().encode()
 
 
 def default_out_dir(csv_path: Path, min_prob: float) -> Path:
