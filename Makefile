@@ -20,7 +20,7 @@ demo: $(STAMP)
 	$(PY) -m bench.label_efficiency --preset demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q -m "not long"
+	$(PY) -m pytest -q -m "not long" --durations=15
 
 test-all: $(STAMP)
 	$(PY) -m pytest -q
