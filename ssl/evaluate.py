@@ -97,11 +97,11 @@ def load_eval_backbone(cfg: ProbeEvaluateConfig
     if not cfg.weights:
         torch.manual_seed(cfg.seed)
         backbone = build_model_backbone(cfg.model, cfg.data.image_size)
-        return backbone, {"backbone": "random", "architecture": cfg.model.backbone,
+        return backbone, {"weights": "random", "architecture": cfg.model.backbone,
                           "small_stem": bool(cfg.model.small_stem)}, IMAGENET_MEAN, IMAGENET_STD
     backbone, card = load_backbone(cfg.weights)
     cfg.data.image_size = model_image_size(cfg.data.image_size, card.input_size, f"the card of {cfg.weights}")
-    return backbone, {"backbone": str(cfg.weights), "architecture": card.architecture, "small_stem": card.small_stem,
+    return backbone, {"weights": str(cfg.weights), "architecture": card.architecture, "small_stem": card.small_stem,
                       "method": card.method, "epochs": card.epochs, "pretrain_split_hash": card.split_hash}, \
         tuple(card.mean), tuple(card.std)
 
@@ -166,7 +166,7 @@ def print_results(result: dict[str, Any], classes: list[str]) -> None:
                              ["accuracy", result["knn"]["accuracy"], result["linear"]["accuracy"]]]
     rows += [[f"recall {c} ({display_name(c)})", result["knn"]["recall"][c], result["linear"]["recall"][c]]
              for c in classes]
-    title = (f"{result['backbone']} ({result['architecture']}) on {result['data']['name']} {result['split']}, "
+    title = (f"{result['weights']} ({result['architecture']}) on {result['data']['name']} {result['split']}, "
              f"{result['train_images']} labelled training images")
     print_table(title, ["metric", "kNN", "linear probe"], rows)
 

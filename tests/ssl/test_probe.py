@@ -54,6 +54,7 @@ def test_evaluate_random_backbone_on_demo(demo_cache: Path, tmp_path: Path) -> N
     assert code == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["architecture"] == "tiny_cnn" and metrics["split"] == "val"
+    assert metrics["weights"] == "random"  # the same word as the --weights flag
     for name in ("knn", "linear"):
         assert 0.0 <= metrics[name]["balanced_accuracy"] <= 1.0
         assert set(metrics[name]["recall"]) == set(metrics["data"]["classes"])
@@ -67,7 +68,8 @@ def test_a_backbone_file_sets_the_image_size(demo_cache: Path, tmp_path: Path,
     out = tmp_path / "eval"
     assert evaluate_main(["--weights", str(weights), "--data", "demo", "--image-size", "24", "--out", str(out),
                           f"data.cache_dir={demo_cache}", "probe_epochs=5"]) == 0
-    assert json.loads((out / "metrics.json").read_text())["data"]["image_size"] == 16
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["data"]["image_size"] == 16 and metrics["weights"] == str(weights)
     squeeze = "".join  # rich wraps long lines, even inside a path: compare without whitespace
     assert squeeze(f"data.image_size=16 from the card of {weights} instead of 24".split()) in squeeze(
         capsys.readouterr().err.split())
