@@ -1,6 +1,6 @@
 """The flags several commands share, built from the registries: one spelling, one list of names.
 
-Every command takes its ``--data``, ``--root``, ``--backbone``, ``--weights`` and ``--out`` flags
+Every command takes its ``--data``, ``--root``, ``--backbone``, ``--small-stem``, ``--weights`` and ``--out`` flags
 from here, so each has the same option, config key, help and parse-time check everywhere, and the
 names a help line lists come from the registry that accepts them (:mod:`dermkit.data.readers`,
 :data:`dermkit.backbones.BACKBONES`) rather than from a hand-typed list.
@@ -104,6 +104,16 @@ def check_weights(value: str) -> None:
     if value == "random":
         raise DermkitError("weights='random': for a random-init backbone leave out --weights (weights is empty); "
                            "--backbone picks its architecture.")
+
+
+def small_stem_flag(key: str = "model.small_stem", note: str = "") -> Flag:
+    """``--small-stem`` / ``--no-small-stem``: the small-image stem of a ResNet backbone.
+
+    Args:
+        key: the config key it sets.
+        note: appended to the help line (e.g. which backbone it applies to).
+    """
+    return Flag("--small-stem", key, f"small-image stem (ResNet: 3x3 stride-1 conv, no max-pool){note}", bool)
 
 
 def out_flag(help: str) -> Flag:  # noqa: A002 - the Flag field's name

@@ -26,7 +26,7 @@ from dermkit.console import console, entry_point, print_table
 from dermkit.data.datasets import CachedImageDataset
 from dermkit.data.prepare import prepare_data
 from dermkit.errors import DermkitError
-from dermkit.flags import backbone_flag, data_flag, out_flag, root_flag, weights_flag
+from dermkit.flags import backbone_flag, data_flag, out_flag, root_flag, small_stem_flag, weights_flag
 from dermkit.image_size import model_image_size
 from dermkit.metrics import accuracy, balanced_accuracy, recall_by_class
 from dermkit.resume import runs_dir
@@ -82,7 +82,7 @@ FLAGS = [
     Flag("--fraction", "data.fraction", "share of training labels used (0.01, 0.05, 0.1, 0.25, 0.5, 1.0)", float),
     Flag("--split", "split", "split to evaluate: val or test"),
     backbone_flag(note=" (of the random-init backbone, without --weights)", weights_option="--weights"),
-    Flag("--small-stem", "model.small_stem", "small-image stem for the random-init backbone", bool),
+    small_stem_flag(note=" of the random-init backbone"),
     out_flag("output folder"),
     Flag("--seed", "seed", "seed of the random backbone and the probe", int),
 ]

@@ -37,7 +37,7 @@ from dermkit.console import console, entry_point, print_table
 from dermkit.data.datasets import CachedImageDataset
 from dermkit.data.prepare import PreparedData, prepare_data
 from dermkit.errors import DermkitError
-from dermkit.flags import backbone_flag, data_flag, out_flag, root_flag
+from dermkit.flags import backbone_flag, data_flag, out_flag, root_flag, small_stem_flag
 from dermkit.resume import RESTART_FLAG, resume_checkpoint, runs_dir
 from dermkit.runinfo import write_run_info
 from dermkit.throughput import StepTimer
@@ -115,7 +115,7 @@ FLAGS = [
     Flag("--batch-size", "data.batch_size", "images per batch per device", int),
     Flag("--workers", "data.num_workers", "data-loader worker processes", int),
     backbone_flag(),
-    Flag("--small-stem", "model.small_stem", "small-image stem (ResNet: 3x3 stride-1 conv, no max-pool)", bool),
+    small_stem_flag(),
     Flag("--init", "model.init", "local weights file to start from (nothing is downloaded)"),
     Flag("--epochs", "trainer.max_epochs", "epochs to train", int),
     Flag("--max-steps", "trainer.max_steps", "stop after this many steps (-1: no limit)", int),

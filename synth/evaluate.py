@@ -41,7 +41,7 @@ from dermkit.console import console, entry_point, print_table
 from dermkit.data.cache import cache_images
 from dermkit.data.prepare import PreparedData, prepare_data
 from dermkit.errors import DermkitError
-from dermkit.flags import backbone_flag, data_flag, out_flag, root_flag, weights_flag
+from dermkit.flags import backbone_flag, data_flag, out_flag, root_flag, small_stem_flag, weights_flag
 from dermkit.image_size import model_image_size
 from dermkit.manifest import MANIFEST_CSV, MANIFEST_JSON, check_manifest_split, read_manifest, require_header
 from dermkit.runinfo import write_run_info
@@ -94,7 +94,7 @@ FLAGS = [
     root_flag(),
     weights_flag("backbone.safetensors giving the feature space (default: a random-init --backbone)"),
     backbone_flag("backbone", " (of the random-init feature space, without --weights)", weights_option="--weights"),
-    Flag("--small-stem", "small_stem", "small-image stem for the random-init backbone", bool),
+    small_stem_flag("small_stem", note=" of the random-init backbone"),
     out_flag("report folder"),
 ]
 
