@@ -84,13 +84,17 @@ class AugmentConfig:
     Keys:
         crop_scale: smallest area share of a random resized crop (aspect ratio 3/4 to 4/3) that is
             resized back to the input size; 1.0 = no crop.
-        rotation: largest rotation in degrees (180 = any angle, 0 = none); corners from outside the
-            image are black.
+        right_angles: also turn by 0, 90, 180 or 270 degrees, each with probability 1/4 (exact, no
+            black corners); with both flips this draws each of the square's 8 orientations.
+        rotation: largest rotation in degrees by any angle (180 = any angle, 0 = none); corners from
+            outside the image are black. 0 by default: at 64 px on HAM10000 any-angle rotation cost
+            about 9 validation balanced-accuracy points (docs/benchmarks.md, recipe sweep).
         jitter: brightness, contrast and saturation jitter (no hue: colour is diagnostic).
     """
 
     crop_scale: float = 1.0
-    rotation: float = 180.0
+    right_angles: bool = False
+    rotation: float = 0.0
     jitter: float = 0.1
 
 

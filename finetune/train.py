@@ -123,7 +123,8 @@ def build_data(cfg: FinetuneConfig, prepared: PreparedData, spec: BackboneSpec) 
                           "its synthetic images carry labels the run's real data lacks.[/]")
     # data.augment_on=device: training items stay (3, S, S) uint8; the module augments whole batches.
     augment = None if cfg.data.augment_on == "device" else train_transform(
-        spec.image_size, spec.mean, spec.std, cfg.augment.rotation, cfg.augment.jitter, cfg.augment.crop_scale)
+        spec.image_size, spec.mean, spec.std, cfg.augment.rotation, cfg.augment.jitter, cfg.augment.crop_scale,
+        cfg.augment.right_angles)
     return build_datasets(prepared, cfg.data.fraction, augment, eval_transform(spec.mean, spec.std), synthetic)
 
 
@@ -180,7 +181,7 @@ def make_classifier(cfg: FinetuneConfig, data: FinetuneData, classes: list[str],
     module = build_module(cfg, classes, data.class_totals(classes), spec, backbone)
     if cfg.data.augment_on == "device":
         module.device_augment = train_device_augment(spec.image_size, spec.mean, spec.std, cfg.augment.rotation,
-                                                     cfg.augment.jitter, cfg.augment.crop_scale)
+                                                     cfg.augment.jitter, cfg.augment.crop_scale, cfg.augment.right_angles)
     return module
 
 

@@ -1,7 +1,7 @@
 """Image transforms for fine-tuning (torchvision v2), on the PIL images of ``CachedImageDataset``.
 
-Dermoscopy images have no canonical orientation, so training rotates by any angle and flips both
-ways; colour jitter is kept small because colour carries diagnostic information (e.g. the blue-white
+Dermoscopy images have no canonical orientation, so training flips both ways and can turn by right
+angles (``augment.right_angles``) or rotate by any angle (``augment.rotation``, black corners); colour jitter is kept small because colour carries diagnostic information (e.g. the blue-white
 veil of melanoma). The cache already stores square images at the model's input size; the optional
 random resized crop (``augment.crop_scale`` < 1) resizes its box back to that size.
 """
@@ -15,7 +15,7 @@ from torchvision.transforms import v2
 
 
 def train_transform(image_size: int, mean: Sequence[float], std: Sequence[float], rotation: float = 180.0,
-                    jitter: float = 0.1, crop_scale: float = 1.0) -> v2.Compose:
+                    jitter: float = 0.1, crop_scale: float = 1.0, right_angles: bool = False) -> v2.Compose:
     """Augmentation for training: PIL image -> (3, S, S) normalised float tensor.
 
     The geometric and colour steps run on the PIL image, where they are several times faster
@@ -29,12 +29,16 @@ def train_transform(image_size: int, mean: Sequence[float], std: Sequence[float]
         rotation: maximum rotation in degrees (180 = any angle).
         jitter: brightness, contrast and saturation jitter.
         crop_scale: smallest area share of the random resized crop (aspect 3/4 to 4/3); 1.0 = none.
+        right_angles: also turn by 0, 90, 180 or 270 degrees at random (PIL transposes a square
+            image for these: exact, no black corners).
     """
     crop = [] if crop_scale >= 1.0 else [v2.RandomResizedCrop(image_size, scale=(crop_scale, 1.0))]
+    turn = [v2.RandomChoice([v2.RandomRotation((angle, angle)) for angle in (0, 90, 180, 270)])] if right_angles else []
     return v2.Compose([
         *crop,
         v2.RandomHorizontalFlip(),
         v2.RandomVerticalFlip(),
+        *turn,
         v2.RandomRotation(rotation, interpolation=v2.InterpolationMode.BILINEAR),
         v2.ColorJitter(brightness=jitter, contrast=jitter, saturation=jitter),
         v2.ToImage(),

@@ -65,6 +65,8 @@ class ViewSpec:
             must already be s x s).
         hflip_prob: probability of a horizontal flip.
         vflip_prob: probability of a vertical flip.
+        right_angles: turn by 0, 90, 180 or 270 degrees, each with probability 1/4 (after the
+            flips, before ``rotation_prob``'s rotation, as the fine-tuning worker path does).
         rotation_prob: probability of a rotation by an angle drawn from
             [-rotation_degrees, rotation_degrees]; corners from outside the view are black.
         rotation_degrees: largest angle.
@@ -85,6 +87,7 @@ class ViewSpec:
     crop_scale: tuple[float, float] | None = None
     hflip_prob: float = 0.0
     vflip_prob: float = 0.0
+    right_angles: bool = False
     rotation_prob: float = 0.0
     rotation_degrees: float = 0.0
     cj_prob: float = 0.0
@@ -146,6 +149,8 @@ def _geometry(images: torch.Tensor, spec: ViewSpec) -> torch.Tensor:
     if spec.rotation_prob > 0 and spec.rotation_degrees > 0:
         rotate = _bernoulli(spec.rotation_prob, n, device)
         angle = torch.where(rotate, _uniform(-spec.rotation_degrees, spec.rotation_degrees, n, device), angle)
+    if spec.right_angles:  # a turn by 90 k maps the view's square onto itself: no black corners to add
+        angle = angle + 90.0 * torch.randint(0, 4, (n,), device=device)
     flip_x = torch.where(_bernoulli(spec.hflip_prob, n, device), -1.0, 1.0) if spec.hflip_prob > 0 else None
     flip_y = torch.where(_bernoulli(spec.vflip_prob, n, device), -1.0, 1.0) if spec.vflip_prob > 0 else None
     # Output pixel u (normalised view coordinates, [-1, 1]^2) -> undo the rotation -> undo the flips
@@ -165,7 +170,7 @@ def _geometry(images: torch.Tensor, spec: ViewSpec) -> torch.Tensor:
     # "border": a point in the image's outer half pixel takes the edge pixel, as PIL's resize and rotate
     # do; what lies outside the crop is blacked out below.
     views = F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    rotated = (angle != 0).nonzero().squeeze(1)  # (R,) only these can reach beyond their crop
+    rotated = (angle.remainder(90.0) != 0).nonzero().squeeze(1)  # (R,) only these can reach beyond their crop
     if rotated.numel():
         # Black where a rotated view reaches beyond its crop, as the worker path's rotation fills.
         offset = (grid[rotated] - centre[rotated].view(-1, 1, 1, 2)).abs_()  # (R, s, s, 2)

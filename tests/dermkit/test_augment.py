@@ -178,6 +178,32 @@ def test_finetune_paths_match() -> None:
         assert_same_distribution(level_w, level_d, f"finetune channel {channel} level")
 
 
+def test_finetune_right_angles_draw_the_eight_orientations() -> None:
+    """augment.right_angles: flips and turns give each of the square's 8 orientations 1/8 of the
+    time in both fine-tuning paths, with no black corners (four grey levels tell the orientation)."""
+    image = np.zeros((SIZE, SIZE, 3), np.uint8) + 40
+    half = SIZE // 2
+    image[:half, half:], image[half:, :half], image[half:, half:] = 100, 160, 220
+    pil = Image.fromarray(image)
+    batch = torch.from_numpy(image).permute(2, 0, 1).unsqueeze(0).repeat(2 * N_IMAGES, 1, 1, 1).contiguous()
+    torch.manual_seed(0)
+    transform = train_transform(SIZE, *RAW, rotation=0.0, jitter=0.0, right_angles=True)
+    worker = torch.stack([transform(pil) for _ in range(2 * N_IMAGES)])
+    device = train_device_augment(SIZE, *RAW, rotation=0.0, jitter=0.0, right_angles=True)(batch)
+    for name, views in (("worker", worker), ("device", device)):
+        grey = views.mean(1)  # (N, S, S)
+        quadrants = torch.stack([grey[:, :half, :half].mean((1, 2)), grey[:, :half, half:].mean((1, 2)),
+                                 grey[:, half:, :half].mean((1, 2)), grey[:, half:, half:].mean((1, 2))], 1)
+        orientation = quadrants.argsort(1)  # (N, 4): the quadrants' order of brightness
+        _, counts = torch.unique(orientation, dim=0, return_counts=True)
+        assert len(counts) == 8, (name, counts)
+        assert np.allclose(counts.numpy() / len(views), 1 / 8, atol=0.04), (name, counts)
+        assert views.min() > 30 / 255, name  # exact turns: no black corner
+    unturned = train_transform(SIZE, *RAW, rotation=0.0, jitter=0.0)
+    assert len(torch.unique(torch.stack([unturned(pil) for _ in range(64)]).mean(1)
+                            .view(64, -1)[:, [0, SIZE - 1]], dim=0)) <= 4  # flips alone: 4 orientations
+
+
 def test_finetune_crop_paths_match() -> None:
     """augment.crop_scale: both fine-tuning paths crop the same area shares; 1.0 leaves the image whole."""
     image = ramp_image()
