@@ -149,6 +149,6 @@ class BYOLModule(SSLModule):
         p0, p1 = self.prediction_head(self.projection_head(features)).split(batch)  # (B, P) each
         with torch.no_grad():
             z0, z1 = self.target_projection_head(self.target_backbone(images)).split(batch)  # (B, P) each
-        loss = 0.5 * (self.criterion(p0, z1) + self.criterion(p1, z0))
+        loss = 0.5 * (self.float32_loss(self.criterion, p0, z1) + self.float32_loss(self.criterion, p1, z0))
         self.log("train/target_momentum", momentum, batch_size=batch)
         return loss, features[:batch]

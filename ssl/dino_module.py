@@ -155,7 +155,7 @@ class DINOModule(SSLModule):
             teacher_out, _ = self._forward_by_size(self.teacher_backbone, self.teacher_head, views[:2])
         student_out, features = self._forward_by_size(self.backbone, self.head, views)
         teacher_temp = self.scheduled(self.teacher_temp_schedule)
-        loss = self.criterion(teacher_out, student_out, teacher_temp=teacher_temp)
+        loss = self.float32_loss(self.criterion, teacher_out, student_out, teacher_temp=teacher_temp)
         self.log("train/teacher_momentum", momentum, batch_size=views[0].shape[0])
         self.log("train/teacher_temp", teacher_temp, batch_size=views[0].shape[0])
         return loss, features

@@ -60,4 +60,4 @@ class SimCLRModule(SSLModule):
         batch = views[0].shape[0]
         features = self.backbone(torch.cat(views))  # (2B, D): one pass over both views
         z0, z1 = self.projection_head(features).split(batch)  # (B, P) each
-        return self.criterion(z0, z1), features[:batch]
+        return self.float32_loss(self.criterion, z0, z1), features[:batch]
