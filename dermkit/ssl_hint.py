@@ -11,6 +11,11 @@ nothing unless the command is ``python [options] -m ssl.<name>`` and the current
 dermkit ``ssl/`` stage; then it prints one line saying where to run the command and exits with
 status 2. It uses only ``os`` and ``sys`` (already loaded at start-up) and reads ``sys.orig_argv``,
 so any other interpreter start pays almost nothing.
+
+Having checked, it takes ``dermkit`` out of ``sys.modules`` again: imported this early, before the
+current folder is on ``sys.path``, the package would come from the editable install's checkout, and
+every later ``import dermkit`` would get that copy, also in another checkout of the code (a git
+worktree running a long job), whose own ``dermkit/`` would be silently ignored.
 """
 
 from __future__ import annotations
@@ -61,3 +66,5 @@ def check() -> None:
     if message:
         print(message, file=sys.stderr, flush=True)
         os._exit(2)  # SystemExit is not allowed while site-packages' .pth files are processed
+    for name in ("dermkit.ssl_hint", "dermkit"):  # a later import finds dermkit as it finds the stages
+        sys.modules.pop(name, None)

@@ -50,3 +50,16 @@ def test_outside_the_root_the_command_fails_with_one_line_and_tls_still_works(tm
     from_root = subprocess.run([sys.executable, "-m", "ssl.pretrain", "--help"], cwd=REPO, env=env,
                                capture_output=True, text=True, timeout=120)
     assert from_root.returncode == 0 and "usage: python -m ssl.pretrain" in from_root.stdout
+
+
+@pytest.mark.skipif(not (Path(sysconfig.get_paths()["purelib"]) / PTH_NAME).is_file(),
+                    reason=f"{PTH_NAME} is not installed in this environment (make install writes it)")
+def test_another_checkout_imports_its_own_dermkit(tmp_path: Path) -> None:
+    """The start-up check leaves no dermkit in sys.modules: a second checkout (a git worktree of a
+    long run) imports its own dermkit/, not the editable install's."""
+    (tmp_path / "dermkit").mkdir()
+    (tmp_path / "dermkit" / "__init__.py").write_text("")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, "-c", "import dermkit; print(dermkit.__file__)"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and Path(done.stdout.strip()) == tmp_path / "dermkit" / "__init__.py", done.stdout
