@@ -12,12 +12,15 @@ with the same model, batch, epochs and data as a subprocess and reads its ``metr
 stage's training images/s is recorded there as ``train_images_per_second``). ``--role both`` (the
 default) runs them one after the other and writes a side-by-side table. Images/s counts optimiser
 steps after a 5-step warm-up, data loading included, validation excluded; CPU time is the process's
-user + system time (its data-loader workers included).
+user + system time (its data-loader workers included). ``--precision bf16-mixed`` runs both loops in
+bfloat16 autocast: the plain loop's forward passes (training, validation, test) and loss inside
+``torch.autocast``, the stage with ``trainer.precision=bf16-mixed``.
 
 Usage (from the repository root)::
 
     python -m bench.finetune_baseline --root ../shared/data/ham10000 --epochs 15 --out runs/bench/ft_baseline
     python -m bench.finetune_baseline --role ours --epochs 1 --max-batches 20   # a throughput check
+    python -m bench.finetune_baseline --epochs 1 --max-batches 40 --precision bf16-mixed --out runs/bench/ft_bf16
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from dermkit.data.prepare import prepare_data
 from dermkit.metrics import balanced_accuracy, recall_by_class
 
 WARMUP_STEPS = 5
+PRECISIONS = ("32-true", "bf16-mixed")
 
 
 def _cpu_seconds() -> float:
@@ -63,13 +67,23 @@ def plain_transforms(jitter: float = 0.1) -> tuple[v2.Compose, v2.Compose]:
     return train, v2.Compose(normalise)
 
 
+def _autocast(precision: str) -> torch.autocast:
+    """The plain loop's autocast context: bfloat16 under ``bf16-mixed``, none under ``32-true``.
+
+    What Lightning wraps the stage's steps in with ``trainer.precision=bf16-mixed`` on the CPU, so
+    both loops compute in the same precision (the plain loop runs on the CPU, as the stage does here).
+    """
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16-mixed")
+
+
 @torch.no_grad()
-def _predict(model: nn.Module, loader: DataLoader) -> tuple[torch.Tensor, torch.Tensor]:
-    """(predicted class (N,), target (N,)) over a loader."""
+def _predict(model: nn.Module, loader: DataLoader, precision: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(predicted class (N,), target (N,)) over a loader, in ``precision`` as the stage validates and tests."""
     model.eval()
     preds, targets = [], []
     for images, labels in loader:
-        preds.append(model(images).argmax(1))
+        with _autocast(precision):
+            preds.append(model(images).argmax(1))
         targets.append(torch.as_tensor(labels).long())
     model.train()
     return torch.cat(preds), torch.cat(targets)
@@ -111,7 +125,8 @@ def run_plain(args: argparse.Namespace) -> dict[str, Any]:
             for batch_index, (batch, target) in enumerate(train):
                 if batch_index >= steps_per_epoch:
                     break
-                loss = criterion(model(batch), torch.as_tensor(target).long())
+                with _autocast(args.precision):
+                    loss = criterion(model(batch), torch.as_tensor(target).long())
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -122,13 +137,13 @@ def run_plain(args: argparse.Namespace) -> dict[str, Any]:
                     images, seconds = images + batch.shape[0], seconds + now - last
                 last = now
                 bar.advance(task)
-            score = balanced_accuracy(*_predict(model, val), len(classes))
+            score = balanced_accuracy(*_predict(model, val, args.precision), len(classes))
             curve.append(round(score, 4))
             if score > best_score:
                 best_score, best_state = score, {k: v.clone() for k, v in model.state_dict().items()}
     assert best_state is not None
     model.load_state_dict(best_state)
-    preds, targets = _predict(model, test)
+    preds, targets = _predict(model, test, args.precision)
     return {"role": "plain", "test_balanced_accuracy": balanced_accuracy(preds, targets, len(classes)),
             "test_recall": recall_by_class(preds, targets, classes), "best_val_balanced_accuracy": best_score,
             "val_curve": curve, "train_images_per_second": images / seconds if seconds else 0.0,
@@ -143,7 +158,8 @@ def run_ours(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
                "--seed", str(args.seed), "--out", str(run_dir), "--loss", "ce",
                f"data.batch_size={args.batch_size}", f"data.num_workers={args.workers}",
                f"optim.lr={args.lr}", f"optim.weight_decay={args.weight_decay}", "loss.weighting=inverse",
-               "trainer.accelerator=cpu", *([f"data.root={args.root}"] if args.root else []),
+               "trainer.accelerator=cpu", f"trainer.precision={args.precision}",
+               *([f"data.root={args.root}"] if args.root else []),
                *([f"trainer.limit_train_batches={args.max_batches}"] if args.max_batches else []), *args.ours_overrides]
     console.print("ours: " + " ".join(command))
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -172,6 +188,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lr", type=float, default=1e-3, help="AdamW peak learning rate (cosine decay per step)")
     parser.add_argument("--weight-decay", type=float, default=0.05, help="AdamW weight decay")
     parser.add_argument("--seed", type=int, default=0, help="seed of weights and data order")
+    parser.add_argument("--precision", choices=PRECISIONS, default="32-true",
+                        help="precision of both loops: 32-true (float32) or bf16-mixed (forward pass and loss "
+                             "autocast to bfloat16, where the CPU or GPU supports it; the stage gets "
+                             "trainer.precision=bf16-mixed)")
     parser.add_argument("--out", default="runs/bench/finetune_baseline", help="folder for results.json, results.md")
     parser.add_argument("ours_overrides", nargs="*", help="extra key=value overrides for finetune.train")
     return parser
@@ -194,8 +214,10 @@ def main(argv: list[str] | None = None) -> int:
     if len(results) == 2 and results[0]["train_images_per_second"]:
         ratio = results[1]["train_images_per_second"] / results[0]["train_images_per_second"]
         console.print(f"finetune.train / plain loop training images/s: {ratio:.2f}x")
-    print_table("fine-tuning against a plain loop", header, rows)
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(r) + " |" for r in rows)]
+    title = f"fine-tuning against a plain loop, {args.precision}"
+    print_table(title, header, rows)
+    lines = [title, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+             *("| " + " | ".join(r) + " |" for r in rows)]
     (out_dir / "results.md").write_text("\n".join(lines) + "\n")
     console.print(f"Wrote {out_dir}/results.json and results.md.")
     return 0

@@ -16,11 +16,16 @@ so all see the same machine load. The compute-only loop runs the same training s
 batch with no data loading: the speed no data pipeline can beat on this machine. Images/s is measured after 5 warm-up steps, data loading included;
 peak memory is the largest sum of PSS (proportional set size, so memory-mapped pages shared by
 workers are counted once) over the process and its data-loader workers, sampled every 0.2 s.
+``--precision bf16-mixed`` runs every loop in bfloat16 autocast: the two hand-written loops wrap
+their forward passes in ``torch.autocast`` (NT-Xent in float32, as the stage computes it), the
+``ssl.pretrain`` runs get ``trainer.precision=bf16-mixed``.
 
 Usage (from the repository root)::
 
     python -m bench.ssl_throughput --root ../shared/data/ham10000 --backbone resnet18 \\
         --image-size 64 --batch-size 64 --workers 2 --steps 40 --rounds 2
+    python -m bench.ssl_throughput --backbone resnet18 --steps 25 --rounds 1 --precision bf16-mixed \\
+        --json runs/bench/ssl_throughput_bf16.json
 """
 
 from __future__ import annotations
@@ -33,12 +38,16 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dermkit.config import default_ham10000_root
 from dermkit.console import console, print_table
 
+if TYPE_CHECKING:
+    import torch
+
 WARMUP_STEPS = 5
+PRECISIONS = ("32-true", "bf16-mixed")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -59,6 +68,29 @@ def _simclr_model(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     return model, NTXentLoss(temperature=0.5), optimizer
 
 
+def _autocast(precision: str) -> torch.autocast:
+    """The hand-written loops' autocast context: bfloat16 under ``bf16-mixed``, none under ``32-true``.
+
+    What Lightning wraps ``ssl.pretrain``'s steps in with ``trainer.precision=bf16-mixed`` on the
+    CPU (where all loops of this script run), so every loop computes in the same precision.
+    """
+    import torch
+
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16-mixed")
+
+
+def _float32_loss(criterion: Any, z0: torch.Tensor, z1: torch.Tensor) -> torch.Tensor:
+    """NT-Xent on float32 copies of the projections (B, P), autocast off.
+
+    As ``ssl/base_module.py``'s ``float32_loss`` does for the stage: bfloat16's 8-bit mantissa
+    resolves the temperature-scaled similarities only to a few hundredths.
+    """
+    import torch
+
+    with torch.autocast("cpu", enabled=False):
+        return criterion(z0.float(), z1.float())
+
+
 def run_compute_only(args: argparse.Namespace) -> dict[str, float]:
     """The ceiling of any data pipeline: the same training step on one fixed batch, no loading at all.
 
@@ -72,8 +104,9 @@ def run_compute_only(args: argparse.Namespace) -> dict[str, float]:
     images, seconds = 0, 0.0
     for step in range(1, args.steps + 1):
         start = time.perf_counter()
-        z0, z1 = model(views).split(args.batch_size)  # (B, P) each
-        loss = criterion(z0, z1)
+        with _autocast(args.precision):
+            z0, z1 = model(views).split(args.batch_size)  # (B, P) each
+            loss = _float32_loss(criterion, z0, z1)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -112,8 +145,9 @@ def run_reference(args: argparse.Namespace) -> dict[str, float]:
     images, seconds, step, last = 0, 0.0, 0, None
     while step < args.steps:
         for (x0, x1), _ in loader:
-            z0, z1 = model(x0), model(x1)
-            loss = criterion(z0, z1)
+            with _autocast(args.precision):
+                z0, z1 = model(x0), model(x1)
+                loss = _float32_loss(criterion, z0, z1)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -203,7 +237,7 @@ def measure_ours(args: argparse.Namespace, out_dir: Path, augment_on: str = "wor
                "--workers", str(workers), "--max-steps", str(args.steps), "--out", str(out_dir),
                f"data.augment_on={augment_on}",
                "--small-stem" if args.small_stem else "--no-small-stem", "monitor.every_n_epochs=0",
-               "trainer.accelerator=cpu", "trainer.log_every_n_steps=50"]
+               "trainer.accelerator=cpu", f"trainer.precision={args.precision}", "trainer.log_every_n_steps=50"]
     _, peak = _run_measured(command)
     summary = json.loads((out_dir / "summary.json").read_text())
     return {"images_per_second": summary["images_per_second"], "peak_mib": peak}
@@ -212,7 +246,7 @@ def measure_ours(args: argparse.Namespace, out_dir: Path, augment_on: str = "wor
 def _shared_args(args: argparse.Namespace) -> list[str]:
     return ["--root", args.root, "--backbone", args.backbone, "--image-size", str(args.image_size),
             "--batch-size", str(args.batch_size), "--workers", str(args.workers), "--steps", str(args.steps),
-            *(["--small-stem"] if args.small_stem else [])]
+            "--precision", args.precision, *(["--small-stem"] if args.small_stem else [])]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -232,6 +266,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rounds", type=int, default=2,
                         help="interleaved rounds (reference, ours, ours on the device, then the compute-only "
                              "ceiling)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="32-true",
+                        help="precision of every loop: 32-true (float32) or bf16-mixed (forward pass autocast to "
+                             "bfloat16, where the CPU or GPU supports it, NT-Xent in float32; ssl.pretrain gets "
+                             "trainer.precision=bf16-mixed)")
     parser.add_argument("--json", default="runs/bench/ssl_throughput.json", help="where to write the results")
     parser.add_argument("--role", choices=["compare", "reference", "compute"], default="compare", help=argparse.SUPPRESS)
     return parser
@@ -263,8 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     speedup, ceiling = mean["ours"] / mean["reference"], mean["compute"] / mean["reference"]
     device_share = mean["device"] / mean["compute"]  # target >= 0.95
     print_table(f"SimCLR pretraining, {args.backbone}{' small stem' if args.small_stem else ''}, {args.image_size} px, "
-                f"batch {args.batch_size}; speed-up {speedup:.2f}x (ceiling without data loading {ceiling:.2f}x); "
-                f"device path {device_share:.0%} of the ceiling",
+                f"batch {args.batch_size}, {args.precision}; speed-up {speedup:.2f}x "
+                f"(ceiling without data loading {ceiling:.2f}x); device path {device_share:.0%} of the ceiling",
                 ["loop", "images/s (mean)", "x reference", "min", "max", "peak PSS MiB"], rows)
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
