@@ -39,6 +39,10 @@ KEY_VERSION = 1
 KEY_SPELLINGS: dict[str, dict[str, str]] = {
     "synth.train": {"out_dir=": "out=", "checkpoint_every_n_steps=": "checkpoint_every="},
 }
+# Arguments a key hashes as absent: before issue 13 the grid passed no data.augment_on and the stages
+# augmented in the workers (their default then); it now passes the value always, so a step finished
+# then keeps its key.
+KEY_OMITTED = frozenset({"data.augment_on=workers"})
 DONE_FILE = "done.json"
 BEST_CHECKPOINT_PREFIX = "<best checkpoint of "  # + step name + ">": see best_checkpoint_arg
 STARTED_FILE = "started.json"
@@ -165,7 +169,7 @@ class Step:
         return stable_hash({
             "version": KEY_VERSION,
             "module": self.module,
-            "args": [key_spelling(self.module, a).replace(root, "<out>") for a in self.args],
+            "args": [key_spelling(self.module, a).replace(root, "<out>") for a in self.args if a not in KEY_OMITTED],
             "out_dir": str(self.out_dir).replace(root, "<out>"),
             "data": data_fingerprint,
             "inputs": inputs,

@@ -227,11 +227,12 @@ def fraction_key(key: str, fractions: list[float]) -> float | None:
     return next((f for f in fractions if abs(f - value) < 1e-9), None)
 
 
-def data_args(cfg: BenchConfig) -> list[str]:
-    """``data.*=value`` overrides giving every stage the same dataset and split."""
+def data_args(cfg: BenchConfig, augment: bool = True) -> list[str]:
+    """``data.*=value`` overrides giving every stage the same dataset and split, and ``data.augment_on``
+    to the stages that augment (``augment``; not synth.train, which does not read it)."""
     values = to_container(cfg.data)
     args = [f"data.{k}={values[k]}" for k in SHARED_DATA_KEYS if values[k] not in ("", None)]
-    if values["augment_on"] != "workers":  # only when set: the step keys of existing grids stay as they were
+    if augment:  # always given: grid.KEY_OMITTED keeps the keys of steps run when workers was the default
         args.append(f"data.augment_on={values['augment_on']}")
     return args
 
@@ -276,7 +277,7 @@ def synth_steps(cfg: BenchConfig, out: Path) -> tuple[list[Step], dict[float, St
     for fraction in (cfg.grid.fractions if cfg.synth.match_fraction else [1.0]):
         train_dir = out / "synth" / f"train-f{fraction:g}"
         train = Step(f"synth-train/f{fraction:g}", "synth-train", "synth.train",
-                     [*data_args(cfg), *cfg.synth.train_overrides, f"data.fraction={fraction}",
+                     [*data_args(cfg, augment=False), *cfg.synth.train_overrides, f"data.fraction={fraction}",
                       f"out_dir={train_dir}"],
                      train_dir, GENERATOR_OUTPUTS)
         gen_dir = out / "synth" / f"generate-f{fraction:g}"

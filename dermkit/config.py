@@ -68,9 +68,11 @@ class DataConfig:
         num_workers: data-loader worker processes.
         color_constancy: ``none`` or ``shades_of_gray`` (Shades of Gray, p=6, applied when the
             images are cached; see :mod:`dermkit.data.color`).
-        augment_on: where training images are augmented: ``workers`` (each image in the
-            data-loader workers) or ``device`` (whole uint8 batches where the model runs, see
-            :mod:`dermkit.augment`); read by ``ssl.pretrain`` and ``finetune.train``.
+        augment_on: where training images are augmented: ``device`` (whole uint8 batches where
+            the model runs, see :mod:`dermkit.augment`; the default, the faster path of
+            ``bench.ssl_throughput``) or ``workers`` (each image in the data-loader workers); read
+            by ``ssl.pretrain`` and ``finetune.train``. A run folder recorded before the key
+            existed resumes as ``workers`` (:data:`dermkit.resume.LEGACY_DEFAULTS`).
     """
 
     name: str = "demo"
@@ -86,7 +88,7 @@ class DataConfig:
     batch_size: int = 64
     num_workers: int = 2
     color_constancy: str = "none"
-    augment_on: str = "workers"
+    augment_on: str = "device"
 
 
 @dataclass

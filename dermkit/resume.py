@@ -18,7 +18,8 @@ this run's backbone). Nor are ``trainer.devices`` and ``trainer.num_nodes``: wit
 the global batch and so the number of steps the schedules are spread over.
 
 A key missing from an old ``config.yaml`` (written before the key existed) counts as its
-default, so adding a config key never makes an old run unresumable.
+default, so adding a config key never makes an old run unresumable; where a key's default has
+changed since, it counts as the value runs had before the key existed (:data:`LEGACY_DEFAULTS`).
 
 Run folders: every default run folder lies under :func:`runs_dir` (``$DERMKIT_RUNS``, else
 ``runs/`` in the working directory), so long runs can live outside the repository.
@@ -56,6 +57,10 @@ NEUTRAL_KEYS = frozenset({
     # finetune's HTML report of the test split: written after training, from the same predictions
     "report.bootstrap", "report.seed", "report.explain", "report.mistakes",
 })
+# What a key missing from an old config.yaml means when that is not today's default (flat keys).
+# data.augment_on: runs recorded before the key existed augmented in the loader workers; the default
+# became device later (issue 13), and such a run must not resume silently on the other path.
+LEGACY_DEFAULTS: dict[str, Any] = {"data.augment_on": "workers"}
 # Keys that set a run's length; named in the refusal, since extending a run is a common wish.
 LENGTH_KEYS = ("trainer.max_epochs", "trainer.max_steps", "trainer.limit_train_batches")
 
@@ -119,7 +124,8 @@ def move_aside(run_dir: Path) -> Path | None:
 
 
 def resume_checkpoint(run_dir: str | Path, cfg: Any, schema: type, split_hash: str | None = None,
-                      legacy_defaults: Mapping[str, Any] | None = None) -> Path | None:
+                      legacy_defaults: Mapping[str, Any] | None = None,
+                      unread: frozenset[str] = frozenset()) -> Path | None:
     """The checkpoint a stage resumes from, or None for a new run; refuses a run of other settings.
 
     Call it before the stage writes ``config.yaml``/``run.json``. With ``cfg.restart`` set, the
@@ -131,7 +137,9 @@ def resume_checkpoint(run_dir: str | Path, cfg: Any, schema: type, split_hash: s
         schema: the config dataclass (its defaults stand in for keys an old ``config.yaml`` lacks).
         split_hash: this run's split hash, compared with the one in ``run.json``.
         legacy_defaults: flat ``{key: value}`` for keys whose absence from an old config means
-            something other than today's default (e.g. a default that changed).
+            something other than today's default (e.g. a default that changed), on top of
+            :data:`LEGACY_DEFAULTS`.
+        unread: keys of the schema the stage does not read, which may differ too.
 
     Returns:
         ``<run>/checkpoints/last.ckpt`` to resume from, or None when there is none.
@@ -161,10 +169,9 @@ def resume_checkpoint(run_dir: str | Path, cfg: Any, schema: type, split_hash: s
         raise DermkitError(f"{last} exists but {recorded} does not, so the run's settings cannot be checked: "
                            f"{restart_hint}, or choose another --out.")
     old = OmegaConf.to_container(OmegaConf.load(recorded), resolve=True)
-    defaults = to_container(OmegaConf.structured(schema))
-    if legacy_defaults:
-        defaults = {**flatten(defaults), **legacy_defaults}
-    changed = changed_settings(old if isinstance(old, dict) else {}, to_container(cfg), defaults)
+    defaults = {**flatten(to_container(OmegaConf.structured(schema))), **LEGACY_DEFAULTS, **(legacy_defaults or {})}
+    changed = changed_settings(old if isinstance(old, dict) else {}, to_container(cfg), defaults,
+                               NEUTRAL_KEYS | unread)
     old_split = _recorded_split_hash(run)
     if split_hash is not None and old_split is not None and old_split != split_hash:
         changed["split hash (data, split or label fraction)"] = (old_split, split_hash)

@@ -27,9 +27,14 @@ def test_gpu_quick_answers_the_evidence_question_on_the_device_path(tmp_path: Pa
     assert "Running time:" in preset_path("gpu-quick").read_text()
 
 
-def test_augment_on_reaches_the_stages_only_when_set(tmp_path: Path) -> None:
-    """The default (workers) adds no argument, so the step keys of grids run before the switch stay valid."""
+def test_augment_on_reaches_the_stages_that_augment(tmp_path: Path) -> None:
+    """Pretraining and cells get data.augment_on always (the default is device since issue 13); synth.train,
+    which does not read it, never. The cpu-real preset pins the worker path of its evidence runs."""
     default = build_steps(parse_args(["--preset", "demo"]), tmp_path)
-    assert not any(a.startswith("data.augment_on=") for s in default for a in s.args)
-    device = build_steps(parse_args(["--preset", "demo", "data.augment_on=device"]), tmp_path)
-    assert all("data.augment_on=device" in s.args for s in device if s.kind in ("pretrain", "cell"))
+    assert all("data.augment_on=device" in s.args for s in default if s.kind in ("pretrain", "cell"))
+    synth = [s for s in default if s.kind == "synth-train"]
+    assert synth and not any(a.startswith("data.augment_on=") for s in synth for a in s.args)
+    cfg = parse_args(["--preset", "cpu-real"])
+    validate(cfg)
+    pinned = [s for s in build_steps(cfg, tmp_path) if s.kind in ("pretrain", "cell")]
+    assert pinned and all("data.augment_on=workers" in s.args for s in pinned)

@@ -87,6 +87,16 @@ def test_key_of_a_renamed_argument_is_its_old_spelling(tmp_path: Path) -> None:
     assert key("finetune.train", f"out_dir={folder}") != key("finetune.train", f"out={folder}")
 
 
+def test_key_hashes_augment_on_workers_as_absent(tmp_path: Path) -> None:
+    # Before issue 13 the grid passed no data.augment_on and the stages augmented in the workers; it now
+    # always passes the value, so a step finished then keeps its key (device is another step).
+    def key(*args: str) -> str:
+        return Step("p", "pretrain", "ssl.pretrain", list(args), tmp_path / "A" / "p", ()).key(tmp_path / "A", DATA)
+
+    assert key("method=simclr", "data.augment_on=workers") == key("method=simclr")
+    assert key("method=simclr", "data.augment_on=device") != key("method=simclr")
+
+
 def test_done_marker_requires_same_key_and_intact_outputs(tmp_path: Path) -> None:
     step = Step("x", "k", "m", [], tmp_path / "x", ("out.txt",))
     prepare_folder(step, "key1")

@@ -209,6 +209,37 @@ def test_a_run_recorded_with_the_old_key_names_still_resumes(tmp_path: Path) -> 
         resume_checkpoint(run, config("--seed", "1"), SynthTrainConfig)
 
 
+def _recorded_run(run: Path, recorded: dict) -> Path:
+    """A run folder holding ``recorded`` as its config.yaml and a checkpoint at step 3."""
+    last = run / "checkpoints" / "last.ckpt"
+    last.parent.mkdir(parents=True)
+    torch.save({"global_step": 3}, last)
+    (run / "config.yaml").write_text(OmegaConf.to_yaml(recorded))
+    return last
+
+
+def test_a_run_recorded_before_augment_on_existed_resumes_on_the_worker_path(tmp_path: Path) -> None:
+    """Runs recorded before ``data.augment_on`` existed augmented in the workers; the default is now
+    ``device`` (issue 13), so resuming such a run with the default is refused, with ``workers`` accepted."""
+    from dermkit.config import parse_config, to_container
+    from dermkit.errors import DermkitError
+    from dermkit.resume import resume_checkpoint
+    from ssl.pretrain import FLAGS, PretrainConfig
+
+    run = tmp_path / "pretrain"
+
+    def config(*extra: str) -> PretrainConfig:
+        return parse_config(PretrainConfig, "t", "t", ["--out", str(run), *extra], FLAGS)
+
+    assert config().data.augment_on == "device"
+    recorded = to_container(config())
+    del recorded["data"]["augment_on"]  # as written before the key existed
+    last = _recorded_run(run, recorded)
+    with pytest.raises(DermkitError, match=r"data\.augment_on: 'workers' -> 'device'"):
+        resume_checkpoint(run, config(), PretrainConfig)
+    assert resume_checkpoint(run, config("data.augment_on=workers"), PretrainConfig) == last
+
+
 def test_pretraining_resumes_from_a_folder_outside_the_repository(tmp_path: Path, demo_cache: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     from ssl.pretrain import run_pretraining

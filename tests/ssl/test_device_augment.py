@@ -35,7 +35,7 @@ def test_workers_path_does_not_use_the_device_augment(tiny_config, monkeypatch: 
         raise AssertionError("the device path ran with data.augment_on=workers")
 
     monkeypatch.setattr(MultiViewAugment, "__call__", fail)
-    assert run_pretraining(tiny_config("--max-steps", "1")).global_step == 1
+    assert run_pretraining(tiny_config("--max-steps", "1", "data.augment_on=workers")).global_step == 1
 
 
 def test_unknown_augment_on_is_a_clear_error(tiny_config) -> None:

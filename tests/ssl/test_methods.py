@@ -93,6 +93,6 @@ def test_registry_refuses_a_repeated_or_unlisted_name() -> None:
 def test_a_method_without_device_path_refuses_augment_on_device(monkeypatch: pytest.MonkeyPatch) -> None:
     workers_only: SSLMethod = dataclasses.replace(METHODS["simclr"], device_views=None)
     monkeypatch.setitem(METHODS, "simclr", workers_only)
-    validate(_config("--method", "simclr"))
+    validate(_config("--method", "simclr", "data.augment_on=workers"))
     with pytest.raises(DermkitError, match="data.augment_on=workers"):
-        validate(_config("--method", "simclr", "data.augment_on=device"))
+        validate(_config("--method", "simclr"))  # the default is device

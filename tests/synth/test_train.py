@@ -119,3 +119,12 @@ def test_epsilon_folder_is_not_resumed_as_v_prediction(tmp_path: Path, demo_cach
     assert exit_info.value.code == 2
     assert train_main([*tiny_train_argv(out, demo_cache, steps=1), "model.prediction_type=epsilon"]) == 0
     assert read_info(out).steps_trained == 1
+
+
+def test_augment_on_of_a_recorded_run_does_not_refuse_its_resume(tmp_path: Path, demo_cache: Path) -> None:
+    """The generator does not read data.augment_on: a run started when its default was workers
+    resumes under the default device (issue 13)."""
+    out = tmp_path / "gen"
+    assert train_main([*tiny_train_argv(out, demo_cache, steps=1), "data.augment_on=workers"]) == 0
+    assert train_main(tiny_train_argv(out, demo_cache, steps=1)) == 0
+    assert read_info(out).steps_trained == 1
