@@ -97,14 +97,20 @@ def build_trainer(cfg: TrainerConfig, out_dir: Path, *, monitor: str = "", every
         **trainer_args: further ``pl.Trainer`` arguments; they override the shared section's.
 
     Returns:
-        (trainer, its checkpoint callback), whose ``best_model_path`` names the best checkpoint.
+        (trainer, checkpoint callback): the best-checkpoint callback when ``monitor`` is set (its
+        ``best_model_path`` names the best checkpoint), else the one writing ``last.ckpt``.
     """
-    checkpoint = ModelCheckpoint(
-        dirpath=out_dir / "checkpoints", filename="best-epoch{epoch:02d}", auto_insert_metric_name=False,
-        monitor=monitor or None, mode="max", save_top_k=1 if monitor else 0, save_last=True,
-        every_n_train_steps=every_n_train_steps or None, enable_version_counter=False)
-    on_interrupt = CheckpointOnInterrupt(out_dir / "checkpoints" / "last.ckpt")
+    folder = out_dir / "checkpoints"
+    # last.ckpt has a callback of its own (the newest checkpoint, no metric): with ``save_last=True``
+    # Lightning (2.6) refreshes last.ckpt only at steps where it also saves a best checkpoint, so an
+    # epoch that did not improve the monitored metric would leave last.ckpt behind and a resumed run
+    # would train that epoch again.
+    last = ModelCheckpoint(dirpath=folder, filename="last", monitor=None, save_top_k=1,
+                           every_n_train_steps=every_n_train_steps or None, enable_version_counter=False)
+    best = ModelCheckpoint(dirpath=folder, filename="best-epoch{epoch:02d}", auto_insert_metric_name=False,
+                           monitor=monitor, mode="max", save_top_k=1, enable_version_counter=False) if monitor else None
+    on_interrupt = CheckpointOnInterrupt(folder / "last.ckpt")
     kwargs = {**trainer_kwargs(cfg), "default_root_dir": str(out_dir), "logger": run_loggers(out_dir),
-              "callbacks": [checkpoint, on_interrupt, *callbacks, ProgressBar()],
+              "callbacks": [*([best] if best else []), last, on_interrupt, *callbacks, ProgressBar()],
               "plugins": [KeepPreviousCheckpointIO()], **trainer_args}
-    return pl.Trainer(**kwargs), checkpoint
+    return pl.Trainer(**kwargs), best or last

@@ -61,3 +61,23 @@ def test_layout_and_resume_append_to_the_same_files(tmp_path: Path) -> None:
     assert "checkpoints/last.ckpt" in files and Path(best).name.startswith("best-epoch")
     assert any(f.startswith("logs/tensorboard/events.out") for f in files), files
     assert not [f for f in files if "version_" in f or "-v1" in f], files
+
+
+class WorseEachEpoch(TinyRegression):
+    """Its monitored score falls every epoch: only epoch 0 is ever the best."""
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self.log("val/score", -float(self.current_epoch))
+
+
+def test_last_checkpoint_follows_every_epoch_even_without_a_new_best(tmp_path: Path) -> None:
+    cfg = TrainerConfig(max_epochs=3, accelerator="cpu", devices="1", log_every_n_steps=1)
+    trainer, checkpoint = build_trainer(cfg, tmp_path, monitor="val/score", enable_model_summary=False)
+    trainer.fit(WorseEachEpoch(), loader(), loader())
+    assert Path(checkpoint.best_model_path).name == "best-epoch00.ckpt"
+
+    def step(name: str) -> int:
+        return int(torch.load(tmp_path / "checkpoints" / name, map_location="cpu", weights_only=False)["global_step"])
+
+    # 4 steps per epoch: last.ckpt was written at the ends of epochs 1 and 2 too, which set no new best
+    assert step("last.ckpt") == 12 and step("last.prev.ckpt") == 8
