@@ -17,6 +17,7 @@ import shlex
 import subprocess
 import sys
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -63,9 +64,16 @@ def check_stage_configs(steps: list[Step]) -> dict[str, dict[str, Any]]:
         by_module[step.module].append(step)
     resolved: dict[str, dict[str, Any]] = {}
     errors: list[str] = []
+
+    def check(module: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", module, "--check-configs", "/dev/stdin"], cwd=REPO_ROOT,
+                              input=json.dumps([s.args for s in by_module[module]]), capture_output=True, text=True)
+
+    # One process per stage, all at once: each spends most of its time importing torch and Lightning.
+    with ThreadPoolExecutor(max_workers=len(by_module) or 1) as pool:
+        checked = dict(zip(by_module, pool.map(check, by_module)))
     for module, group in by_module.items():
-        done = subprocess.run([sys.executable, "-m", module, "--check-configs", "/dev/stdin"], cwd=REPO_ROOT,
-                              input=json.dumps([s.args for s in group]), capture_output=True, text=True)
+        done = checked[module]
         lines = done.stdout.strip().splitlines()
         try:
             results = json.loads(lines[-1]) if lines else None

@@ -303,7 +303,7 @@ def test_arm_grid_on_demo_data_runs_filters_and_resumes(tmp_path: Path, demo_cac
                   "train_overrides": ["model.preset=tiny", "trainer.max_steps=2", "trainer.accelerator=cpu"],
                   "generate_args": ["--steps", "2", "--device", "cpu"], "filter_args": ["trainer.accelerator=cpu"]},
         "finetune": {"overrides": ["trainer.max_steps=2", "trainer.max_epochs=1", "trainer.accelerator=cpu"]},
-        "run": {"jobs": 1, "threads": 0},
+        "run": {"jobs": 2, "threads": 1},  # two steps at a time: most of a step is process start-up
         "report": {"n_bootstrap": 200},
     }))
     out = tmp_path / "out"
