@@ -8,8 +8,9 @@ a measurement; the assumptions, each a constant below:
   the real backbone or UNet on the ``meta`` device (:class:`torch.utils.flop_counter.FlopCounterMode`;
   nothing is computed or allocated). Training costs 3x the forward FLOPs (forward + backward).
 * **Speed** is an effective FLOP rate per device and precision (:data:`EFFECTIVE_FLOPS`). CPU:
-  25 GFLOP/s, from the compute-only SimCLR ResNet-18 row of ``docs/benchmarks.md`` (27.7 images/s
-  = 55 views/s of 0.149 GFLOP forward at 64 px, x3, on the 2 idle development cores). GPU: assumed,
+  47 GFLOP/s in float32 and 71 GFLOP/s in bf16-mixed, from the compute-only SimCLR ResNet-18 rows of
+  ``docs/benchmarks.md`` ("Second idle round": 52.4 and 79.9 images/s = 105 and 160 views/s of
+  0.149 GFLOP forward at 64 px, x3, on the 2 idle cores of the 2026-12-01 machine). GPU: assumed,
   not measured (no GPU was lent when this was written): 60 TFLOP/s in bf16 and 20 TFLOP/s in
   fp32/TF32, i.e. ResNet-50 at 224 px training at ~4,900 images/s in bf16 — the order of published
   single-H100 convnet training throughput. ``python -m bench.gpu_check`` measures the real
@@ -42,7 +43,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 # Effective training FLOP/s by (device kind, bf16?) -- see the module docstring for the sources.
-EFFECTIVE_FLOPS = {("cpu", False): 25e9, ("cpu", True): 25e9, ("gpu", True): 60e12, ("gpu", False): 20e12}
+EFFECTIVE_FLOPS = {("cpu", False): 47e9, ("cpu", True): 71e9, ("gpu", True): 60e12, ("gpu", False): 20e12}
 DATA_SECONDS_PER_64PX_VIEW = 2.2e-3
 TRAIN_FLOPS_FACTOR = 3.0
 OPTIMIZER_COPIES = {"sgd": 1, "lars": 1, "adamw": 2}
