@@ -76,6 +76,9 @@ FLAGS = [
 ]
 SAMPLERS = ("shuffle", "balanced")
 MONITOR = "val/balanced_accuracy"
+# What keys missing from an old run folder's config.yaml meant (see dermkit.resume): folders written
+# before the augment section existed trained with any-angle rotation, today's default is none.
+RECORDED_DEFAULTS = {"augment.rotation": 180.0}
 
 
 def check_config(cfg: FinetuneConfig) -> None:
@@ -279,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     module = make_classifier(cfg, data, list(prepared.classes), spec, backbone)
 
     out_dir = Path(cfg.out_dir)
-    resume_from = resume_checkpoint(out_dir, cfg, FinetuneConfig, prepared.split_hash)
+    resume_from = resume_checkpoint(out_dir, cfg, FinetuneConfig, prepared.split_hash,
+                                    legacy_defaults=RECORDED_DEFAULTS)
     if cfg.resume:
         console.print("--resume is no longer needed: re-running the same command resumes "
                       + (f"(from {resume_from})." if resume_from else "(nothing to resume: a new run)."))

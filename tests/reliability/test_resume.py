@@ -240,6 +240,29 @@ def test_a_run_recorded_before_augment_on_existed_resumes_on_the_worker_path(tmp
     assert resume_checkpoint(run, config("data.augment_on=workers"), PretrainConfig) == last
 
 
+def test_a_finetune_run_recorded_before_the_augment_section_resumes_with_its_rotation(tmp_path: Path) -> None:
+    """Fine-tuning rotated by any angle before ``augment.rotation`` existed; its default is now 0, so such
+    a folder resumes only with ``augment.rotation=180``."""
+    from dermkit.config import parse_config, to_container
+    from dermkit.errors import DermkitError
+    from dermkit.resume import resume_checkpoint
+    from finetune.config import FinetuneConfig
+    from finetune.train import FLAGS, RECORDED_DEFAULTS
+
+    run = tmp_path / "finetune"
+
+    def config(*extra: str) -> FinetuneConfig:
+        return parse_config(FinetuneConfig, "t", "t", ["--out", str(run), *extra], FLAGS)
+
+    recorded = to_container(config("augment.rotation=180"))
+    del recorded["augment"]  # as written before the section existed
+    last = _recorded_run(run, recorded)
+    with pytest.raises(DermkitError, match=r"augment\.rotation: 180\.0 -> 0\.0"):
+        resume_checkpoint(run, config(), FinetuneConfig, legacy_defaults=RECORDED_DEFAULTS)
+    assert resume_checkpoint(run, config("augment.rotation=180"), FinetuneConfig,
+                             legacy_defaults=RECORDED_DEFAULTS) == last
+
+
 def test_pretraining_resumes_from_a_folder_outside_the_repository(tmp_path: Path, demo_cache: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     from ssl.pretrain import run_pretraining
