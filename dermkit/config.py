@@ -102,8 +102,9 @@ class TrainerConfig:
         devices: devices per node (``auto``, or a number).
         num_nodes: machines; more than one with ``strategy=ddp`` is multi-node DDP.
         strategy: ``auto`` or ``ddp`` (Lightning's DistributedDataParallel).
-        precision: ``32-true``, or ``bf16-mixed`` on GPU (``auto`` picks bf16-mixed on a GPU
-            that supports it, else 32-true).
+        precision: ``32-true``, or ``bf16-mixed`` on a GPU or a CPU with bfloat16 support (on
+            this project's CPU 1.4-1.8x faster, but lower fine-tuning accuracy: docs/benchmarks.md);
+            ``auto`` picks bf16-mixed on a GPU that supports it, else 32-true.
         limit_train_batches: fraction or number of training batches per epoch (1.0 = all).
         log_every_n_steps: logging interval.
     """
