@@ -3,7 +3,7 @@
 ``ssl.pretrain``, ``synth.train`` and ``finetune.train`` build their trainer here, so a run folder
 looks the same whichever stage wrote it::
 
-    checkpoints/last.ckpt          what a re-run resumes from (dermkit.resume): at each epoch end, or
+    checkpoints/last.ckpt          what a re-run resumes from (dermkit.resume): at each epoch end, and
                                    every ``every_n_train_steps`` optimiser steps, and on Ctrl-C
     checkpoints/last.prev.ckpt     the one before, in case the machine died while writing last.ckpt
     checkpoints/best-epochNN.ckpt  the best epoch by ``monitor`` (stages with a validation metric)
@@ -67,6 +67,23 @@ class AppendingCSVLogger(CSVLogger):
         return self._experiment
 
 
+class LastAtEpochEnd(pl.Callback):
+    """Save the training state to ``path`` at every epoch end that the step trigger did not save.
+
+    Args:
+        path: ``<run>/checkpoints/last.ckpt``.
+        every_n_train_steps: the step trigger of the run's last-checkpoint callback.
+    """
+
+    def __init__(self, path: Path, every_n_train_steps: int) -> None:
+        self.path = path
+        self.every_n_train_steps = every_n_train_steps
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.global_step % self.every_n_train_steps:
+            trainer.save_checkpoint(self.path)
+
+
 def run_loggers(out_dir: Path) -> list[CSVLogger | TensorBoardLogger]:
     """CSV (``logs/metrics.csv``) and TensorBoard (``logs/tensorboard/``) loggers of a run folder."""
     return [AppendingCSVLogger(str(out_dir), name="", version="logs"),
@@ -91,8 +108,8 @@ def build_trainer(cfg: TrainerConfig, out_dir: Path, *, monitor: str = "", every
         out_dir: the run folder.
         monitor: logged metric whose maximum picks ``checkpoints/best-epochNN.ckpt``; empty: no best
             checkpoint, only ``last.ckpt``.
-        every_n_train_steps: save ``last.ckpt`` every this many optimiser steps instead of at each
-            epoch end (long epochs); 0: at epoch ends.
+        every_n_train_steps: also save ``last.ckpt`` every this many optimiser steps (long epochs);
+            0: at epoch ends only.
         callbacks: the stage's own callbacks, called before the progress bar.
         **trainer_args: further ``pl.Trainer`` arguments; they override the shared section's.
 
@@ -110,7 +127,10 @@ def build_trainer(cfg: TrainerConfig, out_dir: Path, *, monitor: str = "", every
     best = ModelCheckpoint(dirpath=folder, filename="best-epoch{epoch:02d}", auto_insert_metric_name=False,
                            monitor=monitor, mode="max", save_top_k=1, enable_version_counter=False) if monitor else None
     on_interrupt = CheckpointOnInterrupt(folder / "last.ckpt")
+    # A ModelCheckpoint takes one trigger; with a step trigger, epoch ends (the run's last step among
+    # them) are saved here, so that a finished run's last.ckpt is its final state.
+    at_epoch_end = [LastAtEpochEnd(folder / "last.ckpt", every_n_train_steps)] if every_n_train_steps else []
     kwargs = {**trainer_kwargs(cfg), "default_root_dir": str(out_dir), "logger": run_loggers(out_dir),
-              "callbacks": [*([best] if best else []), last, on_interrupt, *callbacks, ProgressBar()],
+              "callbacks": [*([best] if best else []), last, *at_epoch_end, on_interrupt, *callbacks, ProgressBar()],
               "plugins": [KeepPreviousCheckpointIO()], **trainer_args}
     return pl.Trainer(**kwargs), best or last

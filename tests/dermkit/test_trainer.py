@@ -81,3 +81,12 @@ def test_last_checkpoint_follows_every_epoch_even_without_a_new_best(tmp_path: P
 
     # 4 steps per epoch: last.ckpt was written at the ends of epochs 1 and 2 too, which set no new best
     assert step("last.ckpt") == 12 and step("last.prev.ckpt") == 8
+
+
+def test_a_step_triggered_run_also_saves_its_epoch_ends(tmp_path: Path) -> None:
+    """every_n_train_steps=3 over 2 epochs of 4 steps: the final state (step 8) is in last.ckpt."""
+    cfg = TrainerConfig(max_epochs=2, accelerator="cpu", devices="1", log_every_n_steps=1)
+    trainer, _ = build_trainer(cfg, tmp_path, every_n_train_steps=3, enable_model_summary=False)
+    trainer.fit(TinyRegression(), loader(), loader())
+    last = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert last["global_step"] == 8
