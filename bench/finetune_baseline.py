@@ -47,9 +47,9 @@ from dermkit.console import console, entry_point, print_table, progress
 from dermkit.data.datasets import CachedImageDataset
 from dermkit.data.prepare import prepare_data
 from dermkit.metrics import balanced_accuracy, recall_by_class
+from dermkit.precision import PRECISIONS, autocast
 
 WARMUP_STEPS = 5
-PRECISIONS = ("32-true", "bf16-mixed")
 
 
 def _cpu_seconds() -> float:
@@ -67,22 +67,12 @@ def plain_transforms(jitter: float = 0.1) -> tuple[v2.Compose, v2.Compose]:
     return train, v2.Compose(normalise)
 
 
-def _autocast(precision: str) -> torch.autocast:
-    """The plain loop's autocast context: bfloat16 under ``bf16-mixed``, none under ``32-true``.
-
-    What Lightning wraps the stage's steps in with ``trainer.precision=bf16-mixed`` on the CPU, so
-    both loops compute in the same precision (the plain loop runs on the CPU, as the stage does here).
-    """
-    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16-mixed")
-
-
-@torch.no_grad()
 def _predict(model: nn.Module, loader: DataLoader, precision: str) -> tuple[torch.Tensor, torch.Tensor]:
     """(predicted class (N,), target (N,)) over a loader, in ``precision`` as the stage validates and tests."""
     model.eval()
     preds, targets = [], []
     for images, labels in loader:
-        with _autocast(precision):
+        with autocast(precision):
             preds.append(model(images).argmax(1))
         targets.append(torch.as_tensor(labels).long())
     model.train()
@@ -125,7 +115,7 @@ def run_plain(args: argparse.Namespace) -> dict[str, Any]:
             for batch_index, (batch, target) in enumerate(train):
                 if batch_index >= steps_per_epoch:
                     break
-                with _autocast(args.precision):
+                with autocast(args.precision):
                     loss = criterion(model(batch), torch.as_tensor(target).long())
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()

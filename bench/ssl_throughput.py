@@ -42,12 +42,12 @@ from typing import TYPE_CHECKING, Any
 
 from dermkit.config import default_ham10000_root
 from dermkit.console import console, print_table
+from dermkit.precision import PRECISIONS, autocast, float32_call
 
 if TYPE_CHECKING:
     import torch
 
 WARMUP_STEPS = 5
-PRECISIONS = ("32-true", "bf16-mixed")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -68,29 +68,6 @@ def _simclr_model(args: argparse.Namespace) -> tuple[Any, Any, Any]:
     return model, NTXentLoss(temperature=0.5), optimizer
 
 
-def _autocast(precision: str) -> torch.autocast:
-    """The hand-written loops' autocast context: bfloat16 under ``bf16-mixed``, none under ``32-true``.
-
-    What Lightning wraps ``ssl.pretrain``'s steps in with ``trainer.precision=bf16-mixed`` on the
-    CPU (where all loops of this script run), so every loop computes in the same precision.
-    """
-    import torch
-
-    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16-mixed")
-
-
-def _float32_loss(criterion: Any, z0: torch.Tensor, z1: torch.Tensor) -> torch.Tensor:
-    """NT-Xent on float32 copies of the projections (B, P), autocast off.
-
-    As ``ssl/base_module.py``'s ``float32_loss`` does for the stage: bfloat16's 8-bit mantissa
-    resolves the temperature-scaled similarities only to a few hundredths.
-    """
-    import torch
-
-    with torch.autocast("cpu", enabled=False):
-        return criterion(z0.float(), z1.float())
-
-
 def run_compute_only(args: argparse.Namespace) -> dict[str, float]:
     """The ceiling of any data pipeline: the same training step on one fixed batch, no loading at all.
 
@@ -104,9 +81,9 @@ def run_compute_only(args: argparse.Namespace) -> dict[str, float]:
     images, seconds = 0, 0.0
     for step in range(1, args.steps + 1):
         start = time.perf_counter()
-        with _autocast(args.precision):
+        with autocast(args.precision):
             z0, z1 = model(views).split(args.batch_size)  # (B, P) each
-            loss = _float32_loss(criterion, z0, z1)
+            loss = float32_call(criterion, z0, z1)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -145,9 +122,9 @@ def run_reference(args: argparse.Namespace) -> dict[str, float]:
     images, seconds, step, last = 0, 0.0, 0, None
     while step < args.steps:
         for (x0, x1), _ in loader:
-            with _autocast(args.precision):
+            with autocast(args.precision):
                 z0, z1 = model(x0), model(x1)
-                loss = _float32_loss(criterion, z0, z1)
+                loss = float32_call(criterion, z0, z1)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

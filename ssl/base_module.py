@@ -24,6 +24,7 @@ from torch import nn
 from dermkit.augment import MultiViewAugment, seed_for_process
 from dermkit.backbones import Backbone
 from dermkit.errors import DermkitError, did_you_mean
+from dermkit.precision import float32_call
 
 OPTIMIZERS = ("sgd", "adamw", "lars")
 
@@ -135,22 +136,9 @@ class SSLModule(pl.LightningModule):
         """Subclasses add their own per-step arrays (momentum, temperatures) here."""
 
     def float32_loss(self, criterion: Callable[..., torch.Tensor], *outputs: Any, **kwargs: Any) -> torch.Tensor:
-        """``criterion(*outputs, **kwargs)`` in float32, also under ``trainer.precision=bf16-mixed``.
-
-        The network runs in bfloat16 there, whose 8-bit mantissa resolves a temperature-scaled
-        similarity near 5 (SimCLR, temperature 0.2) only to about 0.03, and DINO's sharpened softmax
-        over thousands of prototypes worse; so the losses get float32 copies of the outputs and run
-        with autocast off. Tensors and lists of tensors are cast; other arguments pass as they are.
-        """
-        def to_float(value: Any) -> Any:
-            if isinstance(value, torch.Tensor):
-                return value.float()
-            if isinstance(value, list):
-                return [to_float(v) for v in value]
-            return value
-
-        with torch.autocast(self.device.type, enabled=False):
-            return criterion(*map(to_float, outputs), **kwargs)
+        """``criterion(*outputs, **kwargs)`` in float32, also under ``trainer.precision=bf16-mixed``
+        (:func:`dermkit.precision.float32_call`)."""
+        return float32_call(criterion, *outputs, device_type=self.device.type, **kwargs)
 
     # ----------------------------------------------------------------------------------------
     def configure_optimizers(self) -> torch.optim.Optimizer:

@@ -1,0 +1,44 @@
+"""Mixed precision for hand-written loops and for losses: one definition of what ``bf16-mixed`` means.
+
+Lightning wraps a stage's steps in ``torch.autocast`` under ``trainer.precision=bf16-mixed``; the
+benchmark scripts' plain loops use :func:`autocast` to compute in the same precision, and every SSL
+loss runs through :func:`float32_call`, because bfloat16's 8-bit mantissa resolves a
+temperature-scaled similarity near 5 (SimCLR, temperature 0.2) only to about 0.03, and DINO's
+sharpened softmax over thousands of prototypes worse.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # torch is imported where it is used: the benchmark parents start without it
+    import torch
+
+PRECISIONS = ("32-true", "bf16-mixed")  # the trainer.precision values the benchmark loops reproduce
+
+
+def autocast(precision: str, device_type: str = "cpu") -> torch.autocast:
+    """bfloat16 autocast under ``bf16-mixed``, a disabled one under ``32-true``."""
+    import torch
+
+    return torch.autocast(device_type, dtype=torch.bfloat16, enabled=precision == "bf16-mixed")
+
+
+def float32_call(criterion: Callable[..., torch.Tensor], *outputs: Any, device_type: str = "cpu",
+                 **kwargs: Any) -> torch.Tensor:
+    """``criterion(*outputs, **kwargs)`` on float32 copies of the outputs, with autocast off.
+
+    Tensors and lists of tensors are cast; other arguments pass as they are.
+    """
+    import torch
+
+    def to_float(value: Any) -> Any:
+        if isinstance(value, torch.Tensor):
+            return value.float()
+        if isinstance(value, list):
+            return [to_float(v) for v in value]
+        return value
+
+    with torch.autocast(device_type, enabled=False):
+        return criterion(*map(to_float, outputs), **kwargs)

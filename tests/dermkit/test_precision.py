@@ -1,0 +1,27 @@
+"""dermkit.precision: the benchmark loops' autocast and float32 losses."""
+
+from __future__ import annotations
+
+import torch
+
+from dermkit.precision import autocast, float32_call
+
+
+def test_autocast_is_bf16_only_under_bf16_mixed() -> None:
+    weight = torch.randn(4, 4)
+    for precision, dtype in (("bf16-mixed", torch.bfloat16), ("32-true", torch.float32)):
+        with autocast(precision):
+            assert (weight @ weight).dtype == dtype, precision
+
+
+def test_float32_call_casts_tensors_and_lists_and_turns_autocast_off() -> None:
+    seen: list[object] = []
+
+    def criterion(a: torch.Tensor, parts: list[torch.Tensor], scale: float = 1.0) -> torch.Tensor:
+        seen.extend([a.dtype, *(p.dtype for p in parts), torch.is_autocast_enabled("cpu"), scale])
+        return (a.sum() + sum(p.sum() for p in parts)) * scale
+
+    half = torch.ones(2, dtype=torch.bfloat16)
+    with autocast("bf16-mixed"):
+        loss = float32_call(criterion, half, [half, half], scale=2.0)
+    assert seen == [torch.float32, torch.float32, torch.float32, False, 2.0] and loss.dtype == torch.float32
