@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-dermkit
+# pytest-xdist processes for `make test`: most tests are single-threaded Python and process start-up,
+# so two processes on 2 cores cut the suite by about a third (README "Tests").
+TEST_WORKERS ?= 2
 
 .PHONY: install demo test test-all test-fast clean
 
@@ -20,13 +23,13 @@ demo: $(STAMP)
 	$(PY) -m bench.label_efficiency --preset demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q -m "not long" --durations=15
+	$(PY) -m pytest -q -n $(TEST_WORKERS) -m "not long" --durations=15
 
 test-all: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS)
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -n $(TEST_WORKERS) -m "not slow"
 
 clean:
 	rm -rf $(VENV) .pytest_cache
