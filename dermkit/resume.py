@@ -57,10 +57,18 @@ NEUTRAL_KEYS = frozenset({
     # finetune's HTML report of the test split: written after training, from the same predictions
     "report.bootstrap", "report.seed", "report.explain", "report.mistakes",
 })
-# What a key missing from an old config.yaml means when that is not today's default (flat keys).
-# data.augment_on: runs recorded before the key existed augmented in the loader workers; the default
-# became device later (issue 13), and such a run must not resume silently on the other path.
-LEGACY_DEFAULTS: dict[str, Any] = {"data.augment_on": "workers"}
+# What a key missing from an old config.yaml means when that is not today's default (flat keys; each
+# applies to the stages whose schema has the key). A run must not resume silently with other settings:
+# - data.augment_on (ssl.pretrain, finetune.train): runs recorded before the key existed augmented in
+#   the loader workers; the default became device later (issue 13).
+# - augment.rotation (finetune.train): folders written before the augment section existed trained with
+#   any-angle rotation; the default became none (issue 11's recipe).
+# - model.prediction_type (synth.train): generators trained before the key existed predicted the noise.
+LEGACY_DEFAULTS: dict[str, Any] = {
+    "data.augment_on": "workers",
+    "augment.rotation": 180.0,
+    "model.prediction_type": "epsilon",
+}
 # Keys that set a run's length; named in the refusal, since extending a run is a common wish.
 LENGTH_KEYS = ("trainer.max_epochs", "trainer.max_steps", "trainer.limit_train_batches")
 
@@ -124,7 +132,6 @@ def move_aside(run_dir: Path) -> Path | None:
 
 
 def resume_checkpoint(run_dir: str | Path, cfg: Any, schema: type, split_hash: str | None = None,
-                      legacy_defaults: Mapping[str, Any] | None = None,
                       unread: frozenset[str] = frozenset()) -> Path | None:
     """The checkpoint a stage resumes from, or None for a new run; refuses a run of other settings.
 
@@ -136,9 +143,6 @@ def resume_checkpoint(run_dir: str | Path, cfg: Any, schema: type, split_hash: s
         cfg: this invocation's resolved config (its schema has a ``restart`` key).
         schema: the config dataclass (its defaults stand in for keys an old ``config.yaml`` lacks).
         split_hash: this run's split hash, compared with the one in ``run.json``.
-        legacy_defaults: flat ``{key: value}`` for keys whose absence from an old config means
-            something other than today's default (e.g. a default that changed), on top of
-            :data:`LEGACY_DEFAULTS`.
         unread: keys of the schema the stage does not read, which may differ too.
 
     Returns:
@@ -169,7 +173,8 @@ def resume_checkpoint(run_dir: str | Path, cfg: Any, schema: type, split_hash: s
         raise DermkitError(f"{last} exists but {recorded} does not, so the run's settings cannot be checked: "
                            f"{restart_hint}, or choose another --out.")
     old = OmegaConf.to_container(OmegaConf.load(recorded), resolve=True)
-    defaults = {**flatten(to_container(OmegaConf.structured(schema))), **LEGACY_DEFAULTS, **(legacy_defaults or {})}
+    defaults = flatten(to_container(OmegaConf.structured(schema)))
+    defaults.update({key: value for key, value in LEGACY_DEFAULTS.items() if key in defaults})
     changed = changed_settings(old if isinstance(old, dict) else {}, to_container(cfg), defaults,
                                NEUTRAL_KEYS | unread)
     old_split = _recorded_split_hash(run)

@@ -76,11 +76,6 @@ FLAGS = [
 ]
 SAMPLERS = ("shuffle", "balanced")
 MONITOR = "val/balanced_accuracy"
-# What keys missing from an old run folder's config.yaml meant (see dermkit.resume): folders written
-# before the augment section existed trained with any-angle rotation, today's default is none.
-RECORDED_DEFAULTS = {"augment.rotation": 180.0}
-
-
 def check_config(cfg: FinetuneConfig) -> None:
     """Reject values the schema's types cannot (names of choices, ranges)."""
     if cfg.sampler not in SAMPLERS:
@@ -126,8 +121,7 @@ def build_data(cfg: FinetuneConfig, prepared: PreparedData, spec: BackboneSpec) 
                           "its synthetic images carry labels the run's real data lacks.[/]")
     # data.augment_on=device: training items stay (3, S, S) uint8; the module augments whole batches.
     augment = None if cfg.data.augment_on == "device" else train_transform(
-        spec.image_size, spec.mean, spec.std, cfg.augment.rotation, cfg.augment.jitter, cfg.augment.crop_scale,
-        cfg.augment.right_angles)
+        spec.image_size, spec.mean, spec.std, cfg.augment)
     return build_datasets(prepared, cfg.data.fraction, augment, eval_transform(spec.mean, spec.std), synthetic)
 
 
@@ -183,8 +177,7 @@ def make_classifier(cfg: FinetuneConfig, data: FinetuneData, classes: list[str],
                   + ", ".join(f"{c} {data.counts['real'][c]}+{data.counts['synthetic'][c]}" for c in classes))
     module = build_module(cfg, classes, data.class_totals(classes), spec, backbone)
     if cfg.data.augment_on == "device":
-        module.device_augment = train_device_augment(spec.image_size, spec.mean, spec.std, cfg.augment.rotation,
-                                                     cfg.augment.jitter, cfg.augment.crop_scale, cfg.augment.right_angles)
+        module.device_augment = train_device_augment(spec.image_size, spec.mean, spec.std, cfg.augment)
     return module
 
 
@@ -282,8 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     module = make_classifier(cfg, data, list(prepared.classes), spec, backbone)
 
     out_dir = Path(cfg.out_dir)
-    resume_from = resume_checkpoint(out_dir, cfg, FinetuneConfig, prepared.split_hash,
-                                    legacy_defaults=RECORDED_DEFAULTS)
+    resume_from = resume_checkpoint(out_dir, cfg, FinetuneConfig, prepared.split_hash)
     if cfg.resume:
         console.print("--resume is no longer needed: re-running the same command resumes "
                       + (f"(from {resume_from})." if resume_from else "(nothing to resume: a new run)."))

@@ -1,7 +1,8 @@
 """Image transforms for fine-tuning (torchvision v2), on the PIL images of ``CachedImageDataset``.
 
 Dermoscopy images have no canonical orientation, so training flips both ways and can turn by right
-angles (``augment.right_angles``) or rotate by any angle (``augment.rotation``, black corners); colour jitter is kept small because colour carries diagnostic information (e.g. the blue-white
+angles (``augment.right_angles``) or rotate by any angle (``augment.rotation``, black corners); colour
+jitter is kept small because colour carries diagnostic information (e.g. the blue-white
 veil of melanoma). The cache already stores square images at the model's input size; the optional
 random resized crop (``augment.crop_scale`` < 1) resizes its box back to that size.
 """
@@ -13,9 +14,10 @@ from collections.abc import Sequence
 import torch
 from torchvision.transforms import v2
 
+from finetune.config import AugmentConfig
 
-def train_transform(image_size: int, mean: Sequence[float], std: Sequence[float], rotation: float = 180.0,
-                    jitter: float = 0.1, crop_scale: float = 1.0, right_angles: bool = False) -> v2.Compose:
+
+def train_transform(image_size: int, mean: Sequence[float], std: Sequence[float], augment: AugmentConfig) -> v2.Compose:
     """Augmentation for training: PIL image -> (3, S, S) normalised float tensor.
 
     The geometric and colour steps run on the PIL image, where they are several times faster
@@ -26,20 +28,20 @@ def train_transform(image_size: int, mean: Sequence[float], std: Sequence[float]
         image_size: side of the cached images and of the output.
         mean: per-channel mean of the backbone's normalisation (from its card).
         std: per-channel standard deviation.
-        rotation: maximum rotation in degrees (180 = any angle).
-        jitter: brightness, contrast and saturation jitter.
-        crop_scale: smallest area share of the random resized crop (aspect 3/4 to 4/3); 1.0 = none.
-        right_angles: also turn by 0, 90, 180 or 270 degrees at random (PIL transposes a square
-            image for these: exact, no black corners).
+        augment: crop, turns, rotation and jitter (the config's ``augment`` section). Right-angle
+            turns are exact here: PIL transposes a square image, no black corners.
     """
-    crop = [] if crop_scale >= 1.0 else [v2.RandomResizedCrop(image_size, scale=(crop_scale, 1.0))]
-    turn = [v2.RandomChoice([v2.RandomRotation((angle, angle)) for angle in (0, 90, 180, 270)])] if right_angles else []
+    crop = ([] if augment.crop_scale >= 1.0
+            else [v2.RandomResizedCrop(image_size, scale=(augment.crop_scale, 1.0))])
+    turn = ([v2.RandomChoice([v2.RandomRotation((angle, angle)) for angle in (0, 90, 180, 270)])]
+            if augment.right_angles else [])
+    jitter = augment.jitter
     return v2.Compose([
         *crop,
         v2.RandomHorizontalFlip(),
         v2.RandomVerticalFlip(),
         *turn,
-        v2.RandomRotation(rotation, interpolation=v2.InterpolationMode.BILINEAR),
+        v2.RandomRotation(augment.rotation, interpolation=v2.InterpolationMode.BILINEAR),
         v2.ColorJitter(brightness=jitter, contrast=jitter, saturation=jitter),
         v2.ToImage(),
         v2.ToDtype(torch.float32, scale=True),

@@ -247,10 +247,9 @@ def train(cfg: SynthTrainConfig) -> Path:
     state = {"split_hash": prepared.split_hash, "classes": list(prepared.classes), "preset": cfg.model.preset,
              "image_size": cfg.data.image_size, "fraction": cfg.data.fraction,
              "prediction_type": cfg.model.prediction_type}
-    # Folders written before model.prediction_type existed trained on the noise (epsilon). The generator
-    # does not read data.augment_on (its default changed in issue 13), so that may differ.
+    # Folders written before model.prediction_type existed trained on the noise (dermkit.resume's
+    # LEGACY_DEFAULTS). The generator does not read data.augment_on, so that may differ.
     resume_from = resume_checkpoint(out, cfg, SynthTrainConfig, prepared.split_hash,
-                                    legacy_defaults={"model.prediction_type": "epsilon"},
                                     unread=frozenset({"data.augment_on"}))
     resuming = resume_from is not None
     # Under DDP every process runs this function; the run's files are written by the first one only.

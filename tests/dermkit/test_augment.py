@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 
 from dermkit.augment import MultiViewAugment, ViewAugment, ViewSpec, crop_boxes, seed_for_process
+from finetune.config import AugmentConfig as FinetuneAugment
 from finetune.device_transforms import train_device_augment
 from finetune.transforms import train_transform
 from ssl.device_transforms import dino_device_views, simclr_device_views
@@ -162,11 +163,11 @@ def test_finetune_paths_match() -> None:
     """finetune.transforms.train_transform against its device twin: rotation always, small jitter."""
     image = np.zeros((SIZE, SIZE, 3), np.uint8) + np.array((180, 120, 90), np.uint8)
     torch.manual_seed(0)
-    transform = train_transform(SIZE, *RAW)
+    transform = train_transform(SIZE, *RAW, FinetuneAugment(rotation=180.0))
     pil = Image.fromarray(image)
     worker = torch.stack([transform(pil) for _ in range(2 * N_IMAGES)])
     batch = torch.from_numpy(image).permute(2, 0, 1).unsqueeze(0).repeat(2 * N_IMAGES, 1, 1, 1).contiguous()
-    device = train_device_augment(SIZE, *RAW)(batch)
+    device = train_device_augment(SIZE, *RAW, FinetuneAugment(rotation=180.0))(batch)
     # Dark: below half the image's own grey level (0.51 +- 10%), so that the worker path's bilinear
     # edge (half image, half black fill) counts as the device path's sharp edge does.
     black_w, black_d = ((v.mean(1) < 0.25).float().mean((1, 2)).numpy() for v in (worker, device))
@@ -187,9 +188,9 @@ def test_finetune_right_angles_draw_the_eight_orientations() -> None:
     pil = Image.fromarray(image)
     batch = torch.from_numpy(image).permute(2, 0, 1).unsqueeze(0).repeat(2 * N_IMAGES, 1, 1, 1).contiguous()
     torch.manual_seed(0)
-    transform = train_transform(SIZE, *RAW, rotation=0.0, jitter=0.0, right_angles=True)
+    transform = train_transform(SIZE, *RAW, FinetuneAugment(jitter=0.0, right_angles=True))
     worker = torch.stack([transform(pil) for _ in range(2 * N_IMAGES)])
-    device = train_device_augment(SIZE, *RAW, rotation=0.0, jitter=0.0, right_angles=True)(batch)
+    device = train_device_augment(SIZE, *RAW, FinetuneAugment(jitter=0.0, right_angles=True))(batch)
     for name, views in (("worker", worker), ("device", device)):
         grey = views.mean(1)  # (N, S, S)
         quadrants = torch.stack([grey[:, :half, :half].mean((1, 2)), grey[:, :half, half:].mean((1, 2)),
@@ -199,7 +200,7 @@ def test_finetune_right_angles_draw_the_eight_orientations() -> None:
         assert len(counts) == 8, (name, counts)
         assert np.allclose(counts.numpy() / len(views), 1 / 8, atol=0.04), (name, counts)
         assert views.min() > 30 / 255, name  # exact turns: no black corner
-    unturned = train_transform(SIZE, *RAW, rotation=0.0, jitter=0.0)
+    unturned = train_transform(SIZE, *RAW, FinetuneAugment(jitter=0.0))
     assert len(torch.unique(torch.stack([unturned(pil) for _ in range(64)]).mean(1)
                             .view(64, -1)[:, [0, SIZE - 1]], dim=0)) <= 4  # flips alone: 4 orientations
 
@@ -210,12 +211,12 @@ def test_finetune_crop_paths_match() -> None:
     pil = Image.fromarray(image)
     batch = torch.from_numpy(image).permute(2, 0, 1).unsqueeze(0).repeat(2 * N_IMAGES, 1, 1, 1).contiguous()
     torch.manual_seed(0)
-    transform = train_transform(SIZE, *RAW, rotation=0.0, jitter=0.0, crop_scale=0.4)
+    transform = train_transform(SIZE, *RAW, FinetuneAugment(jitter=0.0, crop_scale=0.4))
     worker = torch.stack([transform(pil) for _ in range(2 * N_IMAGES)])
-    device = train_device_augment(SIZE, *RAW, rotation=0.0, jitter=0.0, crop_scale=0.4)(batch)
+    device = train_device_augment(SIZE, *RAW, FinetuneAugment(jitter=0.0, crop_scale=0.4))(batch)
     assert_same_distribution(crop_area(worker), crop_area(device), "finetune crop area fraction")
     assert 0.6 < crop_area(device).mean() < 0.8  # scale uniform in [0.4, 1]: mean area about 0.7
-    whole = train_device_augment(SIZE, *RAW, rotation=0.0, jitter=0.0)(batch[:8])
+    whole = train_device_augment(SIZE, *RAW, FinetuneAugment(jitter=0.0))(batch[:8])
     assert np.allclose(crop_area(whole), 1.0, atol=0.01)
 
 

@@ -7,6 +7,7 @@ inside a training step (what Ctrl-C does); the checkpoint written then is what a
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -218,49 +219,51 @@ def _recorded_run(run: Path, recorded: dict) -> Path:
     return last
 
 
-def test_a_run_recorded_before_augment_on_existed_resumes_on_the_worker_path(tmp_path: Path) -> None:
-    """Runs recorded before ``data.augment_on`` existed augmented in the workers; the default is now
-    ``device`` (issue 13), so resuming such a run with the default is refused, with ``workers`` accepted."""
+# (stage module, its config class, key, the value runs had before the key existed, today's default)
+LEGACY_CASES = [
+    ("ssl.pretrain", "PretrainConfig", "data.augment_on", "workers", "device"),
+    ("finetune.train", "FinetuneConfig", "data.augment_on", "workers", "device"),
+    ("finetune.train", "FinetuneConfig", "augment.rotation", 180.0, 0.0),
+    ("synth.train", "SynthTrainConfig", "model.prediction_type", "epsilon", "v_prediction"),
+]
+
+
+def test_every_legacy_default_has_a_case() -> None:
+    from dermkit.resume import LEGACY_DEFAULTS
+
+    assert {(key, value) for _, _, key, value, _ in LEGACY_CASES} == set(LEGACY_DEFAULTS.items())
+
+
+@pytest.mark.parametrize(("module", "schema_name", "key", "old", "default"), LEGACY_CASES,
+                         ids=[f"{case[0]}-{case[2]}" for case in LEGACY_CASES])
+def test_a_run_recorded_before_a_key_existed_resumes_only_with_the_old_value(
+        tmp_path: Path, module: str, schema_name: str, key: str, old: object, default: object) -> None:
+    """A key whose default changed after it was added: a folder recorded before it existed trained with
+    the old value, so resuming it with today's default is refused naming the key, and the old value is
+    accepted (dermkit.resume.LEGACY_DEFAULTS)."""
+    import importlib
+
     from dermkit.config import parse_config, to_container
     from dermkit.errors import DermkitError
     from dermkit.resume import resume_checkpoint
-    from ssl.pretrain import FLAGS, PretrainConfig
 
-    run = tmp_path / "pretrain"
+    stage = importlib.import_module(module)
+    schema = getattr(stage, schema_name)
+    run = tmp_path / "run"
 
-    def config(*extra: str) -> PretrainConfig:
-        return parse_config(PretrainConfig, "t", "t", ["--out", str(run), *extra], FLAGS)
+    def config(*extra: str) -> object:
+        return parse_config(schema, "t", "t", ["--out", str(run), *extra], stage.FLAGS)
 
-    assert config().data.augment_on == "device"
+    section, name = key.split(".")
+    assert getattr(getattr(config(), section), name) == default
     recorded = to_container(config())
-    del recorded["data"]["augment_on"]  # as written before the key existed
+    del recorded[section][name]  # as written before the key existed
+    if not recorded[section]:
+        del recorded[section]
     last = _recorded_run(run, recorded)
-    with pytest.raises(DermkitError, match=r"data\.augment_on: 'workers' -> 'device'"):
-        resume_checkpoint(run, config(), PretrainConfig)
-    assert resume_checkpoint(run, config("data.augment_on=workers"), PretrainConfig) == last
-
-
-def test_a_finetune_run_recorded_before_the_augment_section_resumes_with_its_rotation(tmp_path: Path) -> None:
-    """Fine-tuning rotated by any angle before ``augment.rotation`` existed; its default is now 0, so such
-    a folder resumes only with ``augment.rotation=180``."""
-    from dermkit.config import parse_config, to_container
-    from dermkit.errors import DermkitError
-    from dermkit.resume import resume_checkpoint
-    from finetune.config import FinetuneConfig
-    from finetune.train import FLAGS, RECORDED_DEFAULTS
-
-    run = tmp_path / "finetune"
-
-    def config(*extra: str) -> FinetuneConfig:
-        return parse_config(FinetuneConfig, "t", "t", ["--out", str(run), *extra], FLAGS)
-
-    recorded = to_container(config("augment.rotation=180"))
-    del recorded["augment"]  # as written before the section existed
-    last = _recorded_run(run, recorded)
-    with pytest.raises(DermkitError, match=r"augment\.rotation: 180\.0 -> 0\.0"):
-        resume_checkpoint(run, config(), FinetuneConfig, legacy_defaults=RECORDED_DEFAULTS)
-    assert resume_checkpoint(run, config("augment.rotation=180"), FinetuneConfig,
-                             legacy_defaults=RECORDED_DEFAULTS) == last
+    with pytest.raises(DermkitError, match=rf"{re.escape(key)}: {re.escape(repr(old))} -> {re.escape(repr(default))}"):
+        resume_checkpoint(run, config(), schema)
+    assert resume_checkpoint(run, config(f"{key}={old}"), schema) == last
 
 
 def test_pretraining_resumes_from_a_folder_outside_the_repository(tmp_path: Path, demo_cache: Path,
