@@ -208,10 +208,15 @@ class FinetuneConfig:
         fraction_overrides: extra overrides per label fraction, applied after ``overrides``, e.g.
             ``{"0.01": [trainer.max_epochs=40]}``: a 1% subset needs many more epochs than the full
             training split for a comparable number of optimiser steps.
+        init_overrides: extra overrides per initialisation (a name of ``grid.inits``), applied after
+            ``fraction_overrides``, e.g. ``{simclr: [optim.head_epochs=3, optim.backbone_lr_scale=0.3]}``:
+            the schedule of a pretrained backbone, chosen on validation, without changing the key
+            (and so the finished runs) of the other initialisations' cells.
     """
 
     overrides: list[str] = field(default_factory=list)
     fraction_overrides: dict[str, list[str]] = field(default_factory=dict)
+    init_overrides: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass

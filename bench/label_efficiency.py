@@ -203,13 +203,18 @@ def _check_overrides(cfg: BenchConfig, arms: list[str]) -> None:
         if fraction_key(key, cfg.grid.fractions) is None:
             raise DermkitError(f"finetune.fraction_overrides has key {key!r}, which is not one of grid.fractions "
                                f"({', '.join(f'{f:g}' for f in cfg.grid.fractions)}).")
+    for init in cfg.finetune.init_overrides:
+        if init not in cfg.grid.inits:
+            raise DermkitError(f"finetune.init_overrides has key {init!r}, which is not one of grid.inits "
+                               f"({', '.join(cfg.grid.inits)}).")
     per_fraction = [item for items in cfg.finetune.fraction_overrides.values() for item in items]
+    per_init = [item for items in cfg.finetune.init_overrides.values() for item in items]
     per_method = [item for items in cfg.pretrain.method_overrides.values() for item in items]
-    for item in (*cfg.finetune.overrides, *per_fraction, *cfg.pretrain.overrides, *per_method,
+    for item in (*cfg.finetune.overrides, *per_fraction, *per_init, *cfg.pretrain.overrides, *per_method,
                  *cfg.synth.train_overrides):
         if "=" not in item:
             raise DermkitError(f"Stage override {item!r} is not of the form key=value.")
-    for item in (*cfg.finetune.overrides, *per_fraction):
+    for item in (*cfg.finetune.overrides, *per_fraction, *per_init):
         if item.split("=", 1)[0] in CELL_KEYS:
             raise DermkitError(f"finetune.overrides sets {item.split('=', 1)[0]!r}, which the grid sets per cell "
                                "(use grid.* and model.* instead).")
@@ -325,7 +330,8 @@ def init_cells(cfg: BenchConfig, out: Path, fraction: float, init: str,
             cell = Cell(fraction, init, arm.synthetic, int(seed), name)
             folder = out / "cells" / cell.cell_id
             args = [*data_args(cfg), *model_args(cfg), *cfg.finetune.overrides, *per_fraction,
-                    f"data.fraction={fraction}", f"seed={seed}", *init_args]
+                    *cfg.finetune.init_overrides.get(init, []), f"data.fraction={fraction}", f"seed={seed}",
+                    *init_args]
             inputs = list(init_inputs)
             if arm.sampler:
                 args.append(f"sampler={arm.sampler}")
@@ -418,7 +424,8 @@ def report_context(cfg: BenchConfig, command: str, data: dict[str, Any], test_co
                 + "".join(f"; {m}: not pretrained here, the given backbone `{p}` (its card says how it was "
                           "trained)" for m, p in cfg.pretrain.backbones.items()),
                 f"Fine-tuning overrides: `{' '.join(cfg.finetune.overrides) or '(stage defaults)'}`"
-                + "".join(f"; fraction {k}: `{' '.join(o)}`" for k, o in cfg.finetune.fraction_overrides.items())]
+                + "".join(f"; fraction {k}: `{' '.join(o)}`" for k, o in cfg.finetune.fraction_overrides.items())
+                + "".join(f"; {k} cells: `{' '.join(o)}`" for k, o in cfg.finetune.init_overrides.items())]
     caveats = []
     arms = grid_arms(cfg.grid)
     if not set(arms) <= set(LEGACY_ARMS):

@@ -51,6 +51,9 @@ def test_unknown_preset_lists_the_presets() -> None:
     ("finetune.overrides=[seed=3]", "sets 'seed'"),
     ("synth.classes=[melanomaa]", "Unknown class"),
     ("pretrain.method_overrides={swav:[a=1]}", "unknown method 'swav'"),
+    ("finetune.init_overrides={simclrr:[optim.head_epochs=2]}", "init_overrides has key 'simclrr'.*random, simclr"),
+    ("finetune.init_overrides={simclr:[seed=2]}", "sets 'seed'"),
+    ("finetune.init_overrides={simclr:[head_epochs]}", "not of the form key=value"),
 ])
 def test_validate_names_the_bad_key(override: str, message: str) -> None:
     with pytest.raises(DermkitError, match=message):
@@ -79,6 +82,21 @@ def test_build_steps_wires_the_grid(tmp_path: Path) -> None:
     assert "data.fraction=0.1" in generator.args  # the generator sees only that fraction's labels
     random_real = next(s for s in cells if s.cell.cell_id == "f1-random-real-s0")
     assert random_real.inputs == [] and not any(a.startswith(("model.init", "synth.manifest")) for a in random_real.args)
+
+
+def test_init_overrides_reach_only_that_inits_cells_and_keep_the_others_keys(tmp_path: Path) -> None:
+    base = ("grid.inits=[random,simclr]", "grid.synthetic=[false]", "grid.fractions=[0.1]", "grid.seeds=[0]")
+    schedule = "finetune.init_overrides={simclr: [optim.head_epochs=3, optim.backbone_lr_scale=0.3]}"
+    cfg = _cfg(*base, schedule)
+    validate(cfg)
+    before = {s.name: s for s in build_steps(_cfg(*base), tmp_path) if s.cell}
+    after = {s.name: s for s in build_steps(cfg, tmp_path) if s.cell}
+    simclr = next(name for name, s in after.items() if s.cell.init == "simclr")
+    random = next(name for name, s in after.items() if s.cell.init == "random")
+    assert {"optim.head_epochs=3", "optim.backbone_lr_scale=0.3"} <= set(after[simclr].args)
+    assert after[simclr].args != before[simclr].args
+    assert not any(a.startswith("optim.") for a in after[random].args)
+    assert after[random].key(tmp_path, {}) == before[random].key(tmp_path, {})  # finished random cells stay done
 
 
 def test_one_generator_without_match_fraction(tmp_path: Path) -> None:
