@@ -9,14 +9,18 @@ once; a step starts when all its input steps are done. Steps already done under 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
+import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import IO, Any
 
 from rich.console import Group
@@ -80,6 +84,24 @@ class RunSummary:
     @property
     def ok(self) -> bool:
         return not self.failed and not self.blocked
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises KeyboardInterrupt in the main thread, so that a killed grid
+    stops its stages instead of leaving them running, unwatched, into folders a re-run would resume."""
+    if threading.current_thread() is not threading.main_thread():  # signal handlers: main thread only
+        yield
+        return
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def run_stage(module: str, args: list[str], python: str = sys.executable) -> None:
@@ -182,7 +204,17 @@ class Runner:
         return _Running(step, key, process, log, time.time())
 
     def run(self) -> RunSummary:
-        """Run every step that is not done; returns what happened (failures do not raise)."""
+        """Run every step that is not done; returns what happened (failures do not raise).
+
+        Raises:
+            KeyboardInterrupt: Ctrl-C or SIGTERM (``kill PID``: a grid started in the background with
+                ``&`` ignores Ctrl-C), after the running steps have been sent SIGTERM and have exited;
+                the stages save their state on it, so the same command resumes them.
+        """
+        with _sigterm_as_interrupt():
+            return self._run()
+
+    def _run(self) -> RunSummary:
         summary = RunSummary()
         running: list[_Running] = []
         stop = False  # set by a failure without keep_going: launch nothing new, let running steps end
@@ -204,7 +236,7 @@ class Runner:
                             stop = stop or not self.keep_going
                     live.update(self._render(running))
             except KeyboardInterrupt:
-                for job in running:  # only the processes started here
+                for job in running:  # only the processes started here; SIGTERM: each saves its state
                     job.process.terminate()
                 for job in running:
                     job.process.wait()

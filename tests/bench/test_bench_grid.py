@@ -154,3 +154,48 @@ def test_runner_reports_a_failure_and_blocks_its_dependents(tmp_path: Path) -> N
 
     summary = _run(tmp_path, _pipeline(tmp_path / "out", counter, values, fail="b"), keep_going=True)
     assert list(summary.failed) == ["b"] and sorted(summary.ran) == ["a", "c"]
+
+
+# A stand-in stage that runs until it is stopped: records its pid, and on SIGTERM records that and exits.
+WAITING_STAGE = """
+import os, pathlib, signal, sys, time
+out = pathlib.Path(sys.argv[1])
+out.mkdir(parents=True, exist_ok=True)
+def stop(signum, frame):
+    (out / "terminated").write_text("SIGTERM")
+    sys.exit(143)
+signal.signal(signal.SIGTERM, stop)
+(out / "pid").write_text(str(os.getpid()))
+while True:
+    time.sleep(0.1)
+"""
+
+
+def test_sigterm_stops_the_grid_and_its_running_steps(tmp_path: Path) -> None:
+    """``kill PID`` on a grid started in the background (where Ctrl-C does not reach it): the running
+    stages get SIGTERM (they save their state on it) and have exited before the grid does; none is left
+    running unwatched into a folder that a re-run would resume at the same time."""
+    import os
+    import signal
+    import threading
+    import time
+
+    stages = _stage_dir(tmp_path)
+    (stages / "waiting_stage.py").write_text(WAITING_STAGE)
+    folders = [tmp_path / "out" / name for name in ("a", "b")]
+    steps = [Step(f.name, "kind", "waiting_stage", [str(f)], f, ("never.txt",)) for f in folders]
+    runner = Runner(steps, tmp_path / "out", DATA, jobs=2, env={"PYTHONPATH": str(stages)})
+
+    def kill_when_both_run() -> None:
+        while not all((f / "pid").is_file() for f in folders):
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    before = signal.getsignal(signal.SIGTERM)
+    threading.Thread(target=kill_when_both_run, daemon=True).start()
+    with pytest.raises(KeyboardInterrupt):
+        runner.run()
+    assert signal.getsignal(signal.SIGTERM) == before
+    for folder in folders:
+        assert (folder / "terminated").read_text() == "SIGTERM"
+        assert not Path(f"/proc/{(folder / 'pid').read_text()}").exists()  # exited and reaped

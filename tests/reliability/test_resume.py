@@ -7,7 +7,9 @@ inside a training step (what Ctrl-C does); the checkpoint written then is what a
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 from pathlib import Path
 
 import pytest
@@ -52,6 +54,18 @@ def interrupt_at(monkeypatch: pytest.MonkeyPatch, module: type, step: int) -> No
     monkeypatch.setattr(module, "training_step", interrupted)
 
 
+def sigterm_at(monkeypatch: pytest.MonkeyPatch, module: type, step: int) -> None:
+    """Make ``module.training_step`` send this process SIGTERM at global step ``step`` (``kill PID``)."""
+    original = module.training_step
+
+    def killed(self, batch, batch_idx):  # type: ignore[no-untyped-def]
+        if self.global_step == step:
+            os.kill(os.getpid(), signal.SIGTERM)  # Lightning's handler, registered for the fit, takes it
+        return original(self, batch, batch_idx)
+
+    monkeypatch.setattr(module, "training_step", killed)
+
+
 def refused(capsys: pytest.CaptureFixture, argv: list[str]) -> str:
     """Run finetune.train, expect exit status 2, return its error output."""
     capsys.readouterr()
@@ -59,6 +73,23 @@ def refused(capsys: pytest.CaptureFixture, argv: list[str]) -> str:
         finetune_main(argv)
     assert exit_info.value.code == 2
     return capsys.readouterr().err
+
+
+def test_sigterm_saves_the_step_and_the_same_command_continues(tmp_path: Path, demo_cache: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """``kill PID`` (how a background job, or the grid, stops a stage): the batch under way finishes, its
+    state is saved, the exit status says the run did not finish, and the same command continues."""
+    out = tmp_path / "run"
+    argv = finetune_argv(out, demo_cache)
+    sigterm_at(monkeypatch, ClassifierModule, 1)
+    with pytest.raises(SystemExit) as exit_info:
+        finetune_main(argv)
+    assert exit_info.value.code == 128 + signal.SIGTERM
+    last = out / "checkpoints" / "last.ckpt"
+    assert saved_step(last) == 2  # step 1 finished before Lightning stopped the loop
+    monkeypatch.undo()
+    assert finetune_main(argv) == 0
+    assert saved_step(last) == 4
 
 
 def test_finetune_stopped_then_same_command_continues(tmp_path: Path, demo_cache: Path,
