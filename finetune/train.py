@@ -28,6 +28,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import EMAWeightAveraging
 from pytorch_lightning.utilities import rank_zero_only
 from torch.utils.data import DataLoader, Dataset, Sampler
 
@@ -82,6 +83,8 @@ def check_config(cfg: FinetuneConfig) -> None:
         raise DermkitError(f"sampler={cfg.sampler!r} is unknown; choose one of {', '.join(SAMPLERS)}.")
     if cfg.optim.head_epochs < 0 or cfg.optim.lr <= 0 or cfg.optim.backbone_lr_scale < 0:
         raise DermkitError("optim.head_epochs must be >= 0, optim.lr > 0 and optim.backbone_lr_scale >= 0.")
+    if not 0 <= cfg.optim.ema_decay < 1:
+        raise DermkitError(f"optim.ema_decay={cfg.optim.ema_decay} must lie in [0, 1) (0: no weight average).")
     if cfg.loss.name not in LOSSES:
         raise DermkitError(f"loss.name={cfg.loss.name!r} is unknown.{did_you_mean(cfg.loss.name, LOSSES)} "
                            f"Choose one of {', '.join(LOSSES)}.")
@@ -215,7 +218,11 @@ def train_and_test(cfg: FinetuneConfig, module: ClassifierModule, loaders: tuple
     if cfg.trainer.strategy == "ddp" and module.hparams.head_epochs > 0:
         # The frozen backbone gets no gradients during the head-only epochs.
         strategy = {"strategy": "ddp_find_unused_parameters_true"}
-    trainer, checkpoint = build_trainer(cfg.trainer, out_dir, monitor=MONITOR, callbacks=[timer], **strategy)
+    # The average's on_save_checkpoint puts it in the checkpoint's state_dict, so the best checkpoint,
+    # the test below and finetune.evaluate all use the averaged weights.
+    average = [EMAWeightAveraging(decay=cfg.optim.ema_decay)] if cfg.optim.ema_decay > 0 else []
+    trainer, checkpoint = build_trainer(cfg.trainer, out_dir, monitor=MONITOR, callbacks=[timer, *average],
+                                        **strategy)
     if resume_from:
         console.print(f"Resuming from {resume_from}.")
     trainer.fit(module, train_loader, val_loader, ckpt_path=str(resume_from) if resume_from else None)

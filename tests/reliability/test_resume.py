@@ -7,6 +7,7 @@ inside a training step (what Ctrl-C does); the checkpoint written then is what a
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -90,6 +91,25 @@ def test_sigterm_saves_the_step_and_the_same_command_continues(tmp_path: Path, d
     monkeypatch.undo()
     assert finetune_main(argv) == 0
     assert saved_step(last) == 4
+
+
+def test_a_weight_average_is_checkpointed_tested_and_resumed(tmp_path: Path, demo_cache: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """``optim.ema_decay``: checkpoints hold the average as their weights (the trained ones beside it),
+    and a resumed run continues the average rather than restarting it from the checkpoint's weights."""
+    out = tmp_path / "run"
+    argv = finetune_argv(out, demo_cache, "optim.ema_decay=0.5")
+    interrupt_at(monkeypatch, ClassifierModule, 2)
+    with pytest.raises(SystemExit):
+        finetune_main(argv)
+    monkeypatch.undo()
+    assert finetune_main(argv) == 0
+    last = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert int(last["averaging_state"]["n_averaged"]) == 4  # steps 1-2, then 3-4 after the resume
+    averaged, trained = last["state_dict"], last["current_model_state"]
+    assert any(not torch.equal(averaged[k], trained[k]) for k in averaged if averaged[k].is_floating_point())
+    best = json.loads((out / "metrics.json").read_text())["best_checkpoint"]
+    assert "current_model_state" in torch.load(best, map_location="cpu", weights_only=False)  # tested: the average
 
 
 def test_finetune_stopped_then_same_command_continues(tmp_path: Path, demo_cache: Path,
