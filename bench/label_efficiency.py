@@ -34,7 +34,7 @@ from dermkit.data.prepare import prepare_data
 from dermkit.data.splits import FRACTIONS
 from dermkit.errors import DermkitError, did_you_mean
 from dermkit.flags import out_flag
-from dermkit.resume import runs_dir
+from dermkit.resume import claim_run_folder, runs_dir
 from dermkit.runinfo import write_run_info
 from dermkit.vocab import canonical_class
 from bench.config import (ARM_REAL, ARM_SPELLINGS, INITS, LEGACY_ARMS, SSL_METHODS, Arm, BenchConfig, GridConfig,
@@ -481,6 +481,7 @@ def main(argv: list[str] | None = None) -> int:
     if DRY_RUN in (sys.argv[1:] if argv is None else argv):  # parse_args accepted it
         return dry_run(cfg, build_steps(cfg, out))
     console.print(f"[bold]bench[/] preset {cfg.preset or '(custom)'} -> {out}")
+    claim_run_folder(out)  # a second grid on this folder would start the same steps again
     data = prepare_data(cfg.data)
     described = data.describe()
     fingerprint = {k: described[k] for k in ("name", "images", "classes", "split_hash", "image_size")}

@@ -21,18 +21,26 @@ A key missing from an old ``config.yaml`` (written before the key existed) count
 default, so adding a config key never makes an old run unresumable; where a key's default has
 changed since, it counts as the value runs had before the key existed (:data:`LEGACY_DEFAULTS`).
 
+One process per run folder: :func:`claim_run_folder` (called by :func:`resume_checkpoint`, and by
+the grid for its own folder) holds an exclusive lock on ``<run>/.lock`` until the process exits, so
+a second command started on a folder in use (a resume typed while the run still goes on) stops with
+an error naming the first process, instead of both writing one checkpoint and one log. The kernel
+drops the lock when its process dies, ``kill -9`` included, so no stale lock is left behind.
+
 Run folders: every default run folder lies under :func:`runs_dir` (``$DERMKIT_RUNS``, else
 ``runs/`` in the working directory), so long runs can live outside the repository.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import socket
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from omegaconf import OmegaConf
 
@@ -71,6 +79,41 @@ LEGACY_DEFAULTS: dict[str, Any] = {
 }
 # Keys that set a run's length; named in the refusal, since extending a run is a common wish.
 LENGTH_KEYS = ("trainer.max_epochs", "trainer.max_steps", "trainer.limit_train_batches")
+
+
+LOCK_FILE = ".lock"
+# Run folders this process holds (resolved path -> the open lock file): held until the process exits,
+# and a folder this process already holds (a stage called twice in one process, as tests do) is its own.
+_CLAIMED: dict[Path, IO[str]] = {}
+
+
+def claim_run_folder(run_dir: str | Path) -> None:
+    """Lock ``run_dir`` for this process until it exits; creates the folder.
+
+    Under DDP only the first process claims it (the others are the same run).
+
+    Raises:
+        DermkitError: another process holds the folder; the message names it (pid, host, since when).
+    """
+    run = Path(run_dir).expanduser().resolve()
+    if run in _CLAIMED or not _first_process():
+        return
+    run.mkdir(parents=True, exist_ok=True)
+    handle = (run / LOCK_FILE).open("a+")
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "a process that has not written its name yet"
+        handle.close()
+        raise DermkitError(f"{run} is in use by another process ({holder}). Two processes in one run folder "
+                           "would write one checkpoint and one log: wait for it to finish, or stop it "
+                           "(kill PID: it saves its state) and run this command again to resume.") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+    handle.flush()
+    _CLAIMED[run] = handle
 
 
 def runs_dir() -> Path:
@@ -117,7 +160,9 @@ def changed_settings(old: Mapping[str, Any], new: Mapping[str, Any], defaults: M
 
 def move_aside(run_dir: Path) -> Path | None:
     """Move the run folder's files into ``replaced-<date>-<time>/`` inside it; returns that folder."""
-    entries = [p for p in run_dir.iterdir() if not p.name.startswith(REPLACED_PREFIX)] if run_dir.is_dir() else []
+    # The lock stays: this process holds it, and a moved lock file would no longer exclude anyone.
+    entries = ([p for p in run_dir.iterdir() if not p.name.startswith(REPLACED_PREFIX) and p.name != LOCK_FILE]
+               if run_dir.is_dir() else [])
     if not entries:
         return None
     target = run_dir / f"{REPLACED_PREFIX}{time.strftime('%Y%m%d-%H%M%S')}"
@@ -135,8 +180,9 @@ def resume_checkpoint(run_dir: str | Path, cfg: Any, schema: type, split_hash: s
                       unread: frozenset[str] = frozenset()) -> Path | None:
     """The checkpoint a stage resumes from, or None for a new run; refuses a run of other settings.
 
-    Call it before the stage writes ``config.yaml``/``run.json``. With ``cfg.restart`` set, the
-    folder's old files move aside (see :func:`move_aside`) and a new run starts.
+    Call it before the stage writes ``config.yaml``/``run.json``. It first claims the folder for this
+    process (:func:`claim_run_folder`). With ``cfg.restart`` set, the folder's old files move aside
+    (see :func:`move_aside`) and a new run starts.
 
     Args:
         run_dir: the stage's run folder.
@@ -149,10 +195,12 @@ def resume_checkpoint(run_dir: str | Path, cfg: Any, schema: type, split_hash: s
         ``<run>/checkpoints/last.ckpt`` to resume from, or None when there is none.
 
     Raises:
-        DermkitError: the checkpoint is damaged, the folder's config is missing, or a setting
-            (or the split) differs; the message names each key as ``key: old -> new``.
+        DermkitError: another process runs in the folder, the checkpoint is damaged, the folder's
+            config is missing, or a setting (or the split) differs; the message names each key as
+            ``key: old -> new``.
     """
     run = Path(run_dir)
+    claim_run_folder(run)
     last = run / "checkpoints" / LAST
     restart_hint = f"add --restart to start over in {run} (the old run moves into {run}/{REPLACED_PREFIX}<time>/)"
     if getattr(cfg, RESTART_KEY, False):

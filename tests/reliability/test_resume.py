@@ -11,6 +11,8 @@ import json
 import os
 import re
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,7 @@ import torch
 from omegaconf import OmegaConf
 
 from dermkit.backbones import BackboneCard, build_backbone, save_backbone
+from dermkit.config import REPO_ROOT
 from dermkit.console import console
 from dermkit.resume import changed_settings
 from finetune.config import FinetuneConfig
@@ -126,6 +129,36 @@ def test_finetune_stopped_then_same_command_continues(tmp_path: Path, demo_cache
     assert saved_step(last) == 4  # continued from step 2, not started over
     assert sorted(p.name for p in (out / "checkpoints").glob("last*.ckpt")) == ["last.ckpt", "last.prev.ckpt"]
     assert (out / "metrics.json").is_file()
+
+
+HOLD_FOLDER = """
+import sys, time
+from dermkit.resume import claim_run_folder
+claim_run_folder(sys.argv[1])
+print("held", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_second_process_in_a_run_folder_is_refused_naming_the_first(tmp_path: Path, demo_cache: Path,
+                                                                      capsys: pytest.CaptureFixture) -> None:
+    """A resume typed while the run still goes on stops before writing anything; the lock survives
+    --restart's move and goes with its process."""
+    from dermkit.resume import LOCK_FILE, move_aside
+
+    out = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_FOLDER, str(out)], stdout=subprocess.PIPE, text=True,
+                              cwd=REPO_ROOT)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        err = refused(capsys, finetune_argv(out, demo_cache))
+        assert f"{out.resolve()} is in use by another process (pid {holder.pid} on " in err and "kill PID" in err
+        assert sorted(p.name for p in out.iterdir()) == [LOCK_FILE]  # nothing written
+        assert move_aside(out) is None  # the lock file is not one of the run's files
+    finally:
+        holder.kill()
+        holder.wait()
+    assert finetune_main(finetune_argv(out, demo_cache)) == 0  # the kernel dropped the dead process's lock
 
 
 def test_finetune_changed_setting_is_refused_with_the_keys_named(tmp_path: Path, demo_cache: Path,
