@@ -67,6 +67,7 @@ def plain_transforms(jitter: float = 0.1) -> tuple[v2.Compose, v2.Compose]:
     return train, v2.Compose(normalise)
 
 
+@torch.no_grad()
 def _predict(model: nn.Module, loader: DataLoader, precision: str) -> tuple[torch.Tensor, torch.Tensor]:
     """(predicted class (N,), target (N,)) over a loader, in ``precision`` as the stage validates and tests."""
     model.eval()
