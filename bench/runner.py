@@ -86,16 +86,21 @@ class RunSummary:
         return not self.failed and not self.blocked
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill PID``), raised like Ctrl-C; unlike Ctrl-C, it did not reach the stages started."""
+
+
 @contextlib.contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
-    """Within the block, SIGTERM raises KeyboardInterrupt in the main thread, so that a killed grid
-    stops its stages instead of leaving them running, unwatched, into folders a re-run would resume."""
+    """Within the block, SIGTERM raises :class:`Terminated` in the main thread, so that a killed
+    benchmark stops its stages instead of leaving them running, unwatched, into folders a re-run
+    would resume."""
     if threading.current_thread() is not threading.main_thread():  # signal handlers: main thread only
         yield
         return
 
     def interrupt(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
+        raise Terminated
 
     previous = signal.signal(signal.SIGTERM, interrupt)
     try:
@@ -119,14 +124,18 @@ def run_stage(module: str, args: list[str], python: str = sys.executable) -> Non
 
     Raises:
         DermkitError: the stage exited with a non-zero status (its own message is printed above).
-        KeyboardInterrupt: Ctrl-C, after the stage has exited.
+        KeyboardInterrupt: Ctrl-C or SIGTERM, after the stage has exited.
     """
     process = subprocess.Popen([python, "-m", module, *args])
     try:
-        status = process.wait()
-    except KeyboardInterrupt:
-        # The stage got the same Ctrl-C (one process group) and saves its state before exiting
-        # (synth.train writes last.ckpt): wait for it rather than kill it mid-save.
+        with _sigterm_as_interrupt():
+            status = process.wait()
+    except KeyboardInterrupt as stop:
+        # Ctrl-C reached the stage too (one process group), and it saves its state before exiting
+        # (synth.train writes last.ckpt): wait for it rather than kill it mid-save. SIGTERM reached
+        # only this process: pass it on, and the stage saves and exits the same way.
+        if isinstance(stop, Terminated):
+            process.terminate()
         process.wait()
         raise
     if status != 0:

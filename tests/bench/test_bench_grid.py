@@ -199,3 +199,30 @@ def test_sigterm_stops_the_grid_and_its_running_steps(tmp_path: Path) -> None:
     for folder in folders:
         assert (folder / "terminated").read_text() == "SIGTERM"
         assert not Path(f"/proc/{(folder / 'pid').read_text()}").exists()  # exited and reaped
+
+
+def test_sigterm_stops_a_foreground_stage_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``run_stage`` (the smaller benchmarks' one stage at a time): SIGTERM reaches only the benchmark's
+    process, which passes it on to the stage and waits for it, instead of waiting for a whole run."""
+    import os
+    import signal
+    import threading
+    import time
+
+    from bench.runner import run_stage
+
+    stages = _stage_dir(tmp_path)
+    (stages / "waiting_stage.py").write_text(WAITING_STAGE)
+    monkeypatch.setenv("PYTHONPATH", str(stages))
+    folder = tmp_path / "out" / "stage"
+
+    def kill_when_it_runs() -> None:
+        while not (folder / "pid").is_file():
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=kill_when_it_runs, daemon=True).start()
+    with pytest.raises(KeyboardInterrupt):
+        run_stage("waiting_stage", [str(folder)])
+    assert (folder / "terminated").read_text() == "SIGTERM"
+    assert not Path(f"/proc/{(folder / 'pid').read_text()}").exists()
