@@ -77,6 +77,8 @@ FLAGS = [
 ]
 SAMPLERS = ("shuffle", "balanced")
 MONITOR = "val/balanced_accuracy"
+
+
 def check_config(cfg: FinetuneConfig) -> None:
     """Reject values the schema's types cannot (names of choices, ranges)."""
     if cfg.sampler not in SAMPLERS:
