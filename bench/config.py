@@ -229,11 +229,15 @@ class RunConfig:
         threads: torch CPU threads per step (``OMP_NUM_THREADS``); 0 leaves the default.
         keep_going: after a failed step, carry on with the steps that do not depend on it
             (default: stop launching new steps and report the failure).
+        reuse: a folder written by ``report.export`` (e.g. a committed ``docs/results/<preset>``):
+            each cell finished there under the same key (settings, data, inputs) counts as done
+            here without running; the others run. Empty: none.
     """
 
     jobs: int = 1
     threads: int = 0
     keep_going: bool = False
+    reuse: str = ""
 
 
 @dataclass
@@ -244,11 +248,16 @@ class ReportConfig:
         level: confidence level of every interval.
         n_bootstrap: replicates of the paired bootstrap.
         bootstrap_seed: seed of the resampling (the report is reproducible).
+        export: a folder to copy the results into after the report: ``report.md``,
+            ``results.csv``, ``figures/`` and each finished cell's ``done.json``, ``metrics.json``
+            and ``predictions.csv`` under ``cells/<cell>/`` (no checkpoints), what ``run.reuse``
+            reads back. Empty: none.
     """
 
     level: float = 0.95
     n_bootstrap: int = 5000
     bootstrap_seed: int = 0
+    export: str = ""
 
 
 @dataclass

@@ -21,6 +21,7 @@ output digests in the key already change whenever that cell is re-run.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -230,6 +231,27 @@ def is_done(step: Step, key: str) -> bool:
     """Whether the step finished with this key and its outputs are intact."""
     record = read_done(step)
     return record is not None and record.get("key") == key
+
+
+def adopt_finished(step: Step, key: str, source: Path) -> bool:
+    """Count ``step`` as done from a copy of its finished folder, without running it.
+
+    ``source`` is laid out as the step's own folder (``done.json`` and the declared outputs), for
+    example a committed copy of a grid's ``cells/<cell>/`` (``--export``) brought to a new machine.
+    The copy is taken only if it finished under the same ``key`` (same settings, data and inputs)
+    and every output still has the digest its ``done.json`` recorded; then ``done.json`` and the
+    outputs are copied into ``step.out_dir``. Returns whether it was taken.
+    """
+    if is_done(step, key):
+        return False
+    record = read_done(dataclasses.replace(step, out_dir=source))
+    if record is None or record.get("key") != key:
+        return False
+    for name in (DONE_FILE, *step.outputs):
+        target = step.out_dir / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source / name, target)
+    return True
 
 
 def prepare_folder(step: Step, key: str) -> bool:

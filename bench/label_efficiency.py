@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -40,7 +41,7 @@ from dermkit.vocab import canonical_class
 from bench.config import (ARM_REAL, ARM_SPELLINGS, INITS, LEGACY_ARMS, SSL_METHODS, Arm, BenchConfig, GridConfig,
                           arm_sort_key, grid_arms, parse_arm)
 from bench.dry_run import dry_run
-from bench.grid import DONE_FILE, Cell, Step, best_checkpoint_arg, file_digest, read_done
+from bench.grid import DONE_FILE, Cell, Step, adopt_finished, best_checkpoint_arg, file_digest, read_done
 from bench.report import ReportContext, arm_label, cell_table, seed_summary, write_report
 from bench.results import METRICS_FILE, PREDICTIONS_FILE, read_metrics, read_predictions, result_rows, write_results
 from bench.runner import Runner, log_tail
@@ -53,6 +54,10 @@ FLAGS = [
     Flag("--jobs", "run.jobs", "steps run at the same time", int),
     Flag("--threads", "run.threads", "torch CPU threads per step (0: default)", int),
     Flag("--keep-going", "run.keep_going", "carry on with independent steps after a failure", bool),
+    Flag("--reuse", "run.reuse", "a folder written by --export (e.g. docs/results/<preset>): its cells finished "
+         "under the same settings count as done instead of running again (a new machine, a lost run folder)"),
+    Flag("--export", "report.export", "after the report, copy report.md, results.csv, figures/ and each finished "
+         "cell's metrics, predictions and done.json (no checkpoints) into this folder"),
 ]
 # DataConfig keys passed to every stage (``fraction`` is per cell; empty strings keep the stage default).
 # ``cache_dir`` travels as $DERMKIT_CACHE instead, so that it stays out of the step keys.
@@ -122,6 +127,9 @@ def validate(cfg: BenchConfig) -> None:
     _check_arms(cfg, arms)
     _check_pretrain(cfg)
     _check_overrides(cfg, arms)
+    if cfg.run.reuse and not (Path(cfg.run.reuse).expanduser() / "cells").is_dir():
+        raise DermkitError(f"run.reuse: {cfg.run.reuse} has no cells/ folder; give a folder written by --export "
+                           "(report.export), e.g. docs/results/<preset>.")
     if cfg.run.jobs < 1 or cfg.run.threads < 0:
         raise DermkitError(f"run.jobs must be >= 1 and run.threads >= 0, got {cfg.run.jobs} and {cfg.run.threads}.")
     if not 0 < cfg.report.level < 1 or cfg.report.n_bootstrap < 100:
@@ -489,6 +497,8 @@ def main(argv: list[str] | None = None) -> int:
     write_run_info(out, cfg, seed=0, extra={"data": described, "command": command})
 
     steps = build_steps(cfg, out)
+    if cfg.run.reuse:
+        reuse_cells(steps, Path(cfg.run.reuse).expanduser(), out, fingerprint)
     runner = Runner(steps, out, fingerprint, jobs=cfg.run.jobs, threads=cfg.run.threads,
                     keep_going=cfg.run.keep_going, describe=describe_cell,
                     env={"DERMKIT_CACHE": str(Path(cfg.data.cache_dir).expanduser().resolve())})
@@ -515,7 +525,48 @@ def main(argv: list[str] | None = None) -> int:
     ctx = report_context(cfg, command, described, test_counts, steps, time.time() - started)
     report = write_report(out, rows, lambda cell_id: read_predictions(cells_dir / cell_id), ctx)
     _print_summary(rows, out, report, time.time() - started, cfg.report.level)
+    if cfg.report.export:
+        export_results(out, steps, Path(cfg.report.export).expanduser())
     return 0
+
+
+def reuse_cells(steps: list[Step], source: Path, out: Path, fingerprint: dict[str, Any]) -> list[str]:
+    """Take every cell that finished in ``source`` (a folder written by :func:`export_results`, checked
+    by :func:`validate`) under the key it has here; returns the names taken. A cell whose inputs have
+    not finished here yet (a pretraining or generator step) cannot be keyed, so it is left to run."""
+    cells = source / "cells"
+    taken = []
+    for step in steps:
+        if step.cell is None or not (cells / step.cell.cell_id).is_dir():
+            continue
+        try:
+            key = step.key(out, fingerprint)
+        except RuntimeError:  # an input not finished here: its digests are not known yet
+            continue
+        if adopt_finished(step, key, cells / step.cell.cell_id):
+            taken.append(step.name)
+    n_cells = sum(step.cell is not None for step in steps)
+    console.print(f"reused {len(taken)} of {n_cells} cells from {cells} (finished there under the same settings, "
+                  "data and inputs)")
+    return taken
+
+
+def export_results(out: Path, steps: list[Step], dest: Path) -> Path:
+    """Copy the report, ``results.csv``, the figures and every finished cell's ``done.json`` and outputs
+    into ``dest`` (checkpoints stay behind); ``run.reuse`` reads the cells back. Returns ``dest``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("report.md", "results.csv"):
+        shutil.copyfile(out / name, dest / name)
+    shutil.copytree(out / "figures", dest / "figures", dirs_exist_ok=True)
+    for step in steps:
+        if step.cell is None or read_done(step) is None:
+            continue
+        cell_dest = dest / "cells" / step.cell.cell_id
+        cell_dest.mkdir(parents=True, exist_ok=True)
+        for name in (DONE_FILE, *step.outputs):
+            shutil.copyfile(step.out_dir / name, cell_dest / name)
+    console.print(f"exported the report, results.csv, figures and finished cells to {dest}")
+    return dest
 
 
 def _print_summary(rows: list[dict[str, Any]], out: Path, report: Path, seconds: float, level: float) -> None:

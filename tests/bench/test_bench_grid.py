@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.grid import DONE_FILE, Cell, Step, is_done, mark_done, prepare_folder, read_done
+from bench.grid import DONE_FILE, Cell, Step, adopt_finished, is_done, mark_done, prepare_folder, read_done
 from bench.runner import Runner
 
 # A stand-in stage: writes result.txt (its value plus the text of the files it reads), logs its
@@ -107,6 +107,22 @@ def test_done_marker_requires_same_key_and_intact_outputs(tmp_path: Path) -> Non
     assert is_done(step, "key1") and not is_done(step, "key2")
     (step.out_dir / "out.txt").write_text("tampered")
     assert read_done(step) is None and not is_done(step, "key1")
+
+
+def test_adopt_finished_takes_a_copy_only_under_the_same_key_with_intact_outputs(tmp_path: Path) -> None:
+    finished = Step("x", "k", "m", [], tmp_path / "old" / "x", ("out.txt",))
+    prepare_folder(finished, "key1")
+    (finished.out_dir / "out.txt").write_text("result")
+    mark_done(finished, "key1", 1.0)
+    here = Step("x", "k", "m", [], tmp_path / "new" / "x", ("out.txt",))
+    assert not adopt_finished(here, "key2", finished.out_dir)  # other settings: it must run
+    assert not here.out_dir.exists()
+    (finished.out_dir / "out.txt").write_text("tampered")
+    assert not adopt_finished(here, "key1", finished.out_dir)  # output no longer what done.json recorded
+    (finished.out_dir / "out.txt").write_text("result")
+    assert adopt_finished(here, "key1", finished.out_dir)
+    assert is_done(here, "key1") and (here.out_dir / "out.txt").read_text() == "result"
+    assert not adopt_finished(here, "key1", finished.out_dir)  # already done here
 
 
 def test_prepare_folder_keeps_an_interrupted_run_and_clears_a_stale_one(tmp_path: Path) -> None:

@@ -60,6 +60,11 @@ def test_validate_names_the_bad_key(override: str, message: str) -> None:
         validate(_cfg(override))
 
 
+def test_reuse_needs_a_folder_written_by_export(tmp_path: Path) -> None:
+    with pytest.raises(DermkitError, match="no cells/ folder"):
+        validate(_cfg(f"run.reuse={tmp_path}"))
+
+
 def test_unknown_key_is_rejected() -> None:
     with pytest.raises(DermkitError, match="grid.seeds"):
         _cfg("grid.sedes=[1]")
@@ -150,6 +155,21 @@ def test_two_cell_grid_on_demo_data_resumes(tmp_path: Path, demo_cache: Path, mo
     again = finished()
     changed = sorted(name for name in first if again[name] != first[name])
     assert changed == ["f1-random-synth-s0", "generate-f1"]
+
+    # A new machine: the exported results (no checkpoints) bring the finished cell back into a new
+    # folder without running it; the synthetic cell's generator is not there, so it would run.
+    exported = tmp_path / "exported"
+    assert main(["--config", str(config), "--out", str(out), "synth.n_per_class=3", "--export", str(exported)]) == 0
+    assert (exported / "report.md").is_file() and (exported / "figures" / "balanced_accuracy.png").is_file()
+    assert sorted(p.name for p in (exported / "cells" / "f1-random-real-s0").iterdir()) == \
+        [DONE_FILE, "metrics.json", "predictions.csv"]
+    assert not list(exported.rglob("*.ckpt"))
+    fresh = tmp_path / "fresh"
+    assert main(["--config", str(config), "--out", str(fresh), "grid.synthetic=[false]", "--reuse", str(exported)]) == 0
+    assert (fresh / "cells" / "f1-random-real-s0" / DONE_FILE).read_text() == again["f1-random-real-s0"]
+    assert not (fresh / "cells" / "f1-random-real-s0" / "checkpoints").exists()  # taken, not trained
+    assert read_results(fresh / "results.csv") == \
+        [r for r in read_results(out / "results.csv") if r["cell_id"] == "f1-random-real-s0"]
 
 
 def test_imagenet_cells_are_keyed_by_the_weights_file(tmp_path: Path) -> None:
