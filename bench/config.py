@@ -78,6 +78,7 @@ def parse_arm(name: str) -> Arm:
     if kind == ARM_OVERSAMPLE:
         # finetune.train's class-balanced sampler (finetune/sampler.py): every class drawn equally
         # often, with replacement, epochs of the usual length. The cheap alternative to synthesis.
+        # Without class weights: the sampler already evens the classes out (finetune.train refuses both).
         return Arm(name, synthetic=False, sampler="balanced")
     return Arm(name, synthetic=True, filtered=kind == ARM_FILTERED, max_ratio=max_ratio)
 
@@ -115,7 +116,8 @@ class GridConfig:
             the arms ``real`` and ``synth`` of ``arms``; empty: both (unless ``arms`` is set). Give
             ``synthetic`` or ``arms``, not both.
         arms: the training data of each cell, a generalisation of ``synthetic``: ``real`` (real
-            images only), ``oversample`` (real images only, ``finetune.train sampler=balanced``),
+            images only), ``oversample`` (real images only, ``finetune.train sampler=balanced
+            loss.weighting=none``),
             ``synth`` (real + generated images, the ``synth.max_ratio`` of the overrides or the
             stage's default), ``synth<R>`` (``synth.max_ratio=R``, e.g. ``synth0.5``, ``synth8``),
             ``filtered`` / ``filtered<R>`` (the generated images a classifier keeps: the ``real``

@@ -341,8 +341,8 @@ def init_cells(cfg: BenchConfig, out: Path, fraction: float, init: str,
                     *cfg.finetune.init_overrides.get(init, []), f"data.fraction={fraction}", f"seed={seed}",
                     *init_args]
             inputs = list(init_inputs)
-            if arm.sampler:
-                args.append(f"sampler={arm.sampler}")
+            if arm.sampler:  # the sampler replaces the loss's class weights, which the overrides may set
+                args += [f"sampler={arm.sampler}", "loss.weighting=none"]
             if arm.synthetic:
                 images = manifests[fraction if cfg.synth.match_fraction else 1.0]
                 if arm.filtered:
@@ -438,7 +438,7 @@ def report_context(cfg: BenchConfig, command: str, data: dict[str, Any], test_co
     arms = grid_arms(cfg.grid)
     if not set(arms) <= set(LEGACY_ARMS):
         settings.append("Arms: " + ", ".join(f"`{a}`" for a in sorted(arms, key=arm_sort_key))
-                        + " (oversample: `sampler=balanced`; synth<R>: `synth.max_ratio=R`; filtered: the images "
+                        + " (oversample: `sampler=balanced loss.weighting=none`; synth<R>: `synth.max_ratio=R`; filtered: the images "
                         f"the real cell's classifier gives p >= {cfg.synth.filter_min_prob:g}, "
                         "`finetune.filter_synthetic`)")
     if any(parse_arm(a).synthetic for a in arms):

@@ -458,7 +458,7 @@ def _arm_comparison_lines(cells: dict[CellKey, dict[str, Any]], effects: list[Ef
     arms = _arms_of(cells)
     lines = ["## Synthetic images against oversampling", "",
              "Arms: " + ", ".join(f"`{a}`" for a in arms) + ". `real`: real images only; `oversample`: real images "
-             "only, drawn by the class-balanced sampler (`finetune.train sampler=balanced`), the cheap alternative; "
+             "only, drawn by the class-balanced sampler without class weights in the loss (`finetune.train sampler=balanced loss.weighting=none`), the cheap alternative; "
              "`synth<R>`: real images plus generated minority images, at most R per real image of the class "
              "(`synth.max_ratio=R`); `filtered`: the generated images the `real` cell's classifier (same fraction, "
              "initialisation and seed) assigns to their class (`finetune.filter_synthetic`). A synthetic arm is worth "

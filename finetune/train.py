@@ -93,6 +93,12 @@ def check_config(cfg: FinetuneConfig) -> None:
     if cfg.loss.weighting not in (*WEIGHTINGS, "given"):
         raise DermkitError(f"loss.weighting={cfg.loss.weighting!r} is unknown; choose one of "
                            f"{', '.join((*WEIGHTINGS, 'given'))}.")
+    if cfg.sampler == "balanced" and cfg.loss.weighting in ("inverse", "effective"):
+        # The sampler already evens the classes out; weights from the class counts on top would
+        # weight each minority class a second time (df about 50x nevus at 100% labels).
+        raise DermkitError(f"sampler=balanced with loss.weighting={cfg.loss.weighting} corrects the class imbalance "
+                           "twice: the sampler draws every class equally often. Set loss.weighting=none with "
+                           "the balanced sampler, or keep the weights with sampler=shuffle.")
     if not 0 < cfg.data.fraction <= 1:
         raise DermkitError(f"data.fraction={cfg.data.fraction} must lie in (0, 1].")
     augment = cfg.augment

@@ -57,6 +57,8 @@ def test_arms_plan_a_keyed_cell_each_and_one_filter_per_real_cell(tmp_path: Path
 
     oversample = steps["cell/f0.1-random-oversample-s1"]
     assert "sampler=balanced" in oversample.args and oversample.inputs == []
+    # the sampler replaces the loss's class weights, after any override that sets them
+    assert oversample.args[-3:-1] == ["sampler=balanced", "loss.weighting=none"]
     assert not any(a.startswith("synth.") for a in oversample.args)  # no manifest, no ratio
 
     synth = steps["cell/f0.1-random-synth2-s1"]
@@ -309,7 +311,8 @@ def test_arm_grid_on_demo_data_runs_filters_and_resumes(tmp_path: Path, demo_cac
     out = tmp_path / "out"
     assert main(["--config", str(config), "--out", str(out)]) == 0
     cells = out / "cells"
-    assert OmegaConf.load(cells / "f1-random-oversample-s0" / "config.yaml").sampler == "balanced"
+    oversample = OmegaConf.load(cells / "f1-random-oversample-s0" / "config.yaml")
+    assert oversample.sampler == "balanced" and oversample.loss.weighting == "none"
     filtered = OmegaConf.load(cells / "f1-random-filtered-s0" / "config.yaml").synth
     assert filtered.manifest == str(out / "synth" / "filter-f1-random-s0" / "manifest.csv")
     header = json.loads((out / "synth" / "filter-f1-random-s0" / "manifest.json").read_text())

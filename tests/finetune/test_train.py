@@ -92,6 +92,17 @@ def test_out_of_range_augmentation_is_refused_before_any_work(setting: str, tmp_
     assert not (tmp_path / "run.json").exists()
 
 
+@pytest.mark.parametrize("weighting", ["inverse", "effective"])
+def test_balanced_sampler_with_class_weights_is_refused(weighting: str, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    # Both correct the imbalance: together they would weight each minority class a second time.
+    with pytest.raises(SystemExit):
+        main(["--out", str(tmp_path), "sampler=balanced", f"loss.weighting={weighting}"])
+    err = capsys.readouterr().err
+    assert "sampler=balanced" in err and f"loss.weighting={weighting}" in err and "loss.weighting=none" in err
+    assert not (tmp_path / "run.json").exists()
+
+
 @pytest.mark.parametrize("preset", sorted(Path("configs").glob("finetune_*.yaml")), ids=lambda p: p.name)
 def test_presets_parse(preset: Path) -> None:
     from dermkit.config import parse_config
