@@ -95,7 +95,8 @@ def check_config(cfg: FinetuneConfig) -> None:
                            f"{', '.join((*WEIGHTINGS, 'given'))}.")
     if cfg.sampler == "balanced" and cfg.loss.weighting in ("inverse", "effective"):
         # The sampler already evens the classes out; weights from the class counts on top would
-        # weight each minority class a second time (df about 60x nevus at 100% labels: 6,705 nevi against 115 dermatofibromas).
+        # weight each minority class a second time (df about 60x nevus at 100% labels: HAM10000 has
+        # 6,705 nevi and 115 dermatofibromas).
         raise DermkitError(f"sampler=balanced with loss.weighting={cfg.loss.weighting} corrects the class imbalance "
                            "twice: the sampler draws every class equally often. Set loss.weighting=none with "
                            "the balanced sampler, or keep the weights with sampler=shuffle.")
