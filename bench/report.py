@@ -9,6 +9,11 @@ synthetic images (:func:`bench.stats.paired_bootstrap`) with a verdict. A grid w
 nevus recall, and the paired recall difference of every synthetic arm against ``real`` and against
 ``oversample`` for each minority class and for nevus (a gain paid for by the majority class shows).
 
+Where the grid has ``random`` and another initialisation, the section "Does pretraining help?" gives,
+per label fraction, the paired difference in balanced accuracy (initialisation minus random: same
+seeds, arm and test images) with a bootstrap interval over seeds and test images
+(:func:`bench.stats.balanced_accuracy_differences`), the per-seed differences and their t-interval.
+
 Cells are keyed ``(fraction, init, arm, seed)``; the older arms print as before (``real`` as
 synthetic ``off``, ``synth`` as ``on``).
 """
@@ -28,7 +33,7 @@ from dermkit.errors import DermkitError
 from dermkit.vocab import display_name
 from bench.config import ARM_BASELINES, ARM_REAL, ARM_SYNTH, LEGACY_ARMS, arm_sort_key, parse_arm
 from bench.results import Predictions
-from bench.stats import Interval, mean_t_interval, paired_bootstrap, verdict
+from bench.stats import Interval, balanced_accuracy_differences, mean_t_interval, paired_bootstrap, verdict
 
 MAJORITY_CLASS = "nv"  # nevus: where a minority-class gain would be paid for
 CellKey = tuple[float, str, str, int]  # (fraction, init, arm, seed)
@@ -39,6 +44,8 @@ FIGURES = {
     "synthetic_effect": "synthetic_effect.png",
 }
 ARM_FIGURE = "arm_effect.png"  # only in grids with arms beyond real and synth
+INIT_FIGURE = "init_effect.png"  # only in grids with random and another initialisation
+BASELINE_INIT = "random"
 # The report's last section: what else the benchmark folder holds.
 FILES_SECTION = ("## Files", "", "- `results.csv`: one row per cell and class (fraction, init, synthetic, arm, seed, "
                  "class, recall, precision, f1, support, balanced_accuracy, accuracy).",
@@ -199,6 +206,69 @@ def synthetic_effects(cells: dict[CellKey, dict[str, Any]], load: Callable[[str]
     return effects
 
 
+@dataclass(frozen=True)
+class InitEffect:
+    """The paired effect of an initialisation on balanced accuracy against random initialisation.
+
+    Attributes:
+        init: the initialisation compared (``simclr``, ``dino``, ``imagenet``).
+        fraction: label fraction.
+        arm: the arm of both cells (``real`` in a grid without synthetic images).
+        interval: mean difference in balanced accuracy (init minus random) with its bootstrap interval
+            over seeds and test images.
+        per_seed: the difference of each seed, in seed order.
+        over_seeds: mean of ``per_seed`` with its Student-t interval (n - 1 degrees of freedom).
+        images: test images.
+    """
+
+    init: str
+    fraction: float
+    arm: str
+    interval: Interval
+    per_seed: tuple[float, ...]
+    over_seeds: Interval
+    images: int
+
+
+def init_effects(cells: dict[CellKey, dict[str, Any]], load: Callable[[str], Predictions],
+                 ctx: ReportContext) -> list[InitEffect]:
+    """Every initialisation against ``random`` per label fraction and arm, on balanced accuracy.
+
+    For each seed with both cells, ``correct_init - correct_random`` per test image is weighted so that
+    its mean is the difference in balanced accuracy (:func:`balanced_accuracy_differences`); the
+    (seeds, images) array goes to :func:`paired_bootstrap` with the true classes as strata.
+
+    Raises:
+        DermkitError: the two cells of a pair were tested on different images.
+    """
+    effects = []
+    groups = sorted({(f, i, a) for (f, i, a, _s) in cells if i != BASELINE_INIT},
+                    key=lambda k: (k[1], arm_sort_key(k[2]), k[0]))
+    for fraction, init, arm in groups:
+        seeds = sorted(s for (f, i, a, s) in cells if (f, i, a) == (fraction, init, arm)
+                       and (fraction, BASELINE_INIT, arm, s) in cells)
+        if not seeds:
+            continue
+        correct, correct_random, true = [], [], None
+        for seed in seeds:
+            base_id, init_id = cells[(fraction, BASELINE_INIT, arm, seed)]["cell_id"], \
+                cells[(fraction, init, arm, seed)]["cell_id"]
+            base, other = load(base_id), load(init_id)
+            if not np.array_equal(base.image_ids, other.image_ids) or \
+                    (true is not None and not np.array_equal(base.true, true)):
+                raise DermkitError(f"Cells {base_id} and {init_id} were tested on different images; their split "
+                                   "settings differ. Re-run the grid.")
+            true = base.true
+            correct.append(other.correct)
+            correct_random.append(base.correct)
+        d = balanced_accuracy_differences(np.stack(correct), np.stack(correct_random), true)  # (S, N)
+        interval = paired_bootstrap(d, ctx.n_bootstrap, ctx.level, ctx.bootstrap_seed, strata=true)
+        per_seed = tuple(float(row.mean()) for row in d)
+        effects.append(InitEffect(init, fraction, arm, interval, per_seed, mean_t_interval(per_seed, ctx.level),
+                                  int(d.shape[1])))
+    return effects
+
+
 def synthetic_arms(arms: list[str]) -> list[str]:
     """The arms that add synthetic images (``synth``, ``synth<R>``, ``filtered``...), in report order."""
     return [a for a in sorted(arms, key=arm_sort_key) if parse_arm(a).synthetic]
@@ -324,6 +394,14 @@ def plot_synthetic_effect(path: Path, effects: list[Effect], level: float) -> No
     _forest_plot(path, rows, f"recall with minus without synthetic images (paired, {level:.0%} bootstrap CI)", 0.32)
 
 
+def plot_init_effects(path: Path, effects: list[InitEffect], level: float) -> None:
+    """Forest plot: per initialisation, arm and label fraction, the paired difference in balanced accuracy."""
+    several_arms = len({e.arm for e in effects}) > 1
+    rows = [(e.interval, f"{e.init}{f' · {e.arm}' if several_arms else ''} · fraction {e.fraction:g}", "D",
+             _verdict_colour(e.interval), 6) for e in effects]
+    _forest_plot(path, rows, f"balanced accuracy minus random init (paired, {level:.0%} bootstrap CI)", 0.36)
+
+
 def plot_arm_effects(path: Path, effects: list[Effect], level: float) -> None:
     """Forest plot of the pooled arm comparisons: per class, each synthetic arm against ``real`` (circles)
     and ``oversample`` (squares), coloured by verdict."""
@@ -395,6 +473,34 @@ def _balanced_accuracy_lines(bal: dict[tuple[float, str, str], Interval], fracti
     return [*lines, *_md_table(header, body), ""]
 
 
+def _init_effect_lines(effects: list[InitEffect], ctx: ReportContext) -> list[str]:
+    """The section on pretraining: per initialisation and label fraction, the paired difference in
+    balanced accuracy against random initialisation (nothing when the grid has no such pair)."""
+    if not effects:
+        return []
+    several_arms = len({e.arm for e in effects}) > 1
+    column = _arm_column((None, None, e.arm) for e in effects)
+    lines = ["## Does pretraining help? Against random initialisation", "",
+             f"![initialisation against random](figures/{INIT_FIGURE})", "",
+             "Paired comparison: for every label fraction and seed, the cell of an initialisation is compared with "
+             "the random-initialisation cell of the same seed on the same test images. Δ is the difference in "
+             "balanced accuracy (initialisation minus random). Its "
+             f"{ctx.level:.0%} interval is a percentile bootstrap ({ctx.n_bootstrap} replicates, seed "
+             f"{ctx.bootstrap_seed}) that resamples seeds and, independently, the test images within each class "
+             "(so every class keeps its size, as balanced accuracy needs). The per-seed differences and their "
+             "Student-t interval (n - 1 degrees of freedom) show the seed-to-seed spread alone: with 3 seeds that "
+             "interval is wide. Verdict, from the bootstrap: **helps** when the whole interval is above 0, "
+             "**hurts** when below 0, otherwise **no detectable effect**.", ""]
+    header = ["initialisation", *([column] if several_arms else []), "fraction", "Δ balanced accuracy [CI]",
+              "Δ per seed", "over seeds [t-interval]", "test images", "verdict"]
+    body = [[e.init, *([arm_label(e.arm, legacy=column == "synthetic")] if several_arms else []), f"{e.fraction:g}",
+             _signed(e.interval),
+             ", ".join(f"{d:+.3f}" for d in e.per_seed),
+             _signed(e.over_seeds) if e.over_seeds.defined else f"{e.over_seeds.estimate:+.3f}", str(e.images),
+             f"**{verdict(e.interval)}**"] for e in effects]
+    return [*lines, *_md_table(header, body), ""]
+
+
 def _arm_column(keys: Any) -> str:
     """The header of the arm column: ``synthetic`` (on/off) for the older arms, else ``arm``."""
     return "synthetic" if set(_arms_of(keys)) <= set(LEGACY_ARMS) else "arm"
@@ -458,7 +564,8 @@ def _arm_comparison_lines(cells: dict[CellKey, dict[str, Any]], effects: list[Ef
     arms = _arms_of(cells)
     lines = ["## Synthetic images against oversampling", "",
              "Arms: " + ", ".join(f"`{a}`" for a in arms) + ". `real`: real images only; `oversample`: real images "
-             "only, drawn by the class-balanced sampler without class weights in the loss (`finetune.train sampler=balanced loss.weighting=none`), the cheap alternative; "
+             "only, drawn by the class-balanced sampler without class weights in the loss (`finetune.train "
+             "sampler=balanced loss.weighting=none`), the cheap alternative; "
              "`synth<R>`: real images plus generated minority images, at most R per real image of the class "
              "(`synth.max_ratio=R`); `filtered`: the generated images the `real` cell's classifier (same fraction, "
              "initialisation and seed) assigns to their class (`finetune.filter_synthetic`). A synthetic arm is worth "
@@ -592,6 +699,7 @@ def write_report(out_dir: Path, rows: list[dict[str, Any]], load: Callable[[str]
     compared = [*minority, *([MAJORITY_CLASS] if any(MAJORITY_CLASS in e["recall"] for e in cells.values()) and
                             MAJORITY_CLASS not in minority else [])]
     arm_effect = [] if legacy else arm_effects(cells, load, compared, ctx)
+    init_effect = init_effects(cells, load, ctx)
 
     plot_balanced_accuracy(figures / FIGURES["balanced_accuracy"], bal, ctx.level)
     if minority:
@@ -600,12 +708,14 @@ def write_report(out_dir: Path, rows: list[dict[str, Any]], load: Callable[[str]
         plot_synthetic_effect(figures / FIGURES["synthetic_effect"], effects, ctx.level)
     if arm_effect:
         plot_arm_effects(figures / ARM_FIGURE, pooled_arm_effects(arm_effect, compared), ctx.level)
+    if init_effect:
+        plot_init_effects(figures / INIT_FIGURE, init_effect, ctx.level)
 
     fractions = sorted({k[0] for k in bal})  # the columns of both fraction tables
     comparison = _synthetic_effect_lines(effects, ctx) if legacy else \
         _arm_comparison_lines(cells, arm_effect, compared, fractions, ctx)
     lines = [*_setup_lines(ctx, cells, seeds), *_balanced_accuracy_lines(bal, fractions, ctx.level),
-             *_minority_recall_lines(recall, fractions, ctx.level), *comparison,
+             *_init_effect_lines(init_effect, ctx), *_minority_recall_lines(recall, fractions, ctx.level), *comparison,
              *_running_time_lines(ctx), *FILES_SECTION]
     path = out_dir / "report.md"
     path.write_text("\n".join(lines))

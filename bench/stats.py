@@ -11,6 +11,8 @@ Two questions, two tools:
   difference in recall. :func:`paired_bootstrap` resamples seeds and test images (both with
   replacement, a two-level bootstrap; Davison & Hinkley 1997, sec. 3.8) and gives a percentile
   interval, so both sources of noise - which seed, which test images - are in the interval.
+* Does pretraining change the balanced accuracy? The same paired bootstrap over differences
+  weighted per class (:func:`balanced_accuracy_differences`), with images drawn within their class.
 
 :func:`verdict` turns an interval into the plain words a report uses.
 """
@@ -114,7 +116,7 @@ def mean_t_interval(values: np.ndarray | list[float], level: float = 0.95) -> In
 
 
 def paired_bootstrap(differences: np.ndarray, n_boot: int = 2000, level: float = 0.95,
-                     seed: int = 0) -> Interval:
+                     seed: int = 0, strata: np.ndarray | None = None) -> Interval:
     """Percentile bootstrap interval of a mean paired difference, resampling seeds and images.
 
     Each bootstrap replicate draws the seeds (rows) with replacement and, independently, the test
@@ -129,12 +131,16 @@ def paired_bootstrap(differences: np.ndarray, n_boot: int = 2000, level: float =
         n_boot: bootstrap replicates.
         level: confidence level.
         seed: seed of the resampling (the interval is reproducible).
+        strata: (N,) optional stratum (e.g. true class) of each image: images are then drawn with
+            replacement within their stratum, so every stratum keeps its size (what a balanced
+            accuracy, a mean over classes, needs; see :func:`balanced_accuracy_differences`).
 
     Returns:
         The mean difference with its percentile interval; ``n`` is ``S * N``.
 
     Raises:
-        ValueError: ``differences`` is not a 2-D array, is empty, or holds NaN.
+        ValueError: ``differences`` is not a 2-D array, is empty, or holds NaN; ``strata`` is not
+            one label per image.
     """
     d = np.asarray(differences, dtype=float)
     if d.ndim != 2 or d.size == 0:
@@ -148,11 +154,43 @@ def paired_bootstrap(differences: np.ndarray, n_boot: int = 2000, level: float =
     # Multinomial counts are the same draws as indices with replacement, as weights:
     # mean over the drawn cells = seed_counts @ d @ image_counts / (S * N).
     seed_counts = rng.multinomial(n_seeds, np.full(n_seeds, 1 / n_seeds), size=n_boot)  # (B, S)
-    image_counts = rng.multinomial(n_images, np.full(n_images, 1 / n_images), size=n_boot)  # (B, N)
+    if strata is None:
+        image_counts = rng.multinomial(n_images, np.full(n_images, 1 / n_images), size=n_boot)  # (B, N)
+    else:
+        strata = np.asarray(strata)
+        if strata.shape != (n_images,):
+            raise ValueError(f"strata must hold one label per image ({n_images}), got shape {strata.shape}")
+        image_counts = np.zeros((n_boot, n_images), dtype=np.int64)  # (B, N), each stratum's counts sum to its size
+        for stratum in np.unique(strata):
+            columns = np.flatnonzero(strata == stratum)
+            image_counts[:, columns] = rng.multinomial(columns.size, np.full(columns.size, 1 / columns.size),
+                                                       size=n_boot)
     replicates = np.einsum("bs,sn,bn->b", seed_counts, d, image_counts) / (n_seeds * n_images)  # (B,)
     alpha = (1 - level) / 2
     low, high = np.quantile(replicates, [alpha, 1 - alpha])
     return Interval(float(d.mean()), float(low), float(high), n_seeds * n_images, level)
+
+
+def balanced_accuracy_differences(correct_a: np.ndarray, correct_b: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """Per-image paired differences whose mean is the difference in balanced accuracy.
+
+    Balanced accuracy is the mean over classes of recall, so image ``n`` of class ``c`` counts
+    ``1 / (C * N_c)``; scaling ``correct_a - correct_b`` by ``N / (C * N_c)`` makes the plain mean
+    over images (and seeds) the difference in balanced accuracy. Give the result to
+    :func:`paired_bootstrap` with ``strata=true``, which keeps every ``N_c`` fixed.
+
+    Args:
+        correct_a: (S, N) bool, whether run A of each seed classified each test image correctly.
+        correct_b: (S, N) bool, the same for run B (same seeds, same images in the same order).
+        true: (N,) true class of each test image (the classes present make ``C``).
+
+    Returns:
+        (S, N) float differences.
+    """
+    true = np.asarray(true)
+    classes, index, per_class = np.unique(true, return_inverse=True, return_counts=True)
+    weight = true.size / (classes.size * per_class[index])  # (N,)
+    return (np.asarray(correct_a, dtype=float) - np.asarray(correct_b, dtype=float)) * weight
 
 
 def verdict(interval: Interval) -> str:

@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from bench.stats import HELPS, HURTS, NO_EFFECT, Interval, mean_t_interval, paired_bootstrap, t_quantile, verdict
+from bench.stats import (HELPS, HURTS, NO_EFFECT, Interval, balanced_accuracy_differences, mean_t_interval,
+                         paired_bootstrap, t_quantile, verdict)
 
 
 @pytest.mark.parametrize(("df", "expected"), [(1, 12.7062), (2, 4.3027), (4, 2.7764), (10, 2.2281), (30, 2.0423)])
@@ -85,6 +86,47 @@ def test_bootstrap_is_reproducible_and_rejects_bad_input() -> None:
         paired_bootstrap(np.zeros(10))
     with pytest.raises(ValueError):
         paired_bootstrap(np.array([[0.0, np.nan]]))
+
+
+def _balanced_accuracy(correct: np.ndarray, true: np.ndarray) -> float:
+    return float(np.mean([correct[true == c].mean() for c in np.unique(true)]))
+
+
+def test_balanced_accuracy_differences_average_to_the_difference_in_balanced_accuracy() -> None:
+    rng = np.random.default_rng(6)
+    true = rng.choice(np.array(["nv", "mel", "df"]), size=300, p=[0.8, 0.17, 0.03])  # (N,) imbalanced
+    a, b = rng.random((3, 300)) < 0.7, rng.random((3, 300)) < 0.5  # (S, N)
+    d = balanced_accuracy_differences(a, b, true)
+    expected = np.mean([_balanced_accuracy(a[s], true) - _balanced_accuracy(b[s], true) for s in range(3)])
+    assert d.shape == (3, 300) and d.mean() == pytest.approx(expected)
+    # plain accuracy would weight nv by its 80%: not the same number
+    assert abs(float((a.astype(float) - b).mean()) - expected) > 1e-3
+
+
+def test_stratified_bootstrap_keeps_each_stratum_whole() -> None:
+    # Every image of a stratum has the same difference: drawing within strata cannot change the
+    # mean (zero-width interval), drawing across them can.
+    strata = np.repeat([0, 1, 2], [50, 30, 20])
+    d = np.where(strata == 2, 1.0, 0.0)[None, :]  # (1, 100)
+    stratified = paired_bootstrap(d, n_boot=500, strata=strata)
+    assert stratified.low == stratified.high == pytest.approx(0.2)
+    plain = paired_bootstrap(d, n_boot=500)
+    assert plain.high - plain.low > 0.05
+    with pytest.raises(ValueError, match="one label per image"):
+        paired_bootstrap(d, strata=strata[:10])
+
+
+def test_stratified_bootstrap_of_balanced_accuracy_covers_the_true_difference() -> None:
+    # 100 constructed experiments: classes of 200, 40 and 10 test images, run A right with p 0.7
+    # on every class and B with 0.6, so the true difference in balanced accuracy is 0.1.
+    rng = np.random.default_rng(7)
+    true = np.repeat(np.array(["nv", "mel", "df"]), [200, 40, 10])
+    covered = 0
+    for rep in range(100):
+        a, b = rng.random((3, 250)) < 0.7, rng.random((3, 250)) < 0.6
+        iv = paired_bootstrap(balanced_accuracy_differences(a, b, true), n_boot=400, seed=rep, strata=true)
+        covered += iv.low < 0.10 < iv.high
+    assert covered / 100 >= 0.85
 
 
 def test_verdict_of_undefined_interval_is_no_effect() -> None:
