@@ -438,8 +438,8 @@ def report_context(cfg: BenchConfig, command: str, data: dict[str, Any], test_co
     arms = grid_arms(cfg.grid)
     if not set(arms) <= set(LEGACY_ARMS):
         settings.append("Arms: " + ", ".join(f"`{a}`" for a in sorted(arms, key=arm_sort_key))
-                        + " (oversample: `sampler=balanced loss.weighting=none`; synth<R>: `synth.max_ratio=R`; filtered: the images "
-                        f"the real cell's classifier gives p >= {cfg.synth.filter_min_prob:g}, "
+                        + " (oversample: `sampler=balanced loss.weighting=none`; synth<R>: `synth.max_ratio=R`; "
+                        f"filtered: the images the real cell's classifier gives p >= {cfg.synth.filter_min_prob:g}, "
                         "`finetune.filter_synthetic`)")
     if any(parse_arm(a).synthetic for a in arms):
         settings.append(f"Generator: `synth.train {' '.join(cfg.synth.train_overrides)}`, "
