@@ -121,6 +121,9 @@ class Step:
         cell: the grid cell, for ``cell`` steps.
         key_extra: further values that enter the key, e.g. the digest of a local weights file
             that no step produces.
+        key_paths: paths in ``args`` that the key hashes under a name instead (``{path: name}``),
+            e.g. a given weights file keyed by its digest in ``key_extra``: the same file at another
+            path (a new machine) keeps the key.
     """
 
     name: str
@@ -132,6 +135,7 @@ class Step:
     inputs: list[Step] = field(default_factory=list)
     cell: Cell | None = None
     key_extra: dict[str, str] = field(default_factory=dict)
+    key_paths: dict[str, str] = field(default_factory=dict)
 
     def command(self, python: str) -> list[str]:
         """The full command line with the interpreter ``python`` (placeholders resolved: inputs must be done)."""
@@ -154,6 +158,13 @@ class Step:
             resolved.append(arg)
         return resolved
 
+    def _key_arg(self, arg: str, root: str) -> str:
+        """``arg`` as the key hashes it: old spelling, output root as ``<out>``, ``key_paths`` by name."""
+        arg = key_spelling(self.module, arg).replace(root, "<out>")
+        for path, name in self.key_paths.items():
+            arg = arg.replace(path, name)
+        return arg
+
     def key(self, out_root: Path, data_fingerprint: dict[str, Any]) -> str:
         """The step's key; every input must be done (its ``done.json`` supplies the digests).
 
@@ -170,7 +181,7 @@ class Step:
         return stable_hash({
             "version": KEY_VERSION,
             "module": self.module,
-            "args": [key_spelling(self.module, a).replace(root, "<out>") for a in self.args if a not in KEY_OMITTED],
+            "args": [self._key_arg(a, root) for a in self.args if a not in KEY_OMITTED],
             "out_dir": str(self.out_dir).replace(root, "<out>"),
             "data": data_fingerprint,
             "inputs": inputs,
@@ -239,19 +250,27 @@ def adopt_finished(step: Step, key: str, source: Path) -> bool:
     ``source`` is laid out as the step's own folder (``done.json`` and the declared outputs), for
     example a committed copy of a grid's ``cells/<cell>/`` (``--export``) brought to a new machine.
     The copy is taken only if it finished under the same ``key`` (same settings, data and inputs)
-    and every output still has the digest its ``done.json`` recorded; then ``done.json`` and the
-    outputs are copied into ``step.out_dir``. Returns whether it was taken.
+    and every output still has the digest its ``done.json`` recorded; then the step's folder is
+    cleared and ``done.json`` and the outputs are copied into it. Returns whether it was taken.
     """
     if is_done(step, key):
         return False
     record = read_done(dataclasses.replace(step, out_dir=source))
     if record is None or record.get("key") != key:
         return False
-    for name in (DONE_FILE, *step.outputs):
-        target = step.out_dir / name
+    if step.out_dir.exists():  # an interrupted or stale run here: its checkpoints are not the copy's
+        shutil.rmtree(step.out_dir)
+    copy_finished(step, source, step.out_dir)
+    return True
+
+
+def copy_finished(step: Step, source: Path, dest: Path, extra: tuple[str, ...] = ()) -> None:
+    """Copy a finished step's ``done.json``, declared outputs and the ``extra`` files that exist
+    from ``source`` to ``dest`` (both laid out as the step's folder)."""
+    for name in (DONE_FILE, *step.outputs, *(e for e in extra if (source / e).is_file())):
+        target = dest / name
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source / name, target)
-    return True
 
 
 def prepare_folder(step: Step, key: str) -> bool:

@@ -26,6 +26,7 @@ import shlex
 import shutil
 import sys
 import time
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,8 @@ from dermkit.vocab import canonical_class
 from bench.config import (ARM_REAL, ARM_SPELLINGS, INITS, LEGACY_ARMS, SSL_METHODS, Arm, BenchConfig, GridConfig,
                           arm_sort_key, grid_arms, parse_arm)
 from bench.dry_run import dry_run
-from bench.grid import DONE_FILE, Cell, Step, adopt_finished, best_checkpoint_arg, file_digest, read_done
+from bench.grid import (DONE_FILE, Cell, Step, adopt_finished, best_checkpoint_arg, copy_finished, file_digest,
+                        read_done)
 from bench.report import ReportContext, arm_label, cell_table, seed_summary, write_report
 from bench.results import METRICS_FILE, PREDICTIONS_FILE, read_metrics, read_predictions, result_rows, write_results
 from bench.runner import Runner, log_tail
@@ -127,7 +129,7 @@ def validate(cfg: BenchConfig) -> None:
     _check_arms(cfg, arms)
     _check_pretrain(cfg)
     _check_overrides(cfg, arms)
-    if cfg.run.reuse and not (Path(cfg.run.reuse).expanduser() / "cells").is_dir():
+    if cfg.run.reuse and not (repo_path(cfg.run.reuse) / "cells").is_dir():
         raise DermkitError(f"run.reuse: {cfg.run.reuse} has no cells/ folder; give a folder written by --export "
                            "(report.export), e.g. docs/results/<preset>.")
     if cfg.run.jobs < 1 or cfg.run.threads < 0:
@@ -304,26 +306,30 @@ def synth_steps(cfg: BenchConfig, out: Path) -> tuple[list[Step], dict[float, St
     return steps, manifests
 
 
-def init_source(cfg: BenchConfig, init: str, given: dict[str, Path],
-                backbones: dict[str, Step]) -> tuple[list[str], list[Step], dict[str, str]]:
+InitSource = tuple[list[str], list[Step], dict[str, str], dict[str, str]]
+
+
+def init_source(cfg: BenchConfig, init: str, given: dict[str, Path], backbones: dict[str, Step]) -> InitSource:
     """Where an initialisation's weights come from: (``model.init`` argument, the step that writes
-    them, extra key entries). A given or ImageNet file enters the key by its digest, so a replaced
-    file re-runs its cells."""
+    them, extra key entries, key paths). A given or ImageNet file enters the key by its digest, not
+    its path, so a replaced file re-runs its cells and the same file elsewhere does not."""
     if init in given:
-        return [f"model.init={given[init]}"], [], {"backbone_sha256": file_digest(given[init])}
+        return [f"model.init={given[init]}"], [], {"backbone_sha256": file_digest(given[init])}, \
+            {str(given[init]): f"<given {init} backbone>"}
     if init in backbones:
-        return [f"model.init={backbones[init].out_dir / 'backbone.safetensors'}"], [backbones[init]], {}
+        return [f"model.init={backbones[init].out_dir / 'backbone.safetensors'}"], [backbones[init]], {}, {}
     if init == "imagenet":
         weights = Path(cfg.grid.imagenet_weights).expanduser().resolve()
-        return [f"model.init={weights}"], [], {"imagenet_weights_sha256": file_digest(weights)}
-    return [], [], {}
+        return [f"model.init={weights}"], [], {"imagenet_weights_sha256": file_digest(weights)}, \
+            {str(weights): "<imagenet weights>"}
+    return [], [], {}, {}
 
 
-def init_cells(cfg: BenchConfig, out: Path, fraction: float, init: str,
-               source: tuple[list[str], list[Step], dict[str, str]], manifests: dict[float, Step]) -> list[Step]:
+def init_cells(cfg: BenchConfig, out: Path, fraction: float, init: str, source: InitSource,
+               manifests: dict[float, Step]) -> list[Step]:
     """The cells of one label fraction and initialisation (every arm and seed), with the filter steps
     that the filtered arms read."""
-    init_args, init_inputs, extra_key = source
+    init_args, init_inputs, extra_key, key_paths = source
     arms = {name: parse_arm(name) for name in grid_arms(cfg.grid)}
     per_fraction = [item for key, items in cfg.finetune.fraction_overrides.items()
                     if fraction_key(key, [fraction]) is not None for item in items]
@@ -356,7 +362,7 @@ def init_cells(cfg: BenchConfig, out: Path, fraction: float, init: str,
                 inputs.append(images)
             args.append(f"out_dir={folder}")
             step = Step(f"cell/{cell.cell_id}", "cell", "finetune.train", args, folder, CELL_OUTPUTS, inputs, cell,
-                        extra_key)
+                        extra_key, key_paths)
             steps.append(step)
             if name == ARM_REAL:
                 real_cells[seed] = step
@@ -484,8 +490,7 @@ def main(argv: list[str] | None = None) -> int:
     command = " ".join([PROG, *map(shlex.quote, sys.argv[1:] if argv is None else argv)])
     cfg = parse_args(argv)
     validate(cfg)
-    out = Path(cfg.out_dir).expanduser() if cfg.out_dir else runs_dir() / "bench" / (cfg.preset or "custom")
-    out = (out if out.is_absolute() else REPO_ROOT / out).resolve()
+    out = repo_path(cfg.out_dir) if cfg.out_dir else repo_path(runs_dir() / "bench" / (cfg.preset or "custom"))
     if DRY_RUN in (sys.argv[1:] if argv is None else argv):  # parse_args accepted it
         return dry_run(cfg, build_steps(cfg, out))
     console.print(f"[bold]bench[/] preset {cfg.preset or '(custom)'} -> {out}")
@@ -498,16 +503,37 @@ def main(argv: list[str] | None = None) -> int:
 
     steps = build_steps(cfg, out)
     if cfg.run.reuse:
-        reuse_cells(steps, Path(cfg.run.reuse).expanduser(), out, fingerprint)
+        reuse_cells(steps, repo_path(cfg.run.reuse), out, fingerprint)
     runner = Runner(steps, out, fingerprint, jobs=cfg.run.jobs, threads=cfg.run.threads,
                     keep_going=cfg.run.keep_going, describe=describe_cell,
                     env={"DERMKIT_CACHE": str(Path(cfg.data.cache_dir).expanduser().resolve())})
+    report_written = False
     try:
-        summary = runner.run()
+        report_written = _run_and_report(cfg, runner, steps, out, command, described, test_counts, started)
     except KeyboardInterrupt:
         console.print(f"[yellow]interrupted[/]: the running steps were stopped. Re-run the same command to resume "
                       f"(finished steps in {out} are reused).")
         return 130
+    finally:  # what finished is kept even when a step failed or the grid was stopped
+        if cfg.report.export:
+            export_results(out, steps, repo_path(cfg.report.export), with_report=report_written)
+    return 0
+
+
+def repo_path(path: str | Path) -> Path:
+    """``path`` with ``~`` expanded, relative to the repository root unless absolute, resolved."""
+    path = Path(path).expanduser()
+    return (path if path.is_absolute() else REPO_ROOT / path).resolve()
+
+
+def _run_and_report(cfg: BenchConfig, runner: Runner, steps: list[Step], out: Path, command: str,
+                    described: dict[str, Any], test_counts: dict[str, int], started: float) -> bool:
+    """Run the steps, then write ``results.csv`` and the report; returns True once the report is written.
+
+    Raises:
+        DermkitError: a step failed (after ``results.csv`` is written with the cells that finished).
+    """
+    summary = runner.run()
     rows = collect_results(steps)
     results_path = write_results(out / "results.csv", rows)
     console.print(f"{len(summary.ran)} step(s) run, {len(summary.skipped)} reused; "
@@ -525,47 +551,59 @@ def main(argv: list[str] | None = None) -> int:
     ctx = report_context(cfg, command, described, test_counts, steps, time.time() - started)
     report = write_report(out, rows, lambda cell_id: read_predictions(cells_dir / cell_id), ctx)
     _print_summary(rows, out, report, time.time() - started, cfg.report.level)
-    if cfg.report.export:
-        export_results(out, steps, Path(cfg.report.export).expanduser())
-    return 0
+    return True
 
 
 def reuse_cells(steps: list[Step], source: Path, out: Path, fingerprint: dict[str, Any]) -> list[str]:
     """Take every cell that finished in ``source`` (a folder written by :func:`export_results`, checked
-    by :func:`validate`) under the key it has here; returns the names taken. A cell whose inputs have
-    not finished here yet (a pretraining or generator step) cannot be keyed, so it is left to run."""
+    by :func:`validate`) under the key it has here; returns the names taken.
+
+    Left to run, with the reason counted in the message: a cell absent from ``source``; a cell whose
+    inputs (a pretraining or generator step) have not finished here, so it cannot be keyed yet; a
+    cell whose checkpoint another step reads (a ``filtered`` arm's filter: checkpoints are not
+    exported); a cell whose key differs (other settings, data or inputs).
+    """
     cells = source / "cells"
-    taken = []
-    for step in steps:
-        if step.cell is None or not (cells / step.cell.cell_id).is_dir():
+    read_by_others = {i.name for step in steps for i in step.inputs}
+    taken: list[str] = []
+    left: dict[str, list[str]] = defaultdict(list)
+    for step in (s for s in steps if s.cell is not None):
+        if not (cells / step.cell.cell_id).is_dir():
+            left["not in the folder"].append(step.name)
+            continue
+        if step.name in read_by_others:
+            left["its checkpoint is read by another step"].append(step.name)
             continue
         try:
             key = step.key(out, fingerprint)
         except RuntimeError:  # an input not finished here: its digests are not known yet
+            left["an input has not finished here"].append(step.name)
             continue
         if adopt_finished(step, key, cells / step.cell.cell_id):
             taken.append(step.name)
-    n_cells = sum(step.cell is not None for step in steps)
-    console.print(f"reused {len(taken)} of {n_cells} cells from {cells} (finished there under the same settings, "
-                  "data and inputs)")
+        elif read_done(step) is None:
+            left["other settings, data or inputs"].append(step.name)
+    reasons = "; ".join(f"{len(names)}: {reason}" for reason, names in left.items())
+    console.print(f"reused {len(taken)} cell(s) from {cells}" + (f"; not reused ({reasons})" if reasons else ""))
+    if left["other settings, data or inputs"]:
+        console.print("keys differ for " + ", ".join(left["other settings, data or inputs"]), highlight=False)
     return taken
 
 
-def export_results(out: Path, steps: list[Step], dest: Path) -> Path:
-    """Copy the report, ``results.csv``, the figures and every finished cell's ``done.json`` and outputs
-    into ``dest`` (checkpoints stay behind); ``run.reuse`` reads the cells back. Returns ``dest``."""
+def export_results(out: Path, steps: list[Step], dest: Path, with_report: bool = True) -> Path:
+    """Copy every finished cell's ``done.json``, outputs, ``config.yaml`` and ``run.json`` into
+    ``dest/cells/<cell>/`` (checkpoints stay behind; ``run.reuse`` reads them back) and, when this
+    invocation wrote them (``with_report``), the report, ``results.csv`` and the figures. Returns ``dest``."""
     dest.mkdir(parents=True, exist_ok=True)
-    for name in ("report.md", "results.csv"):
-        shutil.copyfile(out / name, dest / name)
-    shutil.copytree(out / "figures", dest / "figures", dirs_exist_ok=True)
-    for step in steps:
-        if step.cell is None or read_done(step) is None:
-            continue
-        cell_dest = dest / "cells" / step.cell.cell_id
-        cell_dest.mkdir(parents=True, exist_ok=True)
-        for name in (DONE_FILE, *step.outputs):
-            shutil.copyfile(step.out_dir / name, cell_dest / name)
-    console.print(f"exported the report, results.csv, figures and finished cells to {dest}")
+    if with_report:
+        for name in ("report.md", "results.csv"):
+            shutil.copyfile(out / name, dest / name)
+        shutil.copytree(out / "figures", dest / "figures", dirs_exist_ok=True)
+    finished = [step for step in steps if step.cell is not None and read_done(step) is not None]
+    for step in finished:
+        copy_finished(step, step.out_dir, dest / "cells" / step.cell.cell_id, extra=("config.yaml", "run.json"))
+    console.print(f"exported {len(finished)} finished cell(s)" + (", the report, results.csv and figures"
+                                                                  if with_report else "") + f" to {dest}")
     return dest
 
 

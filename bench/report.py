@@ -45,6 +45,10 @@ FIGURES = {
 }
 ARM_FIGURE = "arm_effect.png"  # only in grids with arms beyond real and synth
 INIT_FIGURE = "init_effect.png"  # only in grids with random and another initialisation
+VERDICT_RULE = ("Verdict: **helps** when both intervals, the bootstrap's and the t-interval over the per-seed "
+                "differences, lie above 0, **hurts** when both lie below 0, otherwise **no detectable effect** (always "
+                "with one seed). The bootstrap draws from the few seeds there are and so sees too little of the "
+                "seed-to-seed spread; the t-interval (n - 1 degrees of freedom) covers it and is wide with 3 seeds.")
 BASELINE_INIT = "random"
 # The report's last section: what else the benchmark folder holds.
 FILES_SECTION = ("## Files", "", "- `results.csv`: one row per cell and class (fraction, init, synthetic, arm, seed, "
@@ -109,6 +113,7 @@ class Effect:
         images: test images of the class.
         arm: the arm compared (``synth`` for the older on/off comparison).
         baseline: the arm it is compared against (``real`` or ``oversample``).
+        over_seeds: the mean of the per-seed differences with its Student-t interval.
     """
 
     klass: str
@@ -119,6 +124,12 @@ class Effect:
     images: int
     arm: str = ARM_SYNTH
     baseline: str = ARM_REAL
+    over_seeds: Interval = field(default_factory=lambda: Interval(math.nan, math.nan, math.nan, 0))
+
+    @property
+    def verdict(self) -> str:
+        """:func:`bench.stats.verdict` of both intervals."""
+        return verdict(self.interval, self.over_seeds)
 
 
 def arm_label(arm: str, long: bool = False, legacy: bool = True) -> str:
@@ -160,6 +171,21 @@ def seed_summary(cells: dict[CellKey, dict[str, Any]], value: Callable[[dict], f
     return {k: mean_t_interval(v, level) for k, v in groups.items()}
 
 
+def _load_pair(cells: dict[CellKey, dict[str, Any]], load: Callable[[str], Predictions], baseline: CellKey,
+               other: CellKey) -> tuple[Predictions, Predictions]:
+    """The test predictions of two cells compared image by image (baseline first).
+
+    Raises:
+        DermkitError: the two cells were tested on different images.
+    """
+    base_id, other_id = cells[baseline]["cell_id"], cells[other]["cell_id"]
+    base, found = load(base_id), load(other_id)
+    if not np.array_equal(base.image_ids, found.image_ids):
+        raise DermkitError(f"Cells {base_id} and {other_id} "
+                           "were tested on different images; their split settings differ. Re-run the grid.")
+    return base, found
+
+
 def synthetic_effects(cells: dict[CellKey, dict[str, Any]], load: Callable[[str], Predictions],
                       classes: list[str], ctx: ReportContext, arm: str = ARM_SYNTH,
                       baseline: str = ARM_REAL) -> list[Effect]:
@@ -180,11 +206,7 @@ def synthetic_effects(cells: dict[CellKey, dict[str, Any]], load: Callable[[str]
     truth: dict[tuple[float, str, int], np.ndarray] = {}  # (N,) true class of each test image
     on_off: dict[tuple[float, str, int], np.ndarray] = {}  # (N,) correct_arm - correct_baseline per test image
     for f, i, s in pairs:
-        base_id, arm_id = cells[(f, i, baseline, s)]["cell_id"], cells[(f, i, arm, s)]["cell_id"]
-        off, on = load(base_id), load(arm_id)
-        if not np.array_equal(off.image_ids, on.image_ids):
-            raise DermkitError(f"Cells {base_id} and {arm_id} "
-                               "were tested on different images; their split settings differ. Re-run the grid.")
+        off, on = _load_pair(cells, load, (f, i, baseline, s), (f, i, arm, s))
         truth[(f, i, s)] = off.true
         on_off[(f, i, s)] = on.correct.astype(float) - off.correct.astype(float)
     scopes: list[tuple[str, Callable[[tuple[float, str, int]], bool]]] = [("all", lambda p: True)]
@@ -202,7 +224,8 @@ def synthetic_effects(cells: dict[CellKey, dict[str, Any]], load: Callable[[str]
                 continue
             matrix = np.stack([np.mean(by_seed[s], axis=0) for s in sorted(by_seed)])  # (S, N_class)
             interval = paired_bootstrap(matrix, ctx.n_bootstrap, ctx.level, ctx.bootstrap_seed)
-            effects.append(Effect(klass, scope, interval, len(chosen), len(by_seed), matrix.shape[1], arm, baseline))
+            effects.append(Effect(klass, scope, interval, len(chosen), len(by_seed), matrix.shape[1], arm, baseline,
+                                  mean_t_interval(matrix.mean(axis=1), ctx.level)))
     return effects
 
 
@@ -216,8 +239,8 @@ class InitEffect:
         arm: the arm of both cells (``real`` in a grid without synthetic images).
         interval: mean difference in balanced accuracy (init minus random) with its bootstrap interval
             over seeds and test images.
-        per_seed: the difference of each seed, in seed order.
-        over_seeds: mean of ``per_seed`` with its Student-t interval (n - 1 degrees of freedom).
+        per_seed: ``(seed, difference)`` of each seed with both cells, in seed order.
+        over_seeds: mean of the per-seed differences with its Student-t interval (n - 1 degrees of freedom).
         images: test images.
     """
 
@@ -225,9 +248,14 @@ class InitEffect:
     fraction: float
     arm: str
     interval: Interval
-    per_seed: tuple[float, ...]
+    per_seed: tuple[tuple[int, float], ...]
     over_seeds: Interval
     images: int
+
+    @property
+    def verdict(self) -> str:
+        """:func:`bench.stats.verdict` of both intervals."""
+        return verdict(self.interval, self.over_seeds)
 
 
 def init_effects(cells: dict[CellKey, dict[str, Any]], load: Callable[[str], Predictions],
@@ -249,23 +277,18 @@ def init_effects(cells: dict[CellKey, dict[str, Any]], load: Callable[[str], Pre
                        and (fraction, BASELINE_INIT, arm, s) in cells)
         if not seeds:
             continue
-        correct, correct_random, true = [], [], None
-        for seed in seeds:
-            base_id, init_id = cells[(fraction, BASELINE_INIT, arm, seed)]["cell_id"], \
-                cells[(fraction, init, arm, seed)]["cell_id"]
-            base, other = load(base_id), load(init_id)
-            if not np.array_equal(base.image_ids, other.image_ids) or \
-                    (true is not None and not np.array_equal(base.true, true)):
-                raise DermkitError(f"Cells {base_id} and {init_id} were tested on different images; their split "
-                                   "settings differ. Re-run the grid.")
-            true = base.true
-            correct.append(other.correct)
-            correct_random.append(base.correct)
-        d = balanced_accuracy_differences(np.stack(correct), np.stack(correct_random), true)  # (S, N)
+        pairs = [_load_pair(cells, load, (fraction, BASELINE_INIT, arm, seed), (fraction, init, arm, seed))
+                 for seed in seeds]
+        true = pairs[0][0].true
+        if any(not np.array_equal(base.image_ids, pairs[0][0].image_ids) for base, _ in pairs):
+            raise DermkitError(f"The seeds of {init} and random at fraction {fraction:g} were tested on different "
+                               "images; their split settings differ. Re-run the grid.")
+        d = balanced_accuracy_differences(np.stack([other.correct for _, other in pairs]),
+                                          np.stack([base.correct for base, _ in pairs]), true)  # (S, N)
         interval = paired_bootstrap(d, ctx.n_bootstrap, ctx.level, ctx.bootstrap_seed, strata=true)
-        per_seed = tuple(float(row.mean()) for row in d)
-        effects.append(InitEffect(init, fraction, arm, interval, per_seed, mean_t_interval(per_seed, ctx.level),
-                                  int(d.shape[1])))
+        per_seed = tuple((seed, float(row.mean())) for seed, row in zip(seeds, d))
+        effects.append(InitEffect(init, fraction, arm, interval, per_seed,
+                                  mean_t_interval([v for _, v in per_seed], ctx.level), int(d.shape[1])))
     return effects
 
 
@@ -383,14 +406,14 @@ def _forest_plot(path: Path, rows: list[tuple[Interval, str, str, str, int]], xl
     plt.close(fig)
 
 
-def _verdict_colour(interval: Interval) -> str:
-    return {"helps": "tab:green", "hurts": "tab:red"}.get(verdict(interval), "tab:gray")
+def _verdict_colour(effect: Effect | InitEffect) -> str:
+    return {"helps": "tab:green", "hurts": "tab:red"}.get(effect.verdict, "tab:gray")
 
 
 def plot_synthetic_effect(path: Path, effects: list[Effect], level: float) -> None:
     """Forest plot: per class and scope, the paired difference in recall with its bootstrap interval."""
     rows = [(e.interval, f"{e.klass} · {e.scope}", "D" if e.scope == "all" else "o",
-             _verdict_colour(e.interval) if e.scope == "all" else "0.55", 6 if e.scope == "all" else 4) for e in effects]
+             _verdict_colour(e) if e.scope == "all" else "0.55", 6 if e.scope == "all" else 4) for e in effects]
     _forest_plot(path, rows, f"recall with minus without synthetic images (paired, {level:.0%} bootstrap CI)", 0.32)
 
 
@@ -398,7 +421,7 @@ def plot_init_effects(path: Path, effects: list[InitEffect], level: float) -> No
     """Forest plot: per initialisation, arm and label fraction, the paired difference in balanced accuracy."""
     several_arms = len({e.arm for e in effects}) > 1
     rows = [(e.interval, f"{e.init}{f' · {e.arm}' if several_arms else ''} · fraction {e.fraction:g}", "D",
-             _verdict_colour(e.interval), 6) for e in effects]
+             _verdict_colour(e), 6) for e in effects]
     _forest_plot(path, rows, f"balanced accuracy minus random init (paired, {level:.0%} bootstrap CI)", 0.36)
 
 
@@ -406,7 +429,7 @@ def plot_arm_effects(path: Path, effects: list[Effect], level: float) -> None:
     """Forest plot of the pooled arm comparisons: per class, each synthetic arm against ``real`` (circles)
     and ``oversample`` (squares), coloured by verdict."""
     rows = [(e.interval, f"{e.klass} · {e.arm} vs {e.baseline}", "o" if e.baseline == ARM_REAL else "s",
-             _verdict_colour(e.interval), 5) for e in effects]
+             _verdict_colour(e), 5) for e in effects]
     _forest_plot(path, rows, f"recall difference, arm minus baseline (paired, {level:.0%} bootstrap CI)", 0.3)
 
 
@@ -421,6 +444,11 @@ def _iv(interval: Interval) -> str:
 
 def _signed(interval: Interval) -> str:
     return f"{interval.estimate:+.3f} [{interval.low:+.3f}, {interval.high:+.3f}]"
+
+
+def _signed_or_estimate(interval: Interval) -> str:
+    """A signed interval, or the signed estimate alone where the interval is undefined (one seed)."""
+    return _signed(interval) if interval.defined else f"{interval.estimate:+.3f}"
 
 
 def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -487,17 +515,15 @@ def _init_effect_lines(effects: list[InitEffect], ctx: ReportContext) -> list[st
              "balanced accuracy (initialisation minus random). Its "
              f"{ctx.level:.0%} interval is a percentile bootstrap ({ctx.n_bootstrap} replicates, seed "
              f"{ctx.bootstrap_seed}) that resamples seeds and, independently, the test images within each class "
-             "(so every class keeps its size, as balanced accuracy needs). The per-seed differences and their "
-             "Student-t interval (n - 1 degrees of freedom) show the seed-to-seed spread alone: with 3 seeds that "
-             "interval is wide. Verdict, from the bootstrap: **helps** when the whole interval is above 0, "
-             "**hurts** when below 0, otherwise **no detectable effect**.", ""]
+             "(so every class keeps its size, as balanced accuracy needs). Beside it, the difference of each seed "
+             "and their mean with a Student-t interval. " + VERDICT_RULE, ""]
     header = ["initialisation", *([column] if several_arms else []), "fraction", "Δ balanced accuracy [CI]",
               "Δ per seed", "over seeds [t-interval]", "test images", "verdict"]
     body = [[e.init, *([arm_label(e.arm, legacy=column == "synthetic")] if several_arms else []), f"{e.fraction:g}",
              _signed(e.interval),
-             ", ".join(f"{d:+.3f}" for d in e.per_seed),
-             _signed(e.over_seeds) if e.over_seeds.defined else f"{e.over_seeds.estimate:+.3f}", str(e.images),
-             f"**{verdict(e.interval)}**"] for e in effects]
+             ", ".join(f"s{seed} {d:+.3f}" for seed, d in e.per_seed), _signed_or_estimate(e.over_seeds),
+             str(e.images),
+             f"**{e.verdict}**"] for e in effects]
     return [*lines, *_md_table(header, body), ""]
 
 
@@ -537,12 +563,12 @@ def _synthetic_effect_lines(effects: list[Effect], ctx: ReportContext) -> list[s
               "the difference is 1 (only the synthetic-on run is right), -1 or 0; its mean is the difference in "
               f"recall. The {ctx.level:.0%} interval is a percentile bootstrap ({ctx.n_bootstrap} replicates, "
               f"seed {ctx.bootstrap_seed}) that resamples seeds and, independently, the class's test images, both "
-              "with replacement. Verdict: **helps** when the whole interval is above 0, **hurts** when below 0, "
-              "otherwise **no detectable effect**.", "",
+              "with replacement. " + VERDICT_RULE, "",
               "Pooled over every initialisation and label fraction (the verdict):", ""]
-    body = [[e.klass, display_name(e.klass), _signed(e.interval), str(e.pairs), str(e.seeds), str(e.images),
-             f"**{verdict(e.interval)}**"] for e in effects if e.scope == "all"]
-    lines += [*_md_table(["class", "name", "Δ recall [CI]", "pairs", "seeds", "test images", "verdict"], body), ""]
+    body = [[e.klass, display_name(e.klass), _signed(e.interval), _signed_or_estimate(e.over_seeds), str(e.pairs),
+             str(e.seeds), str(e.images), f"**{e.verdict}**"] for e in effects if e.scope == "all"]
+    lines += [*_md_table(["class", "name", "Δ recall [CI]", "over seeds [t-interval]", "pairs", "seeds",
+                          "test images", "verdict"], body), ""]
     lines += ["By label fraction and by initialisation (descriptive: with this many intervals some exclude 0 by "
               "chance, so read the pooled verdict first):", ""]
     body = [[e.klass, e.scope, _signed(e.interval), str(e.pairs)] for e in effects if e.scope != "all"]
@@ -590,21 +616,22 @@ def _arm_comparison_lines(cells: dict[CellKey, dict[str, Any]], effects: list[Ef
                 "and seed, so no paired difference is estimated.", ""]
     lines += ["Paired recall differences (arm minus baseline) on the same test images, seeds and conditions, with a "
               f"{ctx.level:.0%} percentile bootstrap over seeds and test images ({ctx.n_bootstrap} replicates, seed "
-              f"{ctx.bootstrap_seed}; as in the section above). Pooled over every initialisation and label fraction "
+              f"{ctx.bootstrap_seed}), and the mean of the per-seed differences with its t-interval. "
+              + VERDICT_RULE + " Pooled over every initialisation and label fraction "
               f"(the verdict); {MAJORITY_CLASS} is the majority class, where a minority gain may be paid for:", ""]
     pooled = pooled_arm_effects(effects, classes)
     lines += [f"![synthetic arms against real and oversample](figures/{ARM_FIGURE})", ""]
-    body = [[e.klass, e.arm, e.baseline, _signed(e.interval), str(e.pairs), str(e.seeds), str(e.images),
-             f"**{verdict(e.interval)}**"] for e in pooled]
-    lines += [*_md_table(["class", "arm", "against", "Δ recall [CI]", "pairs", "seeds", "test images", "verdict"],
-                         body), ""]
+    body = [[e.klass, e.arm, e.baseline, _signed(e.interval), _signed_or_estimate(e.over_seeds), str(e.pairs),
+             str(e.seeds), str(e.images), f"**{e.verdict}**"] for e in pooled]
+    lines += [*_md_table(["class", "arm", "against", "Δ recall [CI]", "over seeds [t-interval]", "pairs", "seeds",
+                          "test images", "verdict"], body), ""]
     order = {c: n for n, c in enumerate(classes)}
     per_fraction = [e for e in effects if e.scope.startswith("fraction ")]
     if len({e.scope for e in per_fraction}) > 1:
         lines += ["By label fraction (descriptive, many intervals):", ""]
         per_fraction.sort(key=lambda e: (order.get(e.klass, len(order)), arm_sort_key(e.arm),
                                          arm_sort_key(e.baseline), e.scope))
-        body = [[e.klass, e.arm, e.baseline, e.scope, _signed(e.interval), verdict(e.interval)] for e in per_fraction]
+        body = [[e.klass, e.arm, e.baseline, e.scope, _signed(e.interval), e.verdict] for e in per_fraction]
         lines += [*_md_table(["class", "arm", "against", "conditions", "Δ recall [CI]", "verdict"], body), ""]
     return lines
 

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from bench.config import parse_arm
-from bench.grid import Cell, Step, best_checkpoint, mark_done
-from bench.label_efficiency import build_steps, parse_args, validate
+from bench.grid import DONE_FILE, Cell, Step, best_checkpoint, mark_done
+from bench.label_efficiency import build_steps, parse_args, reuse_cells, validate
 from bench.report import ReportContext, arm_effects, cell_table, write_report
 from bench.results import read_predictions, read_results, result_rows, write_results
 from bench.stats import verdict
@@ -40,6 +40,24 @@ def _plan(tmp_path: Path, *overrides: str) -> dict[str, Step]:
     for position, step in enumerate(steps):  # every input is planned before the step reading it
         assert all(names.index(i.name) < position for i in step.inputs), step.name
     return {s.name: s for s in steps}
+
+
+def test_reuse_leaves_a_real_cell_whose_checkpoint_a_filter_reads(tmp_path: Path) -> None:
+    # Exported cells carry no checkpoints: a real cell taken back could not feed its filter step.
+    steps = _plan(tmp_path / "out")
+    exported = tmp_path / "exported"
+    for name in ("cell/f0.1-random-real-s0", "cell/f0.1-random-oversample-s0"):
+        step = steps[name]
+        copy = Step(step.name, step.kind, step.module, step.args, exported / "cells" / step.cell.cell_id,
+                    step.outputs, step.inputs, step.cell)
+        copy.out_dir.mkdir(parents=True)
+        for output in step.outputs:
+            (copy.out_dir / output).write_text(f"{output} of {name}")
+        mark_done(copy, step.key(tmp_path / "out", DATA), 1.0)
+    taken = reuse_cells(list(steps.values()), exported, tmp_path / "out", DATA)
+    assert taken == ["cell/f0.1-random-oversample-s0"]
+    assert (steps["cell/f0.1-random-oversample-s0"].out_dir / DONE_FILE).is_file()
+    assert not steps["cell/f0.1-random-real-s0"].out_dir.exists()
 
 
 def test_arms_plan_a_keyed_cell_each_and_one_filter_per_real_cell(tmp_path: Path) -> None:

@@ -120,8 +120,11 @@ def test_adopt_finished_takes_a_copy_only_under_the_same_key_with_intact_outputs
     (finished.out_dir / "out.txt").write_text("tampered")
     assert not adopt_finished(here, "key1", finished.out_dir)  # output no longer what done.json recorded
     (finished.out_dir / "out.txt").write_text("result")
+    prepare_folder(here, "key0")  # an interrupted run here under other settings, with its checkpoint
+    (here.out_dir / "last.ckpt").write_text("other settings")
     assert adopt_finished(here, "key1", finished.out_dir)
     assert is_done(here, "key1") and (here.out_dir / "out.txt").read_text() == "result"
+    assert not (here.out_dir / "last.ckpt").exists()  # nothing of the other run is left to be read
     assert not adopt_finished(here, "key1", finished.out_dir)  # already done here
 
 

@@ -162,7 +162,7 @@ def test_two_cell_grid_on_demo_data_resumes(tmp_path: Path, demo_cache: Path, mo
     assert main(["--config", str(config), "--out", str(out), "synth.n_per_class=3", "--export", str(exported)]) == 0
     assert (exported / "report.md").is_file() and (exported / "figures" / "balanced_accuracy.png").is_file()
     assert sorted(p.name for p in (exported / "cells" / "f1-random-real-s0").iterdir()) == \
-        [DONE_FILE, "metrics.json", "predictions.csv"]
+        ["config.yaml", DONE_FILE, "metrics.json", "predictions.csv", "run.json"]
     assert not list(exported.rglob("*.ckpt"))
     fresh = tmp_path / "fresh"
     assert main(["--config", str(config), "--out", str(fresh), "grid.synthetic=[false]", "--reuse", str(exported)]) == 0
@@ -199,6 +199,13 @@ def test_a_given_backbone_replaces_the_pretraining_step_and_keys_its_cells(tmp_p
     cell = next(s for s in steps if s.cell and s.cell.init == "simclr")
     assert f"model.init={weights.resolve()}" in cell.args and cell.inputs == []
     key = cell.key(tmp_path / "out", {})
+    # the same file elsewhere (a new machine, another home folder) keeps the key: it is keyed by digest
+    moved = tmp_path / "elsewhere" / "backbone.safetensors"
+    moved.parent.mkdir()
+    moved.write_bytes(b"100 epochs")
+    moved.with_suffix(".json").write_text("{}")
+    there = _cfg("grid.inits=[random,simclr,dino]", f"pretrain.backbones={{simclr: {moved}}}", "grid.synthetic=[false]")
+    assert next(s for s in build_steps(there, tmp_path / "out") if s.name == cell.name).key(tmp_path / "out", {}) == key
     weights.write_bytes(b"120 epochs")
     again = next(s for s in build_steps(_cfg(*overrides), tmp_path / "out") if s.name == cell.name)
     assert again.key(tmp_path / "out", {}) != key

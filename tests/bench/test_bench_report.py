@@ -107,15 +107,45 @@ def test_report_compares_each_initialisation_with_random(grid_dir: tuple[Path, l
     section = text.split("## Does pretraining help?")[1].split("\n## ")[0]
     table = [line.split("|")[1:-1] for line in section.splitlines() if line.startswith("| simclr")]
     assert len(table) == 4  # fractions 0.1 and 1, synthetic off and on
-    for init, synthetic, fraction, delta, per_seed, _over, images, verdict in (map(str.strip, r) for r in table):
+    for init, synthetic, fraction, delta, per_seed, over, images, verdict in (map(str.strip, r) for r in table):
         ba = {i: [r["balanced_accuracy"] for r in rows if r["class"] == "df" and r["init"] == i
                   and r["fraction"] == float(fraction) and r["synthetic"] == (synthetic == "on")] for i in
               ("random", "simclr")}
         expected = [s - r for s, r in zip(ba["simclr"], ba["random"])]
         # the paired estimate is the mean difference of the cells' balanced accuracies, seed by seed
         assert float(delta.split()[0]) == pytest.approx(np.mean(expected), abs=1e-3)
-        assert [float(d) for d in per_seed.split(",")] == pytest.approx(expected, abs=1e-3)
-        assert images == str(sum(TEST_COUNTS.values())) and verdict == "**helps**"
+        assert [d.split()[0] for d in per_seed.split(", ")] == ["s0", "s1", "s2"]
+        assert [float(d.split()[1]) for d in per_seed.split(", ")] == pytest.approx(expected, abs=1e-3)
+        assert images == str(sum(TEST_COUNTS.values()))
+        # SimCLR is constructed to be better on df: the bootstrap says so everywhere; the verdict also
+        # needs the t-interval over the 3 seeds above 0
+        assert float(delta.split("[")[1].split(",")[0]) > 0
+        assert verdict == ("**helps**" if float(over.split("[")[1].split(",")[0]) > 0 else "**no detectable effect**")
+    assert "**helps**" in {r[-1].strip() for r in table}
+
+
+def _init_rows(text: str) -> list[list[str]]:
+    heading = "## Does pretraining help?"
+    section = text.split(heading)[1].split("\n## ")[0] if heading in text else ""
+    return [[c.strip() for c in line.split("|")[1:-1]] for line in section.splitlines() if line.startswith("| simclr")]
+
+
+def test_init_comparison_pairs_only_the_seeds_both_have_and_needs_two_for_a_verdict(
+        grid_dir: tuple[Path, list[dict]], tmp_path: Path) -> None:
+    root, _ = grid_dir
+    rows = [r for r in read_results(root / "results.csv") if not r["synthetic"]]
+    load = lambda c: read_predictions(root / "cells" / c)  # noqa: E731
+    no_seed1 = [r for r in rows if not (r["init"] == "simclr" and r["seed"] == 1)]
+    table = _init_rows(write_report(tmp_path, no_seed1, load, _context()).read_text())
+    assert [r[3].split(", ")[0].split()[0] for r in table] == ["s0", "s0"]
+    assert all([d.split()[0] for d in r[3].split(", ")] == ["s0", "s2"] for r in table)
+    one_seed = [r for r in rows if r["seed"] == 0]
+    table = _init_rows(write_report(tmp_path / "one", one_seed, load, _context()).read_text())
+    # one seed: no t-interval, so no verdict however narrow the bootstrap over images is
+    assert table and all(r[-1] == "**no detectable effect**" and "[" not in r[4] for r in table)
+    random_only = [r for r in rows if r["init"] == "random"]
+    text = write_report(tmp_path / "random", random_only, load, _context()).read_text()
+    assert "Does pretraining help?" not in text and not (tmp_path / "random" / "figures" / INIT_FIGURE).exists()
 
 
 def test_report_on_real_data_has_no_demo_banner(grid_dir: tuple[Path, list[dict]]) -> None:

@@ -117,16 +117,32 @@ def test_stratified_bootstrap_keeps_each_stratum_whole() -> None:
 
 
 def test_stratified_bootstrap_of_balanced_accuracy_covers_the_true_difference() -> None:
-    # 100 constructed experiments: classes of 200, 40 and 10 test images, run A right with p 0.7
-    # on every class and B with 0.6, so the true difference in balanced accuracy is 0.1.
+    # 100 constructed experiments: classes of 200, 40 and 20 test images; run A is better than B on df
+    # only (0.8 against 0.5), so the true difference in balanced accuracy is 0.3 / 3 = 0.1 while the
+    # difference in plain accuracy is 0.3 x 20 / 260 = 0.023.
     rng = np.random.default_rng(7)
-    true = np.repeat(np.array(["nv", "mel", "df"]), [200, 40, 10])
-    covered = 0
+    true = np.repeat(np.array(["nv", "mel", "df"]), [200, 40, 20])
+    p_a = np.where(true == "df", 0.8, 0.7)  # (N,)
+    p_b = np.where(true == "df", 0.5, 0.7)
+    covered, estimates, unweighted = 0, [], []
     for rep in range(100):
-        a, b = rng.random((3, 250)) < 0.7, rng.random((3, 250)) < 0.6
+        a, b = rng.random((3, 260)) < p_a, rng.random((3, 260)) < p_b
         iv = paired_bootstrap(balanced_accuracy_differences(a, b, true), n_boot=400, seed=rep, strata=true)
         covered += iv.low < 0.10 < iv.high
+        estimates.append(iv.estimate)
+        unweighted.append(float((a.astype(float) - b).mean()))
     assert covered / 100 >= 0.85
+    assert np.mean(estimates) == pytest.approx(0.10, abs=0.01)
+    assert np.mean(unweighted) == pytest.approx(0.023, abs=0.01)  # without the weights: plain accuracy
+
+
+def test_verdict_with_seeds_needs_both_intervals_on_one_side() -> None:
+    narrow = Interval(0.05, 0.02, 0.08, 450)
+    assert verdict(narrow) == HELPS
+    assert verdict(narrow, Interval(0.05, -0.04, 0.14, 3)) == NO_EFFECT  # the seeds disagree
+    assert verdict(narrow, Interval(0.05, 0.01, 0.09, 3)) == HELPS
+    assert verdict(narrow, Interval(0.05, math.nan, math.nan, 1)) == NO_EFFECT  # one seed: no verdict
+    assert verdict(Interval(-0.05, -0.08, -0.02, 450), Interval(-0.05, -0.09, -0.01, 3)) == HURTS
 
 
 def test_verdict_of_undefined_interval_is_no_effect() -> None:
