@@ -208,15 +208,17 @@ def _check_pretrain(cfg: BenchConfig) -> None:
 
 
 def _check_overrides(cfg: BenchConfig, arms: list[str]) -> None:
-    """Stage overrides: key=value form, fraction keys that exist, no key the grid sets per cell or arm."""
+    """Stage overrides: key=value form, fraction and init keys that name one, no key the grid sets per cell or arm."""
+    # A key for a fraction or initialisation the grid does not run is allowed (it applies to no cell), so
+    # that a preset can be run in part ("grid.inits=[random]"); a key that names none is a typo.
     for key in cfg.finetune.fraction_overrides:
-        if fraction_key(key, cfg.grid.fractions) is None:
-            raise DermkitError(f"finetune.fraction_overrides has key {key!r}, which is not one of grid.fractions "
-                               f"({', '.join(f'{f:g}' for f in cfg.grid.fractions)}).")
+        if fraction_key(key, list(FRACTIONS)) is None:
+            raise DermkitError(f"finetune.fraction_overrides has key {key!r}, which is not a label fraction "
+                               f"({', '.join(f'{f:g}' for f in FRACTIONS)}).")
     for init in cfg.finetune.init_overrides:
-        if init not in cfg.grid.inits:
-            raise DermkitError(f"finetune.init_overrides has key {init!r}, which is not one of grid.inits "
-                               f"({', '.join(cfg.grid.inits)}).")
+        if init not in INITS:
+            raise DermkitError(f"finetune.init_overrides has key {init!r}, which is not an initialisation "
+                               f"({', '.join(INITS)}).{did_you_mean(init, list(INITS))}")
     per_fraction = [item for items in cfg.finetune.fraction_overrides.values() for item in items]
     per_init = [item for items in cfg.finetune.init_overrides.values() for item in items]
     per_method = [item for items in cfg.pretrain.method_overrides.values() for item in items]

@@ -52,6 +52,7 @@ def test_unknown_preset_lists_the_presets() -> None:
     ("synth.classes=[melanomaa]", "Unknown class"),
     ("pretrain.method_overrides={swav:[a=1]}", "unknown method 'swav'"),
     ("finetune.init_overrides={simclrr:[optim.head_epochs=2]}", "init_overrides has key 'simclrr'.*random, simclr"),
+    ("finetune.fraction_overrides={'0.2':[trainer.max_epochs=2]}", "fraction_overrides has key '0.2'"),
     ("finetune.init_overrides={simclr:[seed=2]}", "sets 'seed'"),
     ("finetune.init_overrides={simclr:[head_epochs]}", "not of the form key=value"),
 ])
@@ -63,6 +64,17 @@ def test_validate_names_the_bad_key(override: str, message: str) -> None:
 def test_reuse_needs_a_folder_written_by_export(tmp_path: Path) -> None:
     with pytest.raises(DermkitError, match="no cells/ folder"):
         validate(_cfg(f"run.reuse={tmp_path}"))
+
+
+@pytest.mark.parametrize("part", ["grid.inits=[random]", "grid.fractions=[0.1]"])
+def test_a_preset_runs_in_part_with_its_per_init_and_per_fraction_overrides(part: str, tmp_path: Path) -> None:
+    # cpu-real sets the SimCLR schedule and per-fraction epochs; its random cells alone must still run
+    cfg = parse_args(["--preset", "cpu-real", part])
+    validate(cfg)
+    cells = [s for s in build_steps(cfg, tmp_path) if s.cell is not None]
+    assert cells and all(s.cell.init == "random" or "optim.backbone_lr_scale=0.1" in s.args for s in cells)
+    whole = {s.name: s.args for s in build_steps(parse_args(["--preset", "cpu-real"]), tmp_path)}
+    assert all(s.args == whole[s.name] for s in cells)  # the same cells, the same keys
 
 
 def test_unknown_key_is_rejected() -> None:
