@@ -250,10 +250,11 @@ class ReportConfig:
         level: confidence level of every interval.
         n_bootstrap: replicates of the paired bootstrap.
         bootstrap_seed: seed of the resampling (the report is reproducible).
-        export: a folder to copy the results into after the report: ``report.md``,
-            ``results.csv``, ``figures/`` and each finished cell's ``done.json``, ``metrics.json``
-            and ``predictions.csv`` under ``cells/<cell>/`` (no checkpoints), what ``run.reuse``
-            reads back. Empty: none.
+        export: a folder to copy the results into when the grid ends (also after a failed step or
+            a stop): each finished cell's ``done.json``, ``metrics.json``, ``predictions.csv``,
+            ``config.yaml`` and ``run.json`` under ``cells/<cell>/`` (no checkpoints; what
+            ``run.reuse`` reads back) and, when this run wrote them, ``report.md``, ``results.csv``
+            and ``figures/``. Empty: none.
     """
 
     level: float = 0.95

@@ -58,8 +58,9 @@ FLAGS = [
     Flag("--keep-going", "run.keep_going", "carry on with independent steps after a failure", bool),
     Flag("--reuse", "run.reuse", "a folder written by --export (e.g. docs/results/<preset>): its cells finished "
          "under the same settings count as done instead of running again (a new machine, a lost run folder)"),
-    Flag("--export", "report.export", "after the report, copy report.md, results.csv, figures/ and each finished "
-         "cell's metrics, predictions and done.json (no checkpoints) into this folder"),
+    Flag("--export", "report.export", "when the grid ends (also after a failure or a stop), copy each finished "
+         "cell's metrics, predictions, done.json, config.yaml and run.json (no checkpoints) and, if written, "
+         "report.md, results.csv and figures/ into this folder"),
 ]
 # DataConfig keys passed to every stage (``fraction`` is per cell; empty strings keep the stage default).
 # ``cache_dir`` travels as $DERMKIT_CACHE instead, so that it stays out of the step keys.
