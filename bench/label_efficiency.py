@@ -30,6 +30,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from dermkit.backbones.card import read_card
 from dermkit.config import CONFIG_DIR, REPO_ROOT, Flag, build_parser, load_config, to_container, to_yaml
 from dermkit.console import console, entry_point, print_table
 from dermkit.data.prepare import prepare_data
@@ -431,6 +432,21 @@ def collect_results(steps: list[Step]) -> list[dict[str, Any]]:
     return rows
 
 
+def given_backbone_origin(path: str | Path) -> str:
+    """How a given backbone was trained, from its card: the report names it, since a path outlives
+    neither the machine nor the reader's access to it."""
+    try:
+        card = read_card(Path(path).expanduser())
+    except DermkitError as err:
+        return f"its card could not be read: {err}"
+    data = card.data
+    steps = f", {data['steps']} steps" if data.get("steps") else ""
+    images = f" on {data['train_images']} {data.get('name', '')} training images".replace("  ", " ") \
+        if data.get("train_images") else ""
+    return (f"its card: {card.method}, {card.epochs} epochs{steps}{images}, {card.architecture} at "
+            f"{card.input_size} px, split hash `{card.split_hash or 'not recorded'}`")
+
+
 def report_context(cfg: BenchConfig, command: str, data: dict[str, Any], test_counts: dict[str, int],
                    steps: list[Step], wall_seconds: float) -> ReportContext:
     """What the report says about this run (settings, caveats, timings)."""
@@ -438,8 +454,8 @@ def report_context(cfg: BenchConfig, command: str, data: dict[str, Any], test_co
                 "initialisation",
                 f"Pretraining overrides: `{' '.join(cfg.pretrain.overrides) or '(stage defaults)'}`"
                 + "".join(f"; {m}: `{' '.join(o)}`" for m, o in cfg.pretrain.method_overrides.items())
-                + "".join(f"; {m}: not pretrained here, the given backbone `{p}` (its card says how it was "
-                          "trained)" for m, p in cfg.pretrain.backbones.items()),
+                + "".join(f"; {m}: not pretrained here, the given backbone `{p}` ({given_backbone_origin(p)})"
+                          for m, p in cfg.pretrain.backbones.items()),
                 f"Fine-tuning overrides: `{' '.join(cfg.finetune.overrides) or '(stage defaults)'}`"
                 + "".join(f"; fraction {k}: `{' '.join(o)}`" for k, o in cfg.finetune.fraction_overrides.items())
                 + "".join(f"; {k} cells: `{' '.join(o)}`" for k, o in cfg.finetune.init_overrides.items())]

@@ -12,7 +12,9 @@ from omegaconf import OmegaConf
 
 from bench.config import BenchConfig
 from bench.grid import DONE_FILE
-from bench.label_efficiency import build_steps, main, parse_args, preset_path, validate
+from bench.label_efficiency import build_steps, given_backbone_origin, main, parse_args, preset_path, validate
+from dermkit.backbones.card import BackboneCard, save_backbone
+from dermkit.backbones.registry import build_backbone
 from bench.results import read_results
 from dermkit.config import CONFIG_DIR, REPO_ROOT
 from dermkit.errors import DermkitError
@@ -221,6 +223,17 @@ def test_a_given_backbone_replaces_the_pretraining_step_and_keys_its_cells(tmp_p
     weights.write_bytes(b"120 epochs")
     again = next(s for s in build_steps(_cfg(*overrides), tmp_path / "out") if s.name == cell.name)
     assert again.key(tmp_path / "out", {}) != key
+
+
+def test_the_report_says_how_a_given_backbone_was_trained(tmp_path: Path) -> None:
+    weights = tmp_path / "backbone.safetensors"
+    card = BackboneCard(architecture="resnet18", input_size=64, method="simclr", epochs=30,
+                        data={"name": "ham10000", "train_images": 7011, "steps": 1650}, split_hash="0ea8ce09")
+    save_backbone(weights, build_backbone("resnet18", False, 64), card)
+    assert given_backbone_origin(weights) == ("its card: simclr, 30 epochs, 1650 steps on 7011 ham10000 training "
+                                              "images, resnet18 at 64 px, split hash `0ea8ce09`")
+    weights.with_suffix(".json").write_text("{not json")
+    assert "could not be read" in given_backbone_origin(weights) and "not valid JSON" in given_backbone_origin(weights)
 
 
 @pytest.mark.parametrize(("value", "message"), [
