@@ -447,15 +447,22 @@ def given_backbone_origin(path: str | Path) -> str:
             f"{card.input_size} px, split hash `{card.split_hash or 'not recorded'}`")
 
 
+def pretraining_settings(cfg: BenchConfig) -> str:
+    """The report's pretraining line: the overrides of each method pretrained here, and the card of each given
+    backbone (a given method's overrides are left out: they did not make its backbone)."""
+    given = cfg.pretrain.backbones
+    return (f"Pretraining overrides: `{' '.join(cfg.pretrain.overrides) or '(stage defaults)'}`"
+            + "".join(f"; {m}: `{' '.join(o)}`" for m, o in cfg.pretrain.method_overrides.items() if m not in given)
+            + "".join(f"; {m}: not pretrained here, the given backbone `{p}` ({given_backbone_origin(p)})"
+                      for m, p in given.items()))
+
+
 def report_context(cfg: BenchConfig, command: str, data: dict[str, Any], test_counts: dict[str, int],
                    steps: list[Step], wall_seconds: float) -> ReportContext:
     """What the report says about this run (settings, caveats, timings)."""
     settings = [f"Backbone: `{cfg.model.backbone}` (small stem: {cfg.model.small_stem}), the same for every "
                 "initialisation",
-                f"Pretraining overrides: `{' '.join(cfg.pretrain.overrides) or '(stage defaults)'}`"
-                + "".join(f"; {m}: `{' '.join(o)}`" for m, o in cfg.pretrain.method_overrides.items())
-                + "".join(f"; {m}: not pretrained here, the given backbone `{p}` ({given_backbone_origin(p)})"
-                          for m, p in cfg.pretrain.backbones.items()),
+                pretraining_settings(cfg),
                 f"Fine-tuning overrides: `{' '.join(cfg.finetune.overrides) or '(stage defaults)'}`"
                 + "".join(f"; fraction {k}: `{' '.join(o)}`" for k, o in cfg.finetune.fraction_overrides.items())
                 + "".join(f"; {k} cells: `{' '.join(o)}`" for k, o in cfg.finetune.init_overrides.items())]

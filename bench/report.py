@@ -54,7 +54,7 @@ BASELINE_INIT = "random"
 FILES_SECTION = ("## Files", "", "- `results.csv`: one row per cell and class (fraction, init, synthetic, arm, seed, "
                  "class, recall, precision, f1, support, balanced_accuracy, accuracy).",
                  "- `cells/<cell>/`: each fine-tuning run (metrics.json, predictions.csv, config.yaml, run.json, "
-                 "stage.log).", "")
+                 "stage.log; an exported copy leaves out stage.log and the checkpoints).", "")
 LINE_STYLES = ("-", "--", ":", "-.", (0, (5, 1)), (0, (1, 3)), (0, (3, 1, 1, 1, 1, 1)))
 INIT_COLOURS = {"random": "tab:gray", "simclr": "tab:blue", "dino": "tab:orange", "imagenet": "tab:green"}
 

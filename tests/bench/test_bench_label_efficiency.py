@@ -12,7 +12,8 @@ from omegaconf import OmegaConf
 
 from bench.config import BenchConfig
 from bench.grid import DONE_FILE
-from bench.label_efficiency import build_steps, given_backbone_origin, main, parse_args, preset_path, validate
+from bench.label_efficiency import (build_steps, given_backbone_origin, main, parse_args, preset_path,
+                                    pretraining_settings, validate)
 from dermkit.backbones.card import BackboneCard, save_backbone
 from dermkit.backbones.registry import build_backbone
 from bench.results import read_results
@@ -232,6 +233,10 @@ def test_the_report_says_how_a_given_backbone_was_trained(tmp_path: Path) -> Non
     save_backbone(weights, build_backbone("resnet18", False, 64), card)
     assert given_backbone_origin(weights) == ("its card: simclr, 30 epochs, 1650 steps on 7011 ham10000 training "
                                               "images, resnet18 at 64 px, split hash `0ea8ce09`")
+    # cpu-real's SimCLR schedule did not make a given backbone, so the report must not print it as if it had
+    line = pretraining_settings(parse_args(["--preset", "cpu-real", f"pretrain.backbones={{simclr: {weights}}}"]))
+    assert "simclr: not pretrained here" in line and "30 epochs" in line and "max_epochs=100" not in line
+    assert "max_epochs=100" in pretraining_settings(parse_args(["--preset", "cpu-real"]))
     weights.with_suffix(".json").write_text("{not json")
     assert "could not be read" in given_backbone_origin(weights) and "not valid JSON" in given_backbone_origin(weights)
 
