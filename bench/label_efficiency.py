@@ -46,7 +46,8 @@ from bench.dry_run import dry_run
 from bench.grid import (DONE_FILE, Cell, Step, adopt_finished, best_checkpoint_arg, copy_finished, file_digest,
                         read_done)
 from bench.report import ReportContext, arm_label, cell_table, seed_summary, write_report
-from bench.results import METRICS_FILE, PREDICTIONS_FILE, read_metrics, read_predictions, result_rows, write_results
+from bench.results import (METRICS_FILE, PREDICTIONS_FILE, read_metrics, read_predictions, read_results, result_rows,
+                           write_results)
 from bench.runner import Runner, log_tail
 
 PROG = "python -m bench.label_efficiency"
@@ -616,11 +617,29 @@ def reuse_cells(steps: list[Step], source: Path, out: Path, fingerprint: dict[st
     return taken
 
 
+def reported_cells(folder: Path) -> set[str]:
+    """The cells of the report exported to ``folder`` (from its ``results.csv``; none when it has no readable one)."""
+    if not (folder / "results.csv").is_file():
+        return set()
+    try:
+        return {row["cell_id"] for row in read_results(folder / "results.csv")}
+    except DermkitError:  # not a report of ours: nothing to keep
+        return set()
+
+
 def export_results(out: Path, steps: list[Step], dest: Path, with_report: bool = True) -> Path:
     """Copy every finished cell's ``done.json``, outputs, ``config.yaml`` and ``run.json`` into
     ``dest/cells/<cell>/`` (checkpoints stay behind; ``run.reuse`` reads them back) and, when this
-    invocation wrote them (``with_report``), the report, ``results.csv`` and the figures. Returns ``dest``."""
+    invocation wrote them (``with_report``), the report, ``results.csv`` and the figures, unless the
+    report already in ``dest`` covers cells this grid does not include. Returns ``dest``."""
     dest.mkdir(parents=True, exist_ok=True)
+    left_out = sorted(reported_cells(dest) - {step.cell.cell_id for step in steps if step.cell is not None})
+    if with_report and left_out:  # a grid run in parts: the part just run must not replace the whole's report
+        console.print(f"kept {dest / 'report.md'}: it reports {len(left_out)} cell(s) this grid does not include "
+                      f"({', '.join(left_out[:3])}{', ...' if len(left_out) > 3 else ''}). For one report over "
+                      "both, run a grid that includes them; its finished cells are reused, nothing trains again.",
+                      highlight=False)
+        with_report = False
     if with_report:
         for name in ("report.md", "results.csv"):
             shutil.copyfile(out / name, dest / name)

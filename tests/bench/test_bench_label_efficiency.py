@@ -179,6 +179,12 @@ def test_two_cell_grid_on_demo_data_resumes(tmp_path: Path, demo_cache: Path, mo
     assert sorted(p.name for p in (exported / "cells" / "f1-random-real-s0").iterdir()) == \
         ["config.yaml", DONE_FILE, "metrics.json", "predictions.csv", "run.json"]
     assert not list(exported.rglob("*.ckpt"))
+    # A part of the grid exported into the same folder adds its cells but keeps the whole grid's report.
+    whole_report = (exported / "report.md").read_text()
+    assert main(["--config", str(config), "--out", str(out), "synth.n_per_class=3", "grid.synthetic=[false]",
+                 "--export", str(exported)]) == 0
+    assert (exported / "report.md").read_text() == whole_report
+    assert {r["cell_id"] for r in read_results(exported / "results.csv")} == {"f1-random-real-s0", "f1-random-synth-s0"}
     fresh = tmp_path / "fresh"
     assert main(["--config", str(config), "--out", str(fresh), "grid.synthetic=[false]", "--reuse", str(exported)]) == 0
     assert (fresh / "cells" / "f1-random-real-s0" / DONE_FILE).read_text() == again["f1-random-real-s0"]
