@@ -9,6 +9,9 @@ file exists with the digest recorded there. A done step is never run again; a ch
 changes the key, and the stale folder is cleared before the step runs again (so a stage that
 resumes from its own checkpoints never resumes someone else's). An interrupted step keeps its
 folder (``started.json`` holds the same key), so the stage's own resume picks up where it stopped.
+``started.json`` also keeps the wall and CPU time of every attempt that ended without finishing
+(stopped or failed), so ``done.json`` records what a step cost over all its attempts under its key,
+and counts the attempts whose time was lost (the grid itself was killed).
 
 :class:`Cell` names one fine-tuning run of the grid.
 
@@ -273,32 +276,59 @@ def copy_finished(step: Step, source: Path, dest: Path, extra: tuple[str, ...] =
         shutil.copyfile(source / name, target)
 
 
+def _read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from ``path``; an empty dict when the file is missing, unreadable or not an object."""
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
 def prepare_folder(step: Step, key: str) -> bool:
     """Get the step's folder ready to run under ``key``; returns whether a stale folder was cleared.
 
     A folder started or finished under another key is removed (its checkpoints belong to other
-    settings); a folder started under this key is kept, so the stage resumes from its checkpoints.
+    settings); a folder started under this key is kept, so the stage resumes from its checkpoints,
+    and so are the times of its earlier attempts. An earlier attempt still marked as running was
+    ended without :func:`record_attempt` (the grid was killed): it is counted as ``unrecorded``.
     """
     cleared = False
+    started = _read_json(step.out_dir / STARTED_FILE)
     if step.out_dir.exists():
-        marks = [step.out_dir / STARTED_FILE, step.out_dir / DONE_FILE]
-        keys = set()
-        for mark in marks:
-            try:
-                keys.add(json.loads(mark.read_text()).get("key"))
-            except (OSError, ValueError, AttributeError):
-                continue
+        marks = [_read_json(step.out_dir / mark) for mark in (STARTED_FILE, DONE_FILE)]
+        keys = {mark.get("key") for mark in marks if mark}
         if keys != {key}:
             shutil.rmtree(step.out_dir)
             cleared = True
+            started = {}
     step.out_dir.mkdir(parents=True, exist_ok=True)
     (step.out_dir / DONE_FILE).unlink(missing_ok=True)
-    (step.out_dir / STARTED_FILE).write_text(json.dumps({"key": key, "started": time.time()}) + "\n")
+    record = {"key": key, "started": time.time(), "running": True,
+              "attempts": started.get("attempts", []),
+              "unrecorded": int(started.get("unrecorded", 0)) + bool(started.get("running"))}
+    (step.out_dir / STARTED_FILE).write_text(json.dumps(record, indent=2) + "\n")
     return cleared
+
+
+def record_attempt(step: Step, seconds: float, cpu_seconds: float, outcome: str) -> None:
+    """Keep the wall and CPU time of an attempt that ended without finishing (``stopped``, ``failed``)
+    in ``started.json``, for :func:`mark_done` to add to the attempt that finishes."""
+    record = _read_json(step.out_dir / STARTED_FILE)
+    if not record:  # the folder was never prepared: nothing to attach the time to
+        return
+    record["attempts"] = [*record.get("attempts", []),
+                          {"seconds": round(seconds, 2), "cpu_seconds": round(cpu_seconds, 2), "outcome": outcome}]
+    record["running"] = False
+    (step.out_dir / STARTED_FILE).write_text(json.dumps(record, indent=2) + "\n")
 
 
 def mark_done(step: Step, key: str, seconds: float, cpu_seconds: float = 0.0) -> dict[str, Any]:
     """Write ``done.json`` (key, output digests, wall and CPU time, command) after a successful run.
+
+    ``seconds`` and ``cpu_seconds`` are those of the attempt that finished; the record holds their sum
+    with the earlier attempts under the same key (:func:`record_attempt`), ``attempts`` (how many) and,
+    when some attempt's time was lost, ``unrecorded_attempts``: the sums are then lower bounds.
 
     Raises:
         FileNotFoundError: the stage exited cleanly but did not write a declared output.
@@ -306,13 +336,18 @@ def mark_done(step: Step, key: str, seconds: float, cpu_seconds: float = 0.0) ->
     missing = [name for name in step.outputs if not (step.out_dir / name).is_file()]
     if missing:
         raise FileNotFoundError(f"{step.name} finished without writing {', '.join(missing)} in {step.out_dir}")
+    started = _read_json(step.out_dir / STARTED_FILE)
+    earlier = started.get("attempts", []) if started.get("key") == key else []
+    unrecorded = int(started.get("unrecorded", 0)) if started.get("key") == key else 0
     record = {
         "key": key,
         "step": step.name,
         "command": [step.module, *step.args],
         "outputs": {name: file_digest(step.out_dir / name) for name in step.outputs},
-        "seconds": round(seconds, 2),
-        "cpu_seconds": round(cpu_seconds, 2),
+        "seconds": round(seconds + sum(a["seconds"] for a in earlier), 2),
+        "cpu_seconds": round(cpu_seconds + sum(a["cpu_seconds"] for a in earlier), 2),
+        "attempts": len(earlier) + 1 + unrecorded,
+        **({"unrecorded_attempts": unrecorded} if unrecorded else {}),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     (step.out_dir / DONE_FILE).write_text(json.dumps(record, indent=2) + "\n")

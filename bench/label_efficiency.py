@@ -488,12 +488,15 @@ def report_context(cfg: BenchConfig, command: str, data: dict[str, Any], test_co
     if len(cfg.grid.seeds) < 3:
         caveats.append(f"Only {len(cfg.grid.seeds)} seed(s): intervals over seeds are wide or undefined.")
     timings = {}
+    untimed: dict[str, int] = {}
     train_counts: dict[str, dict[str, dict[str, int]]] = {}
     accepted: dict[str, dict[str, dict[str, Any]]] = {}
     for step in steps:
         record = read_done(step)
         if record is not None:
             timings[step.name] = (float(record.get("seconds", 0.0)), float(record.get("cpu_seconds", 0.0)))
+            if record.get("unrecorded_attempts"):
+                untimed[step.name] = int(record["unrecorded_attempts"])
             if step.cell is not None:  # what each arm trained on (synth.max_ratio is only a ceiling)
                 counts = read_metrics(step.out_dir).get("counts")
                 if isinstance(counts, dict):
@@ -507,7 +510,7 @@ def report_context(cfg: BenchConfig, command: str, data: dict[str, Any], test_co
                          settings=settings, caveats=caveats, timings=timings, wall_seconds=wall_seconds,
                          level=cfg.report.level,
                          n_bootstrap=cfg.report.n_bootstrap, bootstrap_seed=cfg.report.bootstrap_seed,
-                         train_counts=train_counts, filter_acceptance=accepted)
+                         train_counts=train_counts, filter_acceptance=accepted, untimed_attempts=untimed)
 
 
 @entry_point

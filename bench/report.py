@@ -81,6 +81,8 @@ class ReportContext:
             (``{"real": {class: n}, "synthetic": {class: n}}``): what each arm trained on.
         filter_acceptance: per filter step (``f0.1-random-s0``), the acceptance per class its
             ``manifest.json`` records (``{class: {"scored": n, "kept": m, "rate": m / n}}``).
+        untimed_attempts: per step name, the attempts whose time was lost (the grid was killed while
+            they ran): that step's times are lower bounds.
     """
 
     preset: str
@@ -98,6 +100,7 @@ class ReportContext:
     bootstrap_seed: int = 0
     train_counts: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
     filter_acceptance: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    untimed_attempts: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -682,8 +685,13 @@ def _running_time_lines(ctx: ReportContext) -> list[str]:
     if not ctx.timings:
         return []
     lines = ["## Running time", "", "Per step as recorded in its `done.json`: wall-clock seconds and the CPU seconds "
-             "(user + system) of the stage process, which depend less on what else the machine was running. "
-             "Steps reused from an earlier invocation keep their original times.", ""]
+             "(user + system) of the stage process, which depend less on what else the machine was running, "
+             "summed over every attempt of a step that was stopped and resumed. Steps reused from an earlier "
+             "invocation keep their original times.", ""]
+    if ctx.untimed_attempts:
+        lines += [f"{len(ctx.untimed_attempts)} step(s) had attempts whose time was lost because the grid was killed "
+                  "while they ran, so the totals below are lower bounds: "
+                  + ", ".join(f"{name} ({n})" for name, n in sorted(ctx.untimed_attempts.items())) + ".", ""]
     groups: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for name, times in ctx.timings.items():
         groups[name.split("/")[0]].append(times)

@@ -31,7 +31,7 @@ from rich.text import Text
 from dermkit.config import REPO_ROOT
 from dermkit.console import console
 from dermkit.errors import DermkitError
-from bench.grid import LOG_FILE, Step, is_done, mark_done, prepare_folder
+from bench.grid import LOG_FILE, Step, is_done, mark_done, prepare_folder, record_attempt
 
 POLL_SECONDS = 0.5
 LOG_TAIL_LINES = 15
@@ -61,6 +61,11 @@ class _Running:
         self.process.returncode = os.waitstatus_to_exitcode(status)
         self.cpu_seconds = usage.ru_utime + usage.ru_stime
         return True
+
+    def wait(self) -> None:
+        """Block until the process has exited, recording what :meth:`reap` records."""
+        while not self.reap():
+            time.sleep(POLL_SECONDS / 10)
 
 
 @dataclass
@@ -204,8 +209,9 @@ class Runner:
     def _start(self, step: Step, key: str, summary: RunSummary) -> _Running:
         if prepare_folder(step, key):
             summary.cleared.append(step.name)
-        log = (step.out_dir / LOG_FILE).open("w")
-        log.write("$ " + " ".join(step.command("python")) + "\n")
+        log = (step.out_dir / LOG_FILE).open("a")  # a resumed attempt's log follows the stopped one's
+        log.write(f"[bench] attempt started {time.strftime('%Y-%m-%d %H:%M:%S')}\n$ "
+                  + " ".join(step.command("python")) + "\n")
         log.flush()
         process = subprocess.Popen(step.command(self.python), cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, env=self._env())
@@ -248,8 +254,9 @@ class Runner:
                 for job in running:  # only the processes started here; SIGTERM: each saves its state
                     job.process.terminate()
                 for job in running:
-                    job.process.wait()
+                    job.wait()
                     job.log.close()
+                    record_attempt(job.step, time.time() - job.started, job.cpu_seconds, "stopped")
                 raise
             finally:
                 live.update(self._render(running))
@@ -301,6 +308,7 @@ class Runner:
                 summary.ran[job.step.name] = seconds
                 self._note_finished(job.step, cached=False, seconds=seconds)
                 return True
+        record_attempt(job.step, seconds, job.cpu_seconds, "failed")
         self.state[job.step.name] = "failed"
         summary.failed[job.step.name] = log_path
         self.finished_lines.append(f"[red]failed[/] {job.step.name} (exit {job.process.returncode}; log: {log_path})")

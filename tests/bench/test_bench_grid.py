@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.grid import DONE_FILE, Cell, Step, adopt_finished, is_done, mark_done, prepare_folder, read_done
+from bench.grid import (DONE_FILE, STARTED_FILE, Cell, Step, adopt_finished, is_done, mark_done, prepare_folder,
+                        read_done)
 from bench.runner import Runner
 
 # A stand-in stage: writes result.txt (its value plus the text of the files it reads), logs its
@@ -138,6 +139,26 @@ def test_prepare_folder_keeps_an_interrupted_run_and_clears_a_stale_one(tmp_path
     assert not (step.out_dir / "checkpoint").exists()
 
 
+def test_done_json_adds_up_the_attempts_of_a_step_and_counts_those_whose_time_was_lost(tmp_path: Path) -> None:
+    from bench.grid import record_attempt
+
+    step = Step("x", "k", "m", [], tmp_path / "x", ("out.txt",))
+    prepare_folder(step, "key1")
+    record_attempt(step, 10.0, 8.0, "stopped")
+    prepare_folder(step, "key1")  # resumed, then killed with the grid: its time is never recorded
+    prepare_folder(step, "key1")
+    (step.out_dir / "out.txt").write_text("result")
+    record = mark_done(step, "key1", 5.0, 4.0)
+    assert (record["seconds"], record["cpu_seconds"]) == (15.0, 12.0)
+    assert record["attempts"] == 3 and record["unrecorded_attempts"] == 1
+
+    prepare_folder(step, "key2")  # other settings: the earlier attempts belong to the cleared folder
+    (step.out_dir / "out.txt").write_text("result")
+    record = mark_done(step, "key2", 5.0, 4.0)
+    assert (record["seconds"], record["cpu_seconds"], record["attempts"]) == (5.0, 4.0, 1)
+    assert "unrecorded_attempts" not in record
+
+
 def test_runner_resumes_and_reruns_only_what_a_change_affects(tmp_path: Path) -> None:
     counter = tmp_path / "counter.txt"
     values = {"a": "1", "b": "2", "c": "3"}
@@ -170,6 +191,9 @@ def test_runner_reports_a_failure_and_blocks_its_dependents(tmp_path: Path) -> N
     assert not summary.ok and list(summary.failed) == ["a"] and sorted(summary.blocked) == ["b", "c"]
     assert summary.failed["a"].is_file()  # the log is kept
     assert not is_done(_pipeline(tmp_path / "out", counter, values)[0], "any")
+
+    attempts = json.loads((tmp_path / "out" / "a" / STARTED_FILE).read_text())["attempts"]
+    assert [a["outcome"] for a in attempts] == ["failed"] and attempts[0]["seconds"] > 0
 
     summary = _run(tmp_path, _pipeline(tmp_path / "out", counter, values, fail="b"), keep_going=True)
     assert list(summary.failed) == ["b"] and sorted(summary.ran) == ["a", "c"]
@@ -218,6 +242,57 @@ def test_sigterm_stops_the_grid_and_its_running_steps(tmp_path: Path) -> None:
     for folder in folders:
         assert (folder / "terminated").read_text() == "SIGTERM"
         assert not Path(f"/proc/{(folder / 'pid').read_text()}").exists()  # exited and reaped
+
+
+# A stand-in stage that runs (using CPU) until SIGTERM on its first attempt and finishes on the next.
+RESUMING_STAGE = """
+import os, pathlib, signal, sys
+out = pathlib.Path(sys.argv[1])
+out.mkdir(parents=True, exist_ok=True)
+if (out / "terminated").exists():
+    (out / "result.txt").write_text("resumed")
+    sys.exit(0)
+def stop(signum, frame):
+    (out / "terminated").write_text("SIGTERM")
+    sys.exit(143)
+signal.signal(signal.SIGTERM, stop)
+(out / "pid").write_text(str(os.getpid()))
+while True:
+    sum(range(10000))
+"""
+
+
+def test_a_stopped_and_resumed_step_records_the_time_of_both_attempts(tmp_path: Path) -> None:
+    """A grid stopped with SIGTERM keeps the stopped attempt's wall and CPU time; the attempt that finishes
+    adds it, so done.json (and the report's running time) states what the step cost, not its last part."""
+    import os
+    import signal
+    import threading
+    import time
+
+    stages = _stage_dir(tmp_path)
+    (stages / "resuming_stage.py").write_text(RESUMING_STAGE)
+    folder = tmp_path / "out" / "a"
+    steps = [Step("a", "kind", "resuming_stage", [str(folder)], folder, ("result.txt",))]
+
+    def kill_after_a_while() -> None:
+        while not (folder / "pid").is_file():
+            time.sleep(0.05)
+        time.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=kill_after_a_while, daemon=True).start()
+    with pytest.raises(KeyboardInterrupt):
+        Runner(steps, tmp_path / "out", DATA, env={"PYTHONPATH": str(stages)}).run()
+    [stopped] = json.loads((folder / STARTED_FILE).read_text())["attempts"]
+    assert stopped["outcome"] == "stopped" and stopped["seconds"] >= 0.5 and stopped["cpu_seconds"] >= 0.3
+
+    summary = Runner(steps, tmp_path / "out", DATA, env={"PYTHONPATH": str(stages)}).run()
+    record = json.loads((folder / DONE_FILE).read_text())
+    assert summary.ok and record["attempts"] == 2 and "unrecorded_attempts" not in record
+    assert record["seconds"] > stopped["seconds"] and record["cpu_seconds"] > stopped["cpu_seconds"]
+    log = (folder / "stage.log").read_text()
+    assert log.count("attempt started") == 2  # the stopped attempt's log is kept
 
 
 def test_sigterm_stops_a_foreground_stage_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

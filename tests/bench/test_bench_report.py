@@ -99,6 +99,17 @@ def test_report_writes_figures_and_verdicts(grid_dir: tuple[Path, list[dict]]) -
     assert verdicts == {"mel": "**helps**", "df": "**no detectable effect**"}
 
 
+def test_running_time_says_which_steps_lost_the_time_of_an_attempt(grid_dir: tuple[Path, list[dict]]) -> None:
+    root, _ = grid_dir
+    rows = read_results(root / "results.csv")
+    context = _context()
+    text = write_report(root, rows, lambda c: read_predictions(root / "cells" / c), context).read_text()
+    assert "lower bounds" not in text
+    lost = ReportContext(**{**context.__dict__, "untimed_attempts": {"cell/x": 1}})
+    text = write_report(root, rows, lambda c: read_predictions(root / "cells" / c), lost).read_text()
+    assert "totals below are lower bounds: cell/x (1)" in text
+
+
 def test_report_compares_each_initialisation_with_random(grid_dir: tuple[Path, list[dict]]) -> None:
     root, _ = grid_dir
     rows = read_results(root / "results.csv")
