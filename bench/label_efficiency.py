@@ -44,7 +44,7 @@ from bench.config import (ARM_REAL, ARM_SPELLINGS, INITS, LEGACY_ARMS, SSL_METHO
                           arm_sort_key, grid_arms, parse_arm)
 from bench.dry_run import dry_run
 from bench.grid import (DONE_FILE, Cell, Step, adopt_finished, best_checkpoint_arg, copy_finished, file_digest,
-                        read_done)
+                        is_done, read_done)
 from bench.report import ReportContext, arm_label, cell_table, seed_summary, write_report
 from bench.results import (METRICS_FILE, PREDICTIONS_FILE, read_metrics, read_predictions, read_results, result_rows,
                            write_results)
@@ -78,6 +78,7 @@ FILTER_KIND = "synth-filter"
 ARM_KEYS = ("sampler", "synth.max_ratio")
 CELL_OUTPUTS = (METRICS_FILE, PREDICTIONS_FILE)
 DRY_RUN = "--dry-run"
+REPORT_ONLY = "--report-only"
 
 
 def preset_path(name: str) -> Path:
@@ -107,6 +108,9 @@ def parse_args(argv: list[str] | None) -> BenchConfig:
     parser.add_argument("--help-config", action="store_true", help="print every config key with its default and exit")
     parser.add_argument(DRY_RUN, action="store_true", help="check every step's config with its stage's schema and "
                         "print each step's command with its estimated time, disk and memory; run and write nothing")
+    parser.add_argument(REPORT_ONLY, action="store_true", help="run nothing: write results.csv and report.md (and "
+                        "--export them) from the cells finished so far under these settings, naming those still to "
+                        "run; for a look at a long grid while it runs or between sessions")
     args = parser.parse_args(argv)
     if args.help_config:
         print(to_yaml(BenchConfig()))
@@ -433,6 +437,22 @@ def collect_results(steps: list[Step]) -> list[dict[str, Any]]:
     return rows
 
 
+def finished_under_current_key(step: Step, out: Path, fingerprint: dict[str, Any]) -> bool:
+    """Whether ``step`` and, in turn, every step it reads finished under the key they have now."""
+    try:
+        key = step.key(out, fingerprint)
+    except RuntimeError:  # an input has not finished
+        return False
+    return is_done(step, key) and all(finished_under_current_key(s, out, fingerprint) for s in step.inputs)
+
+
+def finished_cells(steps: list[Step], out: Path, fingerprint: dict[str, Any]) -> list[Step]:
+    """The cells finished under their key as it is now, inputs included, in grid order: a cell finished
+    under other settings or from other inputs (another backbone, an older generation) is not one of
+    this grid's results."""
+    return [s for s in steps if s.cell is not None and finished_under_current_key(s, out, fingerprint)]
+
+
 def given_backbone_origin(path: str | Path) -> str:
     """How a given backbone was trained, from its card: the report names it, since a path outlives
     neither the machine nor the reader's access to it."""
@@ -521,19 +541,26 @@ def main(argv: list[str] | None = None) -> int:
     cfg = parse_args(argv)
     validate(cfg)
     out = repo_path(cfg.out_dir) if cfg.out_dir else repo_path(runs_dir() / "bench" / (cfg.preset or "custom"))
-    if DRY_RUN in (sys.argv[1:] if argv is None else argv):  # parse_args accepted it
+    flags = sys.argv[1:] if argv is None else argv  # parse_args accepted them
+    if DRY_RUN in flags:
         return dry_run(cfg, build_steps(cfg, out))
-    console.print(f"[bold]bench[/] preset {cfg.preset or '(custom)'} -> {out}")
-    claim_run_folder(out)  # a second grid on this folder would start the same steps again
+    report_only = REPORT_ONLY in flags
+    console.print(f"[bold]bench[/] preset {cfg.preset or '(custom)'} -> {out}" + (" (report only)" if report_only else ""))
+    if not report_only:  # a report beside a running grid reads its finished cells and starts nothing
+        claim_run_folder(out)  # a second grid on this folder would start the same steps again
     data = prepare_data(cfg.data)
     described = data.describe()
     fingerprint = {k: described[k] for k in ("name", "images", "classes", "split_hash", "image_size")}
     test_counts = data.class_counts(data.indices("test"))
-    write_run_info(out, cfg, seed=0, extra={"data": described, "command": command})
-
     steps = build_steps(cfg, out)
     if cfg.run.reuse:
         reuse_cells(steps, repo_path(cfg.run.reuse), out, fingerprint)
+    if report_only:
+        report_finished(cfg, steps, out, command, described, fingerprint, test_counts, started)
+        if cfg.report.export:
+            export_results(out, steps, repo_path(cfg.report.export), fingerprint)
+        return 0
+    write_run_info(out, cfg, seed=0, extra={"data": described, "command": command})
     runner = Runner(steps, out, fingerprint, jobs=cfg.run.jobs, threads=cfg.run.threads,
                     keep_going=cfg.run.keep_going, describe=describe_cell,
                     env={"DERMKIT_CACHE": str(Path(cfg.data.cache_dir).expanduser().resolve())})
@@ -546,7 +573,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:  # what finished is kept even when a step failed or the grid was stopped
         if cfg.report.export:
-            export_results(out, steps, repo_path(cfg.report.export), with_report=report_written)
+            export_results(out, steps, repo_path(cfg.report.export), fingerprint, with_report=report_written)
     return 0
 
 
@@ -582,6 +609,32 @@ def _run_and_report(cfg: BenchConfig, runner: Runner, steps: list[Step], out: Pa
     report = write_report(out, rows, lambda cell_id: read_predictions(cells_dir / cell_id), ctx)
     _print_summary(rows, out, report, time.time() - started, cfg.report.level)
     return True
+
+
+def report_finished(cfg: BenchConfig, steps: list[Step], out: Path, command: str, described: dict[str, Any],
+                    fingerprint: dict[str, Any], test_counts: dict[str, int], started: float) -> Path:
+    """``--report-only``: write ``results.csv`` and the report over the cells finished under their current
+    key, with a caveat naming the cells still to run; returns the report's path.
+
+    Raises:
+        DermkitError: no cell of this grid has finished.
+    """
+    finished = finished_cells(steps, out, fingerprint)
+    waiting = [s.cell.cell_id for s in steps if s.cell is not None and s not in finished]
+    rows = collect_results(finished)
+    if not rows:
+        raise DermkitError(f"No cell of this grid has finished in {out} under these settings: nothing to report. "
+                           "Run the grid (the same command without --report-only) first.")
+    write_results(out / "results.csv", rows)
+    reported = [s for s in steps if s.cell is None or s in finished]
+    ctx = report_context(cfg, command, described, test_counts, reported, 0.0)
+    if waiting:
+        ctx.caveats.append(f"A report of part of the grid (`{REPORT_ONLY}`): {len(finished)} of {len(finished) + len(waiting)} "
+                           f"cells had finished; not yet run: {', '.join(waiting)}. A fraction or initialisation "
+                           "without cells shows '-', and a comparison needs both cells of a seed.")
+    report = write_report(out, rows, lambda cell_id: read_predictions(out / "cells" / cell_id), ctx)
+    _print_summary(rows, out, report, time.time() - started, cfg.report.level)
+    return report
 
 
 def reuse_cells(steps: list[Step], source: Path, out: Path, fingerprint: dict[str, Any]) -> list[str]:
@@ -630,11 +683,13 @@ def reported_cells(folder: Path) -> set[str]:
         return set()
 
 
-def export_results(out: Path, steps: list[Step], dest: Path, with_report: bool = True) -> Path:
-    """Copy every finished cell's ``done.json``, outputs, ``config.yaml`` and ``run.json`` into
-    ``dest/cells/<cell>/`` (checkpoints stay behind; ``run.reuse`` reads them back) and, when this
-    invocation wrote them (``with_report``), the report, ``results.csv`` and the figures, unless the
-    report already in ``dest`` covers cells this grid does not include. Returns ``dest``."""
+def export_results(out: Path, steps: list[Step], dest: Path, fingerprint: dict[str, Any],
+                   with_report: bool = True) -> Path:
+    """Copy the ``done.json``, outputs, ``config.yaml`` and ``run.json`` of every cell finished under its
+    current key (:func:`finished_cells`) into ``dest/cells/<cell>/`` (checkpoints stay behind;
+    ``run.reuse`` reads them back) and, when this invocation wrote them (``with_report``), the report,
+    ``results.csv`` and the figures, unless the report already in ``dest`` covers cells this grid does
+    not include. Returns ``dest``."""
     dest.mkdir(parents=True, exist_ok=True)
     left_out = sorted(reported_cells(dest) - {step.cell.cell_id for step in steps if step.cell is not None})
     if with_report and left_out:  # a grid run in parts: the part just run must not replace the whole's report
@@ -647,7 +702,7 @@ def export_results(out: Path, steps: list[Step], dest: Path, with_report: bool =
         for name in ("report.md", "results.csv"):
             shutil.copyfile(out / name, dest / name)
         shutil.copytree(out / "figures", dest / "figures", dirs_exist_ok=True)
-    finished = [step for step in steps if step.cell is not None and read_done(step) is not None]
+    finished = finished_cells(steps, out, fingerprint)
     for step in finished:
         copy_finished(step, step.out_dir, dest / "cells" / step.cell.cell_id, extra=("config.yaml", "run.json"))
     console.print(f"exported {len(finished)} finished cell(s)" + (", the report, results.csv and figures"

@@ -192,6 +192,17 @@ def test_two_cell_grid_on_demo_data_resumes(tmp_path: Path, demo_cache: Path, mo
     assert read_results(fresh / "results.csv") == \
         [r for r in read_results(out / "results.csv") if r["cell_id"] == "f1-random-real-s0"]
 
+    # A report of what has finished under these settings, running nothing: back at 2 images per class the
+    # folder's generation (3 per class) and its synthetic cell are another setting's, so only the real
+    # cell is reported and exported, and the report names the cell still to run.
+    partial = tmp_path / "partial"
+    assert main(["--config", str(config), "--out", str(out), "--report-only", "--export", str(partial)]) == 0
+    assert finished() == again  # nothing ran
+    assert {r["cell_id"] for r in read_results(out / "results.csv")} == {"f1-random-real-s0"}
+    assert "not yet run: f1-random-synth-s0" in (out / "report.md").read_text()
+    assert (partial / "report.md").read_text() == (out / "report.md").read_text()
+    assert sorted(p.name for p in (partial / "cells").iterdir()) == ["f1-random-real-s0"]
+
 
 def test_imagenet_cells_are_keyed_by_the_weights_file(tmp_path: Path) -> None:
     weights = tmp_path / "resnet18_imagenet.pth"
