@@ -199,18 +199,22 @@ def test_runner_reports_a_failure_and_blocks_its_dependents(tmp_path: Path) -> N
     assert list(summary.failed) == ["b"] and sorted(summary.ran) == ["a", "c"]
 
 
-# A stand-in stage that runs until it is stopped: records its pid, and on SIGTERM records that and exits.
+# A stand-in stage that runs (using CPU) until it is stopped: records its pid, and on SIGTERM records that
+# and exits. Run again after a stop, it finishes at once (writes result.txt), as a resumed stage would.
 WAITING_STAGE = """
-import os, pathlib, signal, sys, time
+import os, pathlib, signal, sys
 out = pathlib.Path(sys.argv[1])
 out.mkdir(parents=True, exist_ok=True)
+if (out / "terminated").exists():
+    (out / "result.txt").write_text("resumed")
+    sys.exit(0)
 def stop(signum, frame):
     (out / "terminated").write_text("SIGTERM")
     sys.exit(143)
 signal.signal(signal.SIGTERM, stop)
 (out / "pid").write_text(str(os.getpid()))
 while True:
-    time.sleep(0.1)
+    sum(range(10000))
 """
 
 
@@ -244,24 +248,6 @@ def test_sigterm_stops_the_grid_and_its_running_steps(tmp_path: Path) -> None:
         assert not Path(f"/proc/{(folder / 'pid').read_text()}").exists()  # exited and reaped
 
 
-# A stand-in stage that runs (using CPU) until SIGTERM on its first attempt and finishes on the next.
-RESUMING_STAGE = """
-import os, pathlib, signal, sys
-out = pathlib.Path(sys.argv[1])
-out.mkdir(parents=True, exist_ok=True)
-if (out / "terminated").exists():
-    (out / "result.txt").write_text("resumed")
-    sys.exit(0)
-def stop(signum, frame):
-    (out / "terminated").write_text("SIGTERM")
-    sys.exit(143)
-signal.signal(signal.SIGTERM, stop)
-(out / "pid").write_text(str(os.getpid()))
-while True:
-    sum(range(10000))
-"""
-
-
 def test_a_stopped_and_resumed_step_records_the_time_of_both_attempts(tmp_path: Path) -> None:
     """A grid stopped with SIGTERM keeps the stopped attempt's wall and CPU time; the attempt that finishes
     adds it, so done.json (and the report's running time) states what the step cost, not its last part."""
@@ -271,9 +257,9 @@ def test_a_stopped_and_resumed_step_records_the_time_of_both_attempts(tmp_path: 
     import time
 
     stages = _stage_dir(tmp_path)
-    (stages / "resuming_stage.py").write_text(RESUMING_STAGE)
+    (stages / "waiting_stage.py").write_text(WAITING_STAGE)
     folder = tmp_path / "out" / "a"
-    steps = [Step("a", "kind", "resuming_stage", [str(folder)], folder, ("result.txt",))]
+    steps = [Step("a", "kind", "waiting_stage", [str(folder)], folder, ("result.txt",))]
 
     def kill_after_a_while() -> None:
         while not (folder / "pid").is_file():
