@@ -45,6 +45,8 @@ class LossConfig:
             Counted on the training data actually used (real + synthetic).
         beta: β of the effective number of samples.
         alpha: explicit per-class weights in the run's class order (``weighting=given``).
+        label_smoothing: ``ce`` only: the target puts this much probability mass uniformly over the
+            classes (Szegedy et al. 2016); 0 is the plain one-hot target.
     """
 
     name: str = "focal"
@@ -52,6 +54,7 @@ class LossConfig:
     weighting: str = "effective"
     beta: float = 0.999
     alpha: list[float] = field(default_factory=list)
+    label_smoothing: float = 0.0
 
 
 @dataclass

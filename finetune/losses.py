@@ -15,7 +15,7 @@ LOSSES = ("focal", "ce", "class_balanced")
 
 
 def build_loss(name: str, counts: Sequence[int], gamma: float = 2.0, weighting: str = "none",
-               beta: float = 0.999, alpha: Sequence[float] = ()) -> nn.Module:
+               beta: float = 0.999, alpha: Sequence[float] = (), label_smoothing: float = 0.0) -> nn.Module:
     """A loss module mapping (logits (B, C), target (B,)) to a scalar.
 
     Args:
@@ -25,15 +25,20 @@ def build_loss(name: str, counts: Sequence[int], gamma: float = 2.0, weighting: 
         weighting: per-class α of ``focal`` / ``ce`` (see :func:`finetune.class_weights.class_weights`).
         beta: β of the effective number of samples.
         alpha: explicit weights for ``weighting=given``.
+        label_smoothing: ``ce`` only: probability mass spread uniformly over the classes in the target.
 
     Raises:
-        DermkitError: unknown name or weighting, or weights that do not fit the classes.
+        DermkitError: unknown name or weighting, weights that do not fit the classes, or label
+            smoothing with a loss other than ``ce``.
     """
+    if label_smoothing and name != "ce":
+        raise DermkitError(f"loss.label_smoothing={label_smoothing} works with loss.name=ce only, not {name!r}: "
+                           "set loss.name=ce, or loss.label_smoothing=0.")
     if name == "class_balanced":
         return ClassBalancedLoss(counts, beta=beta, gamma=gamma)
     weights = class_weights(weighting, counts, beta=beta, given=alpha)
     if name == "focal":
         return FocalLoss(gamma=gamma, alpha=weights)
     if name == "ce":
-        return nn.CrossEntropyLoss(weight=weights)
+        return nn.CrossEntropyLoss(weight=weights, label_smoothing=label_smoothing)
     raise DermkitError(f"Unknown loss.name {name!r}.{did_you_mean(name, LOSSES)} Choose one of {', '.join(LOSSES)}.")

@@ -93,6 +93,11 @@ def check_config(cfg: FinetuneConfig) -> None:
     if cfg.loss.weighting not in (*WEIGHTINGS, "given"):
         raise DermkitError(f"loss.weighting={cfg.loss.weighting!r} is unknown; choose one of "
                            f"{', '.join((*WEIGHTINGS, 'given'))}.")
+    if not 0 <= cfg.loss.label_smoothing < 1:
+        raise DermkitError(f"loss.label_smoothing={cfg.loss.label_smoothing} must lie in [0, 1) (0: one-hot targets).")
+    if cfg.loss.label_smoothing and cfg.loss.name != "ce":
+        raise DermkitError(f"loss.label_smoothing={cfg.loss.label_smoothing} works with loss.name=ce only, not "
+                           f"{cfg.loss.name!r}: set loss.name=ce, or loss.label_smoothing=0.")
     if cfg.sampler == "balanced" and cfg.loss.weighting in ("inverse", "effective"):
         # The sampler already evens the classes out; weights from the class counts on top would
         # weight each minority class a second time (df about 60x nevus at 100% labels: HAM10000 has
@@ -141,7 +146,7 @@ def build_module(cfg: FinetuneConfig, classes: list[str], counts: list[int], spe
                  backbone: torch.nn.Module) -> ClassifierModule:
     """The classifier; the head-only phase and lower backbone rate apply to pretrained backbones only."""
     loss = {"name": cfg.loss.name, "counts": counts, "gamma": cfg.loss.gamma, "weighting": cfg.loss.weighting,
-            "beta": cfg.loss.beta, "alpha": list(cfg.loss.alpha)}
+            "beta": cfg.loss.beta, "alpha": list(cfg.loss.alpha), "label_smoothing": cfg.loss.label_smoothing}
     return ClassifierModule(
         classes=classes, architecture=spec.architecture, small_stem=spec.small_stem, image_size=spec.image_size,
         mean=spec.mean, std=spec.std, init=spec.init, loss=loss, lr=cfg.optim.lr,

@@ -107,3 +107,14 @@ def test_build_loss_registry() -> None:
     assert torch.allclose(ce.weight, torch.tensor([0.5, 1.5]))
     with pytest.raises(DermkitError, match="focal"):
         build_loss("focall", [3, 4])
+
+
+def test_label_smoothing_is_cross_entropy_against_a_smoothed_target_and_refused_elsewhere() -> None:
+    logits, target = _batch(2, c=3)
+    ce = build_loss("ce", [3, 1, 2], weighting="none", label_smoothing=0.1)
+    smoothed = 0.9 * F.one_hot(target, 3).float() + 0.1 / 3  # (B, C) target distribution
+    expected = -(smoothed * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+    assert torch.allclose(ce(logits, target), expected, atol=1e-6)
+    assert not torch.allclose(ce(logits, target), F.cross_entropy(logits, target))
+    with pytest.raises(DermkitError, match="loss.name=ce only"):
+        build_loss("focal", [3, 4], label_smoothing=0.1)
