@@ -337,8 +337,10 @@ def mark_done(step: Step, key: str, seconds: float, cpu_seconds: float = 0.0) ->
     if missing:
         raise FileNotFoundError(f"{step.name} finished without writing {', '.join(missing)} in {step.out_dir}")
     started = _read_json(step.out_dir / STARTED_FILE)
-    earlier = started.get("attempts", []) if started.get("key") == key else []
-    unrecorded = int(started.get("unrecorded", 0)) if started.get("key") == key else 0
+    if started.get("key") != key:  # no attempt of this key recorded (a folder prepared before times were kept)
+        started = {}
+    earlier = started.get("attempts", [])
+    unrecorded = int(started.get("unrecorded", 0))
     record = {
         "key": key,
         "step": step.name,

@@ -437,20 +437,23 @@ def collect_results(steps: list[Step]) -> list[dict[str, Any]]:
     return rows
 
 
-def finished_under_current_key(step: Step, out: Path, fingerprint: dict[str, Any]) -> bool:
-    """Whether ``step`` and, in turn, every step it reads finished under the key they have now."""
-    try:
-        key = step.key(out, fingerprint)
-    except RuntimeError:  # an input has not finished
-        return False
-    return is_done(step, key) and all(finished_under_current_key(s, out, fingerprint) for s in step.inputs)
-
-
 def finished_cells(steps: list[Step], out: Path, fingerprint: dict[str, Any]) -> list[Step]:
     """The cells finished under their key as it is now, inputs included, in grid order: a cell finished
     under other settings or from other inputs (another backbone, an older generation) is not one of
     this grid's results."""
-    return [s for s in steps if s.cell is not None and finished_under_current_key(s, out, fingerprint)]
+    known: dict[str, bool] = {}  # step name -> finished under its current key; inputs are shared by many cells
+
+    def finished(step: Step) -> bool:
+        if step.name not in known:
+            try:
+                key = step.key(out, fingerprint)
+            except RuntimeError:  # an input has not finished
+                known[step.name] = False
+            else:
+                known[step.name] = is_done(step, key) and all(finished(s) for s in step.inputs)
+        return known[step.name]
+
+    return [s for s in steps if s.cell is not None and finished(s)]
 
 
 def given_backbone_origin(path: str | Path) -> str:
@@ -556,9 +559,10 @@ def main(argv: list[str] | None = None) -> int:
     if cfg.run.reuse:
         reuse_cells(steps, repo_path(cfg.run.reuse), out, fingerprint)
     if report_only:
-        report_finished(cfg, steps, out, command, described, fingerprint, test_counts, started)
+        finished = finished_cells(steps, out, fingerprint)
+        report_finished(cfg, steps, finished, out, command, described, test_counts, started)
         if cfg.report.export:
-            export_results(out, steps, repo_path(cfg.report.export), fingerprint)
+            export_results(out, steps, finished, repo_path(cfg.report.export))
         return 0
     write_run_info(out, cfg, seed=0, extra={"data": described, "command": command})
     runner = Runner(steps, out, fingerprint, jobs=cfg.run.jobs, threads=cfg.run.threads,
@@ -573,7 +577,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:  # what finished is kept even when a step failed or the grid was stopped
         if cfg.report.export:
-            export_results(out, steps, repo_path(cfg.report.export), fingerprint, with_report=report_written)
+            export_results(out, steps, finished_cells(steps, out, fingerprint), repo_path(cfg.report.export),
+                           with_report=report_written)
     return 0
 
 
@@ -611,15 +616,14 @@ def _run_and_report(cfg: BenchConfig, runner: Runner, steps: list[Step], out: Pa
     return True
 
 
-def report_finished(cfg: BenchConfig, steps: list[Step], out: Path, command: str, described: dict[str, Any],
-                    fingerprint: dict[str, Any], test_counts: dict[str, int], started: float) -> Path:
-    """``--report-only``: write ``results.csv`` and the report over the cells finished under their current
-    key, with a caveat naming the cells still to run; returns the report's path.
+def report_finished(cfg: BenchConfig, steps: list[Step], finished: list[Step], out: Path, command: str,
+                    described: dict[str, Any], test_counts: dict[str, int], started: float) -> Path:
+    """``--report-only``: write ``results.csv`` and the report over the ``finished`` cells (:func:`finished_cells`),
+    with a caveat naming the cells still to run; returns the report's path.
 
     Raises:
         DermkitError: no cell of this grid has finished.
     """
-    finished = finished_cells(steps, out, fingerprint)
     waiting = [s.cell.cell_id for s in steps if s.cell is not None and s not in finished]
     rows = collect_results(finished)
     if not rows:
@@ -683,10 +687,9 @@ def reported_cells(folder: Path) -> set[str]:
         return set()
 
 
-def export_results(out: Path, steps: list[Step], dest: Path, fingerprint: dict[str, Any],
-                   with_report: bool = True) -> Path:
-    """Copy the ``done.json``, outputs, ``config.yaml`` and ``run.json`` of every cell finished under its
-    current key (:func:`finished_cells`) into ``dest/cells/<cell>/`` (checkpoints stay behind;
+def export_results(out: Path, steps: list[Step], finished: list[Step], dest: Path, with_report: bool = True) -> Path:
+    """Copy the ``done.json``, outputs, ``config.yaml`` and ``run.json`` of the ``finished`` cells (those
+    finished under their current key, :func:`finished_cells`) into ``dest/cells/<cell>/`` (checkpoints stay behind;
     ``run.reuse`` reads them back) and, when this invocation wrote them (``with_report``), the report,
     ``results.csv`` and the figures, unless the report already in ``dest`` covers cells this grid does
     not include. Returns ``dest``."""
@@ -702,7 +705,6 @@ def export_results(out: Path, steps: list[Step], dest: Path, fingerprint: dict[s
         for name in ("report.md", "results.csv"):
             shutil.copyfile(out / name, dest / name)
         shutil.copytree(out / "figures", dest / "figures", dirs_exist_ok=True)
-    finished = finished_cells(steps, out, fingerprint)
     for step in finished:
         copy_finished(step, step.out_dir, dest / "cells" / step.cell.cell_id, extra=("config.yaml", "run.json"))
     console.print(f"exported {len(finished)} finished cell(s)" + (", the report, results.csv and figures"

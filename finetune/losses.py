@@ -14,6 +14,19 @@ from finetune.focal_loss import FocalLoss
 LOSSES = ("focal", "ce", "class_balanced")
 
 
+def check_label_smoothing(name: str, label_smoothing: float) -> None:
+    """Refuse label smoothing outside [0, 1) or with a loss other than ``ce``.
+
+    Raises:
+        DermkitError: naming ``loss.label_smoothing`` and what to set instead.
+    """
+    if not 0 <= label_smoothing < 1:
+        raise DermkitError(f"loss.label_smoothing={label_smoothing} must lie in [0, 1) (0: one-hot targets).")
+    if label_smoothing and name != "ce":
+        raise DermkitError(f"loss.label_smoothing={label_smoothing} works with loss.name=ce only, not {name!r}: "
+                           "set loss.name=ce, or loss.label_smoothing=0.")
+
+
 def build_loss(name: str, counts: Sequence[int], gamma: float = 2.0, weighting: str = "none",
                beta: float = 0.999, alpha: Sequence[float] = (), label_smoothing: float = 0.0) -> nn.Module:
     """A loss module mapping (logits (B, C), target (B,)) to a scalar.
@@ -29,11 +42,9 @@ def build_loss(name: str, counts: Sequence[int], gamma: float = 2.0, weighting: 
 
     Raises:
         DermkitError: unknown name or weighting, weights that do not fit the classes, or label
-            smoothing with a loss other than ``ce``.
+            smoothing that :func:`check_label_smoothing` refuses.
     """
-    if label_smoothing and name != "ce":
-        raise DermkitError(f"loss.label_smoothing={label_smoothing} works with loss.name=ce only, not {name!r}: "
-                           "set loss.name=ce, or loss.label_smoothing=0.")
+    check_label_smoothing(name, label_smoothing)
     if name == "class_balanced":
         return ClassBalancedLoss(counts, beta=beta, gamma=gamma)
     weights = class_weights(weighting, counts, beta=beta, given=alpha)

@@ -50,7 +50,7 @@ from finetune.data import FinetuneData, build_datasets
 from finetune.device_transforms import train_device_augment
 from finetune.explain import RowImages
 from finetune.html_report import write_html_report
-from finetune.losses import LOSSES
+from finetune.losses import LOSSES, check_label_smoothing
 from finetune.module import ClassifierModule
 from finetune.outputs import write_outputs
 from finetune.sampler import class_balanced_sampler
@@ -93,11 +93,7 @@ def check_config(cfg: FinetuneConfig) -> None:
     if cfg.loss.weighting not in (*WEIGHTINGS, "given"):
         raise DermkitError(f"loss.weighting={cfg.loss.weighting!r} is unknown; choose one of "
                            f"{', '.join((*WEIGHTINGS, 'given'))}.")
-    if not 0 <= cfg.loss.label_smoothing < 1:
-        raise DermkitError(f"loss.label_smoothing={cfg.loss.label_smoothing} must lie in [0, 1) (0: one-hot targets).")
-    if cfg.loss.label_smoothing and cfg.loss.name != "ce":
-        raise DermkitError(f"loss.label_smoothing={cfg.loss.label_smoothing} works with loss.name=ce only, not "
-                           f"{cfg.loss.name!r}: set loss.name=ce, or loss.label_smoothing=0.")
+    check_label_smoothing(cfg.loss.name, cfg.loss.label_smoothing)
     if cfg.sampler == "balanced" and cfg.loss.weighting in ("inverse", "effective"):
         # The sampler already evens the classes out; weights from the class counts on top would
         # weight each minority class a second time (df about 60x nevus at 100% labels: HAM10000 has

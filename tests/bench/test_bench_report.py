@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -105,7 +106,7 @@ def test_running_time_says_which_steps_lost_the_time_of_an_attempt(grid_dir: tup
     context = _context()
     text = write_report(root, rows, lambda c: read_predictions(root / "cells" / c), context).read_text()
     assert "lower bounds" not in text
-    lost = ReportContext(**{**context.__dict__, "untimed_attempts": {"cell/x": 1}})
+    lost = dataclasses.replace(context, untimed_attempts={"cell/x": 1})
     text = write_report(root, rows, lambda c: read_predictions(root / "cells" / c), lost).read_text()
     assert "totals below are lower bounds: cell/x (1)" in text
 

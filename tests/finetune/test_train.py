@@ -103,13 +103,12 @@ def test_balanced_sampler_with_class_weights_is_refused(weighting: str, tmp_path
     assert not (tmp_path / "run.json").exists()
 
 
-@pytest.mark.parametrize(("override", "message"), [("loss.label_smoothing=0.1", "loss.name=ce only"),
-                                                   ("loss.label_smoothing=1.0", "must lie in [0, 1)")])
-def test_label_smoothing_is_checked_before_anything_runs(override: str, message: str, tmp_path: Path,
+@pytest.mark.parametrize(("loss", "smoothing", "message"), [("focal", 0.1, "loss.name=ce only"),
+                                                            ("ce", 1.0, "must lie in [0, 1)")])
+def test_label_smoothing_is_checked_before_anything_runs(loss: str, smoothing: float, message: str, tmp_path: Path,
                                                          capsys: pytest.CaptureFixture[str]) -> None:
-    extra = ["loss.name=focal"] if "0.1" in override else ["loss.name=ce"]
     with pytest.raises(SystemExit):
-        main(["--out", str(tmp_path), override, *extra])
+        main(["--out", str(tmp_path), f"loss.label_smoothing={smoothing}", f"loss.name={loss}"])
     assert message in " ".join(capsys.readouterr().err.split())
     assert not (tmp_path / "run.json").exists()
 
