@@ -177,7 +177,12 @@ class SynthConfig:
 
     Keys:
         classes: classes to generate (the minority classes by default).
-        n_per_class: images generated per class (``--n``).
+        n_per_class: images generated per class (``--n``); with ``ratio``, the most per class.
+        ratio: when above 0, each class gets ``floor(ratio x`` its generator's training images of the
+            class``)`` images, at most ``n_per_class`` (``synth.generate --ratio``): set it to the
+            largest ``synth<R>`` arm's R, so that no image is generated that no arm can use (with
+            ``match_fraction``, a small label fraction then needs few images). 0: ``n_per_class``
+            for every class.
         match_fraction: ``true``: one generator per label fraction, trained on that fraction's
             labeled images only, so a synthetic-on cell uses no label the synthetic-off cell lacks.
             ``false``: one generator trained on the whole training split; at fractions below 1 the
@@ -192,6 +197,7 @@ class SynthConfig:
 
     classes: list[str] = field(default_factory=lambda: list(MINORITY_CLASSES))
     n_per_class: int = 200
+    ratio: float = 0.0
     match_fraction: bool = True
     train_overrides: list[str] = field(default_factory=list)
     generate_args: list[str] = field(default_factory=list)
@@ -231,9 +237,11 @@ class RunConfig:
         threads: torch CPU threads per step (``OMP_NUM_THREADS``); 0 leaves the default.
         keep_going: after a failed step, carry on with the steps that do not depend on it
             (default: stop launching new steps and report the failure).
-        reuse: a folder written by ``report.export`` (e.g. a committed ``docs/results/<preset>``):
-            each cell finished there under the same key (settings, data, inputs) counts as done
-            here without running; the others run. Empty: none.
+        reuse: a folder written by ``report.export`` (e.g. a committed ``docs/results/<preset>``) or
+            another grid's run folder: each cell finished there under the same key (settings, data,
+            inputs) counts as done here without running; the others run. A cell whose checkpoint
+            another step reads (a ``filtered`` arm's filter) is taken only from a run folder, with
+            its checkpoint (an export has none). Empty: none.
     """
 
     jobs: int = 1

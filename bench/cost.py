@@ -203,16 +203,26 @@ def finetune_cost(cfg: dict[str, Any], train_images: int, val_images: int, test_
     return Estimate(steps * per_step + evaluation, disk, memory, f"{steps} steps of {batch * devices}")
 
 
-def synthetic_share(train_images: int, fraction: float, max_ratio: float, per_class: int, classes: list[str],
-                    class_counts: dict[str, int]) -> int:
-    """Generated images a ``finetune.train`` run adds: per class ``min(per_class, max_ratio x real images)``.
-
-    The real images of a class are estimated from the class's share of ``class_counts`` (HAM10000's
-    documented counts), so this is an upper bound for a filtered manifest (it keeps fewer).
-    """
+def real_per_class(train_images: int, fraction: float, classes: list[str],
+                   class_counts: dict[str, int]) -> dict[str, float]:
+    """Real training images of each class at ``fraction``, estimated from the class's share of
+    ``class_counts`` (HAM10000's documented counts)."""
     total = sum(class_counts.values())
-    real = {c: train_images * fraction * class_counts.get(c, 0) / total for c in classes}
-    return int(sum(min(per_class, max_ratio * n) for n in real.values()))
+    return {c: train_images * fraction * class_counts.get(c, 0) / total for c in classes}
+
+
+def generated_per_class(real: dict[str, float], n: int | None, ratio: float | None) -> dict[str, float]:
+    """Images ``synth.generate`` makes per class of ``real`` (the generator's training images per
+    class): ``--n``, or ``--ratio`` times the class's images, at most ``--n`` when both are given."""
+    if ratio:
+        return {c: min(ratio * k, n) if n else ratio * k for c, k in real.items()}
+    return {c: float(n or 0) for c in real}
+
+
+def synthetic_share(real: dict[str, float], generated: dict[str, float], max_ratio: float) -> int:
+    """Generated images a ``finetune.train`` run adds: per class ``min(generated, max_ratio x real
+    images)`` (an upper bound for a filtered manifest, which keeps fewer)."""
+    return int(sum(min(generated.get(c, 0.0), max_ratio * n) for c, n in real.items()))
 
 
 def synth_train_cost(cfg: dict[str, Any], train_images: int, classes: int) -> Estimate:
@@ -229,10 +239,9 @@ def synth_train_cost(cfg: dict[str, Any], train_images: int, classes: int) -> Es
     return Estimate(seconds, disk, memory, f"{steps} steps of {batch * devices}")
 
 
-def synth_generate_cost(cfg: dict[str, Any], classes: int, size: int, preset: str, n_classes: int) -> Estimate:
-    """``synth.generate``: ``steps`` UNet passes per image, two with classifier-free guidance."""
+def synth_generate_cost(cfg: dict[str, Any], images: int, size: int, preset: str, n_classes: int) -> Estimate:
+    """``synth.generate`` of ``images`` images: ``steps`` UNet passes each, two with classifier-free guidance."""
     net = unet_profile(preset, n_classes, size)
-    images = int(cfg["n"] or 0) * classes
     passes = int(cfg["steps"]) * (1 if float(cfg["guidance"]) == 1.0 else 2)
     device = ("cpu", False) if str(cfg["device"]) == "cpu" else ("gpu", True)
     seconds = images * passes * net.forward_flops / EFFECTIVE_FLOPS[device]

@@ -27,8 +27,8 @@ from dermkit.data.demo import DEFAULT_N_IMAGES, HAM10000_COUNTS
 from dermkit.errors import DermkitError
 from dermkit.vocab import CANONICAL_CLASSES
 from bench.config import BenchConfig
-from bench.cost import (Estimate, filter_cost, finetune_cost, human_bytes, human_seconds, pretrain_cost,
-                        synth_generate_cost, synth_train_cost, synthetic_share)
+from bench.cost import (Estimate, filter_cost, finetune_cost, generated_per_class, human_bytes, human_seconds,
+                        pretrain_cost, real_per_class, synth_generate_cost, synth_train_cost, synthetic_share)
 from bench.grid import Step
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
@@ -96,10 +96,19 @@ def check_stage_configs(steps: list[Step]) -> dict[str, dict[str, Any]]:
     return resolved
 
 
+def generated_images(generate: Step, configs: dict[str, dict[str, Any]], train_images: int) -> dict[str, float]:
+    """Images a ``synth.generate`` step makes per class (its ``--n`` or ``--ratio`` of the generator's
+    training images, :func:`bench.cost.generated_per_class`)."""
+    config, generator = configs[generate.name], configs[generate.inputs[0].name]
+    real = real_per_class(train_images, float(generator["data"]["fraction"]), [str(c) for c in config["classes"]],
+                          HAM10000_COUNTS)
+    return generated_per_class(real, config["n"], config["ratio"])
+
+
 def synthetic_images(step: Step, config: dict[str, Any], configs: dict[str, dict[str, Any]],
                      train_images: int) -> int:
-    """Generated images a cell adds to each epoch (0 without a manifest): from its generation step's
-    ``--n`` and classes, capped by ``synth.max_ratio`` (:func:`bench.cost.synthetic_share`)."""
+    """Generated images a cell adds to each epoch (0 without a manifest): what its generation step
+    makes, capped by ``synth.max_ratio`` (:func:`bench.cost.synthetic_share`)."""
     if not config["synth"]["manifest"]:
         return 0
     source = next((s for s in step.inputs if s.module in ("synth.generate", "finetune.filter_synthetic")), None)
@@ -107,9 +116,9 @@ def synthetic_images(step: Step, config: dict[str, Any], configs: dict[str, dict
         source = next((s for s in source.inputs if s.module == "synth.generate"), None)
     if source is None or source.name not in configs:
         return 0
-    generate = configs[source.name]
-    return synthetic_share(train_images, float(config["data"]["fraction"]), float(config["synth"]["max_ratio"]),
-                           int(generate["n"] or 0), [str(c) for c in generate["classes"]], HAM10000_COUNTS)
+    generated = generated_images(source, configs, train_images)
+    real = real_per_class(train_images, float(config["data"]["fraction"]), list(generated), HAM10000_COUNTS)
+    return synthetic_share(real, generated, float(config["synth"]["max_ratio"]))
 
 
 def estimate(step: Step, config: dict[str, Any], configs: dict[str, dict[str, Any]],
@@ -124,12 +133,12 @@ def estimate(step: Step, config: dict[str, Any], configs: dict[str, dict[str, An
         return synth_train_cost(config, split["train"], len(CANONICAL_CLASSES))
     if step.module == "synth.generate":
         generator = configs[step.inputs[0].name]
-        classes = max(len(config["classes"]), 1)
-        return synth_generate_cost(config, classes, int(generator["data"]["image_size"]),
+        images = int(sum(generated_images(step, configs, split["train"]).values()))
+        return synth_generate_cost(config, images, int(generator["data"]["image_size"]),
                                    str(generator["model"]["preset"]), len(CANONICAL_CLASSES))
     if step.module == "finetune.filter_synthetic":
-        classifier, generate = configs[step.inputs[0].name], configs[step.inputs[1].name]
-        return filter_cost(config, classifier, int(generate["n"] or 0) * max(len(generate["classes"]), 1))
+        classifier = configs[step.inputs[0].name]
+        return filter_cost(config, classifier, int(sum(generated_images(step.inputs[1], configs, split["train"]).values())))
     raise ValueError(f"no cost model for {step.module}")
 
 

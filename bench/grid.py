@@ -247,14 +247,15 @@ def is_done(step: Step, key: str) -> bool:
     return record is not None and record.get("key") == key
 
 
-def adopt_finished(step: Step, key: str, source: Path) -> bool:
+def adopt_finished(step: Step, key: str, source: Path, extra: tuple[str, ...] = ()) -> bool:
     """Count ``step`` as done from a copy of its finished folder, without running it.
 
     ``source`` is laid out as the step's own folder (``done.json`` and the declared outputs), for
     example a committed copy of a grid's ``cells/<cell>/`` (``--export``) brought to a new machine.
     The copy is taken only if it finished under the same ``key`` (same settings, data and inputs)
     and every output still has the digest its ``done.json`` recorded; then the step's folder is
-    cleared and ``done.json`` and the outputs are copied into it. Returns whether it was taken.
+    cleared and ``done.json``, the outputs and the ``extra`` files (paths relative to ``source``,
+    e.g. a checkpoint another step reads) are copied into it. Returns whether it was taken.
     """
     if is_done(step, key):
         return False
@@ -263,7 +264,7 @@ def adopt_finished(step: Step, key: str, source: Path) -> bool:
         return False
     if step.out_dir.exists():  # an interrupted or stale run here: its checkpoints are not the copy's
         shutil.rmtree(step.out_dir)
-    copy_finished(step, source, step.out_dir)
+    copy_finished(step, source, step.out_dir, extra)
     return True
 
 

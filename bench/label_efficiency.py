@@ -41,10 +41,10 @@ from dermkit.resume import claim_run_folder, runs_dir
 from dermkit.runinfo import write_run_info
 from dermkit.vocab import canonical_class
 from bench.config import (ARM_REAL, ARM_SPELLINGS, INITS, LEGACY_ARMS, SSL_METHODS, Arm, BenchConfig, GridConfig,
-                          arm_sort_key, grid_arms, parse_arm)
+                          SynthConfig, arm_sort_key, grid_arms, parse_arm)
 from bench.dry_run import dry_run
-from bench.grid import (DONE_FILE, Cell, Step, adopt_finished, best_checkpoint_arg, copy_finished, file_digest,
-                        is_done, read_done)
+from bench.grid import (DONE_FILE, Cell, Step, adopt_finished, best_checkpoint, best_checkpoint_arg, copy_finished,
+                        file_digest, is_done, read_done)
 from bench.report import ReportContext, arm_label, cell_table, seed_summary, write_report
 from bench.results import (METRICS_FILE, PREDICTIONS_FILE, read_metrics, read_predictions, read_results, result_rows,
                            write_results)
@@ -58,8 +58,9 @@ FLAGS = [
     Flag("--jobs", "run.jobs", "steps run at the same time", int),
     Flag("--threads", "run.threads", "torch CPU threads per step (0: default)", int),
     Flag("--keep-going", "run.keep_going", "carry on with independent steps after a failure", bool),
-    Flag("--reuse", "run.reuse", "a folder written by --export (e.g. docs/results/<preset>): its cells finished "
-         "under the same settings count as done instead of running again (a new machine, a lost run folder)"),
+    Flag("--reuse", "run.reuse", "a folder written by --export (e.g. docs/results/<preset>) or another grid's run "
+         "folder: its cells finished under the same settings count as done instead of running again (a new "
+         "machine, a lost run folder, another preset sharing cells)"),
     Flag("--export", "report.export", "when the grid ends (also after a failure or a stop), copy each finished "
          "cell's metrics, predictions, done.json, config.yaml and run.json (no checkpoints) and, if written, "
          "report.md, results.csv and figures/ into this folder"),
@@ -193,6 +194,8 @@ def _check_arms(cfg: BenchConfig, arms: list[str]) -> None:
         canonical_class(klass)
     if cfg.synth.n_per_class < 1:
         raise DermkitError(f"synth.n_per_class must be at least 1, got {cfg.synth.n_per_class}.")
+    if cfg.synth.ratio < 0:
+        raise DermkitError(f"synth.ratio must be >= 0 (0: synth.n_per_class images per class), got {cfg.synth.ratio}.")
 
 
 def _check_pretrain(cfg: BenchConfig) -> None:
@@ -307,12 +310,25 @@ def synth_steps(cfg: BenchConfig, out: Path) -> tuple[list[Step], dict[float, St
         gen_dir = out / "synth" / f"generate-f{fraction:g}"
         classes = [arg for klass in cfg.synth.classes for arg in ("--class", canonical_class(klass))]
         generate = Step(f"synth-generate/f{fraction:g}", "synth-generate", "synth.generate",
-                        ["--model", str(train_dir), "--out", str(gen_dir), *classes,
-                         "--n", str(cfg.synth.n_per_class), *cfg.synth.generate_args],
+                        ["--model", str(train_dir), "--out", str(gen_dir), *classes, *generate_count_args(cfg.synth),
+                         *cfg.synth.generate_args],
                         gen_dir, MANIFEST_OUTPUTS, inputs=[train])
         steps += [train, generate]
         manifests[fraction] = generate
     return steps, manifests
+
+
+def generate_count_args(synth: SynthConfig) -> list[str]:
+    """``synth.generate``'s count arguments: ``--n``, and ``--ratio`` when ``synth.ratio`` is set."""
+    return [*(["--ratio", f"{synth.ratio:g}"] if synth.ratio > 0 else []), "--n", str(synth.n_per_class)]
+
+
+def generated_count_text(synth: SynthConfig) -> str:
+    """How many images each class gets, in words (the report's settings)."""
+    if synth.ratio > 0:
+        return (f"{synth.ratio:g} per training image of the class its generator saw (at most {synth.n_per_class}) "
+                "per class")
+    return f"{synth.n_per_class} images per class"
 
 
 InitSource = tuple[list[str], list[Step], dict[str, str], dict[str, str]]
@@ -499,7 +515,7 @@ def report_context(cfg: BenchConfig, command: str, data: dict[str, Any], test_co
                         "`finetune.filter_synthetic`)")
     if any(parse_arm(a).synthetic for a in arms):
         settings.append(f"Generator: `synth.train {' '.join(cfg.synth.train_overrides)}`, "
-                        f"{cfg.synth.n_per_class} images per class of {', '.join(cfg.synth.classes)} "
+                        f"{generated_count_text(cfg.synth)} of {', '.join(cfg.synth.classes)} "
                         f"(`synth.generate {' '.join(cfg.synth.generate_args)}`), "
                         + ("one generator per label fraction, trained on that fraction's labeled images only"
                            if cfg.synth.match_fraction else "one generator trained on the whole training split"))
@@ -642,31 +658,35 @@ def report_finished(cfg: BenchConfig, steps: list[Step], finished: list[Step], o
 
 
 def reuse_cells(steps: list[Step], source: Path, out: Path, fingerprint: dict[str, Any]) -> list[str]:
-    """Take every cell that finished in ``source`` (a folder written by :func:`export_results`, checked
-    by :func:`validate`) under the key it has here; returns the names taken.
+    """Take every cell that finished in ``source`` (a folder written by :func:`export_results`, or
+    another grid's run folder; checked by :func:`validate`) under the key it has here; returns the
+    names taken.
 
     Left to run, with the reason counted in the message: a cell absent from ``source``; a cell whose
     inputs (a pretraining or generator step) have not finished here, so it cannot be keyed yet; a
-    cell whose checkpoint another step reads (a ``filtered`` arm's filter: checkpoints are not
-    exported); a cell whose key differs (other settings, data or inputs).
+    cell whose checkpoint another step reads (a ``filtered`` arm's filter) when ``source`` lacks that
+    checkpoint (an export: checkpoints are not exported; a run folder has them, and the checkpoint
+    is copied with the cell); a cell whose key differs (other settings, data or inputs).
     """
     cells = source / "cells"
     read_by_others = {i.name for step in steps for i in step.inputs}
     taken: list[str] = []
     left: dict[str, list[str]] = defaultdict(list)
     for step in (s for s in steps if s.cell is not None):
-        if not (cells / step.cell.cell_id).is_dir():
+        folder = cells / step.cell.cell_id
+        if not folder.is_dir():
             left["not in the folder"].append(step.name)
             continue
-        if step.name in read_by_others:
-            left["its checkpoint is read by another step"].append(step.name)
+        checkpoint = saved_best_checkpoint(folder) if step.name in read_by_others else None
+        if step.name in read_by_others and checkpoint is None:
+            left["another step reads its checkpoint, which the folder lacks"].append(step.name)
             continue
         try:
             key = step.key(out, fingerprint)
         except RuntimeError:  # an input not finished here: its digests are not known yet
             left["an input has not finished here"].append(step.name)
             continue
-        if adopt_finished(step, key, cells / step.cell.cell_id):
+        if adopt_finished(step, key, folder, extra=(checkpoint,) if checkpoint else ()):
             taken.append(step.name)
         elif read_done(step) is None:
             left["other settings, data or inputs"].append(step.name)
@@ -675,6 +695,16 @@ def reuse_cells(steps: list[Step], source: Path, out: Path, fingerprint: dict[st
     if left["other settings, data or inputs"]:
         console.print("keys differ for " + ", ".join(left["other settings, data or inputs"]), highlight=False)
     return taken
+
+
+def saved_best_checkpoint(cell_dir: Path) -> str | None:
+    """The cell's best checkpoint (:func:`bench.grid.best_checkpoint`) relative to ``cell_dir``, when the
+    folder holds it (a run folder does, an export does not)."""
+    try:
+        path = best_checkpoint(cell_dir)
+    except RuntimeError:
+        return None
+    return str(path.relative_to(cell_dir)) if path.is_file() else None
 
 
 def reported_cells(folder: Path) -> set[str]:

@@ -16,6 +16,7 @@ Example::
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -57,9 +58,14 @@ class GenerateConfig:
         model: generator folder written by ``python -m synth.train``.
         out_dir: output folder (PNGs per class + manifest.csv); re-running resumes.
         classes: classes to generate (names or aliases, e.g. ``melanoma``, ``mel``, ``vascular``).
-        n: images per class in the folder when done (set this or ``balance``).
+        n: images per class in the folder when done (set this, ``balance`` or ``ratio``; with
+            ``ratio``, the most per class).
         balance: fill each class up to this many images counting the generator's training images of
             the class: makes ``balance - train_count`` synthetic images (none if already above).
+        ratio: ``floor(ratio * train_count)`` images per class, ``train_count`` being the generator's
+            training images of the class (at most ``n`` when ``n`` is given): what a fine-tuning run
+            with ``synth.max_ratio=ratio`` on the same labelled images can use, and no more (the same
+            rule as :mod:`finetune.synthetic`).
         steps: denoising steps (DDIM: 50 is usual; DDPM: the training length, 1000).
         guidance: classifier-free guidance weight (1 = conditional only, 0 = unconditional).
         sampler: ``ddim`` or ``ddpm``.
@@ -73,6 +79,7 @@ class GenerateConfig:
     classes: list[str] = field(default_factory=list)
     n: Optional[int] = None  # noqa: UP045 - omegaconf needs typing.Optional
     balance: Optional[int] = None  # noqa: UP045
+    ratio: Optional[float] = None  # noqa: UP045
     steps: int = 50
     guidance: float = 3.0
     sampler: str = "ddim"
@@ -87,6 +94,7 @@ FLAGS = [
     Flag("--class", "classes", "class to generate, name or alias; repeat for several", action="append"),
     Flag("--n", "n", "images per class", int),
     Flag("--balance", "balance", "fill each class up to this count, counting its training images", int),
+    Flag("--ratio", "ratio", "floor(RATIO x the class's training images) per class, at most --n if given", float),
     Flag("--steps", "steps", "denoising steps", int),
     Flag("--guidance", "guidance", "classifier-free guidance weight", float),
     Flag("--sampler", "sampler", "ddim or ddpm"),
@@ -115,17 +123,26 @@ def chosen_classes(names: list[str], info: GeneratorInfo, model_dir: str) -> lis
     return chosen
 
 
-def targets(classes: list[str], info: GeneratorInfo, n: int | None, balance: int | None) -> dict[str, int]:
+def targets(classes: list[str], info: GeneratorInfo, n: int | None, balance: int | None,
+            ratio: float | None = None) -> dict[str, int]:
     """Synthetic images each class should have in the folder when done.
 
     Raises:
-        DermkitError: neither or both of ``n`` and ``balance``, or a value below 1.
+        DermkitError: none of ``n``, ``balance`` and ``ratio``, ``balance`` with another one, a count
+            below 1 or a ratio that is not positive.
     """
-    if (n is None) == (balance is None):
-        raise DermkitError("Pass exactly one of --n (images per class) and --balance (target count per class).")
+    if (n is None and balance is None and ratio is None) or (balance is not None and (n, ratio) != (None, None)):
+        raise DermkitError("Pass one of --n (images per class), --balance (target count per class) and --ratio "
+                           "(synthetic per training image of the class); --n may go with --ratio as its cap.")
+    if n is not None and n < 1:
+        raise DermkitError(f"--n must be at least 1, got {n}.")
+    if ratio is not None:
+        if not ratio > 0:
+            raise DermkitError(f"--ratio must be positive, got {ratio}.")
+        # floor(r * count + 1e-9): finetune.synthetic's max_ratio rule, so that no image is made that it cannot use
+        wanted = {c: math.floor(ratio * info.train_counts.get(c, 0) + 1e-9) for c in classes}
+        return {c: min(k, n) if n is not None else k for c, k in wanted.items()}
     if n is not None:
-        if n < 1:
-            raise DermkitError(f"--n must be at least 1, got {n}.")
         return {c: n for c in classes}
     assert balance is not None
     if balance < 1:
@@ -241,7 +258,7 @@ def generate(cfg: GenerateConfig) -> list[ManifestRow]:
         raise DermkitError("Pass --out with the folder to write images to.")
     unet, train_scheduler, info = load_generator(cfg.model)
     classes = chosen_classes(list(cfg.classes), info, cfg.model)
-    wanted = targets(classes, info, cfg.n, cfg.balance)
+    wanted = targets(classes, info, cfg.n, cfg.balance, cfg.ratio)
     check_sampling(cfg, train_scheduler.config.num_train_timesteps)
     scheduler = make_sampler(cfg.sampler, train_scheduler)
     device = resolve_device(cfg.device)

@@ -5,6 +5,7 @@ hand-made results table), except the slow dry run of the synth-compare preset.""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 
 from bench.config import parse_arm
-from bench.grid import DONE_FILE, Cell, Step, best_checkpoint, mark_done
+from bench.grid import DONE_FILE, Cell, Step, best_checkpoint, is_done, mark_done
 from bench.label_efficiency import build_steps, parse_args, reuse_cells, validate
 from bench.report import ReportContext, arm_effects, cell_table, write_report
 from bench.results import read_predictions, read_results, result_rows, write_results
@@ -60,6 +61,24 @@ def test_reuse_leaves_a_real_cell_whose_checkpoint_a_filter_reads(tmp_path: Path
     assert not steps["cell/f0.1-random-real-s0"].out_dir.exists()
 
 
+def test_reuse_takes_a_real_cell_with_its_checkpoint_from_a_run_folder(tmp_path: Path) -> None:
+    # Another grid's run folder keeps the checkpoints: the real cell and the file its filter reads come along.
+    steps = _plan(tmp_path / "out")
+    step = steps["cell/f1-random-real-s1"]
+    source = tmp_path / "other-grid" / "cells" / step.cell.cell_id
+    copy = dataclasses.replace(step, out_dir=source)
+    source.mkdir(parents=True)
+    for output in step.outputs:
+        (source / output).write_text(f"{output} of the other grid")
+    (source / "metrics.json").write_text(json.dumps({"best_checkpoint": "/moved/checkpoints/best-epoch07.ckpt"}))
+    (source / "checkpoints").mkdir()
+    (source / "checkpoints" / "best-epoch07.ckpt").write_bytes(b"weights")
+    mark_done(copy, step.key(tmp_path / "out", DATA), 1.0)
+    assert reuse_cells(list(steps.values()), tmp_path / "other-grid", tmp_path / "out", DATA) == [step.name]
+    assert best_checkpoint(step.out_dir).read_bytes() == b"weights"
+    assert is_done(step, step.key(tmp_path / "out", DATA))
+
+
 def test_arms_plan_a_keyed_cell_each_and_one_filter_per_real_cell(tmp_path: Path) -> None:
     steps = _plan(tmp_path)
     cells = [s for s in steps.values() if s.kind == "cell"]
@@ -100,6 +119,17 @@ def test_arms_plan_a_keyed_cell_each_and_one_filter_per_real_cell(tmp_path: Path
     assert not any(a.startswith("synth.max_ratio") for a in filtered.args)  # plain `filtered`: the stage's ratio
     # The generator of a fraction reads only that fraction's labels.
     assert "data.fraction=0.1" in steps["synth-train/f0.1"].args
+
+
+def test_synth_ratio_generates_what_the_largest_arm_can_use(tmp_path: Path) -> None:
+    def count_args(*overrides: str) -> dict[str, str]:
+        args = _plan(tmp_path, "synth.n_per_class=300", *overrides)["synth-generate/f0.1"].args
+        return {flag: args[args.index(flag) + 1] for flag in ("--n", "--ratio") if flag in args}
+
+    assert count_args() == {"--n": "300"}  # unchanged without synth.ratio: the older runs keep their keys
+    assert count_args("synth.ratio=2") == {"--ratio": "2", "--n": "300"}
+    with pytest.raises(DermkitError, match="synth.ratio must be >= 0"):
+        validate(_cfg("synth.ratio=-1"))
 
 
 def test_filter_step_resolves_and_is_keyed_by_the_real_cells_checkpoint(tmp_path: Path) -> None:
@@ -351,12 +381,18 @@ def test_arm_grid_on_demo_data_runs_filters_and_resumes(tmp_path: Path, demo_cac
 
 
 def test_dry_run_counts_the_generated_images_a_cell_adds() -> None:
-    from bench.cost import synthetic_share
+    from bench.cost import generated_per_class, real_per_class, synthetic_share
     from dermkit.data.demo import HAM10000_COUNTS
 
     total = sum(HAM10000_COUNTS.values())
-    mel = 7000 * 1113 / total  # real melanomas of a 7000-image training split
-    assert synthetic_share(7000, 1.0, 8.0, 6400, ["mel"], HAM10000_COUNTS) == int(8 * mel)  # the ratio binds
+    mel, df = 7000 * 1113 / total, 7000 * 115 / total  # real melanomas, dermatofibromas of a 7000-image split
+    full = real_per_class(7000, 1.0, ["mel", "df"], HAM10000_COUNTS)
+    assert full == pytest.approx({"mel": mel, "df": df})
+    assert synthetic_share(full, {"mel": 6400, "df": 6400}, 8.0) == int(8 * mel + 8 * df)  # the ratio binds
     # mel is capped by the images generated, df (~80 real) by the ratio.
-    assert synthetic_share(7000, 1.0, 8.0, 700, ["mel", "df"], HAM10000_COUNTS) == int(700 + 8 * 7000 * 115 / total)
-    assert synthetic_share(7000, 0.1, 0.5, 6400, ["mel"], HAM10000_COUNTS) == int(0.5 * 0.1 * mel)
+    assert synthetic_share(full, generated_per_class(full, 700, None), 8.0) == int(700 + 8 * df)
+    tenth = real_per_class(7000, 0.1, ["mel"], HAM10000_COUNTS)
+    assert synthetic_share(tenth, {"mel": 6400}, 0.5) == int(0.5 * 0.1 * mel)
+    # --ratio: R x the generator's images of the class, at most --n
+    assert generated_per_class(full, 1600, 8.0) == pytest.approx({"mel": 1600, "df": 8 * df})
+    assert generated_per_class(tenth, None, 8.0) == pytest.approx({"mel": 0.8 * mel})

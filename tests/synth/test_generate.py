@@ -123,11 +123,24 @@ def test_balance_counts_training_images(tiny_generator: Path, tmp_path: Path) ->
     assert made == {"df": 2, "nv": max(0, target - info.train_counts["nv"])}
 
 
+def test_ratio_makes_what_a_max_ratio_run_can_use_capped_by_n(tiny_generator: Path, tmp_path: Path) -> None:
+    _, _, info = load_generator(tiny_generator)
+    counts = {c: info.train_counts[c] for c in ("df", "vasc")}
+    rows = run(tiny_generator, tmp_path / "ratio", "--class", "df", "--class", "vasc", "--ratio", "0.5")
+    made = {c: sum(r.klass == c for r in rows) for c in counts}
+    assert made == {c: k // 2 for c, k in counts.items()}  # floor, as finetune.synthetic's max_ratio
+    rows = run(tiny_generator, tmp_path / "capped", "--class", "df", "--class", "vasc", "--ratio", "3", "--n", "2")
+    assert {c: sum(r.klass == c for r in rows) for c in counts} == {c: min(3 * k, 2) for c, k in counts.items()}
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--class", "melanomma", "--n", "2"], "Did you mean: melanoma"),
     (["--class", "scc", "--n", "2"], "never saw class 'scc'"),
     (["--class", "mel", "--n", "0"], "--n must be at least 1"),
-    (["--class", "mel"], "exactly one of --n"),
+    (["--class", "mel"], "Pass one of --n"),
+    (["--class", "mel", "--balance", "9", "--n", "2"], "Pass one of --n"),
+    (["--class", "mel", "--balance", "9", "--ratio", "2"], "Pass one of --n"),
+    (["--class", "mel", "--ratio", "0"], "--ratio must be positive"),
     ([], "Choose classes with --class"),
 ])
 def test_bad_input_is_a_clear_error(tiny_generator: Path, tmp_path: Path, args: list[str], message: str) -> None:
