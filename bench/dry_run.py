@@ -137,8 +137,8 @@ def estimate(step: Step, config: dict[str, Any], configs: dict[str, dict[str, An
         return synth_generate_cost(config, images, int(generator["data"]["image_size"]),
                                    str(generator["model"]["preset"]), len(CANONICAL_CLASSES))
     if step.module == "finetune.filter_synthetic":
-        classifier = configs[step.inputs[0].name]
-        return filter_cost(config, classifier, int(sum(generated_images(step.inputs[1], configs, split["train"]).values())))
+        scored = generated_images(step.inputs[1], configs, split["train"])
+        return filter_cost(config, configs[step.inputs[0].name], int(sum(scored.values())))
     raise ValueError(f"no cost model for {step.module}")
 
 
