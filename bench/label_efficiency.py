@@ -677,16 +677,19 @@ def reuse_cells(steps: list[Step], source: Path, out: Path, fingerprint: dict[st
         if not folder.is_dir():
             left["not in the folder"].append(step.name)
             continue
-        checkpoint = saved_best_checkpoint(folder) if step.name in read_by_others else None
-        if step.name in read_by_others and checkpoint is None:
-            left["another step reads its checkpoint, which the folder lacks"].append(step.name)
-            continue
+        extra: tuple[str, ...] = ()
+        if step.name in read_by_others:  # a filter reads its checkpoint: take the cell only with it
+            checkpoint = saved_best_checkpoint(folder)
+            if checkpoint is None:
+                left["another step reads its checkpoint, which the folder lacks"].append(step.name)
+                continue
+            extra = (checkpoint,)
         try:
             key = step.key(out, fingerprint)
         except RuntimeError:  # an input not finished here: its digests are not known yet
             left["an input has not finished here"].append(step.name)
             continue
-        if adopt_finished(step, key, folder, extra=(checkpoint,) if checkpoint else ()):
+        if adopt_finished(step, key, folder, extra):
             taken.append(step.name)
         elif read_done(step) is None:
             left["other settings, data or inputs"].append(step.name)

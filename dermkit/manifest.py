@@ -24,6 +24,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -51,6 +52,13 @@ HEADER_FIELDS: dict[str, str] = {
     "image_size": "side in pixels of the images",
     "settings": f"the sampler settings of the folder's first run ({', '.join(SETTINGS_KEYS)})",
 }
+
+
+def synthetic_limit(ratio: float, real_count: int) -> int:
+    """The most synthetic images of a class a fine-tuning run with ``synth.max_ratio=ratio`` uses:
+    ``floor(ratio x real_count)`` (the tolerance keeps e.g. 0.1 x 30 at 3). ``finetune.synthetic`` takes
+    that many, and ``synth.generate --ratio`` makes that many, so that it makes none a run cannot use."""
+    return math.floor(ratio * real_count + 1e-9)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,6 @@ Rules (the scientific-honesty contract):
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +31,8 @@ import numpy as np
 
 from dermkit.data.cache import cache_images
 from dermkit.errors import DermkitError
-from dermkit.manifest import MANIFEST_JSON, check_manifest_split, manifest_csv, read_header, read_manifest_rows
+from dermkit.manifest import (MANIFEST_JSON, check_manifest_split, manifest_csv, read_header, read_manifest_rows,
+                              synthetic_limit)
 from dermkit.vocab import canonical_class
 
 
@@ -236,7 +236,7 @@ def load_synthetic(path: str | Path, classes: Sequence[str], real_counts: Mappin
     for index, name in enumerate(classes):
         if name not in wanted:
             continue
-        limit = math.floor(max_ratio * real_counts.get(name, 0) + 1e-9)
+        limit = synthetic_limit(max_ratio, real_counts.get(name, 0))
         chosen = sorted(by_class[name])[:limit]
         paths += chosen
         labels += [index] * len(chosen)

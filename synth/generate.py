@@ -16,7 +16,6 @@ Example::
 
 from __future__ import annotations
 
-import math
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -32,7 +31,8 @@ from dermkit.config import Flag, parse_config
 from dermkit.console import console, entry_point, print_table, progress
 from dermkit.errors import DermkitError
 from dermkit.flags import out_flag
-from dermkit.manifest import MANIFEST_CSV, ManifestRow, generator_header, read_manifest, write_header, write_manifest
+from dermkit.manifest import (MANIFEST_CSV, ManifestRow, generator_header, read_manifest, synthetic_limit, write_header,
+                              write_manifest)
 from dermkit.runinfo import write_run_info
 from dermkit.vocab import canonical_class, display_name
 from synth.generator import GeneratorInfo, load_generator, model_hash
@@ -65,7 +65,7 @@ class GenerateConfig:
         ratio: ``floor(ratio * train_count)`` images per class, ``train_count`` being the generator's
             training images of the class (at most ``n`` when ``n`` is given): what a fine-tuning run
             with ``synth.max_ratio=ratio`` on the same labelled images can use, and no more (the same
-            rule as :mod:`finetune.synthetic`).
+            rule as :mod:`finetune.synthetic`, :func:`dermkit.manifest.synthetic_limit`).
         steps: denoising steps (DDIM: 50 is usual; DDPM: the training length, 1000).
         guidance: classifier-free guidance weight (1 = conditional only, 0 = unconditional).
         sampler: ``ddim`` or ``ddpm``.
@@ -139,8 +139,7 @@ def targets(classes: list[str], info: GeneratorInfo, n: int | None, balance: int
     if ratio is not None:
         if not ratio > 0:
             raise DermkitError(f"--ratio must be positive, got {ratio}.")
-        # floor(r * count + 1e-9): finetune.synthetic's max_ratio rule, so that no image is made that it cannot use
-        wanted = {c: math.floor(ratio * info.train_counts.get(c, 0) + 1e-9) for c in classes}
+        wanted = {c: synthetic_limit(ratio, info.train_counts.get(c, 0)) for c in classes}
         return {c: min(k, n) if n is not None else k for c, k in wanted.items()}
     if n is not None:
         return {c: n for c in classes}
