@@ -172,8 +172,8 @@ class PretrainConfig:
 
 @dataclass
 class SynthConfig:
-    """``synth.train`` then ``synth.generate`` (only when an arm uses synthetic images), and
-    ``finetune.filter_synthetic`` for the ``filtered`` arms.
+    """``synth.train``, ``synth.generate`` and ``synth.evaluate`` (only when an arm uses synthetic
+    images), and ``finetune.filter_synthetic`` for the ``filtered`` arms.
 
     Keys:
         classes: classes to generate (the minority classes by default).
@@ -193,6 +193,12 @@ class SynthConfig:
             (keep an image when the classifier gives its class at least this probability).
         filter_args: extra arguments of ``finetune.filter_synthetic`` (e.g.
             ``[trainer.accelerator=gpu]``).
+        evaluate_weights: backbone file (``backbone.safetensors`` with its card) whose feature space
+            ``synth.evaluate`` judges each generation in (a ``synth-evaluate`` step per generator: KID,
+            FD, own-class rank against held-out real images, precision, recall, copies, grids; the
+            report's "Generator quality"). Empty: a random-init ``model.backbone``, which the report
+            names; an SSL backbone of the same data separates the classes better.
+        evaluate_args: extra arguments of ``synth.evaluate`` (e.g. ``[kid_subsets=100]``).
     """
 
     classes: list[str] = field(default_factory=lambda: list(MINORITY_CLASSES))
@@ -203,6 +209,8 @@ class SynthConfig:
     generate_args: list[str] = field(default_factory=list)
     filter_min_prob: float = 0.5
     filter_args: list[str] = field(default_factory=list)
+    evaluate_weights: str = ""
+    evaluate_args: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -269,6 +269,28 @@ def filter_cost(cfg: dict[str, Any], classifier: dict[str, Any], images: int) ->
     return Estimate(seconds, images * size * size * 3, memory, f"{images} images x 1 forward pass")
 
 
+def synth_evaluate_cost(architecture: str, small_stem: bool, size: int, synthetic: int, train_images: int,
+                        device: tuple[str, bool] = ("cpu", False)) -> Estimate:
+    """``synth.evaluate``: one backbone forward pass per training, synthetic and held-out image (as many
+    held-out as synthetic); the pixel-space nearest neighbours are not counted (small beside them at
+    64 px).
+
+    Args:
+        architecture: the feature space's backbone (its card's, or the random-init one).
+        small_stem: whether it has the small-image stem.
+        size: the side it embeds at.
+        synthetic: synthetic images judged.
+        train_images: real training images they are compared with.
+        device: (device kind, bf16?) of the forward passes.
+    """
+    net = backbone_profile(architecture, small_stem, size)
+    images = train_images + 2 * synthetic
+    seconds = images * net.forward_flops / EFFECTIVE_FLOPS[device]
+    # The training and synthetic images at the evaluated size are held in memory with their features.
+    memory = net.params * 4 + net.largest_activation * 128 * 4 * 2 + (train_images + synthetic) * size * size * 3
+    return Estimate(seconds, synthetic * 4096, memory, f"{images} images x 1 forward pass")
+
+
 def human_bytes(value: float) -> str:
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if value < 1000 or unit == "TB":

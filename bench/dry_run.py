@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from dermkit.backbones.card import read_card
 from dermkit.config import REPO_ROOT, default_ham10000_root
 from dermkit.console import console, print_table
 from dermkit.data.demo import DEFAULT_N_IMAGES, HAM10000_COUNTS
@@ -28,7 +29,8 @@ from dermkit.errors import DermkitError
 from dermkit.vocab import CANONICAL_CLASSES
 from bench.config import BenchConfig
 from bench.cost import (Estimate, filter_cost, finetune_cost, generated_per_class, human_bytes, human_seconds,
-                        pretrain_cost, real_per_class, synth_generate_cost, synth_train_cost, synthetic_share)
+                        pretrain_cost, real_per_class, synth_evaluate_cost, synth_generate_cost, synth_train_cost,
+                        synthetic_share)
 from bench.grid import Step
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
@@ -136,6 +138,14 @@ def estimate(step: Step, config: dict[str, Any], configs: dict[str, dict[str, An
         images = int(sum(generated_images(step, configs, split["train"]).values()))
         return synth_generate_cost(config, images, int(generator["data"]["image_size"]),
                                    str(generator["model"]["preset"]), len(CANONICAL_CLASSES))
+    if step.module == "synth.evaluate":
+        generate = step.inputs[0]
+        size = int(configs[generate.inputs[0].name]["data"]["image_size"])
+        space = read_card(config["weights"]) if config["weights"] else None
+        synthetic = int(sum(generated_images(generate, configs, split["train"]).values()))
+        return synth_evaluate_cost(space.architecture if space else str(config["backbone"]),
+                                   space.small_stem if space else bool(config["small_stem"]),
+                                   space.input_size if space else size, synthetic, split["train"])
     if step.module == "finetune.filter_synthetic":
         scored = generated_images(step.inputs[1], configs, split["train"])
         return filter_cost(config, configs[step.inputs[0].name], int(sum(scored.values())))

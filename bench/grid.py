@@ -115,7 +115,8 @@ class Step:
 
     Attributes:
         name: unique name, shown in the live table (e.g. ``pretrain/simclr``, ``cell/f1-random-real-s0``).
-        kind: ``pretrain``, ``synth-train``, ``synth-generate`` or ``cell`` (what the table groups by).
+        kind: ``pretrain``, ``synth-train``, ``synth-generate``, ``synth-evaluate``, ``synth-filter`` or ``cell``
+            (what the table groups by).
         module: the stage's module, run as ``python -m <module>``.
         args: the stage's arguments (``build_args`` inputs are already resolved to paths).
         out_dir: the step's folder (the stage writes here; ``done.json`` and the log live here).

@@ -6,7 +6,9 @@ minority classes? The pipeline runs every stage through its command line, exchan
 1. ``ssl.pretrain`` once per SSL method in ``grid.inits``      -> ``pretrain/<method>/backbone.safetensors``
 2. ``synth.train`` on the training split (per label fraction    -> ``synth/train-f<f>/``
    with ``synth.match_fraction``), then ``synth.generate`` of the
-   minority classes                                              -> ``synth/generate-f<f>/manifest.csv``
+   minority classes                                              -> ``synth/generate-f<f>/manifest.csv``,
+   and ``synth.evaluate`` of those images (read by the report    -> ``synth/evaluate-f<f>/metrics.json``
+   only: "Generator quality")
 3. ``finetune.train`` per cell: label fraction x initialisation  -> ``cells/<cell>/metrics.json``,
    x arm x seed (arms: ``real``, ``oversample``, ``synth<R>``,      ``predictions.csv``
    ``filtered``; the older ``grid.synthetic`` off/on is ``real``/``synth``)
@@ -75,6 +77,8 @@ GENERATOR_OUTPUTS = ("dermkit_generator.json", "unet/diffusion_pytorch_model.saf
 MANIFEST_OUTPUTS = ("manifest.csv", "manifest.json")
 FILTER_OUTPUTS = ("manifest.csv", "manifest.json", "scores.csv")
 FILTER_KIND = "synth-filter"
+EVALUATE_OUTPUTS = ("metrics.json", "near_copies.csv")
+EVALUATE_KIND = "synth-evaluate"
 # finetune.train keys an arm sets itself: in the overrides they would make the arms alike.
 ARM_KEYS = ("sampler", "synth.max_ratio")
 CELL_OUTPUTS = (METRICS_FILE, PREDICTIONS_FILE)
@@ -210,11 +214,22 @@ def _check_pretrain(cfg: BenchConfig) -> None:
             raise DermkitError(f"pretrain.backbones has unknown method {method!r}; use {', '.join(SSL_METHODS)}.")
         if method not in grid.inits:
             raise DermkitError(f"pretrain.backbones gives a {method} backbone but grid.inits lacks {method}.")
-        weights = Path(path).expanduser()
-        if not weights.is_file() or not weights.with_suffix(".json").is_file():
-            raise DermkitError(f"pretrain.backbones.{method}: {weights} (or its card {weights.with_suffix('.json').name}) "
-                               "does not exist; give a backbone.safetensors written by ssl.pretrain, or drop the key "
-                               "to pretrain in the grid.")
+        _check_backbone_file(f"pretrain.backbones.{method}", path, "or drop the key to pretrain in the grid")
+    if cfg.synth.evaluate_weights:
+        _check_backbone_file("synth.evaluate_weights", cfg.synth.evaluate_weights,
+                             "or leave it empty for a random-init feature space")
+
+
+def _check_backbone_file(key: str, path: str, otherwise: str) -> None:
+    """A backbone file and its card exist.
+
+    Raises:
+        DermkitError: either is missing, naming ``key``.
+    """
+    weights = Path(path).expanduser()
+    if not weights.is_file() or not weights.with_suffix(".json").is_file():
+        raise DermkitError(f"{key}: {weights} (or its card {weights.with_suffix('.json').name}) does not exist; give "
+                           f"a backbone.safetensors written by ssl.pretrain, {otherwise}.")
 
 
 def _check_overrides(cfg: BenchConfig, arms: list[str]) -> None:
@@ -313,9 +328,25 @@ def synth_steps(cfg: BenchConfig, out: Path) -> tuple[list[Step], dict[float, St
                         ["--model", str(train_dir), "--out", str(gen_dir), *classes, *generate_count_args(cfg.synth),
                          *cfg.synth.generate_args],
                         gen_dir, MANIFEST_OUTPUTS, inputs=[train])
-        steps += [train, generate]
+        steps += [train, generate, evaluate_step(cfg, out, fraction, generate)]
         manifests[fraction] = generate
     return steps, manifests
+
+
+def evaluate_step(cfg: BenchConfig, out: Path, fraction: float, generate: Step) -> Step:
+    """``synth.evaluate`` of a generation step's images against the real training images (no cell reads
+    it; the report's "Generator quality"). The feature space is ``synth.evaluate_weights``, keyed by
+    its digest, else a random-init ``model.backbone``."""
+    folder = out / "synth" / f"evaluate-f{fraction:g}"
+    weights = Path(cfg.synth.evaluate_weights).expanduser().resolve() if cfg.synth.evaluate_weights else None
+    space = ([f"weights={weights}"] if weights else
+             [f"backbone={cfg.model.backbone}", f"small_stem={cfg.model.small_stem}"])
+    return Step(f"synth-evaluate/f{fraction:g}", EVALUATE_KIND, "synth.evaluate",
+                ["--synthetic", str(generate.out_dir), *data_args(cfg, augment=False), *space,
+                 *cfg.synth.evaluate_args, "--out", str(folder)],
+                folder, EVALUATE_OUTPUTS, inputs=[generate],
+                key_extra={"evaluate_weights_sha256": file_digest(weights)} if weights else {},
+                key_paths={str(weights): "<evaluate weights>"} if weights else {})
 
 
 def generate_count_args(synth: SynthConfig) -> list[str]:
@@ -434,6 +465,16 @@ def filter_acceptance(folder: Path) -> dict[str, dict[str, Any]]:
     return acceptance if isinstance(acceptance, dict) else {}
 
 
+def generator_evaluation(folder: Path) -> dict[str, Any]:
+    """The report a ``synth.evaluate`` folder holds (``metrics.json`` with its ``classes``); empty when it
+    cannot be read."""
+    try:
+        report = json.loads((folder / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return report if isinstance(report, dict) and isinstance(report.get("classes"), dict) else {}
+
+
 def describe_cell(step: Step) -> str | None:
     """The live table's note for a finished cell: its test balanced accuracy."""
     if step.cell is None:
@@ -530,6 +571,7 @@ def report_context(cfg: BenchConfig, command: str, data: dict[str, Any], test_co
     untimed: dict[str, int] = {}
     train_counts: dict[str, dict[str, dict[str, int]]] = {}
     accepted: dict[str, dict[str, dict[str, Any]]] = {}
+    quality: dict[str, tuple[dict[str, Any], Path]] = {}
     for step in steps:
         record = read_done(step)
         if record is not None:
@@ -544,12 +586,17 @@ def report_context(cfg: BenchConfig, command: str, data: dict[str, Any], test_co
                 acceptance = filter_acceptance(step.out_dir)
                 if acceptance:
                     accepted[step.name.split("/", 1)[1]] = acceptance
+            if step.kind == EVALUATE_KIND:
+                evaluation = generator_evaluation(step.out_dir)
+                if evaluation:
+                    quality[step.name.split("/", 1)[1]] = (evaluation, step.out_dir)
     return ReportContext(preset=cfg.preset or "(custom)", about=cfg.about, command=command, data=data,
                          test_counts=test_counts, minority_classes=[canonical_class(c) for c in cfg.synth.classes],
                          settings=settings, caveats=caveats, timings=timings, wall_seconds=wall_seconds,
                          level=cfg.report.level,
                          n_bootstrap=cfg.report.n_bootstrap, bootstrap_seed=cfg.report.bootstrap_seed,
-                         train_counts=train_counts, filter_acceptance=accepted, untimed_attempts=untimed)
+                         train_counts=train_counts, filter_acceptance=accepted, untimed_attempts=untimed,
+                         generator_quality=quality)
 
 
 @entry_point

@@ -14,6 +14,10 @@ per label fraction, the paired difference in balanced accuracy (initialisation m
 seeds, arm and test images) with a bootstrap interval over seeds and test images
 (:func:`bench.stats.balanced_accuracy_differences`), the per-seed differences and their t-interval.
 
+A grid with synthetic images gets "Generator quality" (before the comparisons): per generator its
+``synth.evaluate`` table (:func:`quality_table`: does each class rank its own real class first, as
+held-out real images of the class do?) and a figure of real, synthetic and nearest training images.
+
 Cells are keyed ``(fraction, init, arm, seed)``; the older arms print as before (``real`` as
 synthetic ``off``, ``synth`` as ``on``).
 """
@@ -28,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from dermkit.errors import DermkitError
 from dermkit.vocab import display_name
@@ -83,6 +88,8 @@ class ReportContext:
             ``manifest.json`` records (``{class: {"scored": n, "kept": m, "rate": m / n}}``).
         untimed_attempts: per step name, the attempts whose time was lost (the grid was killed while
             they ran): that step's times are lower bounds.
+        generator_quality: per generator (``f0.1``), its ``synth.evaluate`` report (``metrics.json``)
+            and the folder holding its ``grids/<class>.png``.
     """
 
     preset: str
@@ -101,6 +108,7 @@ class ReportContext:
     train_counts: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
     filter_acceptance: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     untimed_attempts: dict[str, int] = field(default_factory=dict)
+    generator_quality: dict[str, tuple[dict[str, Any], Path]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -680,6 +688,81 @@ def _filter_lines(classes: list[str], ctx: ReportContext) -> list[str]:
             "`finetune.filter_synthetic`):", "", *_md_table(["filter (fraction, init, seed)", *shown], body), ""]
 
 
+def _rgb(colour: dict[str, list[float]]) -> str:
+    """``(r, g, b)`` of a colour entry of a ``synth.evaluate`` report, two decimals."""
+    return "(" + ", ".join(f"{v:.2f}" for v in colour["mean_rgb"]) + ")"
+
+
+def conditioning_verdict(metrics: dict[str, Any]) -> str:
+    """Whether a synthetic class's conditioning shows (issue 12's target): it ranks its own real class
+    first by KID, or no worse than held-out real images of the class do in the same feature space."""
+    own = int(metrics["own_rank_kid"])
+    if own == 1:
+        return "yes: own class first"
+    held_out = metrics.get("held_out_real")
+    if held_out and own <= int(held_out["own_rank_kid"]):
+        return f"yes: rank {own}, held-out real {held_out['own_rank_kid']}"
+    return f"no: rank {own}" + (f", held-out real {held_out['own_rank_kid']}" if held_out else "")
+
+
+def quality_table(report: dict[str, Any]) -> str:
+    """A markdown table with one row per synthetic class of a ``synth.evaluate`` report.
+
+    Args:
+        report: the evaluation's ``metrics.json``.
+    """
+    lines = [f"Feature space: {report['feature_space']}", "",
+             "| synthetic class | n | KID to own class | nearest other class by KID (KID) | own rank KID | "
+             "FD to own class | nearest other class by FD (FD) | own rank FD | held-out real: n, KID to own class, "
+             "own rank KID, FD | conditioning shows | precision | recall | copy rate | mean RGB synthetic / real |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for klass, m in report["classes"].items():
+        others = {c: v for c, v in m["to_class"].items() if c != klass}
+        kid_other = min(others, key=lambda c: others[c]["kid"])
+        fd_other = min(others, key=lambda c: others[c]["fd"])
+        ref = m.get("held_out_real")
+        held_out = f"{ref['n']}, {ref['kid']:.4f}, {ref['own_rank_kid']}, {ref['own_rank_fd']}" if ref else "-"
+        lines.append(f"| {klass} ({display_name(klass)}) | {m['synthetic']} | {m['kid']:.4f} | {kid_other} "
+                     f"({others[kid_other]['kid']:.4f}) | {m['own_rank_kid']} of {len(m['to_class'])} | {m['fd']:.2f} | "
+                     f"{fd_other} ({others[fd_other]['fd']:.2f}) | {m['own_rank_fd']} of {len(m['to_class'])} | "
+                     f"{held_out} | {conditioning_verdict(m)} | {m['precision']:.2f} | {m['recall']:.2f} | "
+                     f"{m['copy_rate']:.2f} | {_rgb(m['colour']['synthetic'])} / {_rgb(m['colour']['real_train'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def stack_grids(paths: list[Path], out: Path) -> Path:
+    """Stack per-class grid PNGs vertically into one figure."""
+    images = [Image.open(p).convert("RGB") for p in paths]
+    canvas = Image.new("RGB", (max(i.width for i in images), sum(i.height for i in images)), "white")
+    top = 0
+    for image in images:
+        canvas.paste(image, (0, top))
+        top += image.height
+    out.parent.mkdir(parents=True, exist_ok=True)
+    canvas.save(out, optimize=True)
+    return out
+
+
+def _generator_quality_lines(ctx: ReportContext, figures: Path) -> list[str]:
+    """One ``synth.evaluate`` table and grid figure per generator whose evaluation has finished."""
+    if not ctx.generator_quality:
+        return []
+    lines = ["## Generator quality", "",
+             "Each generator's images judged by `synth.evaluate` against the real training images of every class "
+             "(KID and Fréchet distance in one feature space; held-out real images of the class, from the validation "
+             "split, ranked the same way as the reference a perfect generator reaches). The conditioning shows when "
+             "a class ranks its own real class first by KID, or no worse than its held-out real images do. "
+             "Figures: per class a row of real training images, a row of synthetic ones and the nearest training "
+             "image of each.", ""]
+    for name, (metrics, folder) in sorted(ctx.generator_quality.items()):
+        grids = [folder / "grids" / f"{c}.png" for c in metrics["classes"]]
+        lines += [f"### Generator `{name}`", "", quality_table(metrics)]
+        if grids and all(p.is_file() for p in grids):
+            figure = stack_grids(grids, figures / f"generator_{name}.png")
+            lines += [f"![real, synthetic and nearest training images, generator {name}](figures/{figure.name})", ""]
+    return lines
+
+
 def _running_time_lines(ctx: ReportContext) -> list[str]:
     """The running-time section: wall and CPU seconds per stage (nothing when no timings were recorded)."""
     if not ctx.timings:
@@ -750,7 +833,8 @@ def write_report(out_dir: Path, rows: list[dict[str, Any]], load: Callable[[str]
     comparison = _synthetic_effect_lines(effects, ctx) if legacy else \
         _arm_comparison_lines(cells, arm_effect, compared, fractions, ctx)
     lines = [*_setup_lines(ctx, cells, seeds), *_balanced_accuracy_lines(bal, fractions, ctx.level),
-             *_init_effect_lines(init_effect, ctx), *_minority_recall_lines(recall, fractions, ctx.level), *comparison,
+             *_init_effect_lines(init_effect, ctx), *_minority_recall_lines(recall, fractions, ctx.level),
+             *_generator_quality_lines(ctx, figures), *comparison,
              *_running_time_lines(ctx), *FILES_SECTION]
     path = out_dir / "report.md"
     path.write_text("\n".join(lines))

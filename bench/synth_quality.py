@@ -22,12 +22,9 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
-
-from PIL import Image
 
 from dermkit.console import console, entry_point
-from dermkit.vocab import display_name
+from bench.report import quality_table, stack_grids
 from bench.runner import run_stage
 
 # The evaluation's report folder inside the samples folder (synth.evaluate's default place too),
@@ -58,50 +55,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "random-init resnet18)")
     parser.add_argument("--figure", default="", help="write the stacked per-class grids to this PNG")
     return parser.parse_args(argv)
-
-
-def rgb(colour: dict[str, list[float]]) -> str:
-    """``(r, g, b)`` of a colour entry of the evaluation report, two decimals."""
-    return "(" + ", ".join(f"{v:.2f}" for v in colour["mean_rgb"]) + ")"
-
-
-def quality_table(report: dict[str, Any]) -> str:
-    """The markdown table of ``quality.md``: one row per synthetic class of a ``synth.evaluate`` report.
-
-    Args:
-        report: the evaluation's ``metrics.json``.
-    """
-    lines = [f"Feature space: {report['feature_space']}", "",
-             "| synthetic class | n | KID to own class | nearest other class by KID (KID) | own rank KID | "
-             "FD to own class | nearest other class by FD (FD) | own rank FD | held-out real: n, KID to own class, "
-             "own rank KID, FD "
-             "| precision | recall | copy rate | mean RGB synthetic / real |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for klass, m in report["classes"].items():
-        others = {c: v for c, v in m["to_class"].items() if c != klass}
-        kid_other = min(others, key=lambda c: others[c]["kid"])
-        fd_other = min(others, key=lambda c: others[c]["fd"])
-        ref = m.get("held_out_real")
-        held_out = f"{ref['n']}, {ref['kid']:.4f}, {ref['own_rank_kid']}, {ref['own_rank_fd']}" if ref else "-"
-        lines.append(f"| {klass} ({display_name(klass)}) | {m['synthetic']} | {m['kid']:.4f} | {kid_other} "
-                     f"({others[kid_other]['kid']:.4f}) | {m['own_rank_kid']} of {len(m['to_class'])} | {m['fd']:.2f} | "
-                     f"{fd_other} ({others[fd_other]['fd']:.2f}) | {m['own_rank_fd']} of {len(m['to_class'])} | "
-                     f"{held_out} | {m['precision']:.2f} | {m['recall']:.2f} | {m['copy_rate']:.2f} | "
-                     f"{rgb(m['colour']['synthetic'])} / {rgb(m['colour']['real_train'])} |")
-    return "\n".join(lines) + "\n"
-
-
-def stack_grids(paths: list[Path], out: Path) -> Path:
-    """Stack per-class grid PNGs vertically into one figure."""
-    images = [Image.open(p).convert("RGB") for p in paths]
-    canvas = Image.new("RGB", (max(i.width for i in images), sum(i.height for i in images)), "white")
-    top = 0
-    for image in images:
-        canvas.paste(image, (0, top))
-        top += image.height
-    out.parent.mkdir(parents=True, exist_ok=True)
-    canvas.save(out, optimize=True)
-    return out
 
 
 @entry_point

@@ -119,6 +119,39 @@ def test_arms_plan_a_keyed_cell_each_and_one_filter_per_real_cell(tmp_path: Path
     assert not any(a.startswith("synth.max_ratio") for a in filtered.args)  # plain `filtered`: the stage's ratio
     # The generator of a fraction reads only that fraction's labels.
     assert "data.fraction=0.1" in steps["synth-train/f0.1"].args
+    # Each generation is judged once by synth.evaluate, which no cell reads.
+    evaluate = steps["synth-evaluate/f0.1"]
+    assert evaluate.module == "synth.evaluate" and evaluate.inputs == [generate]
+    assert evaluate.args[:2] == ["--synthetic", str(generate.out_dir)]
+    assert "backbone=tiny_cnn" in evaluate.args and "small_stem=True" in evaluate.args  # the grid's random-init model
+    assert not any(evaluate in s.inputs for s in steps.values())
+
+
+def test_generator_evaluation_is_keyed_by_its_feature_space_file(tmp_path: Path) -> None:
+    weights = tmp_path / "backbone.safetensors"
+    weights.write_bytes(b"weights one")
+    weights.with_suffix(".json").write_text("{}")
+    moved = tmp_path / "elsewhere" / "backbone.safetensors"
+    moved.parent.mkdir()
+    moved.write_bytes(b"weights one")
+    moved.with_suffix(".json").write_text("{}")
+
+    def evaluation(path: Path) -> Step:
+        return _plan(tmp_path / "out", f"synth.evaluate_weights={path}")["synth-evaluate/f1"]
+
+    first = evaluation(weights)
+    assert f"weights={weights}" in first.args and not any(a.startswith("backbone=") for a in first.args)
+    generate = first.inputs[0]
+    generate.out_dir.mkdir(parents=True)
+    for output in generate.outputs:
+        (generate.out_dir / output).write_text(output)
+    mark_done(generate, "k", 1.0)
+    key = first.key(tmp_path / "out", DATA)
+    assert evaluation(moved).key(tmp_path / "out", DATA) == key  # the same file elsewhere: the same step
+    weights.write_bytes(b"weights two")
+    assert evaluation(weights).key(tmp_path / "out", DATA) != key  # another feature space: judged again
+    with pytest.raises(DermkitError, match="synth.evaluate_weights: .*missing.safetensors"):
+        validate(_cfg(f"synth.evaluate_weights={tmp_path / 'missing.safetensors'}"))
 
 
 def test_synth_ratio_generates_what_the_largest_arm_can_use(tmp_path: Path) -> None:
@@ -369,13 +402,18 @@ def test_arm_grid_on_demo_data_runs_filters_and_resumes(tmp_path: Path, demo_cac
     report = (out / "report.md").read_text()
     assert "## Synthetic images against oversampling" in report
     assert "| f1-random-s0 | 2 / 2 | 2 / 2 |" in report  # min_prob 0 keeps every generated image
+    # The generator's images judged once, in the report with their grid figure.
+    quality = report[report.index("## Generator quality"):report.index("## Synthetic images against oversampling")]
+    assert "### Generator `f1`" in quality and "| mel (" in quality and "| df (" in quality
+    assert "random-init tiny_cnn" in quality and "(figures/generator_f1.png)" in quality
+    assert (out / "figures" / "generator_f1.png").is_file()
     assert {r["arm"] for r in read_results(out / "results.csv")} == {"real", "oversample", "synth2", "filtered"}
 
     def finished() -> dict[str, str]:  # step folder -> its done.json
         return {p.parent.name: p.read_text() for p in out.rglob(DONE_FILE)}
 
     first = finished()
-    assert len(first) == 2 + 1 + 4  # generator, generation, filter, four cells
+    assert len(first) == 2 + 1 + 1 + 4  # generator, generation, its evaluation, filter, four cells
     assert main(["--config", str(config), "--out", str(out)]) == 0
     assert finished() == first  # nothing recomputed
 
