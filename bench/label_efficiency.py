@@ -709,7 +709,8 @@ def reuse_cells(steps: list[Step], source: Path, out: Path, fingerprint: dict[st
     another grid's run folder; checked by :func:`validate`) under the key it has here; returns the
     names taken.
 
-    Left to run, with the reason counted in the message: a cell absent from ``source``; a cell whose
+    Left to run, with the reason counted in the message: a cell absent from ``source`` or not finished
+    there (a run folder's cell under way); a cell whose
     inputs (a pretraining or generator step) have not finished here, so it cannot be keyed yet; a
     cell whose checkpoint another step reads (a ``filtered`` arm's filter) when ``source`` lacks that
     checkpoint (an export: checkpoints are not exported; a run folder has them, and the checkpoint
@@ -723,6 +724,9 @@ def reuse_cells(steps: list[Step], source: Path, out: Path, fingerprint: dict[st
         folder = cells / step.cell.cell_id
         if not folder.is_dir():
             left["not in the folder"].append(step.name)
+            continue
+        if not (folder / DONE_FILE).is_file():  # a run folder's cell still under way (or stopped) there
+            left["not finished there"].append(step.name)
             continue
         extra: tuple[str, ...] = ()
         if step.name in read_by_others:  # a filter reads its checkpoint: take the cell only with it

@@ -79,6 +79,19 @@ def test_reuse_takes_a_real_cell_with_its_checkpoint_from_a_run_folder(tmp_path:
     assert is_done(step, step.key(tmp_path / "out", DATA))
 
 
+def test_reuse_says_a_cell_under_way_in_the_source_is_not_finished(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    # Another grid still training a cell: its folder has a checkpoint but no done.json yet.
+    steps = _plan(tmp_path / "out")
+    under_way = tmp_path / "other-grid" / "cells" / "f1-random-real-s0"
+    (under_way / "checkpoints").mkdir(parents=True)
+    (under_way / "checkpoints" / "last.ckpt").write_bytes(b"state")
+    assert reuse_cells(list(steps.values()), tmp_path / "other-grid", tmp_path / "out", DATA) == []
+    err = " ".join(capsys.readouterr().err.split())
+    assert "1: not finished there" in err and "other settings" not in err
+    assert not steps["cell/f1-random-real-s0"].out_dir.exists()
+
+
 def test_arms_plan_a_keyed_cell_each_and_one_filter_per_real_cell(tmp_path: Path) -> None:
     steps = _plan(tmp_path)
     cells = [s for s in steps.values() if s.kind == "cell"]
