@@ -701,7 +701,8 @@ def conditioning_verdict(metrics: dict[str, Any]) -> str:
         return "yes: own class first"
     held_out = metrics.get("held_out_real")
     if held_out and own <= int(held_out["own_rank_kid"]):
-        return f"yes: rank {own}, held-out real {held_out['own_rank_kid']}"
+        return (f"as held-out real: rank {own}, held-out {held_out['own_rank_kid']} (this feature space does not "
+                "separate the class)")
     return f"no: rank {own}" + (f", held-out real {held_out['own_rank_kid']}" if held_out else "")
 
 

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from bench.grid import Cell
-from bench.report import FIGURES, INIT_FIGURE, ReportContext, write_report
+from bench.report import FIGURES, INIT_FIGURE, ReportContext, conditioning_verdict, write_report
 from bench.results import read_predictions, read_results, result_rows, write_results
 from dermkit.errors import DermkitError
 from dermkit.metrics import classification_report
@@ -176,3 +176,16 @@ def test_report_refuses_pairs_tested_on_different_images(grid_dir: tuple[Path, l
     victim.write_text("\n".join(lines[:-1]) + "\n")  # one test image fewer
     with pytest.raises(DermkitError, match="different images"):
         write_report(root, rows, lambda c: read_predictions(root / "cells" / c), _context())
+
+
+@pytest.mark.parametrize(("own", "held_out", "verdict"), [
+    (1, 3, "yes: own class first"),
+    (2, 3, "as held-out real: rank 2, held-out 3"),
+    (3, 3, "as held-out real: rank 3, held-out 3"),
+    (3, 1, "no: rank 3, held-out real 1"),
+    (2, None, "no: rank 2"),
+])
+def test_conditioning_shows_when_a_class_ranks_first_or_as_well_as_held_out_real_images(
+        own: int, held_out: int | None, verdict: str) -> None:
+    metrics = {"own_rank_kid": own, **({"held_out_real": {"own_rank_kid": held_out}} if held_out else {})}
+    assert conditioning_verdict(metrics).startswith(verdict)
