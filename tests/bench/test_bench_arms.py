@@ -358,7 +358,7 @@ def test_synth_compare_preset_plans_every_arm(tmp_path: Path) -> None:
                 assert f"cell/f{fraction}-random-{arm}-s{seed}" in steps
             assert [i.name for i in steps[f"synth-filter/f{fraction}-random-s{seed}"].inputs] == [
                 f"cell/f{fraction}-random-real-s{seed}", f"synth-generate/f{fraction}"]
-    assert len(steps) == 2 + 2 + 6 + 36
+    assert len(steps) == 2 + 2 + 2 + 6 + 36  # generators, generations, their evaluations, filters, cells
 
 
 # One --check-configs process per stage module (four): ~45 s idle. The preset's plan is checked by a

@@ -23,16 +23,16 @@ def dry_run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("preset, steps, cells", [
-    ("gpu-full", 98, 90),
+    ("gpu-full", 101, 90),
     # The same path as gpu-full for a smaller preset (make demo runs the demo preset itself).
-    pytest.param("demo", 40, 36, marks=pytest.mark.long),
+    pytest.param("demo", 41, 36, marks=pytest.mark.long),
 ])
 def test_dry_run_checks_every_step_and_writes_nothing(preset: str, steps: int, cells: int, tmp_path: Path) -> None:
     done = dry_run(tmp_path, "--preset", preset)
     out = done.stdout + done.stderr
     assert done.returncode == 0, out[-3000:]
     assert f"dry run: {steps} steps" in out
-    for module in ("ssl.pretrain", "synth.train", "synth.generate", "finetune.train"):
+    for module in ("ssl.pretrain", "synth.train", "synth.generate", "synth.evaluate", "finetune.train"):
         assert f"of python -m {module}" in out
     assert out.count("  $ python -m finetune.train ") == cells
     assert "estimated cost" in out and "peak memory" in out

@@ -160,16 +160,16 @@ def test_two_cell_grid_on_demo_data_resumes(tmp_path: Path, demo_cache: Path, mo
         return {p.parent.name: p.read_text() for p in out.rglob(DONE_FILE)}
 
     first = finished()
-    assert len(first) == 4  # generator, generation, two cells
+    assert len(first) == 5  # generator, generation, its evaluation, two cells
     assert main(["--config", str(config), "--out", str(out)]) == 0
     assert finished() == first  # nothing recomputed
 
-    # More synthetic images: generation and the synthetic cell run again, the generator and the
-    # real-only cell are reused.
+    # More synthetic images: generation, its evaluation and the synthetic cell run again, the generator
+    # and the real-only cell are reused.
     assert main(["--config", str(config), "--out", str(out), "synth.n_per_class=3"]) == 0
     again = finished()
     changed = sorted(name for name in first if again[name] != first[name])
-    assert changed == ["f1-random-synth-s0", "generate-f1"]
+    assert changed == ["evaluate-f1", "f1-random-synth-s0", "generate-f1"]
 
     # A new machine: the exported results (no checkpoints) bring the finished cell back into a new
     # folder without running it; the synthetic cell's generator is not there, so it would run.
@@ -277,9 +277,12 @@ def test_every_preset_override_is_a_key_of_its_stage() -> None:
     """A misspelt stage key in a preset would only fail hours into a grid; check them against the stages."""
     schemas = {m: OmegaConf.create(_stage_output(m, "--help-config"))
                for m in ("ssl.pretrain", "synth.train", "finetune.train")}
-    schemas["finetune.filter_synthetic"] = OmegaConf.create(_stage_output("finetune.filter_synthetic", "--help-config"))
+    # The stages called with --flags and key=value overrides both: their flags against --help, their keys
+    # against the schema.
+    flagged = ("finetune.filter_synthetic", "synth.evaluate")
+    schemas.update({m: OmegaConf.create(_stage_output(m, "--help-config")) for m in flagged})
+    helps = {m: _stage_output(m, "--help") for m in flagged}
     generate_help = _stage_output("synth.generate", "--help")
-    filter_help = _stage_output("finetune.filter_synthetic", "--help")
     for preset in PRESETS:
         cfg = parse_args(["--preset", preset])
         for step in build_steps(cfg, Path("/nonexistent")):
@@ -287,9 +290,9 @@ def test_every_preset_override_is_a_key_of_its_stage() -> None:
                 flags = [a for a in step.args if a.startswith("--")]
                 assert all(f in generate_help for f in flags), (preset, flags)
                 continue
-            if step.module == "finetune.filter_synthetic":  # flags with values, then key=value overrides
+            if step.module in flagged:  # flags with values, then key=value overrides
                 flags = [a for a in step.args if a.startswith("--")]
-                assert all(f in filter_help for f in flags), (preset, flags)
+                assert all(f in helps[step.module] for f in flags), (preset, flags)
                 for arg in (a for a in step.args if "=" in a and not a.startswith(("--", "/", "<"))):
                     assert OmegaConf.select(schemas[step.module], arg.split("=", 1)[0], default="<missing>") != \
                         "<missing>", f"preset {preset}: {step.module} has no config key {arg!r}"
