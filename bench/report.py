@@ -544,11 +544,12 @@ def _arm_column(keys: Any) -> str:
 
 
 def _minority_recall_lines(recall: dict[str, dict[tuple[float, str, str], Interval]], fractions: list[float],
-                           level: float) -> list[str]:
-    """The minority-recall section (nothing when no minority class was tested)."""
+                           level: float, synthetic: bool) -> list[str]:
+    """The minority-recall section (nothing when no minority class was tested); ``synthetic``: some cells
+    trained on synthetic images."""
     if not recall:
         return []
-    lines = ["## Minority-class recall with and without synthetic images", "",
+    lines = ["## Minority-class recall" + (" with and without synthetic images" if synthetic else ""), "",
              f"![minority recall](figures/{FIGURES['minority_recall']})", "",
              f"Test recall, mean over seeds [{level:.0%} t-interval]; columns are label fractions.", ""]
     body = []
@@ -831,10 +832,12 @@ def write_report(out_dir: Path, rows: list[dict[str, Any]], load: Callable[[str]
         plot_init_effects(figures / INIT_FIGURE, init_effect, ctx.level)
 
     fractions = sorted({k[0] for k in bal})  # the columns of both fraction tables
-    comparison = _synthetic_effect_lines(effects, ctx) if legacy else \
+    # A grid of real images only (cpu-real) asks nothing about synthetic images: no section on them.
+    synthetic = any(parse_arm(arm).synthetic for arm in _arms_of(cells))
+    comparison = (_synthetic_effect_lines(effects, ctx) if synthetic else []) if legacy else \
         _arm_comparison_lines(cells, arm_effect, compared, fractions, ctx)
     lines = [*_setup_lines(ctx, cells, seeds), *_balanced_accuracy_lines(bal, fractions, ctx.level),
-             *_init_effect_lines(init_effect, ctx), *_minority_recall_lines(recall, fractions, ctx.level),
+             *_init_effect_lines(init_effect, ctx), *_minority_recall_lines(recall, fractions, ctx.level, synthetic),
              *_generator_quality_lines(ctx, figures), *comparison,
              *_running_time_lines(ctx), *FILES_SECTION]
     path = out_dir / "report.md"

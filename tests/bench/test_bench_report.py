@@ -160,6 +160,19 @@ def test_init_comparison_pairs_only_the_seeds_both_have_and_needs_two_for_a_verd
     assert "Does pretraining help?" not in text and not (tmp_path / "random" / "figures" / INIT_FIGURE).exists()
 
 
+def test_a_grid_of_real_images_only_says_nothing_about_synthetic_images(grid_dir: tuple[Path, list[dict]],
+                                                                         tmp_path: Path) -> None:
+    root, _ = grid_dir
+    rows = [r for r in read_results(root / "results.csv") if not r["synthetic"]]
+    text = write_report(tmp_path, rows, lambda c: read_predictions(root / "cells" / c), _context()).read_text()
+    assert "## Minority-class recall\n" in text and "with and without synthetic images" not in text
+    assert "## Do synthetic images help" not in text and "No paired cells" not in text
+    full = write_report(tmp_path / "all", read_results(root / "results.csv"),
+                        lambda c: read_predictions(root / "cells" / c), _context()).read_text()
+    assert "## Minority-class recall with and without synthetic images" in full
+    assert "## Do synthetic images help the minority classes?" in full
+
+
 def test_report_on_real_data_has_no_demo_banner(grid_dir: tuple[Path, list[dict]]) -> None:
     root, _ = grid_dir
     rows = read_results(root / "results.csv")
