@@ -270,10 +270,10 @@ def filter_cost(cfg: dict[str, Any], classifier: dict[str, Any], images: int) ->
 
 
 def synth_evaluate_cost(architecture: str, small_stem: bool, size: int, synthetic: int, train_images: int,
-                        device: tuple[str, bool] = ("cpu", False)) -> Estimate:
-    """``synth.evaluate``: one backbone forward pass per training, synthetic and held-out image (as many
-    held-out as synthetic); the pixel-space nearest neighbours are not counted (small beside them at
-    64 px).
+                        classes: int, grid_images: int) -> Estimate:
+    """``synth.evaluate`` (on the CPU, where it embeds): one backbone forward pass per training, synthetic
+    and held-out image (as many held-out as synthetic); the pixel-space nearest neighbours are not
+    counted (small beside them at 64 px).
 
     Args:
         architecture: the feature space's backbone (its card's, or the random-init one).
@@ -281,14 +281,18 @@ def synth_evaluate_cost(architecture: str, small_stem: bool, size: int, syntheti
         size: the side it embeds at.
         synthetic: synthetic images judged.
         train_images: real training images they are compared with.
-        device: (device kind, bf16?) of the forward passes.
+        classes: synthetic classes (one grid PNG each).
+        grid_images: images per row of a grid (``grid_images``: rows of real, synthetic and nearest
+            training images, each tile shown at 64 px).
     """
     net = backbone_profile(architecture, small_stem, size)
     images = train_images + 2 * synthetic
-    seconds = images * net.forward_flops / EFFECTIVE_FLOPS[device]
+    seconds = images * net.forward_flops / EFFECTIVE_FLOPS[("cpu", False)]
     # The training and synthetic images at the evaluated size are held in memory with their features.
     memory = net.params * 4 + net.largest_activation * 128 * 4 * 2 + (train_images + synthetic) * size * size * 3
-    return Estimate(seconds, synthetic * 4096, memory, f"{images} images x 1 forward pass")
+    # At most: each grid as raw RGB (a PNG is smaller) and one near_copies.csv row (~100 bytes) per image.
+    disk = classes * 3 * grid_images * 64 * 64 * 3 + synthetic * 100
+    return Estimate(seconds, disk, memory, f"{images} images x 1 forward pass")
 
 
 def human_bytes(value: float) -> str:

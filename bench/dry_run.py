@@ -142,10 +142,11 @@ def estimate(step: Step, config: dict[str, Any], configs: dict[str, dict[str, An
         generate = step.inputs[0]
         size = int(configs[generate.inputs[0].name]["data"]["image_size"])
         space = read_card(config["weights"]) if config["weights"] else None
-        synthetic = int(sum(generated_images(generate, configs, split["train"]).values()))
+        generated = generated_images(generate, configs, split["train"])
         return synth_evaluate_cost(space.architecture if space else str(config["backbone"]),
                                    space.small_stem if space else bool(config["small_stem"]),
-                                   space.input_size if space else size, synthetic, split["train"])
+                                   space.input_size if space else size, int(sum(generated.values())), split["train"],
+                                   len(generated), int(config["grid_images"]))
     if step.module == "finetune.filter_synthetic":
         scored = generated_images(step.inputs[1], configs, split["train"])
         return filter_cost(config, configs[step.inputs[0].name], int(sum(scored.values())))
