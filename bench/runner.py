@@ -31,10 +31,14 @@ from rich.text import Text
 from dermkit.config import REPO_ROOT
 from dermkit.console import console
 from dermkit.errors import DermkitError
+from dermkit.progress_file import Progress, read_progress
+from bench.cost import human_seconds
 from bench.grid import LOG_FILE, Step, is_done, mark_done, prepare_folder, record_attempt
 
 POLL_SECONDS = 0.5
 LOG_TAIL_LINES = 15
+# Without a terminal (nohup, CI) the live table is not redrawn: a plain status every this many seconds.
+STATUS_EVERY_S = 600.0
 
 
 @dataclass
@@ -45,6 +49,16 @@ class _Running:
     log: IO[str]
     started: float
     cpu_seconds: float = 0.0
+    first_progress: Progress | None = None  # the first progress.json seen in this attempt (for the rate)
+
+    def progress(self) -> str:
+        """The step's ``progress.json`` in words (see :func:`progress_text`); empty without one."""
+        now = read_progress(self.step.out_dir)
+        if now is None or now.updated < self.started:  # a file left by an earlier attempt
+            return ""
+        if self.first_progress is None:
+            self.first_progress = now
+        return progress_text(now, self.first_progress)
 
     def reap(self) -> bool:
         """Whether the process has exited; if so, record its exit status and CPU time.
@@ -66,6 +80,19 @@ class _Running:
         """Block until the process has exited, recording what :meth:`reap` records."""
         while not self.reap():
             time.sleep(POLL_SECONDS / 10)
+
+
+def progress_text(now: Progress, first: Progress) -> str:
+    """``"step 1,234/20,000 (6%), 1.62 s/step, ~8.4 h left"``: the rate from ``first`` to ``now``
+    (two readings of one attempt), omitted until there are two."""
+    unit = now.unit.removesuffix("s")
+    text = f"{unit} {now.done:,}/{now.total:,} ({now.done / now.total:.0%})" if now.total else f"{unit} {now.done:,}"
+    if now.done <= first.done or now.updated <= first.updated:
+        return text
+    per_unit = (now.updated - first.updated) / (now.done - first.done)
+    rate = f"{per_unit:.2f} s/{unit}" if per_unit >= 1 else f"{1 / per_unit:.1f} {now.unit}/s"
+    left = f", ~{human_seconds(per_unit * (now.total - now.done))} left" if now.total else ""
+    return f"{text}, {rate}{left}"
 
 
 @dataclass
@@ -233,6 +260,7 @@ class Runner:
         summary = RunSummary()
         running: list[_Running] = []
         stop = False  # set by a failure without keep_going: launch nothing new, let running steps end
+        last_status = time.time()
         with Live(self._render(running), console=console, refresh_per_second=2, transient=False) as live:
             try:
                 while True:
@@ -250,6 +278,9 @@ class Runner:
                         if not self._finish(job, summary):
                             stop = stop or not self.keep_going
                     live.update(self._render(running))
+                    if not console.is_terminal and time.time() - last_status >= STATUS_EVERY_S:
+                        self._print_status(running)
+                        last_status = time.time()
             except KeyboardInterrupt:
                 for job in running:  # only the processes started here; SIGTERM: each saves its state
                     job.process.terminate()
@@ -320,6 +351,18 @@ class Runner:
         how = "cached" if cached else f"{seconds:.0f} s"
         self.finished_lines.append(f"{step.name} ({how})" + (f": {result}" if result else ""))
 
+    @staticmethod
+    def _running_line(job: _Running) -> str:
+        progress = job.progress()
+        return (f"[cyan]running[/] {job.step.name} ({human_seconds(time.time() - job.started)}"
+                + (f"; {progress})" if progress else ")"))
+
+    def _print_status(self, running: list[_Running]) -> None:
+        """One plain status line per running step, for a log without a terminal."""
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        for job in running:
+            console.print(f"\\[bench] {stamp} " + self._running_line(job), highlight=False, soft_wrap=True)
+
     def _render(self, running: list[_Running]) -> Group:
         kinds = list(dict.fromkeys(s.kind for s in self.steps))
         counts = Table(title=f"label-efficiency grid · {time.time() - self.started_at:.0f} s elapsed")
@@ -331,8 +374,7 @@ class Runner:
             now = states.count("running")
             failed = sum(st in ("failed", "blocked") for st in states)
             counts.add_row(kind, str(done), str(now), str(len(states) - done - now - failed), str(failed))
-        lines = [Text.from_markup(f"[cyan]running[/] {j.step.name} ({time.time() - j.started:.0f} s)")
-                 for j in running]
+        lines = [Text.from_markup(self._running_line(job)) for job in running]
         lines += [Text.from_markup(line) for line in self.finished_lines[-5:]]
         return Group(counts, *lines)
 

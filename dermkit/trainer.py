@@ -8,6 +8,7 @@ looks the same whichever stage wrote it::
     checkpoints/last.prev.ckpt     the one before, in case the machine died while writing last.ckpt
     checkpoints/best-epochNN.ckpt  the best epoch by ``monitor`` (stages with a validation metric)
     logs/metrics.csv               every logged value; a resumed run appends to it
+    progress.json                  optimiser steps done of those planned (dermkit.progress_file)
     logs/tensorboard/              the same for TensorBoard
 
 Versioned folders (``version_N``, ``last-v1.ckpt``) are switched off on purpose: a resumed run
@@ -17,6 +18,8 @@ continues its own files instead of starting a second set beside them.
 from __future__ import annotations
 
 import csv
+import math
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,6 +33,11 @@ from pytorch_lightning.loggers.logger import rank_zero_experiment
 from dermkit.checkpoint_io import KeepPreviousCheckpointIO
 from dermkit.config import TrainerConfig, trainer_kwargs
 from dermkit.interrupt import CheckpointOnInterrupt
+from dermkit.progress_file import write_progress
+
+
+# Often enough for a person looking in, rare enough to cost nothing beside a training step.
+PROGRESS_EVERY_S = 10.0
 
 
 class ProgressBar(RichProgressBar):
@@ -84,6 +92,38 @@ class LastAtEpochEnd(pl.Callback):
             trainer.save_checkpoint(self.path)
 
 
+class ProgressFileCallback(pl.Callback):
+    """Writes the optimiser steps done and planned to ``progress.json`` (:mod:`dermkit.progress_file`).
+
+    The total is Lightning's ``estimated_stepping_batches`` (``max_steps``, or ``max_epochs`` times
+    the optimiser steps of an epoch); 0 when the run has no end. Only the global-zero process
+    writes, so a DDP run keeps one file.
+
+    Args:
+        folder: the run folder.
+        every_s: seconds between writes during training (the end of training always writes).
+    """
+
+    def __init__(self, folder: Path, every_s: float = PROGRESS_EVERY_S) -> None:
+        self.folder = folder
+        self.every_s = every_s
+        self._last_write = -math.inf
+
+    def _write(self, trainer: pl.Trainer) -> None:
+        if not trainer.is_global_zero:
+            return
+        total = trainer.estimated_stepping_batches
+        write_progress(self.folder, trainer.global_step, int(total) if math.isfinite(total) else 0, "steps")
+        self._last_write = time.monotonic()
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: object, **kwargs: object) -> None:
+        if time.monotonic() - self._last_write >= self.every_s:
+            self._write(trainer)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._write(trainer)
+
+
 def run_loggers(out_dir: Path) -> list[CSVLogger | TensorBoardLogger]:
     """CSV (``logs/metrics.csv``) and TensorBoard (``logs/tensorboard/``) loggers of a run folder."""
     return [AppendingCSVLogger(str(out_dir), name="", version="logs"),
@@ -131,6 +171,7 @@ def build_trainer(cfg: TrainerConfig, out_dir: Path, *, monitor: str = "", every
     # them) are saved here, so that a finished run's last.ckpt is its final state.
     at_epoch_end = [LastAtEpochEnd(folder / "last.ckpt", every_n_train_steps)] if every_n_train_steps else []
     kwargs = {**trainer_kwargs(cfg), "default_root_dir": str(out_dir), "logger": run_loggers(out_dir),
-              "callbacks": [*([best] if best else []), last, *at_epoch_end, on_interrupt, *callbacks, ProgressBar()],
+              "callbacks": [*([best] if best else []), last, *at_epoch_end, on_interrupt, *callbacks,
+                            ProgressFileCallback(out_dir), ProgressBar()],
               "plugins": [KeepPreviousCheckpointIO()], **trainer_args}
     return pl.Trainer(**kwargs), best or last

@@ -29,6 +29,7 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from dermkit.config import Flag, parse_config
 from dermkit.console import console, entry_point, print_table, progress
+from dermkit.progress_file import write_progress
 from dermkit.errors import DermkitError
 from dermkit.flags import out_flag
 from dermkit.manifest import (MANIFEST_CSV, ManifestRow, generator_header, read_manifest, synthetic_limit, write_header,
@@ -216,9 +217,11 @@ def write_batch(out: Path, cfg: GenerateConfig, batch: list[tuple[str, int]], se
 
 
 def make_images(cfg: GenerateConfig, out: Path, unet: UNet2DModel, scheduler: SchedulerMixin, info: GeneratorInfo,
-                weights_hash: str, todo: list[tuple[str, int]],
-                rows: list[ManifestRow]) -> tuple[list[ManifestRow], Counter[str]]:
+                weights_hash: str, todo: list[tuple[str, int]], rows: list[ManifestRow],
+                total: int) -> tuple[list[ManifestRow], Counter[str]]:
     """Sample the images ``todo`` names (class, index) batch by batch, listing each batch once written.
+
+    ``progress.json`` counts the ``total`` images wanted, those made by earlier runs included.
 
     Returns:
         (the folder's manifest rows after the last batch, images made per class).
@@ -228,6 +231,7 @@ def make_images(cfg: GenerateConfig, out: Path, unet: UNet2DModel, scheduler: Sc
     """
     label_of = {c: i for i, c in enumerate(info.classes)}
     made: Counter[str] = Counter()
+    write_progress(out, total - len(todo), total, "images")
     with progress() as bar:
         task = bar.add_task(f"Generating ({cfg.sampler}, {cfg.steps} steps, w={cfg.guidance})", total=len(todo))
         try:
@@ -241,6 +245,7 @@ def make_images(cfg: GenerateConfig, out: Path, unet: UNet2DModel, scheduler: Sc
                 # After the PNGs are in place (lists complete files only); merged with other writers' rows.
                 rows = update_manifest(out, batch_rows)
                 bar.advance(task, len(batch))
+                write_progress(out, total - len(todo) + first + len(batch), total, "images")
         except KeyboardInterrupt:
             remove_partials(out)
             console.print(f"[yellow]Interrupted: {sum(made.values())} new images saved and listed in "
@@ -271,7 +276,7 @@ def generate(cfg: GenerateConfig) -> list[ManifestRow]:
     todo = [(c, i) for c in classes for i in range(wanted[c]) if (c, i) not in done]
     unet.to(device)
     start = time.perf_counter()
-    rows, made = make_images(cfg, out, unet, scheduler, info, weights_hash, todo, rows)
+    rows, made = make_images(cfg, out, unet, scheduler, info, weights_hash, todo, rows, sum(wanted.values()))
     seconds = time.perf_counter() - start
     in_folder = {c: sum(r.klass == c for r in rows) for c in classes}
     print_table(f"synth.generate -> {out} ({sum(made.values())} images in {seconds:.1f} s)",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -306,3 +307,51 @@ def test_sigterm_stops_a_foreground_stage_too(tmp_path: Path, monkeypatch: pytes
         run_stage("waiting_stage", [str(folder)])
     assert (folder / "terminated").read_text() == "SIGTERM"
     assert not Path(f"/proc/{(folder / 'pid').read_text()}").exists()
+
+
+# A stage that reports progress.json twice, a second apart, then waits before finishing.
+PROGRESS_STAGE = """
+import pathlib, sys, time
+from dermkit.progress_file import write_progress
+out = pathlib.Path(sys.argv[1])
+write_progress(out, 1, 10, "steps")
+time.sleep(1.0)
+write_progress(out, 3, 10, "steps")
+time.sleep(2.0)
+(out / "result.txt").write_text("done")
+"""
+
+
+def test_a_grid_without_a_terminal_prints_each_running_steps_progress(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A grid under nohup has no live table: it prints a status line with the step's progress.json
+    (steps done of planned, rate, time left) instead, and ignores a file left by an earlier attempt."""
+    import bench.runner as runner_module
+
+    monkeypatch.setattr(runner_module, "STATUS_EVERY_S", 0.0)
+    stages = _stage_dir(tmp_path)
+    (stages / "progress_stage.py").write_text(PROGRESS_STAGE)
+    folder = tmp_path / "out" / "a"
+    folder.mkdir(parents=True)
+    (folder / "progress.json").write_text('{"done": 7, "total": 9, "unit": "steps", "updated": 0}')  # stale
+    steps = [Step("a", "kind", "progress_stage", [str(folder)], folder, ("result.txt",))]
+    repo = Path(__file__).resolve().parents[2]
+    assert Runner(steps, tmp_path / "out", DATA, env={"PYTHONPATH": f"{stages}:{repo}"}).run().ok
+    err = capsys.readouterr().err
+    assert "[bench] " in err and "running a" in err
+    assert "step 1/10 (10%)" in err
+    assert re.search(r"step 3/10 \(30%\), [0-9.]+ steps/s, ~[0-9] s left", err)  # the rate of two readings
+    assert "7/9" not in err
+
+
+def test_progress_text_gives_the_rate_and_time_left_once_there_are_two_readings() -> None:
+    from bench.runner import progress_text
+    from dermkit.progress_file import Progress
+
+    first = Progress(100, 20000, "steps", 1000.0)
+    assert progress_text(first, first) == "step 100/20,000 (0%)"
+    assert progress_text(Progress(600, 20000, "steps", 1800.0), first) == \
+        "step 600/20,000 (3%), 1.60 s/step, ~8.6 h left"
+    fast = Progress(40, 100, "images", 1002.0)
+    assert progress_text(fast, Progress(0, 100, "images", 1000.0)) == "image 40/100 (40%), 20.0 images/s, ~3 s left"
+    assert progress_text(Progress(5, 0, "steps", 1001.0), Progress(1, 0, "steps", 1000.0)) == "step 5, 4.0 steps/s"

@@ -14,6 +14,7 @@ import synth.generate as generate_module
 from dermkit.config import parse_config
 from dermkit.errors import DermkitError
 from dermkit.manifest import read_manifest
+from dermkit.progress_file import read_progress
 from synth.generate import FLAGS, GenerateConfig, generate
 from synth.generator import load_generator
 from synth.sampling import make_sampler, sample
@@ -97,11 +98,14 @@ def test_interrupted_run_resumes_without_duplicates(tiny_generator: Path, tmp_pa
         run(tiny_generator, out, "--class", "df", "--class", "vasc", "--n", "4")
     assert_manifest_complete(out)
     assert 0 < len(read_manifest(out)) < 8 or interrupt_at == "sample"
+    assert read_progress(out) is not None and (read_progress(out).done, read_progress(out).total) == (
+        len(read_manifest(out)), 8)  # what is listed, of what was asked
     monkeypatch.setattr(generate_module, target, original)
     rows = run(tiny_generator, out, "--class", "df", "--class", "vasc", "--n", "4")
     assert len(rows) == 8
     assert_manifest_complete(out)
     assert len(list(out.rglob("*.png"))) == 8
+    assert (read_progress(out).done, read_progress(out).total, read_progress(out).unit) == (8, 8, "images")
     ref = pixels(reference)
     assert all(np.array_equal(ref[f], img) for f, img in pixels(out).items())
 
