@@ -39,6 +39,7 @@ from dermkit.data.prepare import prepare_data
 from dermkit.data.splits import FRACTIONS
 from dermkit.errors import DermkitError, did_you_mean
 from dermkit.flags import out_flag
+from dermkit.progress_file import read_progress
 from dermkit.resume import claim_run_folder, runs_dir
 from dermkit.runinfo import write_run_info
 from dermkit.vocab import canonical_class
@@ -50,7 +51,7 @@ from bench.grid import (DONE_FILE, Cell, Step, adopt_finished, best_checkpoint, 
 from bench.report import ReportContext, arm_label, cell_table, seed_summary, write_report
 from bench.results import (METRICS_FILE, PREDICTIONS_FILE, read_metrics, read_predictions, read_results, result_rows,
                            write_results)
-from bench.runner import Runner, log_tail
+from bench.runner import Runner, log_tail, progress_text
 
 PROG = "python -m bench.label_efficiency"
 DESCRIPTION = ("Label-efficiency grid: pretrain (ssl), train a generator and make minority images (synth), "
@@ -622,6 +623,7 @@ def main(argv: list[str] | None = None) -> int:
     if cfg.run.reuse:
         reuse_cells(steps, repo_path(cfg.run.reuse), out, fingerprint)
     if report_only:
+        print_under_way(steps)
         finished = finished_cells(steps, out, fingerprint)
         report_finished(cfg, steps, finished, out, command, described, test_counts, started)
         if cfg.report.export:
@@ -677,6 +679,17 @@ def _run_and_report(cfg: BenchConfig, runner: Runner, steps: list[Step], out: Pa
     report = write_report(out, rows, lambda cell_id: read_predictions(cells_dir / cell_id), ctx)
     _print_summary(rows, out, report, time.time() - started, cfg.report.level)
     return True
+
+
+def print_under_way(steps: list[Step]) -> None:
+    """``--report-only``: how far each unfinished step with a ``progress.json`` had got, and when (a long
+    generator or pretraining step of a grid running elsewhere, or stopped between sessions)."""
+    for step in steps:
+        progress = read_progress(step.out_dir)
+        if progress is None or (step.out_dir / DONE_FILE).is_file():
+            continue
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(progress.updated))
+        console.print(f"under way: {step.name}, {progress_text(progress, progress)} at {when}", highlight=False)
 
 
 def report_finished(cfg: BenchConfig, steps: list[Step], finished: list[Step], out: Path, command: str,

@@ -301,3 +301,19 @@ def test_every_preset_override_is_a_key_of_its_stage() -> None:
                 key = arg.split("=", 1)[0]
                 assert OmegaConf.select(schemas[step.module], key, default="<missing>") != "<missing>", \
                     f"preset {preset}: {step.module} has no config key {key!r}"
+
+
+def test_report_only_says_how_far_each_unfinished_step_had_got(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from bench.grid import Step
+    from bench.label_efficiency import print_under_way
+    from dermkit.progress_file import write_progress
+
+    steps = [Step(name, "kind", "stage", [], tmp_path / name, ("out.txt",)) for name in ("train", "done", "idle")]
+    write_progress(tmp_path / "train", 1234, 20000, "steps")
+    write_progress(tmp_path / "done", 50, 50, "steps")
+    (tmp_path / "done" / DONE_FILE).write_text("{}")
+    print_under_way(steps)
+    err = capsys.readouterr().err
+    assert "under way: train, step 1,234/20,000 (6%) at " in err
+    assert "done" not in err.replace("under way", "") and "idle" not in err
