@@ -8,8 +8,8 @@ looks the same whichever stage wrote it::
     checkpoints/last.prev.ckpt     the one before, in case the machine died while writing last.ckpt
     checkpoints/best-epochNN.ckpt  the best epoch by ``monitor`` (stages with a validation metric)
     logs/metrics.csv               every logged value; a resumed run appends to it
-    progress.json                  optimiser steps done of those planned (dermkit.progress_file)
     logs/tensorboard/              the same for TensorBoard
+    progress.json                  optimiser steps done of those planned (dermkit.progress_file)
 
 Versioned folders (``version_N``, ``last-v1.ckpt``) are switched off on purpose: a resumed run
 continues its own files instead of starting a second set beside them.

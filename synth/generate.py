@@ -29,11 +29,11 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from dermkit.config import Flag, parse_config
 from dermkit.console import console, entry_point, print_table, progress
-from dermkit.progress_file import write_progress
 from dermkit.errors import DermkitError
 from dermkit.flags import out_flag
 from dermkit.manifest import (MANIFEST_CSV, ManifestRow, generator_header, read_manifest, synthetic_limit, write_header,
                               write_manifest)
+from dermkit.progress_file import write_progress
 from dermkit.runinfo import write_run_info
 from dermkit.vocab import canonical_class, display_name
 from synth.generator import GeneratorInfo, load_generator, model_hash
