@@ -7,7 +7,9 @@ synthetic images (:func:`bench.stats.paired_bootstrap`) with a verdict. A grid w
 ``real`` and ``synth`` (``grid.arms``: ``oversample``, ``synth<R>``, ``filtered``) gets the section
 "Synthetic images against oversampling" instead of the last one: per arm balanced accuracy and
 nevus recall, and the paired recall difference of every synthetic arm against ``real`` and against
-``oversample`` for each minority class and for nevus (a gain paid for by the majority class shows).
+``oversample`` for each minority class and for nevus (a gain paid for by the majority class shows),
+ending with issue 12's target per synthetic arm (:data:`TARGET_GAIN` over ``oversample`` with the
+verdict "helps" in :data:`TARGET_CLASSES` minority classes, balanced accuracy not lower): met or not.
 
 Where the grid has ``random`` and another initialisation, the section "Does pretraining help?" gives,
 per label fraction, the paired difference in balanced accuracy (initialisation minus random: same
@@ -35,8 +37,8 @@ import numpy as np
 from PIL import Image
 
 from dermkit.errors import DermkitError
-from dermkit.vocab import display_name
-from bench.config import ARM_BASELINES, ARM_REAL, ARM_SYNTH, LEGACY_ARMS, arm_sort_key, parse_arm
+from dermkit.vocab import MINORITY_CLASSES, display_name
+from bench.config import ARM_BASELINES, ARM_OVERSAMPLE, ARM_REAL, ARM_SYNTH, LEGACY_ARMS, arm_sort_key, parse_arm
 from bench.results import Predictions
 from bench.stats import Interval, balanced_accuracy_differences, mean_t_interval, paired_bootstrap, verdict
 
@@ -55,6 +57,10 @@ VERDICT_RULE = ("Verdict: **helps** when both intervals, the bootstrap's and the
                 "with one seed). The bootstrap draws from the few seeds there are and so sees too little of the "
                 "seed-to-seed spread; the t-interval (n - 1 degrees of freedom) covers it and is wide with 3 seeds.")
 BASELINE_INIT = "random"
+# Issue 12's benchmark target for a synthetic arm against oversampling: this gain in recall, with the
+# verdict "helps", in at least TARGET_CLASSES of the minority classes, and balanced accuracy not lower.
+TARGET_GAIN = 0.05
+TARGET_CLASSES = 2
 # The report's last section: what else the benchmark folder holds.
 FILES_SECTION = ("## Files", "", "- `results.csv`: one row per cell and class (fraction, init, synthetic, arm, seed, "
                  "class, recall, precision, f1, support, balanced_accuracy, accuracy).",
@@ -645,7 +651,32 @@ def _arm_comparison_lines(cells: dict[CellKey, dict[str, Any]], effects: list[Ef
                                          arm_sort_key(e.baseline), e.scope))
         body = [[e.klass, e.arm, e.baseline, e.scope, _signed(e.interval), e.verdict] for e in per_fraction]
         lines += [*_md_table(["class", "arm", "against", "conditions", "Δ recall [CI]", "verdict"], body), ""]
-    return lines
+    return lines + _target_lines(cells, pooled, ctx.level)
+
+
+def _target_lines(cells: dict[CellKey, dict[str, Any]], pooled: list[Effect], level: float) -> list[str]:
+    """Whether each synthetic arm meets the target against oversampling (:data:`TARGET_GAIN`), pooled
+    over every fraction and initialisation, as the verdicts above; empty without ``oversample`` cells."""
+    arms = _arms_of(cells)
+    if ARM_OVERSAMPLE not in arms:
+        return []
+    body = []
+    for arm in synthetic_arms(arms):
+        gains = [e.klass for e in pooled if e.arm == arm and e.baseline == ARM_OVERSAMPLE
+                 and e.klass in MINORITY_CLASSES and e.verdict == "helps" and e.interval.estimate >= TARGET_GAIN]
+        paired = [entry["balanced_accuracy"] - cells[(f, i, ARM_OVERSAMPLE, s)]["balanced_accuracy"]
+                  for (f, i, a, s), entry in sorted(cells.items()) if a == arm and (f, i, ARM_OVERSAMPLE, s) in cells]
+        if not paired:
+            continue
+        balanced = mean_t_interval(paired, level)
+        met = len(gains) >= TARGET_CLASSES and balanced.estimate >= 0
+        body.append([arm, ", ".join(gains) or "none", _signed_or_estimate(balanced),
+                     "**met**" if met else "not met"])
+    return ["Target (issue 12): a synthetic arm beats oversampling by at least "
+            f"{TARGET_GAIN * 100:.0f} recall points, with the verdict **helps**, in at least {TARGET_CLASSES} of "
+            f"{', '.join(MINORITY_CLASSES)}, and its balanced accuracy is not lower (the mean of the paired "
+            f"per-cell differences against `{ARM_OVERSAMPLE}` at least 0; its {level:.0%} t-interval shown):", "",
+            *_md_table(["arm", "classes with the gain", "Δ balanced accuracy [t-interval]", "target"], body), ""]
 
 
 def pooled_arm_effects(effects: list[Effect], classes: list[str]) -> list[Effect]:

@@ -340,6 +340,32 @@ def test_report_section_names_every_arm_and_its_numbers(arm_grid: tuple[Path, li
     assert "| 1 | random | synth2 | 40 + 50 | 8 + 16 | 300 + 0 |" in section  # what the arm really trained on
     assert "| 0.1 | random | oversample | 40 + 0 | 8 + 0 | 300 + 0 |" in section
     assert "| f0.1-random-s0 | 21 / 60 |" in section  # the filter's acceptance
+    # The target: synth2 gains in mel only (df: 0.6 both), one class of the two needed.
+    target = next(x for x in section.splitlines() if x.startswith("| synth2 | "))
+    assert target.startswith("| synth2 | mel | +") and target.endswith("| not met |")
+    assert "| filtered | none | " in section
+
+
+def test_target_needs_two_minority_gains_that_help_and_no_lower_balanced_accuracy() -> None:
+    from bench.report import Effect, _target_lines
+    from bench.stats import Interval
+
+    def gain(klass: str, arm: str, estimate: float, low: float) -> Effect:
+        return Effect(klass, "all", Interval(estimate, low, estimate + 0.1, 6), 6, 3, 30, arm, "oversample",
+                      Interval(estimate, low, estimate + 0.1, 3))
+
+    cells = {(0.1, "random", arm, seed): {"balanced_accuracy": bal + 0.01 * seed, "cell_id": f"{arm}{seed}"}
+             for arm, bal in (("oversample", 0.50), ("synth2", 0.52), ("synth8", 0.49), ("filtered", 0.55))
+             for seed in (0, 1, 2)}
+    pooled = [gain("mel", "synth2", 0.08, 0.02), gain("vasc", "synth2", 0.06, 0.01),  # met
+              gain("mel", "synth8", 0.10, 0.03), gain("df", "synth8", 0.07, 0.02),  # balanced accuracy lower
+              gain("mel", "filtered", 0.04, 0.01), gain("akiec", "filtered", 0.09, -0.01),  # too small, no verdict
+              gain("nv", "filtered", 0.20, 0.10)]  # the majority class does not count
+    rows = {line.split(" | ")[0][2:]: line for line in _target_lines(cells, pooled, 0.95) if line.startswith("| ")}
+    assert rows["synth2"] == "| synth2 | mel, vasc | +0.020 [+0.020, +0.020] | **met** |"
+    assert rows["synth8"].startswith("| synth8 | mel, df | -0.010") and rows["synth8"].endswith("| not met |")
+    assert rows["filtered"].startswith("| filtered | none | +0.050") and rows["filtered"].endswith("| not met |")
+    assert _target_lines({k: v for k, v in cells.items() if k[2] != "oversample"}, pooled, 0.95) == []
 
 
 # -- the preset ----------------------------------------------------------------------------------
