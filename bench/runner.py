@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,7 @@ POLL_SECONDS = 0.5
 LOG_TAIL_LINES = 15
 # Without a terminal (nohup, CI) the live table is not redrawn: a plain status every this many seconds.
 STATUS_EVERY_S = 600.0
+RATE_WINDOW_S = 600.0  # a running step's rate and time left are those of about its last 10 minutes
 
 
 @dataclass
@@ -49,16 +51,21 @@ class _Running:
     log: IO[str]
     started: float
     cpu_seconds: float = 0.0
-    first_progress: Progress | None = None  # the first progress.json seen in this attempt (for the rate)
+    # The readings of progress.json in this attempt, newest last, back to RATE_WINDOW_S before the newest.
+    readings: deque[Progress] = field(default_factory=deque)
 
     def progress(self) -> str:
-        """The step's ``progress.json`` in words (see :func:`progress_text`); empty without one."""
+        """The step's ``progress.json`` in words (see :func:`progress_text`), at the rate of the last
+        :data:`RATE_WINDOW_S` seconds, so a pause or a busy spell long ago does not skew it; empty
+        without one."""
         now = read_progress(self.step.out_dir)
         if now is None or now.updated < self.started:  # a file left by an earlier attempt
             return ""
-        if self.first_progress is None:
-            self.first_progress = now
-        return progress_text(now, self.first_progress)
+        if not self.readings or now.updated > self.readings[-1].updated:
+            self.readings.append(now)
+        while len(self.readings) > 2 and now.updated - self.readings[1].updated >= RATE_WINDOW_S:
+            self.readings.popleft()
+        return progress_text(now, self.readings[0])
 
     def reap(self) -> bool:
         """Whether the process has exited; if so, record its exit status and CPU time.
@@ -84,7 +91,7 @@ class _Running:
 
 def progress_text(now: Progress, first: Progress) -> str:
     """``"step 1,234/20,000 (6%), 1.62 s/step, ~8.4 h left"``: the rate from ``first`` to ``now``
-    (two readings of one attempt), omitted until there are two."""
+    (two readings of one attempt), omitted while they are the same."""
     unit = now.unit.removesuffix("s")
     text = f"{unit} {now.done:,}/{now.total:,} ({now.done / now.total:.0%})" if now.total else f"{unit} {now.done:,}"
     if now.done <= first.done or now.updated <= first.updated:

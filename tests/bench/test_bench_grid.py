@@ -355,3 +355,17 @@ def test_progress_text_gives_the_rate_and_time_left_once_there_are_two_readings(
     fast = Progress(40, 100, "images", 1002.0)
     assert progress_text(fast, Progress(0, 100, "images", 1000.0)) == "image 40/100 (40%), 20.0 images/s, ~3 s left"
     assert progress_text(Progress(5, 0, "steps", 1001.0), Progress(1, 0, "steps", 1000.0)) == "step 5, 4.0 steps/s"
+
+
+def test_a_running_steps_rate_is_that_of_its_last_ten_minutes(tmp_path: Path) -> None:
+    """A pause early in a long step (a test suite beside it, SIGSTOP) does not slow its rate for hours."""
+    from bench.runner import _Running
+
+    job = _Running(Step("a", "kind", "stage", [], tmp_path, ("out.txt",)), "key", None, None, started=0.0)
+    lines = []
+    for updated, done in ((1000, 0), (2000, 100), (2100, 200), (2600, 700)):  # 10 s/step, then 1 s/step
+        (tmp_path / "progress.json").write_text(json.dumps({"done": done, "total": 1700, "unit": "steps",
+                                                            "updated": updated}))
+        lines.append(job.progress())
+    assert lines[1] == "step 100/1,700 (6%), 10.00 s/step, ~4.4 h left"
+    assert lines[3] == "step 700/1,700 (41%), 1.00 s/step, ~16.7 min left"  # from 2000 on, not from 1000
