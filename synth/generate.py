@@ -67,9 +67,9 @@ class GenerateConfig:
             training images of the class (at most ``n`` when ``n`` is given): what a fine-tuning run
             with ``synth.max_ratio=ratio`` on the same labelled images can use, and no more (the same
             rule as :mod:`finetune.synthetic`, :func:`dermkit.manifest.synthetic_limit`).
-        steps: denoising steps (DDIM: 50 is usual; DDPM: the training length, 1000).
+        steps: denoising steps (DDIM: 50 is usual; DPM-Solver++: 20; DDPM: the training length, 1000).
         guidance: classifier-free guidance weight (1 = conditional only, 0 = unconditional).
-        sampler: ``ddim`` or ``ddpm``.
+        sampler: ``ddim``, ``dpm`` (DPM-Solver++, fewer steps for the same accuracy) or ``ddpm``.
         seed: base seed; image i of class c uses a seed derived from (seed, c, i).
         batch_size: images denoised at once.
         device: ``auto`` (GPU if available), ``cpu`` or ``cuda``.
@@ -98,7 +98,7 @@ FLAGS = [
     Flag("--ratio", "ratio", "floor(RATIO x the class's training images) per class, at most --n if given", float),
     Flag("--steps", "steps", "denoising steps", int),
     Flag("--guidance", "guidance", "classifier-free guidance weight", float),
-    Flag("--sampler", "sampler", "ddim or ddpm"),
+    Flag("--sampler", "sampler", "ddim, dpm (DPM-Solver++ 2M: 20 steps match DDIM-50) or ddpm"),
     Flag("--seed", "seed", "base seed", int),
     Flag("--batch-size", "batch_size", "images per batch", int),
     Flag("--device", "device", "auto, cpu or cuda"),
