@@ -219,6 +219,14 @@ def make_noise_scheduler(cfg: DiffusionConfig) -> DDPMScheduler:
                          prediction_type=cfg.prediction_type, clip_sample=True)
 
 
+def generator_info(cfg: SynthTrainConfig, classes: tuple[str, ...], split_hash: str, train_counts: dict[str, int],
+                   steps: int) -> GeneratorInfo:
+    """What the generator folder of a run of ``cfg`` records, after ``steps`` optimiser steps."""
+    return GeneratorInfo(classes=classes, split_hash=split_hash, train_counts=train_counts,
+                         image_size=cfg.data.image_size, preset=cfg.model.preset, steps_trained=steps,
+                         data=to_container(cfg.data), label_fraction=cfg.data.fraction)
+
+
 def _write_train_state(out: Path, state: dict[str, Any]) -> None:
     """Record the data and model a new generator run trains on (``train_state.json``)."""
     path = out / "train_state.json"
@@ -272,10 +280,7 @@ def train(cfg: SynthTrainConfig) -> Path:
     # Every process calls save_checkpoint (it waits for all of them; the first one writes).
     trainer.save_checkpoint(out / "checkpoints" / "last.ckpt")
     if trainer.is_global_zero:
-        info = GeneratorInfo(classes=tuple(prepared.classes), split_hash=prepared.split_hash, train_counts=counts,
-                             image_size=cfg.data.image_size, preset=cfg.model.preset,
-                             steps_trained=int(trainer.global_step), data=to_container(cfg.data),
-                             label_fraction=cfg.data.fraction)
+        info = generator_info(cfg, tuple(prepared.classes), prepared.split_hash, counts, int(trainer.global_step))
         save_generator(out, module.ema_unet(), module.noise_scheduler, info)
         console.print(f"Saved generator ({trainer.global_step} steps) to {out}")
     return out

@@ -94,9 +94,11 @@ class Case:
 NOT_A_FOLDER = "is a file, not a folder"
 UNDER_A_FILE = "cannot be created: {file} is a file"
 STAGES_WITH_OUT = ["ssl.pretrain", "ssl.evaluate", "synth.train", "synth.generate", "synth.evaluate", "synth.speed",
+                   "synth.snapshot",
                    "finetune.train", "finetune.evaluate", "bench.label_efficiency", "dermkit.data"]
 # Inputs the stages need besides --out; they do not exist: the --out check must come first.
 OTHER_INPUTS = {"synth.generate": ["--model", "{tmp}/no-generator", "--class", "mel"],
+                "synth.snapshot": ["--run", "{tmp}/no-run"],
                 "synth.evaluate": ["--synthetic", "{tmp}/no-samples"],
                 "finetune.evaluate": ["--checkpoint", "{tmp}/no.ckpt"],
                 "ssl.evaluate": ["--data", "demo"]}
