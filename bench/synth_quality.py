@@ -49,7 +49,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--classes", nargs="+", default=["mel", "vasc", "df"], help="classes to generate")
     parser.add_argument("--n", type=int, default=32, help="synthetic images per class")
     parser.add_argument("--gen-batch-size", type=int, default=32, help="images per sampling batch")
-    parser.add_argument("--sample-steps", type=int, default=50, help="DDIM steps")
+    parser.add_argument("--sampler", default="dpm", help="synth.generate's sampler: dpm, ddim or ddpm")
+    parser.add_argument("--sample-steps", type=int, default=20, help="denoising steps")
     parser.add_argument("--guidance", type=float, default=3.0, help="guidance weight")
     parser.add_argument("--weights", default="", help="backbone.safetensors giving the feature space (default: a "
                         "random-init resnet18)")
@@ -69,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     samples = Path(args.samples) if args.samples else out / "samples"
     run_stage("synth.generate", ["--model", str(out), "--out", str(samples),
                                  *[a for c in args.classes for a in ("--class", c)], "--n", str(args.n),
-                                 "--steps", str(args.sample_steps), "--guidance", str(args.guidance),
+                                 "--sampler", args.sampler, "--steps", str(args.sample_steps),
+                                 "--guidance", str(args.guidance),
                                  "--batch-size", str(args.gen_batch_size)])
     eval_argv = ["--synthetic", str(samples), "--out", str(samples / EVAL_DIR), "--data", args.data,
                  "--no-small-stem"]

@@ -11,7 +11,7 @@ one class each); the manifest lists every image each of them made.
 Example::
 
     python -m synth.generate --model runs/synth/ham32_small --out runs/synth/ham32_small/samples \\
-        --class melanoma --class vasc --balance 1000 --steps 50 --guidance 3.0
+        --class melanoma --class vasc --balance 1000 --sampler dpm --steps 20 --guidance 3.0
 """
 
 from __future__ import annotations
@@ -67,9 +67,10 @@ class GenerateConfig:
             training images of the class (at most ``n`` when ``n`` is given): what a fine-tuning run
             with ``synth.max_ratio=ratio`` on the same labelled images can use, and no more (the same
             rule as :mod:`finetune.synthetic`, :func:`dermkit.manifest.synthetic_limit`).
-        steps: denoising steps (DDIM: 50 is usual; DPM-Solver++: 20; DDPM: the training length, 1000).
+        steps: denoising steps (DPM-Solver++: 20; DDIM: 250 to come as near the converged images,
+            DDIM-50 lands 17 levels of 255 away, docs/benchmarks.md; DDPM: the training length, 1000).
         guidance: classifier-free guidance weight (1 = conditional only, 0 = unconditional).
-        sampler: ``ddim``, ``dpm`` (DPM-Solver++, fewer steps for the same accuracy) or ``ddpm``.
+        sampler: ``dpm`` (DPM-Solver++ 2M), ``ddim`` or ``ddpm`` (:func:`synth.sampling.make_sampler`).
         seed: base seed; image i of class c uses a seed derived from (seed, c, i).
         batch_size: images denoised at once.
         device: ``auto`` (GPU if available), ``cpu`` or ``cuda``.
@@ -81,9 +82,9 @@ class GenerateConfig:
     n: Optional[int] = None  # noqa: UP045 - omegaconf needs typing.Optional
     balance: Optional[int] = None  # noqa: UP045
     ratio: Optional[float] = None  # noqa: UP045
-    steps: int = 50
+    steps: int = 20
     guidance: float = 3.0
-    sampler: str = "ddim"
+    sampler: str = "dpm"
     seed: int = 0
     batch_size: int = 32
     device: str = "auto"
@@ -96,9 +97,9 @@ FLAGS = [
     Flag("--n", "n", "images per class", int),
     Flag("--balance", "balance", "fill each class up to this count, counting its training images", int),
     Flag("--ratio", "ratio", "floor(RATIO x the class's training images) per class, at most --n if given", float),
-    Flag("--steps", "steps", "denoising steps", int),
+    Flag("--steps", "steps", "denoising steps (dpm: 20 reach the converged images within about 4 levels of 255)", int),
     Flag("--guidance", "guidance", "classifier-free guidance weight", float),
-    Flag("--sampler", "sampler", "ddim, dpm (DPM-Solver++ 2M: 20 steps match DDIM-50) or ddpm"),
+    Flag("--sampler", "sampler", "dpm (DPM-Solver++ 2M), ddim or ddpm"),
     Flag("--seed", "seed", "base seed", int),
     Flag("--batch-size", "batch_size", "images per batch", int),
     Flag("--device", "device", "auto, cpu or cuda"),
