@@ -67,8 +67,9 @@ class GenerateConfig:
             training images of the class (at most ``n`` when ``n`` is given): what a fine-tuning run
             with ``synth.max_ratio=ratio`` on the same labelled images can use, and no more (the same
             rule as :mod:`finetune.synthetic`, :func:`dermkit.manifest.synthetic_limit`).
-        steps: denoising steps (DPM-Solver++: 20; DDIM: 250 to come as near the converged images,
-            DDIM-50 lands 17 levels of 255 away, docs/benchmarks.md; DDPM: the training length, 1000).
+        steps: denoising steps (DPM-Solver++: 20; DDIM needs about 250 to come as near the converged
+            images, at 50 it lands 17 levels of 255 off, docs/benchmarks.md; DDPM: the training
+            length, 1000).
         guidance: classifier-free guidance weight (1 = conditional only, 0 = unconditional).
         sampler: ``dpm`` (DPM-Solver++ 2M), ``ddim`` or ``ddpm`` (:func:`synth.sampling.make_sampler`).
         seed: base seed; image i of class c uses a seed derived from (seed, c, i).
