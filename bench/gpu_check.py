@@ -5,8 +5,8 @@ For the first session that has a GPU: one command, under 8 minutes on one GPU, t
 * ``simclr_workers`` / ``simclr_device``: ``ssl.pretrain`` SimCLR, ResNet-50 at 224 px, bf16-mixed,
   with ``data.augment_on=workers`` and ``data.augment_on=device``: training images/s, the share of
   step time spent waiting for data, peak GPU memory (read from the run's ``summary.json``);
-* ``synth_sampling``: ``bench.synth_speed`` on a random-init ``base`` generator: DDIM-50 against
-  DDPM-1000 images/s (classifier-free guidance) and peak GPU memory (its ``--json`` file);
+* ``synth_sampling``: ``bench.synth_speed`` on a random-init ``base`` generator: DDIM-50 and
+  DPM-Solver++-20 (synth.generate's default) against DDPM-1000 images/s (classifier-free guidance) and peak GPU memory (its ``--json`` file);
 * ``finetune_resnet50`` / ``finetune_resnet18``: ``finetune.train`` in bf16-mixed, ResNet-50 at 224
   px and ResNet-18 at 64 px: training images/s, data wait, peak GPU memory (its ``metrics.json``).
 
@@ -162,11 +162,15 @@ def read_finetune(run_dir: Path) -> dict[str, Any]:
             "peak_gpu_memory_mib": metrics["peak_gpu_memory_mib"]}
 
 
+SPEED_SUFFIX = "_images_per_s"  # synth.speed's key of each sampler's speed: ddim_images_per_s, ...
+
+
 def read_synth(run_dir: Path) -> dict[str, Any]:
     speed = json.loads((run_dir / "synth_speed.json").read_text())
-    return {"ddim_images_per_second": speed["ddim_images_per_s"], "ddpm_images_per_second": speed["ddpm_images_per_s"],
+    samplers = [key.removesuffix(SPEED_SUFFIX) for key in speed if key.endswith(SPEED_SUFFIX)]  # synth.speed's
+    return {**{f"{name}_images_per_second": speed[name + SPEED_SUFFIX] for name in samplers},
+            **{f"{name}_steps": speed[f"{name}_steps"] for name in samplers},
             "ddim_over_ddpm": speed["ddim_images_per_s"] / speed["ddpm_images_per_s"],
-            "ddim_steps": speed["ddim_steps"], "ddpm_steps": speed["ddpm_steps"],
             "train_steps_per_second": speed["train_steps_per_s"], "peak_gpu_memory_mib": speed["peak_gpu_memory_mib"]}
 
 
@@ -193,12 +197,12 @@ def plan(args: argparse.Namespace, device: str, work: Path) -> list[Part]:
         parts.append(Part(f"simclr_{augment_on}", f"SimCLR pretraining, augmented on {augment_on}",
                           f"{backbone} {size} px, batch {ssl_batch}, {steps} steps, {workers} workers, bf16-mixed",
                           "ssl.pretrain", pretrain_args, read_pretrain, run))
-    preset, synth_size, ddim, ddpm = ("tiny", 16, 2, 4) if tiny else ("base", 0, 50, 1000)
+    preset, synth_size, ddim, dpm, ddpm = ("tiny", 16, 2, 2, 4) if tiny else ("base", 0, 50, 20, 1000)
     run = work / "synth_sampling"
     synth_args = ["--preset", preset, "--image-size", str(synth_size), "--batch-size", str(synth_batch),
-                  "--ddim-steps", str(ddim), "--ddpm-steps", str(ddpm), "--train-steps", "2" if tiny else "10",
+                  "--ddim-steps", str(ddim), "--dpm-steps", str(dpm), "--ddpm-steps", str(ddpm), "--train-steps", "2" if tiny else "10",
                   "--device", device, "--json", str(run / "synth_speed.json")]
-    parts.append(Part("synth_sampling", f"Sampling, DDIM-{ddim} against DDPM-{ddpm}",
+    parts.append(Part("synth_sampling", f"Sampling, DDIM-{ddim} and DPM-Solver++-{dpm} against DDPM-{ddpm}",
                       f"random-init {preset} UNet{f' {synth_size} px' if synth_size else ''}, batch {synth_batch}, "
                       "guidance 3", "bench.synth_speed", synth_args, read_synth, run))
     for name, backbone, size in [("finetune_resnet50", "resnet50", 224), ("finetune_resnet18", "resnet18", 64)]:
@@ -266,7 +270,7 @@ def table_rows(parts: dict[str, dict[str, Any]]) -> list[list[str]]:
         if "error" in part:
             rows.append([name, part["setting"], f"failed: {part['error']}", "", *common])
         elif name == "synth_sampling":
-            for sampler in ("ddim", "ddpm"):
+            for sampler in [k.removesuffix("_images_per_second") for k in part if k.endswith("_images_per_second")]:
                 rows.append([f"{name}: {sampler.upper()}-{part[f'{sampler}_steps']}", part["setting"],
                              _number(part[f"{sampler}_images_per_second"], 2), "n/a", *common])
         else:
@@ -289,6 +293,10 @@ def markdown(report: dict[str, Any]) -> str:
     if "ddim_over_ddpm" in synth:
         lines += ["", f"DDIM-{synth['ddim_steps']} samples {synth['ddim_over_ddpm']:.1f}x as many images/s as "
                       f"DDPM-{synth['ddpm_steps']}."]
+        if "dpm_images_per_second" in synth:
+            lines += [f"DPM-Solver++-{synth['dpm_steps']} (synth.generate's default) samples "
+                      f"{synth['dpm_images_per_second'] / synth['ddim_images_per_second']:.1f}x as many images/s as "
+                      f"DDIM-{synth['ddim_steps']}."]
     waits = {name: report["parts"][name].get("data_wait_fraction") for name in ("simclr_workers", "simclr_device")}
     if not report["tiny"] and None not in waits.values():
         lines += ["", "Target of issue 13, SimCLR ResNet-50 224 px waiting for data < 10% of its step time: "

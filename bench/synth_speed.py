@@ -1,7 +1,8 @@
 """Generation and training speed of the synth generator: ``python -m bench.synth_speed``.
 
-Measures, for one UNet in one process, side by side: images/s of DDIM at 50 steps and of DDPM at
-1000 steps (both with classifier-free guidance, i.e. two network passes per step), and training
+Measures, for one UNet in one process, side by side: images/s of DDIM at 50 steps, of DPM-Solver++
+at 20 (synth.generate's default) and of DDPM at 1000 steps (all with classifier-free guidance, i.e.
+two network passes per step), and training
 optimiser steps/s (noise prediction + AdamW) at the given batch size. The model is a trained
 generator folder (``--model``) or a random-init preset (speed does not depend on the weights).
 
@@ -38,6 +39,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--classes", type=int, default=7, help="classes of a random-init model")
     parser.add_argument("--batch-size", type=int, default=8, help="images per sampling and training batch")
     parser.add_argument("--ddim-steps", type=int, default=50, help="DDIM denoising steps")
+    parser.add_argument("--dpm-steps", type=int, default=20, help="DPM-Solver++ denoising steps")
     parser.add_argument("--ddpm-steps", type=int, default=1000, help="DDPM denoising steps")
     parser.add_argument("--guidance", type=float, default=3.0, help="guidance weight (not 1: two passes per step)")
     parser.add_argument("--train-steps", type=int, default=10, help="timed training steps (after 2 warm-up steps)")
@@ -52,7 +54,8 @@ def stage_args(args: argparse.Namespace, out: Path) -> list[str]:
     model = ["--model", args.model] if args.model else []
     return [*model, "--preset", args.preset, "--image-size", str(args.image_size),
             "--classes", str(args.classes), "--batch-size", str(args.batch_size),
-            "--ddim-steps", str(args.ddim_steps), "--ddpm-steps", str(args.ddpm_steps),
+            "--ddim-steps", str(args.ddim_steps), "--dpm-steps", str(args.dpm_steps),
+            "--ddpm-steps", str(args.ddpm_steps),
             "--guidance", str(args.guidance), "--train-steps", str(args.train_steps), "--device", args.device,
             "--threads", str(args.threads), "--out", str(out)]
 
@@ -71,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     label, device = results["model"], results["device"]  # the stage printed them with its thread count
     print_table(f"synth speed: {label}, {device}, batch {args.batch_size}", ["measure", "value"], [
         [f"DDIM {args.ddim_steps} steps, images/s", results["ddim_images_per_s"]],
+        [f"DPM-Solver++ {args.dpm_steps} steps, images/s", results["dpm_images_per_s"]],
         [f"DDPM {args.ddpm_steps} steps, images/s", results["ddpm_images_per_s"]],
         ["DDIM / DDPM speed-up", results["ddim_images_per_s"] / results["ddpm_images_per_s"]],
         [f"training steps/s (batch {args.batch_size})", results["train_steps_per_s"]],

@@ -1,8 +1,8 @@
 """Sampling and training speed of one generator UNet: ``python -m synth.speed``.
 
-Measures, for one UNet in one process, side by side: images/s of DDIM and of DDPM sampling (at
-``ddim_steps`` and ``ddpm_steps``; with classifier-free guidance unless ``guidance`` is 1, i.e. two
-network passes per step), and training optimiser steps/s (one network pass, MSE against the noise,
+Measures, for one UNet in one process, side by side: images/s of DDIM, DPM-Solver++ and DDPM
+sampling (at ``ddim_steps``, ``dpm_steps`` and ``ddpm_steps``; with classifier-free guidance unless
+``guidance`` is 1, i.e. two network passes per step), and training optimiser steps/s (one network pass, MSE against the noise,
 AdamW) on random images at the given batch size. The model is a generator folder (``model``) or a
 random-init ``preset`` (speed does not depend on the weights, so no data and no training run are
 needed). The timing has to happen inside the process that holds the model: each measurement
@@ -36,7 +36,7 @@ from dermkit.runinfo import write_run_info
 from synth.generate import resolve_device
 from synth.generator import load_generator
 from synth.model import PRESETS, build_unet, get_preset
-from synth.sampling import make_sampler, sample
+from synth.sampling import SAMPLERS, make_sampler, sample
 from synth.train import DiffusionConfig, make_noise_scheduler
 
 RESULTS_FILE = "speed.json"
@@ -54,6 +54,7 @@ class SpeedConfig:
         classes: real classes of the random-init model (one more embedding is the null class).
         batch_size: images per sampling batch and per training step.
         ddim_steps: DDIM denoising steps.
+        dpm_steps: DPM-Solver++ denoising steps (20: ``synth.generate``'s default).
         ddpm_steps: DDPM denoising steps.
         guidance: classifier-free guidance weight (not 1: two network passes per step).
         train_steps: timed training steps (after two untimed warm-up steps).
@@ -68,6 +69,7 @@ class SpeedConfig:
     classes: int = 7
     batch_size: int = 8
     ddim_steps: int = 50
+    dpm_steps: int = 20
     ddpm_steps: int = 1000
     guidance: float = 3.0
     train_steps: int = 10
@@ -83,6 +85,7 @@ FLAGS = [
     Flag("--classes", "classes", "classes of a random-init model", int),
     Flag("--batch-size", "batch_size", "images per sampling and training batch", int),
     Flag("--ddim-steps", "ddim_steps", "DDIM denoising steps", int),
+    Flag("--dpm-steps", "dpm_steps", "DPM-Solver++ denoising steps", int),
     Flag("--ddpm-steps", "ddpm_steps", "DDPM denoising steps", int),
     Flag("--guidance", "guidance", "guidance weight (not 1: two passes per step)", float),
     Flag("--train-steps", "train_steps", f"timed training steps (after {WARMUP_TRAIN_STEPS} warm-up steps)", int),
@@ -105,7 +108,7 @@ def time_sampling(unet: UNet2DModel, scheduler: DDPMScheduler, sampler: str, ste
     Args:
         unet: class-conditional UNet in eval mode, on the device to time.
         scheduler: the training noise scheduler (the sampler shares its schedule).
-        sampler: ``ddim`` or ``ddpm``.
+        sampler: a name of :data:`synth.sampling.SAMPLERS`.
         steps: denoising steps.
         batch: images in the batch.
         guidance: classifier-free guidance weight.
@@ -171,14 +174,14 @@ def measure(cfg: SpeedConfig) -> dict[str, Any]:
     """Time sampling and training as the module docstring says and write ``OUT/speed.json``.
 
     Returns:
-        The results: ``model`` (label), ``device``, ``batch_size``, ``threads``, ``ddim_steps``,
-        ``ddpm_steps``, ``guidance``, ``ddim_images_per_s``, ``ddpm_images_per_s``,
+        The results: ``model`` (label), ``device``, ``batch_size``, ``threads``, ``guidance``, for each
+        sampler ``<name>_steps`` and ``<name>_images_per_s`` (``ddim``, ``dpm``, ``ddpm``),
         ``train_steps_per_s`` and ``peak_gpu_memory_mib`` (None off the GPU).
 
     Raises:
         DermkitError: a count below 1, a bad device, an unknown preset or an unreadable model.
     """
-    for key in ("batch_size", "ddim_steps", "ddpm_steps", "train_steps"):
+    for key in ("batch_size", *(f"{name}_steps" for name in SAMPLERS), "train_steps"):
         if getattr(cfg, key) < 1:
             raise DermkitError(f"{key} must be at least 1, got {getattr(cfg, key)}.")
     if cfg.threads:
@@ -190,11 +193,13 @@ def measure(cfg: SpeedConfig) -> dict[str, Any]:
     unet.to(device)
     console.print(f"synth.speed: {label} on {device}, batch {cfg.batch_size}, {torch.get_num_threads()} threads")
     time_sampling(unet, scheduler, "ddim", 2, cfg.batch_size, cfg.guidance)  # warm-up
-    results = {
-        "model": label, "device": str(device), "batch_size": cfg.batch_size, "threads": torch.get_num_threads(),
-        "ddim_steps": cfg.ddim_steps, "ddpm_steps": cfg.ddpm_steps, "guidance": cfg.guidance,
-        "ddim_images_per_s": time_sampling(unet, scheduler, "ddim", cfg.ddim_steps, cfg.batch_size, cfg.guidance),
-        "ddpm_images_per_s": time_sampling(unet, scheduler, "ddpm", cfg.ddpm_steps, cfg.batch_size, cfg.guidance),
+    results: dict[str, Any] = {"model": label, "device": str(device), "batch_size": cfg.batch_size,
+                               "threads": torch.get_num_threads(), "guidance": cfg.guidance}
+    for name in SAMPLERS:
+        steps = getattr(cfg, f"{name}_steps")
+        results[f"{name}_steps"] = steps
+        results[f"{name}_images_per_s"] = time_sampling(unet, scheduler, name, steps, cfg.batch_size, cfg.guidance)
+    results |= {
         "train_steps_per_s": time_training(unet, scheduler, cfg.batch_size, cfg.train_steps, device),
         # Of sampling and training together (None: not on a GPU).
         "peak_gpu_memory_mib": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
@@ -207,9 +212,10 @@ def measure(cfg: SpeedConfig) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_config(SpeedConfig, "python -m synth.speed", __doc__.splitlines()[0], argv, FLAGS)
     results = measure(cfg)
-    console.print(f"synth.speed: DDIM-{results['ddim_steps']} {results['ddim_images_per_s']:.4g} images/s, "
-                  f"DDPM-{results['ddpm_steps']} {results['ddpm_images_per_s']:.4g} images/s, training "
-                  f"{results['train_steps_per_s']:.4g} steps/s -> {Path(cfg.out_dir) / RESULTS_FILE}")
+    sampling = ", ".join(f"{name.upper()}-{results[f'{name}_steps']} {results[f'{name}_images_per_s']:.4g} images/s"
+                         for name in SAMPLERS)
+    console.print(f"synth.speed: {sampling}, training {results['train_steps_per_s']:.4g} steps/s -> "
+                  f"{Path(cfg.out_dir) / RESULTS_FILE}")
     return 0
 
 

@@ -24,6 +24,7 @@ def test_gpu_sized_plan(tmp_path: Path) -> None:
     synth = by_name["synth_sampling"].args
     assert synth[synth.index("--preset") + 1] == "base" and synth[synth.index("--ddim-steps") + 1] == "50"
     assert synth[synth.index("--ddpm-steps") + 1] == "1000" and synth[synth.index("--device") + 1] == "cuda"
+    assert synth[synth.index("--dpm-steps") + 1] == "20"
     assert {"resnet50", "224", "trainer.precision=bf16-mixed"} <= set(by_name["finetune_resnet50"].args)
     assert {"resnet18", "64", "trainer.precision=bf16-mixed"} <= set(by_name["finetune_resnet18"].args)
 
@@ -58,9 +59,12 @@ def test_tiny_cpu_run_writes_json_and_table(tmp_cache: Path, tmp_path: Path) -> 
         assert Path(part["log"]).is_file()
     synth = report["parts"]["synth_sampling"]
     assert synth["ddim_images_per_second"] > 0 and synth["ddpm_images_per_second"] > 0
+    assert synth["dpm_images_per_second"] > 0 and synth["dpm_steps"] == 2
     assert synth["ddim_over_ddpm"] == pytest.approx(synth["ddim_images_per_second"] / synth["ddpm_images_per_second"])
     table = (out / "gpu_check.md").read_text()
     assert "| part | setting | images/s | data wait | peak GPU MiB | wall s |" in table
-    for name in ("simclr_workers", "simclr_device", "synth_sampling: DDIM-2", "synth_sampling: DDPM-4",
+    assert "DPM-Solver++-2 (synth.generate's default) samples" in table
+    for name in ("simclr_workers", "simclr_device", "synth_sampling: DDIM-2", "synth_sampling: DPM-2",
+                 "synth_sampling: DDPM-4",
                  "finetune_resnet50", "finetune_resnet18"):
         assert f"| {name} |" in table, name
