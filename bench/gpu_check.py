@@ -6,7 +6,8 @@ For the first session that has a GPU: one command, under 8 minutes on one GPU, t
   with ``data.augment_on=workers`` and ``data.augment_on=device``: training images/s, the share of
   step time spent waiting for data, peak GPU memory (read from the run's ``summary.json``);
 * ``synth_sampling``: ``bench.synth_speed`` on a random-init ``base`` generator: DDIM-50 and
-  DPM-Solver++-20 (synth.generate's default) against DDPM-1000 images/s (classifier-free guidance) and peak GPU memory (its ``--json`` file);
+  DPM-Solver++-20 (synth.generate's default) against DDPM-1000 images/s (classifier-free guidance)
+  and peak GPU memory (its ``--json`` file);
 * ``finetune_resnet50`` / ``finetune_resnet18``: ``finetune.train`` in bf16-mixed, ResNet-50 at 224
   px and ResNet-18 at 64 px: training images/s, data wait, peak GPU memory (its ``metrics.json``).
 
@@ -162,13 +163,16 @@ def read_finetune(run_dir: Path) -> dict[str, Any]:
             "peak_gpu_memory_mib": metrics["peak_gpu_memory_mib"]}
 
 
-SPEED_SUFFIX = "_images_per_s"  # synth.speed's key of each sampler's speed: ddim_images_per_s, ...
+def _samplers(results: dict[str, Any], suffix: str) -> list[str]:
+    """The samplers a results dict holds a speed of, from its keys ``<sampler><suffix>`` (e.g.
+    synth.speed's ``ddim_images_per_s``): whichever synth.speed timed, without a list kept here."""
+    return [key.removesuffix(suffix) for key in results if key.endswith(suffix)]
 
 
 def read_synth(run_dir: Path) -> dict[str, Any]:
     speed = json.loads((run_dir / "synth_speed.json").read_text())
-    samplers = [key.removesuffix(SPEED_SUFFIX) for key in speed if key.endswith(SPEED_SUFFIX)]  # synth.speed's
-    return {**{f"{name}_images_per_second": speed[name + SPEED_SUFFIX] for name in samplers},
+    samplers = _samplers(speed, "_images_per_s")
+    return {**{f"{name}_images_per_second": speed[f"{name}_images_per_s"] for name in samplers},
             **{f"{name}_steps": speed[f"{name}_steps"] for name in samplers},
             "ddim_over_ddpm": speed["ddim_images_per_s"] / speed["ddpm_images_per_s"],
             "train_steps_per_second": speed["train_steps_per_s"], "peak_gpu_memory_mib": speed["peak_gpu_memory_mib"]}
@@ -200,7 +204,8 @@ def plan(args: argparse.Namespace, device: str, work: Path) -> list[Part]:
     preset, synth_size, ddim, dpm, ddpm = ("tiny", 16, 2, 2, 4) if tiny else ("base", 0, 50, 20, 1000)
     run = work / "synth_sampling"
     synth_args = ["--preset", preset, "--image-size", str(synth_size), "--batch-size", str(synth_batch),
-                  "--ddim-steps", str(ddim), "--dpm-steps", str(dpm), "--ddpm-steps", str(ddpm), "--train-steps", "2" if tiny else "10",
+                  "--ddim-steps", str(ddim), "--dpm-steps", str(dpm), "--ddpm-steps", str(ddpm),
+                  "--train-steps", "2" if tiny else "10",
                   "--device", device, "--json", str(run / "synth_speed.json")]
     parts.append(Part("synth_sampling", f"Sampling, DDIM-{ddim} and DPM-Solver++-{dpm} against DDPM-{ddpm}",
                       f"random-init {preset} UNet{f' {synth_size} px' if synth_size else ''}, batch {synth_batch}, "
@@ -270,7 +275,7 @@ def table_rows(parts: dict[str, dict[str, Any]]) -> list[list[str]]:
         if "error" in part:
             rows.append([name, part["setting"], f"failed: {part['error']}", "", *common])
         elif name == "synth_sampling":
-            for sampler in [k.removesuffix("_images_per_second") for k in part if k.endswith("_images_per_second")]:
+            for sampler in _samplers(part, "_images_per_second"):
                 rows.append([f"{name}: {sampler.upper()}-{part[f'{sampler}_steps']}", part["setting"],
                              _number(part[f"{sampler}_images_per_second"], 2), "n/a", *common])
         else:

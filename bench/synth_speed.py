@@ -2,9 +2,9 @@
 
 Measures, for one UNet in one process, side by side: images/s of DDIM at 50 steps, of DPM-Solver++
 at 20 (synth.generate's default) and of DDPM at 1000 steps (all with classifier-free guidance, i.e.
-two network passes per step), and training
-optimiser steps/s (noise prediction + AdamW) at the given batch size. The model is a trained
-generator folder (``--model``) or a random-init preset (speed does not depend on the weights).
+two network passes per step), and training optimiser steps/s (noise prediction + AdamW) at the
+given batch size. The model is a trained generator folder (``--model``) or a random-init preset
+(speed does not depend on the weights).
 
 The measurement is the synth stage's own timing command, ``python -m synth.speed`` (the clock has
 to run in the process that holds the model), run here as a subprocess; this script reads its
