@@ -495,10 +495,10 @@ def collect_results(steps: list[Step]) -> list[dict[str, Any]]:
     return rows
 
 
-def finished_cells(steps: list[Step], out: Path, fingerprint: dict[str, Any]) -> list[Step]:
-    """The cells finished under their key as it is now, inputs included, in grid order: a cell finished
+def finished_steps(steps: list[Step], out: Path, fingerprint: dict[str, Any]) -> list[Step]:
+    """The steps finished under their key as it is now, inputs included, in grid order: a step finished
     under other settings or from other inputs (another backbone, an older generation) is not one of
-    this grid's results."""
+    this grid's results, though its folder stays until the step runs again."""
     known: dict[str, bool] = {}  # step name -> finished under its current key; inputs are shared by many cells
 
     def finished(step: Step) -> bool:
@@ -511,7 +511,12 @@ def finished_cells(steps: list[Step], out: Path, fingerprint: dict[str, Any]) ->
                 known[step.name] = is_done(step, key) and all(finished(s) for s in step.inputs)
         return known[step.name]
 
-    return [s for s in steps if s.cell is not None and finished(s)]
+    return [s for s in steps if finished(s)]
+
+
+def finished_cells(steps: list[Step], out: Path, fingerprint: dict[str, Any]) -> list[Step]:
+    """The cells among :func:`finished_steps`."""
+    return [s for s in finished_steps(steps, out, fingerprint) if s.cell is not None]
 
 
 def given_backbone_origin(path: str | Path) -> str:
@@ -624,10 +629,10 @@ def main(argv: list[str] | None = None) -> int:
         reuse_cells(steps, repo_path(cfg.run.reuse), out, fingerprint)
     if report_only:
         print_under_way(steps)
-        finished = finished_cells(steps, out, fingerprint)
+        finished = finished_steps(steps, out, fingerprint)
         report_finished(cfg, steps, finished, out, command, described, test_counts, started)
         if cfg.report.export:
-            export_results(out, steps, finished, repo_path(cfg.report.export))
+            export_results(out, steps, [s for s in finished if s.cell is not None], repo_path(cfg.report.export))
         return 0
     write_run_info(out, cfg, seed=0, extra={"data": described, "command": command})
     runner = Runner(steps, out, fingerprint, jobs=cfg.run.jobs, threads=cfg.run.threads,
@@ -635,7 +640,8 @@ def main(argv: list[str] | None = None) -> int:
                     env={"DERMKIT_CACHE": str(Path(cfg.data.cache_dir).expanduser().resolve())})
     report_written = False
     try:
-        report_written = _run_and_report(cfg, runner, steps, out, command, described, test_counts, started)
+        report_written = _run_and_report(cfg, runner, steps, out, fingerprint, command, described, test_counts,
+                                         started)
     except KeyboardInterrupt:
         console.print(f"[yellow]interrupted[/]: the running steps were stopped. Re-run the same command to resume "
                       f"(finished steps in {out} are reused).")
@@ -653,15 +659,16 @@ def repo_path(path: str | Path) -> Path:
     return (path if path.is_absolute() else REPO_ROOT / path).resolve()
 
 
-def _run_and_report(cfg: BenchConfig, runner: Runner, steps: list[Step], out: Path, command: str,
-                    described: dict[str, Any], test_counts: dict[str, int], started: float) -> bool:
+def _run_and_report(cfg: BenchConfig, runner: Runner, steps: list[Step], out: Path, fingerprint: dict[str, Any],
+                    command: str, described: dict[str, Any], test_counts: dict[str, int], started: float) -> bool:
     """Run the steps, then write ``results.csv`` and the report; returns True once the report is written.
 
     Raises:
         DermkitError: a step failed (after ``results.csv`` is written with the cells that finished).
     """
     summary = runner.run()
-    rows = collect_results(steps)
+    # After a failure, a cell that did not run again may still hold a done.json from other settings or inputs.
+    rows = collect_results(finished_cells(steps, out, fingerprint))
     results_path = write_results(out / "results.csv", rows)
     console.print(f"{len(summary.ran)} step(s) run, {len(summary.skipped)} reused; "
                   f"{len(rows)} result rows in {results_path}")
@@ -694,22 +701,23 @@ def print_under_way(steps: list[Step]) -> None:
 
 def report_finished(cfg: BenchConfig, steps: list[Step], finished: list[Step], out: Path, command: str,
                     described: dict[str, Any], test_counts: dict[str, int], started: float) -> Path:
-    """``--report-only``: write ``results.csv`` and the report over the ``finished`` cells (:func:`finished_cells`),
-    with a caveat naming the cells still to run; returns the report's path.
+    """``--report-only``: write ``results.csv`` and the report over the ``finished`` steps (:func:`finished_steps`:
+    a generator evaluation or cell left from other settings is not reported), with a caveat naming the cells
+    still to run; returns the report's path.
 
     Raises:
         DermkitError: no cell of this grid has finished.
     """
     waiting = [s.cell.cell_id for s in steps if s.cell is not None and s not in finished]
+    cells = [s for s in finished if s.cell is not None]
     rows = collect_results(finished)
     if not rows:
         raise DermkitError(f"No cell of this grid has finished in {out} under these settings: nothing to report. "
                            "Run the grid (the same command without --report-only) first.")
     write_results(out / "results.csv", rows)
-    reported = [s for s in steps if s.cell is None or s in finished]
-    ctx = report_context(cfg, command, described, test_counts, reported, 0.0)
+    ctx = report_context(cfg, command, described, test_counts, finished, 0.0)
     if waiting:
-        ctx.caveats.append(f"A report of part of the grid (`{REPORT_ONLY}`): {len(finished)} of {len(finished) + len(waiting)} "
+        ctx.caveats.append(f"A report of part of the grid (`{REPORT_ONLY}`): {len(cells)} of {len(cells) + len(waiting)} "
                            f"cells had finished; not yet run: {', '.join(waiting)}. A fraction or initialisation "
                            "without cells shows '-', and a comparison needs both cells of a seed.")
     report = write_report(out, rows, lambda cell_id: read_predictions(out / "cells" / cell_id), ctx)

@@ -200,6 +200,9 @@ def test_two_cell_grid_on_demo_data_resumes(tmp_path: Path, demo_cache: Path, mo
     assert finished() == again  # nothing ran
     assert {r["cell_id"] for r in read_results(out / "results.csv")} == {"f1-random-real-s0"}
     assert "not yet run: f1-random-synth-s0" in (out / "report.md").read_text()
+    # nor is the other setting's generation judged as if it were this one's
+    assert "Generator quality" not in (out / "report.md").read_text()
+    assert "synth-evaluate" not in (out / "report.md").read_text()
     assert (partial / "report.md").read_text() == (out / "report.md").read_text()
     assert sorted(p.name for p in (partial / "cells").iterdir()) == ["f1-random-real-s0"]
 
