@@ -243,6 +243,11 @@ class RunConfig:
         jobs: steps run at the same time (separate processes). On a CPU machine,
             ``jobs x threads`` should not exceed the cores.
         threads: torch CPU threads per step (``OMP_NUM_THREADS``); 0 leaves the default.
+        alone_kinds: step kinds (``pretrain``, ``synth-train``, ``synth-generate``, ``synth-evaluate``,
+            ``synth-filter``, ``cell``) that run alone, on ``jobs x threads`` threads: a long step that
+            nothing else may run beside (a generator every cell waits for) gets all the cores, and the
+            cells after it still run ``jobs`` at a time. A ready one waits for the running steps to end.
+            Empty: none.
         keep_going: after a failed step, carry on with the steps that do not depend on it
             (default: stop launching new steps and report the failure).
         reuse: a folder written by ``report.export`` (e.g. a committed ``docs/results/<preset>``) or
@@ -254,6 +259,7 @@ class RunConfig:
 
     jobs: int = 1
     threads: int = 0
+    alone_kinds: list[str] = field(default_factory=list)
     keep_going: bool = False
     reuse: str = ""
 

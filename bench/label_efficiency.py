@@ -80,6 +80,7 @@ FILTER_OUTPUTS = ("manifest.csv", "manifest.json", "scores.csv")
 FILTER_KIND = "synth-filter"
 EVALUATE_OUTPUTS = ("metrics.json", "near_copies.csv")
 EVALUATE_KIND = "synth-evaluate"
+STEP_KINDS = ("pretrain", "synth-train", "synth-generate", EVALUATE_KIND, FILTER_KIND, "cell")
 # finetune.train keys an arm sets itself: in the overrides they would make the arms alike.
 ARM_KEYS = ("sampler", "synth.max_ratio")
 CELL_OUTPUTS = (METRICS_FILE, PREDICTIONS_FILE)
@@ -147,6 +148,10 @@ def validate(cfg: BenchConfig) -> None:
                            "(report.export), e.g. docs/results/<preset>.")
     if cfg.run.jobs < 1 or cfg.run.threads < 0:
         raise DermkitError(f"run.jobs must be >= 1 and run.threads >= 0, got {cfg.run.jobs} and {cfg.run.threads}.")
+    unknown = [k for k in cfg.run.alone_kinds if k not in STEP_KINDS]
+    if unknown:
+        raise DermkitError(f"run.alone_kinds has unknown step kind(s) {unknown}; the kinds are "
+                           f"{', '.join(STEP_KINDS)}.")
     if not 0 < cfg.report.level < 1 or cfg.report.n_bootstrap < 100:
         raise DermkitError("report.level must lie in (0, 1) and report.n_bootstrap be at least 100.")
 
@@ -636,7 +641,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     write_run_info(out, cfg, seed=0, extra={"data": described, "command": command})
     runner = Runner(steps, out, fingerprint, jobs=cfg.run.jobs, threads=cfg.run.threads,
-                    keep_going=cfg.run.keep_going, describe=describe_cell,
+                    alone_kinds=cfg.run.alone_kinds, keep_going=cfg.run.keep_going, describe=describe_cell,
                     env={"DERMKIT_CACHE": str(Path(cfg.data.cache_dir).expanduser().resolve())})
     report_written = False
     try:

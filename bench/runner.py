@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -199,6 +199,8 @@ class Runner:
         data_fingerprint: the data identity that enters every key.
         jobs: steps run at the same time.
         threads: ``OMP_NUM_THREADS`` of each step (0: inherit).
+        alone_kinds: kinds of step that run with nothing beside them, on ``jobs x threads`` threads
+            (``threads`` 0: inherit); a ready one waits until the running steps have ended.
         keep_going: after a failure, keep running steps that do not depend on it.
         describe: text shown for a finished step in the live table (e.g. its balanced accuracy),
             or None for nothing.
@@ -207,7 +209,7 @@ class Runner:
     """
 
     def __init__(self, steps: list[Step], out_root: Path, data_fingerprint: dict[str, Any], jobs: int = 1,
-                 threads: int = 0, keep_going: bool = False,
+                 threads: int = 0, alone_kinds: Collection[str] = (), keep_going: bool = False,
                  describe: Callable[[Step], str | None] | None = None, env: dict[str, str] | None = None,
                  python: str = sys.executable) -> None:
         names = [s.name for s in steps]
@@ -218,6 +220,7 @@ class Runner:
         self.data_fingerprint = data_fingerprint
         self.jobs = max(1, jobs)
         self.threads = threads
+        self.alone_kinds = frozenset(alone_kinds)
         self.keep_going = keep_going
         self.describe = describe or (lambda step: None)
         self.extra_env = dict(env or {})
@@ -234,11 +237,23 @@ class Runner:
             return "blocked"
         return "ready" if states <= {"done", "skipped"} else "waiting"
 
-    def _env(self) -> dict[str, str]:
+    def _env(self, step: Step) -> dict[str, str]:
         env = {**os.environ, **self.extra_env, "PYTHONUNBUFFERED": "1"}
         if self.threads > 0:
-            env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(self.threads)
+            threads = self.threads * (self.jobs if step.kind in self.alone_kinds else 1)
+            env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
         return env
+
+    def _next_to_start(self, running: list[_Running]) -> Step | None:
+        """The first ready step that may start beside ``running``, in step order; None when there is none.
+        An alone step blocks the steps after it until it has started, so the running ones drain for it."""
+        if len(running) >= self.jobs or any(job.step.kind in self.alone_kinds for job in running):
+            return None
+        for step in self.steps:
+            if self.state[step.name] == "ready":
+                alone = step.kind in self.alone_kinds
+                return step if not (alone and running) else None
+        return None
 
     def _start(self, step: Step, key: str, summary: RunSummary) -> _Running:
         if prepare_folder(step, key):
@@ -248,7 +263,7 @@ class Runner:
                   + " ".join(step.command("python")) + "\n")
         log.flush()
         process = subprocess.Popen(step.command(self.python), cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, env=self._env())
+                                   stdin=subprocess.DEVNULL, env=self._env(step))
         self.state[step.name] = "running"
         return _Running(step, key, process, log, time.time())
 
@@ -272,11 +287,8 @@ class Runner:
             try:
                 while True:
                     self._settle(summary)
-                    for step in self.steps:
-                        if stop or len(running) >= self.jobs:
-                            break
-                        if self.state[step.name] == "ready":
-                            running.append(self._start(step, self.keys[step.name], summary))
+                    while not stop and (step := self._next_to_start(running)) is not None:
+                        running.append(self._start(step, self.keys[step.name], summary))
                     if not running:
                         break
                     time.sleep(POLL_SECONDS)

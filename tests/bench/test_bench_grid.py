@@ -185,6 +185,41 @@ def test_runner_resumes_and_reruns_only_what_a_change_affects(tmp_path: Path) ->
     assert (tmp_path / "out" / "c" / "result.txt").read_text() == "39"
 
 
+TIMED_STAGE = """
+import os, pathlib, sys, time
+args = dict(a.split("=", 1) for a in sys.argv[1:])
+start = time.time()
+time.sleep(1.0)
+out = pathlib.Path(args["out"])
+out.mkdir(parents=True, exist_ok=True)
+(out / "result.txt").write_text(args["name"])
+with open(args["log"], "a") as fh:
+    fh.write(f"{args['name']} {os.environ.get('OMP_NUM_THREADS')} {start} {time.time()}\\n")
+"""
+
+
+def test_an_alone_step_gets_every_thread_and_nothing_runs_beside_it(tmp_path: Path) -> None:
+    stages = tmp_path / "stage_code"
+    stages.mkdir()
+    (stages / "timed_stage.py").write_text(TIMED_STAGE)
+    log = tmp_path / "log.txt"
+    # listed first a cell, then the generator, then two more cells; none reads another
+    steps = [Step(name, kind, "timed_stage", [f"out={tmp_path / 'out' / name}", f"name={name}", f"log={log}"],
+                  tmp_path / "out" / name, ("result.txt",))
+             for name, kind in (("c1", "cell"), ("gen", "synth-train"), ("c2", "cell"), ("c3", "cell"))]
+    summary = Runner(steps, tmp_path / "out", DATA, jobs=2, threads=1, alone_kinds=["synth-train"],
+                     env={"PYTHONPATH": str(stages)}).run()
+    assert summary.ok
+    runs = {name: (threads, float(start), float(end))
+            for name, threads, start, end in (line.split() for line in log.read_text().splitlines())}
+    assert {name: r[0] for name, r in runs.items()} == {"c1": "1", "gen": "2", "c2": "1", "c3": "1"}
+    _, gen_start, gen_end = runs["gen"]
+    for name in ("c1", "c2", "c3"):  # the generator waited for c1 and held back c2 and c3
+        assert runs[name][2] <= gen_start or runs[name][1] >= gen_end, name
+    assert runs["c1"][2] <= gen_start and runs["c2"][1] >= gen_end
+    assert max(runs["c2"][1], runs["c3"][1]) < min(runs["c2"][2], runs["c3"][2])  # after it, two at a time
+
+
 def test_runner_reports_a_failure_and_blocks_its_dependents(tmp_path: Path) -> None:
     counter = tmp_path / "counter.txt"
     values = {"a": "1", "b": "2", "c": "3"}

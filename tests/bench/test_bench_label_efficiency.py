@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 
 from bench.config import BenchConfig
 from bench.grid import DONE_FILE
-from bench.label_efficiency import (build_steps, given_backbone_origin, main, parse_args, preset_path,
+from bench.label_efficiency import (STEP_KINDS, build_steps, given_backbone_origin, main, parse_args, preset_path,
                                     pretraining_settings, validate)
 from dermkit.backbones.card import BackboneCard, save_backbone
 from dermkit.backbones.registry import build_backbone
@@ -28,10 +28,11 @@ def _cfg(*overrides: str) -> BenchConfig:
 
 
 @pytest.mark.parametrize("preset", PRESETS)
-def test_every_preset_loads_and_validates(preset: str) -> None:
+def test_every_preset_loads_and_validates(preset: str, tmp_path: Path) -> None:
     cfg = parse_args(["--preset", preset])
     validate(cfg)
     assert cfg.preset == preset and cfg.about
+    assert {s.kind for s in build_steps(cfg, tmp_path)} <= set(STEP_KINDS)  # what run.alone_kinds may name
     assert "Running time:" in preset_path(preset).read_text()  # each preset states its running time
     assert len(cfg.grid.seeds) >= 3
 
@@ -58,6 +59,7 @@ def test_unknown_preset_lists_the_presets() -> None:
     ("finetune.fraction_overrides={'0.2':[trainer.max_epochs=2]}", "fraction_overrides has key '0.2'"),
     ("finetune.init_overrides={simclr:[seed=2]}", "sets 'seed'"),
     ("finetune.init_overrides={simclr:[head_epochs]}", "not of the form key=value"),
+    ("run.alone_kinds=[synth-trian]", "unknown step kind.*synth-train"),
 ])
 def test_validate_names_the_bad_key(override: str, message: str) -> None:
     with pytest.raises(DermkitError, match=message):
