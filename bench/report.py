@@ -296,17 +296,43 @@ def init_effects(cells: dict[CellKey, dict[str, Any]], load: Callable[[str], Pre
             continue
         pairs = [_load_pair(cells, load, (fraction, BASELINE_INIT, arm, seed), (fraction, init, arm, seed))
                  for seed in seeds]
-        true = pairs[0][0].true
-        if any(not np.array_equal(base.image_ids, pairs[0][0].image_ids) for base, _ in pairs):
-            raise DermkitError(f"The seeds of {init} and random at fraction {fraction:g} were tested on different "
-                               "images; their split settings differ. Re-run the grid.")
-        d = balanced_accuracy_differences(np.stack([other.correct for _, other in pairs]),
-                                          np.stack([base.correct for base, _ in pairs]), true)  # (S, N)
-        interval = paired_bootstrap(d, ctx.n_bootstrap, ctx.level, ctx.bootstrap_seed, strata=true)
-        per_seed = tuple((seed, float(row.mean())) for seed, row in zip(seeds, d))
-        effects.append(InitEffect(init, fraction, arm, interval, per_seed,
-                                  mean_t_interval([v for _, v in per_seed], ctx.level), int(d.shape[1])))
+        interval, per_seed, over_seeds = paired_balanced_accuracy(pairs, ctx, f"{init} and random at fraction "
+                                                                  f"{fraction:g}")
+        effects.append(InitEffect(init, fraction, arm, interval, tuple(zip(seeds, per_seed)), over_seeds,
+                                  pairs[0][0].true.size))
     return effects
+
+
+def paired_balanced_accuracy(pairs: list[tuple[Predictions, Predictions]], ctx: ReportContext,
+                             what: str) -> tuple[Interval, list[float], Interval]:
+    """The difference in balanced accuracy, second cell minus first, of ``(baseline, other)`` pairs, one per seed.
+
+    ``correct_other - correct_baseline`` per test image is weighted so that its mean is the difference
+    in balanced accuracy (:func:`balanced_accuracy_differences`); the (seeds, images) array goes to
+    :func:`paired_bootstrap` with the true classes as strata.
+
+    Args:
+        pairs: the test predictions of each seed's two cells, baseline first.
+        ctx: the bootstrap settings.
+        what: the comparison, as an error names it.
+
+    Returns:
+        The bootstrap interval over seeds and images, the per-seed differences in pair order, and
+        their mean with its Student-t interval.
+
+    Raises:
+        DermkitError: the cells were not all tested on the same images.
+    """
+    ids = pairs[0][0].image_ids
+    if any(not np.array_equal(p.image_ids, ids) for pair in pairs for p in pair):
+        raise DermkitError(f"The seeds of {what} were tested on different images; their split settings differ. "
+                           "Re-run the grid.")
+    true = pairs[0][0].true
+    d = balanced_accuracy_differences(np.stack([other.correct for _, other in pairs]),
+                                      np.stack([base.correct for base, _ in pairs]), true)  # (S, N)
+    interval = paired_bootstrap(d, ctx.n_bootstrap, ctx.level, ctx.bootstrap_seed, strata=true)
+    per_seed = [float(row.mean()) for row in d]
+    return interval, per_seed, mean_t_interval(per_seed, ctx.level)
 
 
 def synthetic_arms(arms: list[str]) -> list[str]:

@@ -1,0 +1,85 @@
+"""bench.compare_cells: cells of two run folders compared seed by seed, with the grid report's statistics."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from bench.compare_cells import main
+
+TEST_COUNTS = {"mel": 10, "nv": 20, "df": 5}
+
+
+def _write_cell(folder: Path, seed: int, mel_right: int, ids_offset: int = 0) -> Path:
+    """A cell whose first ``mel_right`` melanomas are right; every nv and df is right."""
+    true = [c for c, n in TEST_COUNTS.items() for _ in range(n)]
+    right = [klass != "mel" or i < mel_right for i, klass in enumerate(true[:TEST_COUNTS["mel"]])]
+    right += [True] * (len(true) - len(right))
+    predicted = [t if ok else "nv" for t, ok in zip(true, right)]
+    folder.mkdir(parents=True)
+    with (folder / "predictions.csv").open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["image_id", "true", "predicted"])
+        writer.writerows([f"ISIC_{i + ids_offset:05d}", t, p] for i, (t, p) in enumerate(zip(true, predicted)))
+    recall_mel = mel_right / TEST_COUNTS["mel"]
+    per_class = {"mel": {"recall": recall_mel}, "nv": {"recall": 1.0}, "df": {"recall": 1.0}}
+    (folder / "metrics.json").write_text(json.dumps({"balanced_accuracy": (recall_mel + 2) / 3, "accuracy": 0.0,
+                                                     "per_class": per_class, "seed": seed}))
+    return folder
+
+
+def test_paired_recall_and_balanced_accuracy_match_the_constructed_cells(tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    # mel recall 0.8 against 0.3 / 0.4 / 0.5 under seeds 0 / 1 / 2: +0.4 on average, every seed above 0
+    cells = [_write_cell(tmp_path / "a" / f"s{s}", s, 8) for s in (2, 0, 1)]  # any order: they pair by seed
+    against = [_write_cell(tmp_path / "b" / f"s{s}", s, 3 + s) for s in (0, 1, 2)]
+    out = tmp_path / "report" / "compare.md"
+    main(["--cells", *map(str, cells), "--against", *map(str, against), "--names", "synth8", "oversample-e71",
+          "--out", str(out), "--n-bootstrap", "500"])
+    text = out.read_text()
+    assert text.startswith("# `synth8` against `oversample-e71`")
+    assert "python -m bench.compare_cells --cells" in text
+    rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines() if line.startswith("| ")}
+    assert "+0.400 [" in rows["mel"] and "**helps**" in rows["mel"]
+    assert "+0.000 [+0.000, +0.000]" in rows["df"] and "**no detectable effect**" in rows["df"]
+    assert "vasc" not in rows and "akiec" not in rows  # no test images of theirs
+    assert rows["balanced accuracy"].startswith("| balanced accuracy | +0.133 [")  # 0.4 / 3 classes
+    assert "**helps**" in rows["balanced accuracy"]
+    assert rows["0"].endswith("| 0.933 | 0.767 | +0.167 |") and rows["2"].endswith("| +0.100 |")
+    assert "wrote" in "".join(capsys.readouterr())
+
+
+def test_one_seed_gives_no_verdict(tmp_path: Path) -> None:
+    out = tmp_path / "compare.md"
+    main(["--cells", str(_write_cell(tmp_path / "a", 0, 9)), "--against", str(_write_cell(tmp_path / "b", 0, 1)),
+          "--out", str(out)])
+    mel = next(line for line in out.read_text().splitlines() if line.startswith("| mel |"))
+    assert "| +0.800 |" in mel and "**no detectable effect**" in mel  # the t-interval needs two seeds
+
+
+@pytest.mark.parametrize("case", ["no-common-seed", "same-seed-twice", "other-test-images", "same-names"])
+def test_bad_input_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str) -> None:
+    a0, b0 = _write_cell(tmp_path / "a0", 0, 5), _write_cell(tmp_path / "b0", 0, 5)
+    args = {"no-common-seed": ["--cells", str(a0), "--against", str(_write_cell(tmp_path / "b1", 1, 5))],
+            "same-seed-twice": ["--cells", str(a0), str(_write_cell(tmp_path / "a0bis", 0, 5)), "--against", str(b0)],
+            "other-test-images": ["--cells", str(a0), "--against", str(_write_cell(tmp_path / "x", 0, 5, 100))],
+            "same-names": ["--cells", str(a0), "--against", str(b0), "--names", "real", "real"]}[case]
+    expected = {"no-common-seed": "No seed in common: --cells has seeds [0], --against [1]",
+                "same-seed-twice": "are both seed 0",
+                "other-test-images": "were tested on different images",
+                "same-names": "both sides are called 'real'"}[case]
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 2
+    assert expected in " ".join("".join(capsys.readouterr()).split())
+
+
+def test_a_folder_without_metrics_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    empty = tmp_path / "empty-cell"
+    empty.mkdir()
+    with pytest.raises(SystemExit):
+        main(["--cells", str(empty), "--against", str(_write_cell(tmp_path / "b", 0, 5))])
+    assert "empty-cell" in " ".join("".join(capsys.readouterr()).split())
