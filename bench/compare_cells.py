@@ -23,6 +23,7 @@ import argparse
 import shlex
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 from dermkit.console import console, entry_point
 from dermkit.errors import DermkitError
@@ -54,31 +55,39 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _by_seed(dirs: list[Path], side: str) -> dict[int, Path]:
-    """Each cell folder by the seed its metrics.json names.
+class Cell(NamedTuple):
+    """A cell folder and the test balanced accuracy its metrics.json gives."""
+
+    path: Path
+    balanced_accuracy: float
+
+
+def _by_seed(dirs: list[Path], side: str) -> dict[int, Cell]:
+    """Each cell by the seed its metrics.json names.
 
     Raises:
         DermkitError: a folder without readable metrics, or two folders of one seed.
     """
-    seeds: dict[int, Path] = {}
+    seeds: dict[int, Cell] = {}
     for cell_dir in dirs:
-        seed = read_metrics(cell_dir).get("seed")
+        metrics = read_metrics(cell_dir)
+        seed = metrics.get("seed")
         if seed is None:
             raise DermkitError(f"{cell_dir / 'metrics.json'} names no seed (written by finetune.train).")
         if int(seed) in seeds:
-            raise DermkitError(f"{side}: {seeds[int(seed)]} and {cell_dir} are both seed {seed}; give one cell "
-                               "per seed.")
-        seeds[int(seed)] = cell_dir
+            raise DermkitError(f"{side}: {seeds[int(seed)].path} and {cell_dir} are both seed {seed}; give one "
+                               "cell per seed.")
+        seeds[int(seed)] = Cell(cell_dir, float(metrics["balanced_accuracy"]))
     return seeds
 
 
-def compare(cells: dict[int, Path], against: dict[int, Path], names: tuple[str, str], classes: list[str],
+def compare(cells: dict[int, Cell], against: dict[int, Cell], names: tuple[str, str], classes: list[str],
             ctx: ReportContext) -> list[str]:
     """The comparison as markdown lines: per-seed balanced accuracy, recall per class, balanced accuracy.
 
     Args:
-        cells: cell folder by seed, the side compared.
-        against: cell folder by seed, the baseline (only seeds in both are compared).
+        cells: cell by seed, the side compared.
+        against: cell by seed, the baseline (only seeds in both are compared).
         names: what the tables call the two sides.
         classes: classes whose recall is compared; those without test images are left out.
         ctx: the bootstrap settings (``n_bootstrap``, ``level``, ``bootstrap_seed``).
@@ -94,21 +103,20 @@ def compare(cells: dict[int, Path], against: dict[int, Path], names: tuple[str, 
         raise DermkitError(f"No seed in common: --cells has seeds {sorted(cells)}, --against {sorted(against)}.")
     table: dict[CellKey, dict[str, str]] = {}
     for seed in seeds:
-        table[(_FRACTION, _INIT, name, seed)] = {"cell_id": str(cells[seed])}
-        table[(_FRACTION, _INIT, baseline, seed)] = {"cell_id": str(against[seed])}
-    predictions = {str(d): read_predictions(d) for s in seeds for d in (cells[s], against[s])}
+        table[(_FRACTION, _INIT, name, seed)] = {"cell_id": str(cells[seed].path)}
+        table[(_FRACTION, _INIT, baseline, seed)] = {"cell_id": str(against[seed].path)}
+    predictions = {str(c.path): read_predictions(c.path) for s in seeds for c in (cells[s], against[s])}
     effects = [e for e in synthetic_effects(table, predictions.__getitem__, classes, ctx, name, baseline)
                if e.scope == "all"]
-    pairs = [(predictions[str(against[s])], predictions[str(cells[s])]) for s in seeds]
+    pairs = [(predictions[str(against[s].path)], predictions[str(cells[s].path)]) for s in seeds]
     interval, per_seed, over_seeds = paired_balanced_accuracy(pairs, ctx, f"{name} and {baseline}")
-    balanced = {str(d): read_metrics(d)["balanced_accuracy"] for s in seeds for d in (cells[s], against[s])}
 
     lines = [f"Seeds compared: {', '.join(map(str, seeds))}; differences are `{name}` minus `{baseline}`, paired by "
              "seed and test image.", "",
              *_md_table(["seed", f"`{name}` cell", f"`{baseline}` cell", f"balanced accuracy `{name}`",
                          f"balanced accuracy `{baseline}`", "difference"],
-                        [[str(s), f"`{cells[s]}`", f"`{against[s]}`", f"{balanced[str(cells[s])]:.3f}",
-                          f"{balanced[str(against[s])]:.3f}", f"{d:+.3f}"] for s, d in zip(seeds, per_seed)]), ""]
+                        [[str(s), f"`{cells[s].path}`", f"`{against[s].path}`", f"{cells[s].balanced_accuracy:.3f}",
+                          f"{against[s].balanced_accuracy:.3f}", f"{d:+.3f}"] for s, d in zip(seeds, per_seed)]), ""]
     rows = [[e.klass, _signed(e.interval), _signed_or_estimate(e.over_seeds), str(e.images), f"**{e.verdict}**"]
             for e in effects]
     rows.append(["balanced accuracy", _signed(interval), _signed_or_estimate(over_seeds), str(pairs[0][0].true.size),
