@@ -47,6 +47,13 @@ KEY_SPELLINGS: dict[str, dict[str, str]] = {
 # augmented in the workers (their default then); it now passes the value always, so a step finished
 # then keeps its key.
 KEY_OMITTED = frozenset({"data.augment_on=workers"})
+# Where a step runs is not what it computes: a key hashes any ``trainer.accelerator=...`` as
+# ``trainer.accelerator=cpu``, the spelling of every key made before this rule, so a step started on a
+# lent GPU is the same step as on the CPU (it resumes here from its checkpoint, or counts as done) and
+# no step finished earlier changes its key. ``dermkit.resume`` lets the stage itself resume across the
+# change (``trainer.accelerator`` is neutral there). ``run.json`` still records the machine.
+KEY_ACCELERATOR = "trainer.accelerator="
+KEY_ACCELERATOR_SPELLING = "trainer.accelerator=cpu"
 DONE_FILE = "done.json"
 BEST_CHECKPOINT_PREFIX = "<best checkpoint of "  # + step name + ">": see best_checkpoint_arg
 STARTED_FILE = "started.json"
@@ -218,7 +225,10 @@ def best_checkpoint(run_dir: Path) -> Path:
 
 
 def key_spelling(module: str, arg: str) -> str:
-    """``arg`` as a step key hashes it: renamed keys in their old spelling (see :data:`KEY_SPELLINGS`)."""
+    """``arg`` as a step key hashes it: renamed keys in their old spelling (see :data:`KEY_SPELLINGS`), the
+    accelerator as ``cpu`` (see :data:`KEY_ACCELERATOR`)."""
+    if arg.startswith(KEY_ACCELERATOR):
+        return KEY_ACCELERATOR_SPELLING
     for new, old in KEY_SPELLINGS.get(module, {}).items():
         if arg.startswith(new):
             return old + arg[len(new):]

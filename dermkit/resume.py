@@ -10,7 +10,8 @@ into ``<run>/replaced-<date>-<time>/`` (nothing is deleted).
 
 What may differ on resume (:data:`NEUTRAL_KEYS`) are keys that cannot change what is trained:
 where the run and caches live, data-loader workers, logging, checkpoint and snapshot frequency,
-and how finetune's report of the finished run is drawn.
+the accelerator (a run started on a lent GPU goes on on the CPU, and back), and how finetune's
+report of the finished run is drawn.
 The run's length is not among them: every stage spreads its cosine learning-rate schedule (and
 DINO its momentum schedule) over the run's total steps, so a longer or shorter run is a
 different run, not a continuation (``--restart``, or a new ``--out`` with ``model.init`` from
@@ -61,6 +62,9 @@ NEUTRAL_KEYS = frozenset({
     "out", "out_dir", RESTART_KEY, "resume",  # the run folder itself and how it is entered
     "data.cache_dir", "data.num_workers",  # where decoded images are kept and how many processes read them
     "trainer.strategy", "trainer.log_every_n_steps",
+    # GPU or CPU: the same steps on the same data with the same settings (float rounding and the device's
+    # random streams aside, as with thread counts); the device count is not neutral (see above)
+    "trainer.accelerator",
     "checkpoint_every", "checkpoint_every_n_steps", "snapshot_every_n_epochs",
     # finetune's HTML report of the test split: written after training, from the same predictions
     "report.bootstrap", "report.seed", "report.explain", "report.mistakes",

@@ -89,6 +89,22 @@ def test_key_of_a_renamed_argument_is_its_old_spelling(tmp_path: Path) -> None:
     assert key("finetune.train", f"out_dir={folder}") != key("finetune.train", f"out={folder}")
 
 
+def test_key_does_not_depend_on_the_accelerator(tmp_path: Path) -> None:
+    # A generator started on a lent GPU is the grid's step here: it resumes from its checkpoint or counts as
+    # done; every key made before the rule hashed trainer.accelerator=cpu, and still does.
+    def key(*args: str) -> str:
+        return Step("g", "synth-train", "synth.train", list(args), tmp_path / "A" / "g", ()).key(tmp_path / "A", DATA)
+
+    on_cpu = key("model.preset=small", "trainer.accelerator=cpu", "trainer.precision=bf16-mixed")
+    assert key("model.preset=small", "trainer.accelerator=gpu", "trainer.precision=bf16-mixed") == on_cpu
+    assert key("model.preset=small", "trainer.accelerator=auto", "trainer.precision=bf16-mixed") == on_cpu
+    assert key("model.preset=small", "trainer.precision=bf16-mixed") != on_cpu  # given or not still differs
+    assert key("model.preset=small", "trainer.accelerator=gpu", "trainer.precision=32") != on_cpu
+    # the spelling every earlier key hashed: a step finished before the rule keeps its key
+    assert Step("g", "synth-train", "synth.train", ["trainer.accelerator=cpu"], tmp_path / "A" / "g",
+                ())._key_arg("trainer.accelerator=cpu", str(tmp_path / "A")) == "trainer.accelerator=cpu"
+
+
 def test_key_hashes_augment_on_workers_as_absent(tmp_path: Path) -> None:
     # Before issue 13 the grid passed no data.augment_on and the stages augmented in the workers; it now
     # always passes the value, so a step finished then keeps its key (device is another step).

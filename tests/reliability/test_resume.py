@@ -267,6 +267,16 @@ def test_changed_settings_counts_missing_keys_as_defaults_and_ignores_neutral_ke
     assert changed_settings(old, new, defaults) == {"trainer.devices": ("auto", "2")}
 
 
+def test_a_run_started_on_a_gpu_resumes_on_the_cpu_but_not_with_other_devices() -> None:
+    # A long step started on a lent GPU goes on here (issue 12's generators); the device count sets the
+    # global batch under DDP, so it stays a setting.
+    defaults = {"trainer": {"accelerator": "auto", "devices": "auto"}}
+    on_gpu = {"trainer": {"accelerator": "gpu", "devices": "auto"}}
+    assert changed_settings(on_gpu, {"trainer": {"accelerator": "cpu", "devices": "auto"}}, defaults) == {}
+    assert changed_settings(on_gpu, {"trainer": {"accelerator": "cpu", "devices": "2"}}, defaults) == \
+        {"trainer.devices": ("auto", "2")}
+
+
 def test_a_run_recorded_with_the_old_key_names_still_resumes(tmp_path: Path) -> None:
     """synth.train's ``out`` and ``checkpoint_every`` became ``out_dir`` and ``checkpoint_every_n_steps``
     (issue 14): a run folder whose config.yaml has the old names resumes, and is still compared."""
