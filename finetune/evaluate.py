@@ -51,7 +51,7 @@ from dermkit.runinfo import write_run_info
 from dermkit.trainer import ProgressBar, device_kwargs
 from finetune.config import ReportConfig
 from finetune.data import IndexedDataset
-from finetune.explain import RowImages
+from finetune.explain import RowImages, require_grad_cam
 from finetune.external import (is_melanoma_binary, load_class_map, melanoma_vs_rest, reference_specificity,
                                source_class_table)
 from finetune.html_report import write_html_report
@@ -274,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = parse_config(ClassifierEvaluateConfig, "python -m finetune.evaluate",
                        "Evaluate a fine-tuned classifier on a labeled dataset (e.g. an external test set).",
                        argv, FLAGS)
+    require_grad_cam(cfg.report.explain, "--explain")
     module = load_model(cfg)
     prepared, class_map = prepare_scored_data(cfg)
     labels = model_labels(cfg, prepared, list(module.hparams.classes))

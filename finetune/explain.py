@@ -16,6 +16,7 @@ the model would have needed to see).
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -61,6 +62,24 @@ def target_layer(model: nn.Module) -> tuple[nn.Module, Callable[[torch.Tensor], 
                        "tiny_cnn and vit_s16.")
 
 
+GRAD_CAM_MODULE = "pytorch_grad_cam"
+
+
+def require_grad_cam(explain: int, flag: str) -> None:
+    """Fail before a long run, not after it, when ``explain`` asks for CAM grids without their package.
+
+    Args:
+        explain: images per class and group to draw (0: none, nothing is needed).
+        flag: how the user sets it (``report.explain``, ``--explain``), for the message.
+
+    Raises:
+        DermkitError: ``explain`` > 0 and ``pytorch_grad_cam`` (package ``grad-cam``) is not importable.
+    """
+    if explain > 0 and importlib.util.find_spec(GRAD_CAM_MODULE) is None:
+        raise DermkitError(f"{flag}={explain} draws Grad-CAM maps with the grad-cam package, which is not installed "
+                           f"here: `pip install grad-cam` (a dependency of dermkit), or pass {flag}=0 to skip them.")
+
+
 def class_activation_maps(model: nn.Module, images: torch.Tensor, classes: Sequence[int],
                           method: str = "Grad-CAM") -> np.ndarray:
     """CAM of one class per image, at the input's size.
@@ -75,7 +94,7 @@ def class_activation_maps(model: nn.Module, images: torch.Tensor, classes: Seque
         (B, S, S) float32 maps scaled to [0, 1] per image (all zeros where no location speaks for
         the class).
     """
-    from pytorch_grad_cam import GradCAM, GradCAMPlusPlus
+    from pytorch_grad_cam import GradCAM, GradCAMPlusPlus  # at use: the grad-cam package only draws reports
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
     cam_class = {"Grad-CAM": GradCAM, "Grad-CAM++": GradCAMPlusPlus}[method]

@@ -48,7 +48,7 @@ from finetune.class_weights import WEIGHTINGS
 from finetune.config import FinetuneConfig
 from finetune.data import FinetuneData, build_datasets
 from finetune.device_transforms import train_device_augment
-from finetune.explain import RowImages
+from finetune.explain import RowImages, require_grad_cam
 from finetune.html_report import write_html_report
 from finetune.losses import LOSSES, check_label_smoothing
 from finetune.module import ClassifierModule
@@ -103,6 +103,7 @@ def check_config(cfg: FinetuneConfig) -> None:
                            "the balanced sampler, or keep the weights with sampler=shuffle.")
     if not 0 < cfg.data.fraction <= 1:
         raise DermkitError(f"data.fraction={cfg.data.fraction} must lie in (0, 1].")
+    require_grad_cam(cfg.report.explain, "report.explain")  # the report is drawn after training and testing
     augment = cfg.augment
     if not (0 < augment.crop_scale <= 1 and 0 <= augment.rotation <= 180 and 0 <= augment.jitter < 1):
         raise DermkitError(f"augment.crop_scale={augment.crop_scale} must lie in (0, 1], augment.rotation="
