@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.grid import (DONE_FILE, STARTED_FILE, Cell, Step, adopt_finished, is_done, mark_done, prepare_folder,
-                        read_done)
+from bench.grid import (DONE_FILE, STARTED_FILE, Cell, Step, adopt_finished, is_done, key_spelling, mark_done,
+                        prepare_folder, read_done)
 from bench.runner import Runner
 
 # A stand-in stage: writes result.txt (its value plus the text of the files it reads), logs its
@@ -101,8 +101,8 @@ def test_key_does_not_depend_on_the_accelerator(tmp_path: Path) -> None:
     assert key("model.preset=small", "trainer.precision=bf16-mixed") != on_cpu  # given or not still differs
     assert key("model.preset=small", "trainer.accelerator=gpu", "trainer.precision=32") != on_cpu
     # the spelling every earlier key hashed: a step finished before the rule keeps its key
-    assert Step("g", "synth-train", "synth.train", ["trainer.accelerator=cpu"], tmp_path / "A" / "g",
-                ())._key_arg("trainer.accelerator=cpu", str(tmp_path / "A")) == "trainer.accelerator=cpu"
+    assert key_spelling("finetune.train", "trainer.accelerator=gpu") == "trainer.accelerator=cpu"
+    assert key_spelling("finetune.train", "trainer.accelerator=cpu") == "trainer.accelerator=cpu"
 
 
 def test_key_hashes_augment_on_workers_as_absent(tmp_path: Path) -> None:
