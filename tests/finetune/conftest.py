@@ -32,3 +32,13 @@ def demo_run(demo_prepared: PreparedData, demo_cache: Path, tmp_path_factory: py
                    "trainer.limit_train_batches=2", "trainer.accelerator=cpu", "synth.max_ratio=1.0"])
     assert status == 0
     return out
+
+
+@pytest.fixture
+def without_grad_cam(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``pytorch_grad_cam`` is not importable (as on a machine without the grad-cam package)."""
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "pytorch_grad_cam" else real_find_spec(name, *a))

@@ -60,14 +60,9 @@ def test_external_evaluation_reports_unknown_classes(demo_run: Path, demo_prepar
         assert (out / name).is_file()
 
 
+@pytest.mark.usefixtures("without_grad_cam")
 def test_explain_without_grad_cam_is_refused_before_the_model_loads(tmp_path: Path,
-                                                                    capsys: pytest.CaptureFixture[str],
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    import importlib.util
-
-    real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "pytorch_grad_cam" else real_find_spec(name, *a))
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["--checkpoint", str(tmp_path / "missing.ckpt"), "--explain", "4", "--out", str(tmp_path / "eval")])
     err = capsys.readouterr().err

@@ -92,15 +92,11 @@ def test_out_of_range_augmentation_is_refused_before_any_work(setting: str, tmp_
     assert not (tmp_path / "run.json").exists()
 
 
-def test_missing_grad_cam_is_refused_before_training_not_after(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.usefixtures("without_grad_cam")
+def test_missing_grad_cam_is_refused_before_training_not_after(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
     # The report's Grad-CAM grids are drawn after training and testing: a machine without the package (the
     # first GPU run) lost a finished cell's metrics there. Now it stops at once, naming the way out.
-    import importlib.util
-
-    real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "pytorch_grad_cam" else real_find_spec(name, *a))
     with pytest.raises(SystemExit):
         main(["--out", str(tmp_path), "--data", "demo"])
     err = capsys.readouterr().err
