@@ -8,13 +8,15 @@ split settings). For each class (default: the minority classes and nevus) it giv
 difference in test recall, ``--cells`` minus ``--against``, with the grid report's two intervals (a
 percentile bootstrap over seeds and test images, and the Student-t interval of the per-seed
 differences) and verdict, then the difference in balanced accuracy the same way (bootstrap within
-classes). It reads ``metrics.json`` and ``predictions.csv`` only, so an export is enough.
+classes); with ``--target``, whether the comparison meets issue 12's target, by the grid report's rule
+(``--against`` then being an oversampling arm). It reads ``metrics.json`` and ``predictions.csv`` only,
+so an export is enough.
 
 Example (issue 12's equal-steps control)::
 
     python -m bench.compare_cells --names synth8 oversample-e71 \\
         --cells $R/bench/cpu-synth/cells/f0.1-random-synth8-s{0,1,2} \\
-        --against $R/steps-control/f0.1-random-oversample-e71-s{0,1,2} --out compare.md
+        --against $R/steps-control/f0.1-random-oversample-e71-s{0,1,2} --target --out compare.md
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from dermkit.console import console, entry_point
 from dermkit.errors import DermkitError
 from dermkit.vocab import MINORITY_CLASSES
 from bench.report import (MAJORITY_CLASS, CellKey, ReportContext, _md_table, _signed, _signed_or_estimate,
-                          paired_balanced_accuracy, synthetic_effects)
+                          meets_target, paired_balanced_accuracy, synthetic_effects, target_gains, target_rule)
 from bench.results import read_metrics, read_predictions
 from bench.stats import verdict
 
@@ -51,6 +53,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--n-bootstrap", type=int, default=5000, help="bootstrap replicates (the grid's report: "
                         "5000)")
     parser.add_argument("--level", type=float, default=0.95, help="confidence level of both intervals")
+    parser.add_argument("--target", action="store_true",
+                        help="also say whether --cells meets issue 12's target against --against (an oversampling "
+                        "arm): the grid report's rule, +5 recall points with the verdict helps in 2 minority classes")
     parser.add_argument("--out", type=Path, default=None, help="also write the tables to this markdown file")
     return parser.parse_args(argv)
 
@@ -82,7 +87,7 @@ def _by_seed(dirs: list[Path], side: str) -> dict[int, Cell]:
 
 
 def compare(cells: dict[int, Cell], against: dict[int, Cell], names: tuple[str, str], classes: list[str],
-            ctx: ReportContext) -> list[str]:
+            ctx: ReportContext, target: bool = False) -> list[str]:
     """The comparison as markdown lines: per-seed balanced accuracy, recall per class, balanced accuracy.
 
     Args:
@@ -91,6 +96,7 @@ def compare(cells: dict[int, Cell], against: dict[int, Cell], names: tuple[str, 
         names: what the tables call the two sides.
         classes: classes whose recall is compared; those without test images are left out.
         ctx: the bootstrap settings (``n_bootstrap``, ``level``, ``bootstrap_seed``).
+        target: end with issue 12's target verdict (``against`` being an oversampling arm).
 
     Raises:
         DermkitError: no seed in common, two sides named alike, or cells tested on different images.
@@ -126,6 +132,12 @@ def compare(cells: dict[int, Cell], against: dict[int, Cell], names: tuple[str, 
     lines += ["", f"{ctx.level:.0%} intervals: a percentile bootstrap over seeds and test images ({ctx.n_bootstrap} "
               "replicates; for balanced accuracy within each class) and the Student-t interval of the per-seed "
               "differences. **helps** / **hurts**: both on the same side of 0; otherwise no detectable effect."]
+    if target:
+        gains = target_gains(effects, name, baseline)
+        balanced = sum(per_seed) / len(per_seed)
+        lines += ["", f"Target (issue 12): `{name}` {target_rule(f'`{baseline}`')} (the mean of the per-seed "
+                  f"differences at least 0). Classes with the gain: {', '.join(gains) or 'none'}; balanced accuracy "
+                  f"{balanced:+.3f}: **{'met' if meets_target(gains, balanced) else 'not met'}**."]
     return lines
 
 
@@ -140,7 +152,7 @@ def main(argv: list[str] | None = None) -> None:
                         minority_classes=list(args.classes), level=args.level, n_bootstrap=args.n_bootstrap)
     names = (args.names[0], args.names[1])
     lines = compare(_by_seed(args.cells, "--cells"), _by_seed(args.against, "--against"), names,
-                    list(args.classes), ctx)
+                    list(args.classes), ctx, target=args.target)
     console.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
     if args.out is not None:
         command = "python -m bench.compare_cells " + shlex.join(sys.argv[1:] if argv is None else argv)

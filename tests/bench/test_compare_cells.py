@@ -13,20 +13,23 @@ from bench.compare_cells import main
 TEST_COUNTS = {"mel": 10, "nv": 20, "df": 5}
 
 
-def _write_cell(folder: Path, seed: int, mel_right: int, ids_offset: int = 0) -> Path:
-    """A cell whose first ``mel_right`` melanomas are right; every nv and df is right."""
+def _write_cell(folder: Path, seed: int, mel_right: int, ids_offset: int = 0,
+                df_right: int = TEST_COUNTS["df"]) -> Path:
+    """A cell whose first ``mel_right`` melanomas and first ``df_right`` dermatofibromas are right; every nv
+    is right."""
     true = [c for c, n in TEST_COUNTS.items() for _ in range(n)]
-    right = [klass != "mel" or i < mel_right for i, klass in enumerate(true[:TEST_COUNTS["mel"]])]
-    right += [True] * (len(true) - len(right))
+    first_of = {klass: true.index(klass) for klass in TEST_COUNTS}
+    right_count = {"mel": mel_right, "nv": TEST_COUNTS["nv"], "df": df_right}
+    right = [i - first_of[klass] < right_count[klass] for i, klass in enumerate(true)]
     predicted = [t if ok else "nv" for t, ok in zip(true, right)]
     folder.mkdir(parents=True)
     with (folder / "predictions.csv").open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["image_id", "true", "predicted"])
         writer.writerows([f"ISIC_{i + ids_offset:05d}", t, p] for i, (t, p) in enumerate(zip(true, predicted)))
-    recall_mel = mel_right / TEST_COUNTS["mel"]
-    per_class = {"mel": {"recall": recall_mel}, "nv": {"recall": 1.0}, "df": {"recall": 1.0}}
-    (folder / "metrics.json").write_text(json.dumps({"balanced_accuracy": (recall_mel + 2) / 3, "accuracy": 0.0,
+    recall = {klass: right_count[klass] / n for klass, n in TEST_COUNTS.items()}
+    per_class = {klass: {"recall": r} for klass, r in recall.items()}
+    (folder / "metrics.json").write_text(json.dumps({"balanced_accuracy": sum(recall.values()) / 3, "accuracy": 0.0,
                                                      "per_class": per_class, "seed": seed}))
     return folder
 
@@ -58,6 +61,29 @@ def test_one_seed_gives_no_verdict(tmp_path: Path) -> None:
           "--out", str(out)])
     mel = next(line for line in out.read_text().splitlines() if line.startswith("| mel |"))
     assert "| +0.800 |" in mel and "**no detectable effect**" in mel  # the t-interval needs two seeds
+
+
+@pytest.mark.parametrize("df_against", [0, 5])
+def test_target_needs_the_gain_in_two_minority_classes(tmp_path: Path, df_against: int) -> None:
+    # mel +0.4 to +0.6 on every seed (helps); df +1.0 when the baseline misses every df, else +0.0
+    cells = [_write_cell(tmp_path / "a" / f"s{s}", s, 8) for s in (0, 1, 2)]
+    against = [_write_cell(tmp_path / "b" / f"s{s}", s, 2 + s, df_right=df_against) for s in (0, 1, 2)]
+    out = tmp_path / "compare.md"
+    main(["--cells", *map(str, cells), "--against", *map(str, against), "--names", "synth8", "oversample",
+          "--n-bootstrap", "500", "--target", "--out", str(out)])
+    target = " ".join(out.read_text().split("Target (issue 12): ")[1].split())
+    assert target.startswith("`synth8` beats `oversample` by at least 5 recall points")
+    if df_against == 0:
+        assert "Classes with the gain: mel, df; balanced accuracy +0.500: **met**." in target
+    else:
+        assert "Classes with the gain: mel; balanced accuracy +0.167: **not met**." in target
+
+
+def test_no_target_line_unless_asked(tmp_path: Path) -> None:
+    out = tmp_path / "compare.md"
+    main(["--cells", str(_write_cell(tmp_path / "a", 0, 9)), "--against", str(_write_cell(tmp_path / "b", 0, 1)),
+          "--out", str(out)])
+    assert "Target" not in out.read_text()
 
 
 @pytest.mark.parametrize("case", ["no-common-seed", "same-seed-twice", "other-test-images", "same-names"])
