@@ -30,8 +30,9 @@ from typing import NamedTuple
 from dermkit.console import console, entry_point
 from dermkit.errors import DermkitError
 from dermkit.vocab import MINORITY_CLASSES
-from bench.report import (MAJORITY_CLASS, CellKey, ReportContext, _md_table, _signed, _signed_or_estimate,
-                          meets_target, paired_balanced_accuracy, synthetic_effects, target_gains, target_rule)
+from bench.report import (MAJORITY_CLASS, TARGET_CLASSES, TARGET_GAIN, CellKey, ReportContext, _md_table, _signed,
+                          _signed_or_estimate, meets_target, paired_balanced_accuracy, synthetic_effects, target_gains,
+                          target_rule)
 from bench.results import read_metrics, read_predictions
 from bench.stats import verdict
 
@@ -55,7 +56,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--level", type=float, default=0.95, help="confidence level of both intervals")
     parser.add_argument("--target", action="store_true",
                         help="also say whether --cells meets issue 12's target against --against (an oversampling "
-                        "arm): the grid report's rule, +5 recall points with the verdict helps in 2 minority classes")
+                        f"arm): the grid report's rule, +{TARGET_GAIN * 100:.0f} recall points with the verdict helps "
+                        f"in {TARGET_CLASSES} minority classes and balanced accuracy not lower")
     parser.add_argument("--out", type=Path, default=None, help="also write the tables to this markdown file")
     return parser.parse_args(argv)
 
