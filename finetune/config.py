@@ -117,12 +117,17 @@ class SynthConfig:
         allow_extra_labels: accept a manifest whose generator was trained on a larger label fraction
             than ``data.fraction`` (its images carry labels the run otherwise lacks; a deliberate
             comparison only, recorded in ``run.json``).
+        steps_only: train on no synthetic image, only as many steps as if they were added: each epoch
+            draws as many items as the real plus the selected synthetic images, all from the real
+            images, by the balanced sampler (``sampler=balanced`` required). The equal-steps control
+            of a synthetic run: oversampling given the same epochs, steps and schedule.
     """
 
     manifest: str = ""
     max_ratio: float = 1.0
     classes: list[str] = field(default_factory=list)
     allow_extra_labels: bool = False
+    steps_only: bool = False
 
 
 @dataclass

@@ -49,6 +49,8 @@ class FinetuneData:
         train_labels: (M,) label of every training item, in dataset order (for the sampler).
         counts: ``{"real": {class: n}, "synthetic": {class: n}}`` of the training data.
         synthetic: the synthetic images given (their manifest and generator label fraction), or None.
+        epoch_items: items the balanced sampler draws per epoch (0: as many as ``train`` holds);
+            ``synth.steps_only`` sets it to the real plus the synthetic images it trains without.
     """
 
     train: Dataset
@@ -57,6 +59,7 @@ class FinetuneData:
     train_labels: np.ndarray
     counts: dict[str, dict[str, int]]
     synthetic: SyntheticImages | None = None
+    epoch_items: int = 0
 
     def class_totals(self, classes: list[str]) -> list[int]:
         """(C,) training items per class, real plus synthetic."""

@@ -101,6 +101,12 @@ def check_config(cfg: FinetuneConfig) -> None:
         raise DermkitError(f"sampler=balanced with loss.weighting={cfg.loss.weighting} corrects the class imbalance "
                            "twice: the sampler draws every class equally often. Set loss.weighting=none with "
                            "the balanced sampler, or keep the weights with sampler=shuffle.")
+    if cfg.synth.steps_only and not (cfg.synth.manifest and cfg.sampler == "balanced"):
+        # Without the manifest there is nothing to count; without the balanced sampler an epoch is one pass
+        # over the real images, whatever length it is given.
+        raise DermkitError("synth.steps_only=true sizes the epochs by the images of synth.manifest and draws them from "
+                           "the real images with the balanced sampler: give synth.manifest=... and sampler=balanced "
+                           f"(now synth.manifest={cfg.synth.manifest!r}, sampler={cfg.sampler}).")
     if not 0 < cfg.data.fraction <= 1:
         raise DermkitError(f"data.fraction={cfg.data.fraction} must lie in (0, 1].")
     require_grad_cam(cfg.report.explain, "report.explain")  # the report is drawn after training and testing
@@ -136,7 +142,13 @@ def build_data(cfg: FinetuneConfig, prepared: PreparedData, spec: BackboneSpec) 
     # data.augment_on=device: training items stay (3, S, S) uint8; the module augments whole batches.
     augment = None if cfg.data.augment_on == "device" else train_transform(
         spec.image_size, spec.mean, spec.std, cfg.augment)
-    return build_datasets(prepared, cfg.data.fraction, augment, eval_transform(spec.mean, spec.std), synthetic)
+    if not cfg.synth.steps_only:
+        return build_datasets(prepared, cfg.data.fraction, augment, eval_transform(spec.mean, spec.std), synthetic)
+    # The equal-steps control: the synthetic images only size the epochs (the sampler draws from the real ones).
+    data = build_datasets(prepared, cfg.data.fraction, augment, eval_transform(spec.mean, spec.std))
+    data.synthetic = synthetic
+    data.epoch_items = len(data.train_labels) + sum(synthetic.counts.values())  # type: ignore[union-attr]
+    return data
 
 
 def build_module(cfg: FinetuneConfig, classes: list[str], counts: list[int], spec: BackboneSpec,
@@ -189,6 +201,9 @@ def make_classifier(cfg: FinetuneConfig, data: FinetuneData, classes: list[str],
     """The classifier for ``data`` (:func:`build_module`), with the device-side augmentation when asked for."""
     console.print("Training images per class (real + synthetic): "
                   + ", ".join(f"{c} {data.counts['real'][c]}+{data.counts['synthetic'][c]}" for c in classes))
+    if data.epoch_items:
+        console.print(f"synth.steps_only: each epoch draws {data.epoch_items} items from the real images (balanced "
+                      f"sampler), as many as real + synthetic would be; no synthetic image is trained on.")
     module = build_module(cfg, classes, data.class_totals(classes), spec, backbone)
     if cfg.data.augment_on == "device":
         module.device_augment = train_device_augment(spec.image_size, spec.mean, spec.std, cfg.augment)
@@ -203,13 +218,16 @@ def run_record(cfg: FinetuneConfig, prepared: PreparedData, data: FinetuneData, 
     if data.synthetic is not None:
         extra["synthetic"] = {"manifest": str(data.synthetic.manifest), "label_fraction": data.synthetic.label_fraction,
                               "allow_extra_labels": cfg.synth.allow_extra_labels}
+        if data.epoch_items:  # synth.steps_only: trained on none of them ("counts" says 0), epochs sized by them
+            extra["synthetic"].update(steps_only=True, stood_in_for=dict(data.synthetic.counts),
+                                      epoch_items=data.epoch_items)
     return extra
 
 
 def make_loaders(cfg: FinetuneConfig, data: FinetuneData) -> tuple[DataLoader, DataLoader, DataLoader]:
     """(train, val, test) loaders; training order (or the balanced sampler) seeded by ``seed``."""
     generator = torch.Generator().manual_seed(cfg.seed)
-    sampler = class_balanced_sampler(torch.as_tensor(data.train_labels), generator=generator) \
+    sampler = class_balanced_sampler(torch.as_tensor(data.train_labels), data.epoch_items or None, generator) \
         if cfg.sampler == "balanced" else None
     train_loader = make_loader(data.train, cfg, shuffle=sampler is None, sampler=sampler, generator=generator)
     return train_loader, make_loader(data.val, cfg), make_loader(data.test, cfg)
