@@ -10,6 +10,7 @@ the stage lists what is accepted.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from dermkit.config import DataConfig
@@ -31,8 +32,8 @@ ARM_SYNTH = "synth"
 ARM_FILTERED = "filtered"
 LEGACY_ARMS: tuple[str, ...] = (ARM_REAL, ARM_SYNTH)
 ARM_BASELINES: tuple[str, ...] = (ARM_REAL, ARM_OVERSAMPLE)  # what each synthetic arm is compared against
-ARM_SPELLINGS = ("real, oversample, synth, synth<R> (R = synth.max_ratio, e.g. synth0.5, synth8), filtered, "
-                 "filtered<R>")
+ARM_SPELLINGS = ("real, oversample, oversample<R> (oversampling for as many steps as synth<R>), synth, synth<R> "
+                 "(R = synth.max_ratio, e.g. synth0.5, synth8), filtered, filtered<R>")
 _ARM_PATTERN = re.compile(r"^(real|oversample|synth|filtered)(\d+(?:\.\d+)?)?$")
 
 
@@ -48,6 +49,8 @@ class Arm:
         max_ratio: ``synth.max_ratio`` passed to the cell (None: not passed, the stage's or the
             overrides' value holds, as in the older ``synth`` arm).
         sampler: ``sampler`` passed to the cell (None: not passed, plain shuffling).
+        steps_only: the generated images only size the epochs (``synth.steps_only``): the cell trains on
+            real images for as many steps as ``synth<max_ratio>`` (the equal-steps control ``oversample<R>``).
     """
 
     name: str
@@ -55,6 +58,17 @@ class Arm:
     filtered: bool = False
     max_ratio: float | None = None
     sampler: str | None = None
+    steps_only: bool = False
+
+    @property
+    def reads_manifest(self) -> bool:
+        """Whether the cell reads the generated images' manifest (to train on them or to count them)."""
+        return self.synthetic or self.steps_only
+
+    @property
+    def steps_of(self) -> str | None:
+        """The synthetic arm whose steps an ``oversample<R>`` arm matches (``synth<R>``), else None."""
+        return f"{ARM_SYNTH}{self.max_ratio:g}" if self.steps_only else None
 
 
 def parse_arm(name: str) -> Arm:
@@ -68,8 +82,8 @@ def parse_arm(name: str) -> Arm:
     if match is None:
         raise ValueError(f"unknown arm {name!r}; arms are {ARM_SPELLINGS}")
     kind, ratio = match.group(1), match.group(2)
-    if ratio is not None and kind in (ARM_REAL, ARM_OVERSAMPLE):
-        raise ValueError(f"arm {name!r}: a ratio only goes with synth or filtered ({ARM_SPELLINGS})")
+    if ratio is not None and kind == ARM_REAL:
+        raise ValueError(f"arm {name!r}: a ratio only goes with oversample, synth or filtered ({ARM_SPELLINGS})")
     max_ratio = float(ratio) if ratio is not None else None
     if max_ratio is not None and max_ratio <= 0:
         raise ValueError(f"arm {name!r}: the ratio must be positive")
@@ -79,12 +93,25 @@ def parse_arm(name: str) -> Arm:
         # finetune.train's class-balanced sampler (finetune/sampler.py): every class drawn equally
         # often, with replacement, epochs of the usual length. The cheap alternative to synthesis.
         # Without class weights: the sampler already evens the classes out (finetune.train refuses both).
-        return Arm(name, synthetic=False, sampler="balanced")
+        # oversample<R>: epochs as long as synth<R>'s (real + its generated images), so that the cheap
+        # alternative gets as many optimizer steps as the synthetic arm it is compared with (issue 12).
+        return Arm(name, synthetic=False, sampler="balanced", max_ratio=max_ratio, steps_only=max_ratio is not None)
     return Arm(name, synthetic=True, filtered=kind == ARM_FILTERED, max_ratio=max_ratio)
 
 
+def arm_baselines(arm: str, present: Iterable[str]) -> list[str]:
+    """The arms among ``present`` that the synthetic arm ``arm`` is compared with: ``real``, ``oversample`` and,
+    for ``synth<R>``, ``oversample<R>`` (oversampling for as many steps: the fair comparison)."""
+    parsed = parse_arm(arm)
+    equal_steps = f"{ARM_OVERSAMPLE}{parsed.max_ratio:g}" \
+        if parsed.synthetic and not parsed.filtered and parsed.max_ratio is not None else ""
+    present = set(present)
+    return [b for b in (*ARM_BASELINES, equal_steps) if b and b in present]
+
+
 def arm_sort_key(name: str) -> tuple[int, float, str]:
-    """Report order: real, oversample, synth (by ratio), filtered (by ratio); unknown names last."""
+    """Report order: real, oversample (plain, then by ratio), synth (by ratio), filtered (by ratio); unknown names
+    last."""
     try:
         arm = parse_arm(name)
     except ValueError:
@@ -117,7 +144,8 @@ class GridConfig:
             ``synthetic`` or ``arms``, not both.
         arms: the training data of each cell, a generalisation of ``synthetic``: ``real`` (real
             images only), ``oversample`` (real images only, ``finetune.train sampler=balanced
-            loss.weighting=none``),
+            loss.weighting=none``), ``oversample<R>`` (the same for as many optimizer steps as
+            ``synth<R>``: ``synth.steps_only``, epochs as long as real + its generated images),
             ``synth`` (real + generated images, the ``synth.max_ratio`` of the overrides or the
             stage's default), ``synth<R>`` (``synth.max_ratio=R``, e.g. ``synth0.5``, ``synth8``),
             ``filtered`` / ``filtered<R>`` (the generated images a classifier keeps: the ``real``

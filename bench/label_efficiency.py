@@ -10,8 +10,9 @@ minority classes? The pipeline runs every stage through its command line, exchan
    and ``synth.evaluate`` of those images (read by the report    -> ``synth/evaluate-f<f>/metrics.json``
    only: "Generator quality")
 3. ``finetune.train`` per cell: label fraction x initialisation  -> ``cells/<cell>/metrics.json``,
-   x arm x seed (arms: ``real``, ``oversample``, ``synth<R>``,      ``predictions.csv``
-   ``filtered``; the older ``grid.synthetic`` off/on is ``real``/``synth``)
+   x arm x seed (arms: ``real``, ``oversample``,                  ``predictions.csv``
+   ``oversample<R>``, ``synth<R>``, ``filtered``; the older
+   ``grid.synthetic`` off/on is ``real``/``synth``)
 4. for a ``filtered`` arm, ``finetune.filter_synthetic`` with    -> ``synth/filter-<f>-<init>-s<seed>/manifest.csv``
    the ``real`` cell's best checkpoint of the same fraction,
    init and seed, before that arm's cell
@@ -198,6 +199,11 @@ def _check_arms(cfg: BenchConfig, arms: list[str]) -> None:
     if any(parse_arm(a).filtered for a in arms) and ARM_REAL not in arms:
         raise DermkitError("grid.arms holds a filtered arm but not real: its images are filtered by the real cell's "
                            "classifier of the same fraction, init and seed. Add real to grid.arms.")
+    for arm in arms:
+        steps_of = parse_arm(arm).steps_of
+        if steps_of is not None and steps_of not in arms:
+            raise DermkitError(f"grid.arms holds {arm} but not {steps_of}: {arm} is oversampling for as many steps as "
+                               f"{steps_of}, the arm it is compared with. Add {steps_of} to grid.arms.")
     if not 0.0 <= cfg.synth.filter_min_prob <= 1.0:
         raise DermkitError(f"synth.filter_min_prob must lie in [0, 1], got {cfg.synth.filter_min_prob}.")
     for klass in cfg.synth.classes:
@@ -320,7 +326,7 @@ def synth_steps(cfg: BenchConfig, out: Path) -> tuple[list[Step], dict[float, St
     is synthetic: (the steps in order, the generation step by fraction)."""
     steps: list[Step] = []
     manifests: dict[float, Step] = {}
-    if not any(parse_arm(name).synthetic for name in grid_arms(cfg.grid)):
+    if not any(parse_arm(name).reads_manifest for name in grid_arms(cfg.grid)):
         return steps, manifests
     for fraction in (cfg.grid.fractions if cfg.synth.match_fraction else [1.0]):
         train_dir = out / "synth" / f"train-f{fraction:g}"
@@ -411,6 +417,10 @@ def init_cells(cfg: BenchConfig, out: Path, fraction: float, init: str, source: 
             inputs = list(init_inputs)
             if arm.sampler:  # the sampler replaces the loss's class weights, which the overrides may set
                 args += [f"sampler={arm.sampler}", "loss.weighting=none"]
+            if arm.steps_only:  # as many steps as synth<R>: its images counted, not trained on
+                images = manifests[fraction if cfg.synth.match_fraction else 1.0]
+                args += [*synthetic_args(cfg, arm, fraction, images), "synth.steps_only=true"]
+                inputs.append(images)
             if arm.synthetic:
                 images = manifests[fraction if cfg.synth.match_fraction else 1.0]
                 if arm.filtered:
@@ -562,10 +572,12 @@ def report_context(cfg: BenchConfig, command: str, data: dict[str, Any], test_co
     arms = grid_arms(cfg.grid)
     if not set(arms) <= set(LEGACY_ARMS):
         settings.append("Arms: " + ", ".join(f"`{a}`" for a in sorted(arms, key=arm_sort_key))
-                        + " (oversample: `sampler=balanced loss.weighting=none`; synth<R>: `synth.max_ratio=R`; "
+                        + " (oversample: `sampler=balanced loss.weighting=none`; oversample<R>: the same, with "
+                        "`synth.steps_only=true` and synth<R>'s manifest and ratio: epochs as long as synth<R>'s; "
+                        "synth<R>: `synth.max_ratio=R`; "
                         f"filtered: the images the real cell's classifier gives p >= {cfg.synth.filter_min_prob:g}, "
                         "`finetune.filter_synthetic`)")
-    if any(parse_arm(a).synthetic for a in arms):
+    if any(parse_arm(a).reads_manifest for a in arms):
         settings.append(f"Generator: `synth.train {' '.join(cfg.synth.train_overrides)}`, "
                         f"{generated_count_text(cfg.synth)} of {', '.join(cfg.synth.classes)} "
                         f"(`synth.generate {' '.join(cfg.synth.generate_args)}`), "

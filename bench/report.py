@@ -4,12 +4,13 @@ Sections: the setup (data, preset, command, seeds; demo data flagged as never ev
 accuracy against label fraction per initialisation (mean over seeds with a Student-t interval),
 minority-class recall with and without synthetic images, and per class the paired effect of
 synthetic images (:func:`bench.stats.paired_bootstrap`) with a verdict. A grid with arms beyond
-``real`` and ``synth`` (``grid.arms``: ``oversample``, ``synth<R>``, ``filtered``) gets the section
-"Synthetic images against oversampling" instead of the last one: per arm balanced accuracy and
-nevus recall, and the paired recall difference of every synthetic arm against ``real`` and against
-``oversample`` for each minority class and for nevus (a gain paid for by the majority class shows),
-ending with issue 12's target per synthetic arm (:data:`TARGET_GAIN` over ``oversample`` with the
-verdict "helps" in :data:`TARGET_CLASSES` minority classes, balanced accuracy not lower): met or not.
+``real`` and ``synth`` (``grid.arms``: ``oversample``, ``oversample<R>``, ``synth<R>``, ``filtered``) gets
+the section "Synthetic images against oversampling" instead of the last one: per arm balanced accuracy
+and nevus recall, and the paired recall difference of every synthetic arm against ``real``, against
+``oversample`` and, for ``synth<R>``, against ``oversample<R>`` (as many steps) for each minority class
+and for nevus (a gain paid for by the majority class shows), ending with issue 12's target per synthetic
+arm and oversampling arm (:data:`TARGET_GAIN` over it with the verdict "helps" in :data:`TARGET_CLASSES`
+minority classes, balanced accuracy not lower): met or not.
 
 Where the grid has ``random`` and another initialisation, the section "Does pretraining help?" gives,
 per label fraction, the paired difference in balanced accuracy (initialisation minus random: same
@@ -38,7 +39,7 @@ from PIL import Image
 
 from dermkit.errors import DermkitError
 from dermkit.vocab import MINORITY_CLASSES, display_name
-from bench.config import ARM_BASELINES, ARM_OVERSAMPLE, ARM_REAL, ARM_SYNTH, LEGACY_ARMS, arm_sort_key, parse_arm
+from bench.config import ARM_OVERSAMPLE, ARM_REAL, ARM_SYNTH, LEGACY_ARMS, arm_baselines, arm_sort_key, parse_arm
 from bench.results import Predictions
 from bench.stats import Interval, balanced_accuracy_differences, mean_t_interval, paired_bootstrap, verdict
 
@@ -129,7 +130,7 @@ class Effect:
         seeds: distinct seeds among them.
         images: test images of the class.
         arm: the arm compared (``synth`` for the older on/off comparison).
-        baseline: the arm it is compared against (``real`` or ``oversample``).
+        baseline: the arm it is compared against (``real``, ``oversample`` or ``oversample<R>``).
         over_seeds: the mean of the per-seed differences with its Student-t interval.
     """
 
@@ -342,7 +343,8 @@ def synthetic_arms(arms: list[str]) -> list[str]:
 
 def arm_effects(cells: dict[CellKey, dict[str, Any]], load: Callable[[str], Predictions], classes: list[str],
                 ctx: ReportContext) -> list[Effect]:
-    """Every synthetic arm against each baseline arm present (``real``, ``oversample``), per class.
+    """Every synthetic arm against each of its baseline arms present (:func:`bench.config.arm_baselines`), per
+    class.
 
     Args:
         cells: :func:`cell_table`.
@@ -353,7 +355,7 @@ def arm_effects(cells: dict[CellKey, dict[str, Any]], load: Callable[[str], Pred
     present = _arms_of(cells)
     effects: list[Effect] = []
     for arm in synthetic_arms(present):
-        for baseline in (b for b in ARM_BASELINES if b in present):
+        for baseline in arm_baselines(arm, present):
             effects += synthetic_effects(cells, load, classes, ctx, arm, baseline)
     return effects
 
@@ -469,9 +471,10 @@ def plot_init_effects(path: Path, effects: list[InitEffect], level: float) -> No
 
 
 def plot_arm_effects(path: Path, effects: list[Effect], level: float) -> None:
-    """Forest plot of the pooled arm comparisons: per class, each synthetic arm against ``real`` (circles)
-    and ``oversample`` (squares), coloured by verdict."""
-    rows = [(e.interval, f"{e.klass} · {e.arm} vs {e.baseline}", "o" if e.baseline == ARM_REAL else "s",
+    """Forest plot of the pooled arm comparisons: per class, each synthetic arm against ``real`` (circles),
+    ``oversample`` (squares) and ``oversample<R>`` (diamonds), coloured by verdict."""
+    rows = [(e.interval, f"{e.klass} · {e.arm} vs {e.baseline}",
+             "o" if e.baseline == ARM_REAL else "s" if e.baseline == ARM_OVERSAMPLE else "D",
              _verdict_colour(e), 5) for e in effects]
     _forest_plot(path, rows, f"recall difference, arm minus baseline (paired, {level:.0%} bootstrap CI)", 0.3)
 
@@ -622,7 +625,8 @@ def _synthetic_effect_lines(effects: list[Effect], ctx: ReportContext) -> list[s
 def _arm_comparison_lines(cells: dict[CellKey, dict[str, Any]], effects: list[Effect], classes: list[str],
                           fractions: list[float], ctx: ReportContext) -> list[str]:
     """The arm comparison: per arm balanced accuracy and nevus recall, then each synthetic arm's paired
-    recall difference against ``real`` and ``oversample`` per class, pooled (the verdict) and per fraction.
+    recall difference against its baselines (:func:`bench.config.arm_baselines`) per class, pooled (the verdict)
+    and per fraction.
 
     Args:
         cells: :func:`cell_table`.
@@ -635,11 +639,13 @@ def _arm_comparison_lines(cells: dict[CellKey, dict[str, Any]], effects: list[Ef
     lines = ["## Synthetic images against oversampling", "",
              "Arms: " + ", ".join(f"`{a}`" for a in arms) + ". `real`: real images only; `oversample`: real images "
              "only, drawn by the class-balanced sampler without class weights in the loss (`finetune.train "
-             "sampler=balanced loss.weighting=none`), the cheap alternative; "
+             "sampler=balanced loss.weighting=none`), the cheap alternative; `oversample<R>`: the same for as "
+             "many optimizer steps as `synth<R>` (epochs as long as real + its generated images, drawn from the real "
+             "ones: `synth.steps_only=true`), the fair comparison for `synth<R>`; "
              "`synth<R>`: real images plus generated minority images, at most R per real image of the class "
              "(`synth.max_ratio=R`); `filtered`: the generated images the `real` cell's classifier (same fraction, "
              "initialisation and seed) assigns to their class (`finetune.filter_synthetic`). A synthetic arm is worth "
-             "its cost only where it beats `oversample`, not just `real`.", "",
+             "its cost only where it beats oversampling, not just `real`.", "",
              f"Balanced accuracy and {MAJORITY_CLASS} ({display_name(MAJORITY_CLASS)}, the majority class) recall "
              f"per arm: mean over seeds [{ctx.level:.0%} t-interval]. A minority-class gain bought with "
              f"{MAJORITY_CLASS} recall shows here.", ""]
@@ -681,24 +687,28 @@ def _arm_comparison_lines(cells: dict[CellKey, dict[str, Any]], effects: list[Ef
 
 
 def _target_lines(cells: dict[CellKey, dict[str, Any]], pooled: list[Effect], level: float) -> list[str]:
-    """Whether each synthetic arm meets the target against oversampling (:data:`TARGET_GAIN`), pooled
-    over every fraction and initialisation, as the verdicts above; empty without ``oversample`` cells."""
+    """Whether each synthetic arm meets the target against each of its oversampling arms (``oversample``, and
+    ``oversample<R>`` for ``synth<R>``; :data:`TARGET_GAIN`), pooled over every fraction and initialisation, as
+    the verdicts above; empty without oversampling cells."""
     arms = _arms_of(cells)
-    if ARM_OVERSAMPLE not in arms:
-        return []
     body = []
     for arm in synthetic_arms(arms):
-        gains = target_gains(pooled, arm, ARM_OVERSAMPLE)
-        paired = [entry["balanced_accuracy"] - cells[(f, i, ARM_OVERSAMPLE, s)]["balanced_accuracy"]
-                  for (f, i, a, s), entry in sorted(cells.items()) if a == arm and (f, i, ARM_OVERSAMPLE, s) in cells]
-        if not paired:
-            continue
-        balanced = mean_t_interval(paired, level)
-        body.append([arm, ", ".join(gains) or "none", _signed_or_estimate(balanced),
-                     "**met**" if meets_target(gains, balanced.estimate) else "not met"])
+        for baseline in (b for b in arm_baselines(arm, arms) if parse_arm(b).sampler):
+            gains = target_gains(pooled, arm, baseline)
+            paired = [entry["balanced_accuracy"] - cells[(f, i, baseline, s)]["balanced_accuracy"]
+                      for (f, i, a, s), entry in sorted(cells.items()) if a == arm and (f, i, baseline, s) in cells]
+            if not paired:
+                continue
+            balanced = mean_t_interval(paired, level)
+            body.append([arm, baseline, ", ".join(gains) or "none", _signed_or_estimate(balanced),
+                         "**met**" if meets_target(gains, balanced.estimate) else "not met"])
+    if not body:
+        return []
     return [f"Target (issue 12): a synthetic arm {target_rule('oversampling')} (the mean of the paired "
-            f"per-cell differences against `{ARM_OVERSAMPLE}` at least 0; its {level:.0%} t-interval shown):", "",
-            *_md_table(["arm", "classes with the gain", "Δ balanced accuracy [t-interval]", "target"], body), ""]
+            f"per-cell differences against the oversampling arm at least 0; its {level:.0%} t-interval shown). "
+            f"Against `{ARM_OVERSAMPLE}<R>` the two arms trained for as many steps:", "",
+            *_md_table(["arm", "against", "classes with the gain", "Δ balanced accuracy [t-interval]", "target"],
+                       body), ""]
 
 
 def target_rule(baseline: str) -> str:

@@ -1,4 +1,4 @@
-"""The grid's arms (issue 12): real, oversample, synth<R> and filtered cells, the filter step, and the
+"""The grid's arms (issue 12): real, oversample, oversample<R>, synth<R> and filtered cells, the filter step, and the
 report's comparison of synthetic images against oversampling. No stage is run (plans, keys and a
 hand-made results table), except the slow dry run of the synth-compare preset."""
 
@@ -23,7 +23,7 @@ from bench.stats import verdict
 from dermkit.config import REPO_ROOT
 from dermkit.errors import DermkitError
 
-ARMS = ["real", "oversample", "synth0.5", "synth2", "filtered"]
+ARMS = ["real", "oversample", "oversample2", "synth0.5", "synth2", "filtered"]
 DATA = {"name": "demo", "split_hash": "abc"}
 
 
@@ -110,6 +110,13 @@ def test_arms_plan_a_keyed_cell_each_and_one_filter_per_real_cell(tmp_path: Path
     # the sampler replaces the loss's class weights, after any override that sets them
     assert oversample.args[-3:-1] == ["sampler=balanced", "loss.weighting=none"]
     assert not any(a.startswith("synth.") for a in oversample.args)  # no manifest, no ratio
+
+    # oversample2: oversampling for as many steps as synth2, whose images it counts and does not train on.
+    equal_steps = steps["cell/f0.1-random-oversample2-s1"]
+    assert equal_steps.args[-6:-1] == ["sampler=balanced", "loss.weighting=none",
+                                       f"synth.manifest={steps['synth-generate/f0.1'].out_dir / 'manifest.csv'}",
+                                       "synth.max_ratio=2", "synth.steps_only=true"]
+    assert [i.name for i in equal_steps.inputs] == ["synth-generate/f0.1"] and not equal_steps.cell.synthetic
 
     synth = steps["cell/f0.1-random-synth2-s1"]
     generate = steps["synth-generate/f0.1"]
@@ -214,7 +221,8 @@ def test_older_synthetic_axis_is_the_real_and_synth_arms(tmp_path: Path) -> None
 @pytest.mark.parametrize(("overrides", "message"), [
     (("grid.arms=[real,synth2]",), "grid.arms or grid.synthetic, not both"),
     (("grid.synthetic=[]", "grid.arms=[real,sinth2]"), "unknown arm 'sinth2'"),
-    (("grid.synthetic=[]", "grid.arms=[real,oversample2]"), "a ratio only goes with synth or filtered"),
+    (("grid.synthetic=[]", "grid.arms=[real2,oversample]"), "a ratio only goes with oversample, synth or filtered"),
+    (("grid.synthetic=[]", "grid.arms=[real,oversample8,synth2]"), "holds oversample8 but not synth8"),
     (("grid.synthetic=[]", "grid.arms=[oversample,filtered]"), "filtered arm but not real"),
     (("grid.synthetic=[]", "grid.arms=[real,oversample]", "finetune.overrides=[sampler=balanced]"),
      "grid.arms sets per arm"),
@@ -230,6 +238,20 @@ def test_arm_spellings() -> None:
     assert parse_arm("filtered2").filtered and parse_arm("filtered2").max_ratio == 2.0
     assert parse_arm("oversample").sampler == "balanced" and not parse_arm("oversample").synthetic
     assert parse_arm("synth").max_ratio is None and parse_arm("real") == parse_arm("real")
+    equal_steps = parse_arm("oversample8")
+    assert equal_steps.sampler == "balanced" and equal_steps.steps_only and equal_steps.max_ratio == 8.0
+    assert not equal_steps.synthetic and equal_steps.reads_manifest and equal_steps.steps_of == "synth8"
+    assert parse_arm("oversample").steps_of is None and not parse_arm("oversample").reads_manifest
+
+
+def test_each_synthetic_arm_is_compared_with_oversampling_for_as_many_steps_when_present() -> None:
+    from bench.config import arm_baselines
+
+    present = ["real", "oversample", "oversample8", "synth2", "synth8", "filtered8"]
+    assert arm_baselines("synth8", present) == ["real", "oversample", "oversample8"]
+    assert arm_baselines("synth2", present) == ["real", "oversample"]  # oversample8 matches synth8's steps
+    assert arm_baselines("filtered8", present) == ["real", "oversample"]  # fewer images than synth8
+    assert arm_baselines("synth8", ["synth8", "oversample8"]) == ["oversample8"]
 
 
 # -- the report section on a hand-made results table ----------------------------------------------
@@ -237,7 +259,8 @@ CLASSES = ("df", "mel", "nv")
 COUNTS = {"df": 20, "mel": 30, "nv": 50}
 # Probability of a right answer per arm and class: synth2 helps mel and costs nv.
 P_RIGHT = {"real": {"df": 0.5, "mel": 0.3, "nv": 0.9}, "oversample": {"df": 0.6, "mel": 0.5, "nv": 0.8},
-           "synth2": {"df": 0.6, "mel": 0.8, "nv": 0.6}, "filtered": {"df": 0.5, "mel": 0.5, "nv": 0.9}}
+           "synth2": {"df": 0.6, "mel": 0.8, "nv": 0.6}, "filtered": {"df": 0.5, "mel": 0.5, "nv": 0.9},
+           "oversample2": {"df": 0.6, "mel": 0.6, "nv": 0.8}}  # as many steps as synth2
 
 
 def _correct(fraction: float, arm: str, seed: int) -> np.ndarray:
@@ -294,7 +317,8 @@ def test_arm_effects_are_the_direct_paired_differences(arm_grid: tuple[Path, lis
     cells = cell_table(rows)
     effects = arm_effects(cells, lambda cell_id: read_predictions(root / "cells" / cell_id), ["mel", "df", "nv"], _ctx())
     found = {(e.klass, e.arm, e.baseline, e.scope): e for e in effects}
-    assert {(a, b) for (_, a, b, _) in found} == {(a, b) for a in ("synth2", "filtered") for b in ("real", "oversample")}
+    assert {(a, b) for (_, a, b, _) in found} == {(a, b) for a in ("synth2", "filtered") for b in ("real", "oversample")
+                                                  } | {("synth2", "oversample2")}  # only synth2 has as many steps
     offsets = {"df": slice(0, 20), "mel": slice(20, 50), "nv": slice(50, 100)}
     for klass in ("mel", "df", "nv"):
         for arm in ("synth2", "filtered"):
@@ -324,7 +348,7 @@ def test_report_section_names_every_arm_and_its_numbers(arm_grid: tuple[Path, li
     assert (tmp_path / "figures" / "arm_effect.png").is_file() and "figures/arm_effect.png" in section
     for arm in P_RIGHT:
         assert f"| random | {arm} |" in section
-    assert "arms real, oversample, synth2, filtered" in report
+    assert "arms real, oversample, oversample2, synth2, filtered" in report
     assert "| mel | random | real |" in report and "| mel | random | off |" not in report  # arms by name
     # Balanced accuracy and nevus recall per arm, mean over seeds, at fraction 1.
     bal = np.mean([np.mean([_correct(1.0, "synth2", s)[sl].mean() for sl in (slice(0, 20), slice(20, 50),
@@ -340,10 +364,13 @@ def test_report_section_names_every_arm_and_its_numbers(arm_grid: tuple[Path, li
     assert "| 1 | random | synth2 | 40 + 50 | 8 + 16 | 300 + 0 |" in section  # what the arm really trained on
     assert "| 0.1 | random | oversample | 40 + 0 | 8 + 0 | 300 + 0 |" in section
     assert "| f0.1-random-s0 | 21 / 60 |" in section  # the filter's acceptance
-    # The target: synth2 gains in mel only (df: 0.6 both), one class of the two needed.
-    target = next(x for x in section.splitlines() if x.startswith("| synth2 | "))
-    assert target.startswith("| synth2 | mel | +") and target.endswith("| not met |")
-    assert "| filtered | none | " in section
+    # The target: synth2 gains in mel only (df: 0.6 both), one class of the two needed, against both oversampling
+    # arms; filtered is judged against plain oversampling only.
+    targets = [x for x in section.splitlines() if x.startswith(("| synth2 | ", "| filtered | "))]
+    assert [x.split(" | ")[:3] for x in targets] == [["| synth2", "oversample", "mel"],
+                                                     ["| synth2", "oversample2", "mel"],
+                                                     ["| filtered", "oversample", "none"]]
+    assert all(x.endswith("| not met |") for x in targets)
 
 
 def test_target_needs_two_minority_gains_that_help_and_no_lower_balanced_accuracy() -> None:
@@ -362,14 +389,15 @@ def test_target_needs_two_minority_gains_that_help_and_no_lower_balanced_accurac
               gain("mel", "filtered", 0.04, 0.01), gain("akiec", "filtered", 0.09, -0.01),  # too small, no verdict
               gain("nv", "filtered", 0.20, 0.10)]  # the majority class does not count
     rows = {line.split(" | ")[0][2:]: line for line in _target_lines(cells, pooled, 0.95) if line.startswith("| ")}
-    assert rows["synth2"] == "| synth2 | mel, vasc | +0.020 [+0.020, +0.020] | **met** |"
-    assert rows["synth8"].startswith("| synth8 | mel, df | -0.010") and rows["synth8"].endswith("| not met |")
-    assert rows["filtered"].startswith("| filtered | none | +0.050") and rows["filtered"].endswith("| not met |")
+    assert rows["synth2"] == "| synth2 | oversample | mel, vasc | +0.020 [+0.020, +0.020] | **met** |"
+    assert rows["synth8"].startswith("| synth8 | oversample | mel, df | -0.010") and rows["synth8"].endswith("| not met |")
+    assert rows["filtered"].startswith("| filtered | oversample | none | +0.050")
+    assert rows["filtered"].endswith("| not met |")
     assert _target_lines({k: v for k, v in cells.items() if k[2] != "oversample"}, pooled, 0.95) == []
 
 
 # -- the preset ----------------------------------------------------------------------------------
-PRESET_ARMS = ("real", "oversample", "synth0.5", "synth2", "synth8", "filtered")
+PRESET_ARMS = ("real", "oversample", "oversample8", "synth0.5", "synth2", "synth8", "filtered")
 
 
 def test_synth_compare_preset_plans_every_arm(tmp_path: Path) -> None:
@@ -384,7 +412,7 @@ def test_synth_compare_preset_plans_every_arm(tmp_path: Path) -> None:
                 assert f"cell/f{fraction}-random-{arm}-s{seed}" in steps
             assert [i.name for i in steps[f"synth-filter/f{fraction}-random-s{seed}"].inputs] == [
                 f"cell/f{fraction}-random-real-s{seed}", f"synth-generate/f{fraction}"]
-    assert len(steps) == 2 + 2 + 2 + 6 + 36  # generators, generations, their evaluations, filters, cells
+    assert len(steps) == 2 + 2 + 2 + 6 + 42  # generators, generations, their evaluations, filters, cells
 
 
 # One --check-configs process per stage module (four): ~45 s idle. The preset's plan is checked by a
@@ -407,7 +435,8 @@ def test_synth_compare_dry_run_lists_every_arm(tmp_path: Path) -> None:
 @pytest.mark.slow  # seven stage runs on demo data: ~4 min on the loaded 2-core machine
 def test_arm_grid_on_demo_data_runs_filters_and_resumes(tmp_path: Path, demo_cache: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    """real, oversample, synth2 and filtered cells of a tiny grid, the filter step between them, and a resume."""
+    """real, oversample, oversample2, synth2 and filtered cells of a tiny grid, the filter step between them, and a
+    resume."""
     from omegaconf import OmegaConf
 
     from bench.grid import DONE_FILE
@@ -419,8 +448,8 @@ def test_arm_grid_on_demo_data_runs_filters_and_resumes(tmp_path: Path, demo_cac
         "preset": "test", "about": "arm test",
         "data": {"name": "demo", "image_size": 32, "batch_size": 32, "num_workers": 0},
         "model": {"backbone": "tiny_cnn", "small_stem": True},
-        "grid": {"fractions": [1.0], "inits": ["random"], "arms": ["real", "oversample", "synth2", "filtered"],
-                 "seeds": [0]},
+        "grid": {"fractions": [1.0], "inits": ["random"],
+                 "arms": ["real", "oversample", "oversample2", "synth2", "filtered"], "seeds": [0]},
         "synth": {"n_per_class": 2, "match_fraction": False, "classes": ["mel", "df"], "filter_min_prob": 0.0,
                   "train_overrides": ["model.preset=tiny", "trainer.max_steps=2", "trainer.accelerator=cpu"],
                   "generate_args": ["--steps", "2", "--device", "cpu"], "filter_args": ["trainer.accelerator=cpu"]},
@@ -438,6 +467,12 @@ def test_arm_grid_on_demo_data_runs_filters_and_resumes(tmp_path: Path, demo_cac
     header = json.loads((out / "synth" / "filter-f1-random-s0" / "manifest.json").read_text())
     assert Path(header["filter"]["checkpoint"]).parent == cells / "f1-random-real-s0" / "checkpoints"
     assert OmegaConf.load(cells / "f1-random-synth2-s0" / "config.yaml").synth.max_ratio == 2.0
+    # oversample2 trained on real images only, with epochs as long as synth2's real + generated images.
+    synth2 = json.loads((cells / "f1-random-synth2-s0" / "metrics.json").read_text())["counts"]
+    equal_steps = json.loads((cells / "f1-random-oversample2-s0" / "run.json").read_text())
+    assert set(equal_steps["counts"]["synthetic"].values()) == {0}
+    assert equal_steps["synthetic"]["stood_in_for"] == synth2["synthetic"]
+    assert equal_steps["synthetic"]["epoch_items"] == sum(synth2["real"].values()) + sum(synth2["synthetic"].values())
     report = (out / "report.md").read_text()
     assert "## Synthetic images against oversampling" in report
     assert "| f1-random-s0 | 2 / 2 | 2 / 2 |" in report  # min_prob 0 keeps every generated image
@@ -446,13 +481,14 @@ def test_arm_grid_on_demo_data_runs_filters_and_resumes(tmp_path: Path, demo_cac
     assert "### Generator `f1`" in quality and "| mel (" in quality and "| df (" in quality
     assert "random-init tiny_cnn" in quality and "(figures/generator_f1.png)" in quality
     assert (out / "figures" / "generator_f1.png").is_file()
-    assert {r["arm"] for r in read_results(out / "results.csv")} == {"real", "oversample", "synth2", "filtered"}
+    assert {r["arm"] for r in read_results(out / "results.csv")} == {"real", "oversample", "oversample2", "synth2",
+                                                                     "filtered"}
 
     def finished() -> dict[str, str]:  # step folder -> its done.json
         return {p.parent.name: p.read_text() for p in out.rglob(DONE_FILE)}
 
     first = finished()
-    assert len(first) == 2 + 1 + 1 + 4  # generator, generation, its evaluation, filter, four cells
+    assert len(first) == 2 + 1 + 1 + 5  # generator, generation, its evaluation, filter, five cells
     assert main(["--config", str(config), "--out", str(out)]) == 0
     assert finished() == first  # nothing recomputed
 
