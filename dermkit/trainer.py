@@ -11,6 +11,9 @@ looks the same whichever stage wrote it::
     logs/tensorboard/              the same for TensorBoard
     progress.json                  optimiser steps done of those planned (dermkit.progress_file)
 
+Every checkpoint also holds the random generators' state (dermkit.rng_state), so that a resumed run
+goes on drawing instead of replaying the draws it made after its seed.
+
 Versioned folders (``version_N``, ``last-v1.ckpt``) are switched off on purpose: a resumed run
 continues its own files instead of starting a second set beside them.
 """
@@ -34,6 +37,7 @@ from dermkit.checkpoint_io import KeepPreviousCheckpointIO
 from dermkit.config import TrainerConfig, trainer_kwargs
 from dermkit.interrupt import CheckpointOnInterrupt
 from dermkit.progress_file import write_progress
+from dermkit.rng_state import RngStateInCheckpoint
 
 
 # Often enough for a person looking in, rare enough to cost nothing beside a training step.
@@ -172,6 +176,6 @@ def build_trainer(cfg: TrainerConfig, out_dir: Path, *, monitor: str = "", every
     at_epoch_end = [LastAtEpochEnd(folder / "last.ckpt", every_n_train_steps)] if every_n_train_steps else []
     kwargs = {**trainer_kwargs(cfg), "default_root_dir": str(out_dir), "logger": run_loggers(out_dir),
               "callbacks": [*([best] if best else []), last, *at_epoch_end, on_interrupt, *callbacks,
-                            ProgressFileCallback(out_dir), ProgressBar()],
+                            ProgressFileCallback(out_dir), RngStateInCheckpoint(), ProgressBar()],
               "plugins": [KeepPreviousCheckpointIO()], **trainer_args}
     return pl.Trainer(**kwargs), best or last
