@@ -27,6 +27,8 @@ import sys
 from pathlib import Path
 from typing import NamedTuple
 
+import yaml
+
 from dermkit.console import console, entry_point
 from dermkit.errors import DermkitError
 from dermkit.vocab import MINORITY_CLASSES
@@ -86,6 +88,27 @@ def _by_seed(dirs: list[Path], side: str) -> dict[int, Cell]:
                                "cell per seed.")
         seeds[int(seed)] = Cell(cell_dir, float(metrics["balanced_accuracy"]))
     return seeds
+
+
+def check_oversampling(dirs: list[Path]) -> None:
+    """``--target`` judges against oversampling: every ``--against`` cell must have trained with the balanced sampler
+    (its ``config.yaml``, written by ``finetune.train``, says ``sampler: balanced``).
+
+    Raises:
+        DermkitError: a cell without a readable ``config.yaml``, or one that trained with another sampler.
+    """
+    for cell_dir in dirs:
+        path = cell_dir / "config.yaml"
+        try:
+            sampler = (yaml.safe_load(path.read_text()) or {}).get("sampler")
+        except (OSError, yaml.YAMLError, AttributeError) as err:
+            raise DermkitError(f"--target judges issue 12's target against oversampling, but {path} cannot be read "
+                               f"to tell how that cell sampled ({err}). Copy the cell's config.yaml beside its "
+                               "metrics, or leave --target out.") from None
+        if sampler != "balanced":
+            raise DermkitError(f"--target judges issue 12's target against oversampling, but {path} says "
+                               f"sampler: {sampler}, not balanced. Give oversampling cells to --against, or leave "
+                               "--target out.")
 
 
 def compare(cells: dict[int, Cell], against: dict[int, Cell], names: tuple[str, str], classes: list[str],
@@ -153,6 +176,8 @@ def main(argv: list[str] | None = None) -> None:
     ctx = ReportContext(preset="compare_cells", about="", command="", data={}, test_counts={},
                         minority_classes=list(args.classes), level=args.level, n_bootstrap=args.n_bootstrap)
     names = (args.names[0], args.names[1])
+    if args.target:
+        check_oversampling(args.against)
     lines = compare(_by_seed(args.cells, "--cells"), _by_seed(args.against, "--against"), names,
                     list(args.classes), ctx, target=args.target)
     console.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)

@@ -14,9 +14,9 @@ TEST_COUNTS = {"mel": 10, "nv": 20, "df": 5}
 
 
 def _write_cell(folder: Path, seed: int, mel_right: int, ids_offset: int = 0,
-                df_right: int = TEST_COUNTS["df"]) -> Path:
+                df_right: int = TEST_COUNTS["df"], sampler: str = "shuffle") -> Path:
     """A cell whose first ``mel_right`` melanomas and first ``df_right`` dermatofibromas are right; every nv
-    is right."""
+    is right; trained with ``sampler`` (its config.yaml)."""
     true = [c for c, n in TEST_COUNTS.items() for _ in range(n)]
     first_of = {klass: true.index(klass) for klass in TEST_COUNTS}
     right_count = {"mel": mel_right, "nv": TEST_COUNTS["nv"], "df": df_right}
@@ -31,6 +31,7 @@ def _write_cell(folder: Path, seed: int, mel_right: int, ids_offset: int = 0,
     per_class = {klass: {"recall": r} for klass, r in recall.items()}
     (folder / "metrics.json").write_text(json.dumps({"balanced_accuracy": sum(recall.values()) / 3, "accuracy": 0.0,
                                                      "per_class": per_class, "seed": seed}))
+    (folder / "config.yaml").write_text(f"seed: {seed}\nsampler: {sampler}\n")
     return folder
 
 
@@ -67,7 +68,8 @@ def test_one_seed_gives_no_verdict(tmp_path: Path) -> None:
 def test_target_needs_the_gain_in_two_minority_classes(tmp_path: Path, df_against: int) -> None:
     # mel +0.4 to +0.6 on every seed (helps); df +1.0 when the baseline misses every df, else +0.0
     cells = [_write_cell(tmp_path / "a" / f"s{s}", s, 8) for s in (0, 1, 2)]
-    against = [_write_cell(tmp_path / "b" / f"s{s}", s, 2 + s, df_right=df_against) for s in (0, 1, 2)]
+    against = [_write_cell(tmp_path / "b" / f"s{s}", s, 2 + s, df_right=df_against, sampler="balanced")
+               for s in (0, 1, 2)]
     out = tmp_path / "compare.md"
     main(["--cells", *map(str, cells), "--against", *map(str, against), "--names", "synth8", "oversample",
           "--n-bootstrap", "500", "--target", "--out", str(out)])
@@ -77,6 +79,22 @@ def test_target_needs_the_gain_in_two_minority_classes(tmp_path: Path, df_agains
         assert "Classes with the gain: mel, df; balanced accuracy +0.500: **met**." in target
     else:
         assert "Classes with the gain: mel; balanced accuracy +0.167: **not met**." in target
+
+
+@pytest.mark.parametrize("config", ["seed: 1\nsampler: shuffle\n", None])
+def test_target_is_only_judged_against_oversampling_cells(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                          config: str | None) -> None:
+    cells = [_write_cell(tmp_path / "a" / f"s{s}", s, 8) for s in (0, 1)]
+    against = [_write_cell(tmp_path / "b" / f"s{s}", s, 2, sampler="balanced") for s in (0, 1)]
+    if config is None:
+        (against[1] / "config.yaml").unlink()  # an export without the cell's config
+    else:
+        (against[1] / "config.yaml").write_text(config)  # a real-only cell among them
+    with pytest.raises(SystemExit):
+        main(["--cells", *map(str, cells), "--against", *map(str, against), "--target"])
+    err = " ".join("".join(capsys.readouterr()).split())
+    assert f"{against[1] / 'config.yaml'}" in err and "against oversampling" in err
+    assert ("sampler: shuffle, not balanced" if config else "cannot be read") in err
 
 
 def test_no_target_line_unless_asked(tmp_path: Path) -> None:
