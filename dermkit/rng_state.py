@@ -11,9 +11,10 @@ restored (the data loader starts a new one), so a resumed run is not bit for bit
 
 A checkpoint written before this callback existed has no state: the generators are then seeded from
 the run's seed and the step it resumes at, a stream of that step's own instead of the seed's again
-(deterministic: two resumes from the same checkpoint draw alike). CUDA state is restored only on a machine with as many GPUs as the one that saved it (a run
-moved from a GPU to the CPU keeps the CPU generators' state). Under DDP the first process's state is
-saved and every process restores it, as every process starts from the same seed.
+(deterministic: two resumes from the same checkpoint draw alike). CUDA state is restored only on a
+machine with as many GPUs as the one that saved it (a run moved from a GPU to the CPU keeps the CPU
+generators' state). Under DDP the first process's state is saved and every process restores it, as
+every process starts from the same seed.
 """
 
 from __future__ import annotations
