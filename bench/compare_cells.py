@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 from typing import NamedTuple
 
-import yaml
+from omegaconf import OmegaConf
 
 from dermkit.console import console, entry_point
 from dermkit.errors import DermkitError
@@ -100,8 +100,8 @@ def check_oversampling(dirs: list[Path]) -> None:
     for cell_dir in dirs:
         path = cell_dir / "config.yaml"
         try:
-            sampler = (yaml.safe_load(path.read_text()) or {}).get("sampler")
-        except (OSError, yaml.YAMLError, AttributeError) as err:
+            sampler = OmegaConf.select(OmegaConf.load(path), "sampler")
+        except Exception as err:  # missing, not YAML or not a mapping: how the cell sampled is unknown
             raise DermkitError(f"--target judges issue 12's target against oversampling, but {path} cannot be read "
                                f"to tell how that cell sampled ({err}). Copy the cell's config.yaml beside its "
                                "metrics, or leave --target out.") from None

@@ -417,11 +417,7 @@ def init_cells(cfg: BenchConfig, out: Path, fraction: float, init: str, source: 
             inputs = list(init_inputs)
             if arm.sampler:  # the sampler replaces the loss's class weights, which the overrides may set
                 args += [f"sampler={arm.sampler}", "loss.weighting=none"]
-            if arm.steps_only:  # as many steps as synth<R>: its images counted, not trained on
-                images = manifests[fraction if cfg.synth.match_fraction else 1.0]
-                args += [*synthetic_args(cfg, arm, fraction, images), "synth.steps_only=true"]
-                inputs.append(images)
-            if arm.synthetic:
+            if arm.reads_manifest:
                 images = manifests[fraction if cfg.synth.match_fraction else 1.0]
                 if arm.filtered:
                     # validate() requires the real arm, built first; one filter per real cell, shared by
@@ -431,6 +427,8 @@ def init_cells(cfg: BenchConfig, out: Path, fraction: float, init: str, source: 
                         steps.append(filters[seed])
                     images = filters[seed]
                 args += synthetic_args(cfg, arm, fraction, images)
+                if arm.steps_only:  # oversample<R>: synth<R>'s images counted for as many steps, not trained on
+                    args.append("synth.steps_only=true")
                 inputs.append(images)
             args.append(f"out_dir={folder}")
             step = Step(f"cell/{cell.cell_id}", "cell", "finetune.train", args, folder, CELL_OUTPUTS, inputs, cell,

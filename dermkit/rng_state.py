@@ -35,7 +35,8 @@ def collect_rng_states() -> dict[str, Any]:
     """The state of Python's, NumPy's, torch's and (when present) every CUDA device's generator.
 
     Only tensors and plain Python values, so a checkpoint holding them still loads with
-    ``torch.load(weights_only=True)`` (as :mod:`dermkit.backbones.card` reads weights files).
+    ``torch.load(weights_only=True)`` (as :mod:`dermkit.backbones.card` reads weights files). Lightning's
+    private ``_collect_rng_states`` keeps NumPy's state as an array, which such a load refuses.
     """
     name, keys, position, has_gauss, gauss = np.random.get_state()
     return {"python": random.getstate(),
