@@ -798,7 +798,8 @@ def quality_table(report: dict[str, Any]) -> str:
     lines = [f"Feature space: {report['feature_space']}", "",
              "| synthetic class | n | KID to own class | nearest other class by KID (KID) | own rank KID | "
              "FD to own class | nearest other class by FD (FD) | own rank FD | held-out real: n, KID to own class, "
-             "own rank KID, FD | conditioning shows | precision | recall | copy rate | mean RGB synthetic / real |",
+             "own rank KID, FD | conditioning shows | precision | recall | copy rate (near-copies, of own class) | "
+             "mean RGB synthetic / real |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for klass, m in report["classes"].items():
         others = {c: v for c, v in m["to_class"].items() if c != klass}
@@ -806,11 +807,13 @@ def quality_table(report: dict[str, Any]) -> str:
         fd_other = min(others, key=lambda c: others[c]["fd"])
         ref = m.get("held_out_real")
         held_out = f"{ref['n']}, {ref['kid']:.4f}, {ref['own_rank_kid']}, {ref['own_rank_fd']}" if ref else "-"
+        own_copies = m.get("near_copies_own_class", "-")  # evaluations before 2026-12-05 did not count them
         lines.append(f"| {klass} ({display_name(klass)}) | {m['synthetic']} | {m['kid']:.4f} | {kid_other} "
                      f"({others[kid_other]['kid']:.4f}) | {m['own_rank_kid']} of {len(m['to_class'])} | {m['fd']:.2f} | "
                      f"{fd_other} ({others[fd_other]['fd']:.2f}) | {m['own_rank_fd']} of {len(m['to_class'])} | "
                      f"{held_out} | {conditioning_verdict(m)} | {m['precision']:.2f} | {m['recall']:.2f} | "
-                     f"{m['copy_rate']:.2f} | {_rgb(m['colour']['synthetic'])} / {_rgb(m['colour']['real_train'])} |")
+                     f"{m['copy_rate']:.3f} ({m['near_copies']}, {own_copies}) | "
+                     f"{_rgb(m['colour']['synthetic'])} / {_rgb(m['colour']['real_train'])} |")
     return "\n".join(lines) + "\n"
 
 

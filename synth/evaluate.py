@@ -13,7 +13,10 @@ named random-init network, which the report says):
 * the mean colour (RGB in [0, 1]) of the synthetic and the real images of the class, and the
   spread of the per-image mean colour: a generator that has not learnt the low frequencies shows it here;
 * a memorisation audit: the nearest training image of each synthetic image in feature space and
-  in pixel space; near-copies (pixel RMSE below ``copy_rmse``) are listed and their rate reported;
+  in pixel space; near-copies (pixel RMSE below ``copy_rmse``) are listed with the class of that
+  training image, and their rate reported, in all and of the synthetic image's own class (a near-copy
+  of another class's image is a bland image close to a faint lesion; one of its own class is the
+  memorisation the audit looks for);
 * a grid PNG per class: real images, synthetic images, and the nearest training image of each.
 
 Example::
@@ -201,6 +204,7 @@ class _Embedded:
         synth_feats: (M, D) features of the synthetic images.
         real_by_class: class -> indices into the training arrays.
         image_ids: (N,) training image ids.
+        image_classes: (N,) their class names.
         feat_dist, feat_nn: (M,) feature distance to, and index of, each synthetic image's nearest
             training image in feature space.
         pix_rmse, pix_nn: (M,) pixel RMSE (in [0, 1] units) to, and index of, the nearest training
@@ -212,6 +216,7 @@ class _Embedded:
     synth_feats: torch.Tensor
     real_by_class: dict[str, torch.Tensor]
     image_ids: np.ndarray
+    image_classes: np.ndarray
     feat_dist: torch.Tensor
     feat_nn: torch.Tensor
     pix_rmse: torch.Tensor
@@ -231,7 +236,8 @@ def _embed(space: FeatureSpace, prepared: PreparedData, synth_images: np.ndarray
     return _Embedded(
         train_images=train_images, train_feats=train_feats, synth_feats=synth_feats,
         real_by_class={c: torch.from_numpy(np.flatnonzero(train_labels == i)) for i, c in enumerate(prepared.classes)},
-        image_ids=np.array(prepared.image_ids)[train_idx], feat_dist=feat_dist, feat_nn=feat_nn,
+        image_ids=np.array(prepared.image_ids)[train_idx], image_classes=np.array(prepared.classes)[train_labels],
+        feat_dist=feat_dist, feat_nn=feat_nn,
         pix_rmse=pix_dist / np.sqrt(train_pixels.shape[1]), pix_nn=pix_nn)  # RMSE in [0, 1] units
 
 
@@ -257,6 +263,7 @@ def _class_report(cfg: SyntheticEvaluateConfig, klass: str, s_idx: np.ndarray, e
         "nn_pixel_rmse_median": float(emb.pix_rmse[s_idx].median()),
         "nn_pixel_rmse_min": float(emb.pix_rmse[s_idx].min()),
         "near_copies": int(len(flagged)), "copy_rate": float(len(flagged) / len(s_idx)),
+        "near_copies_own_class": int((emb.image_classes[emb.pix_nn[flagged].numpy()] == klass).sum()),
         "colour": {"synthetic": mean_colour(synth_images[s_idx]),
                    "real_train": mean_colour(emb.train_images[emb.real_by_class[klass].numpy()])},
     }
@@ -282,7 +289,7 @@ def _write_report(out: Path, report: dict[str, Any], copies: list[dict[str, Any]
     """``metrics.json`` (the report) and ``near_copies.csv`` (one row per flagged synthetic image)."""
     (out / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
     with open(out / "near_copies.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["file", "nearest_train_image", "pixel_rmse",
+        writer = csv.DictWriter(fh, fieldnames=["file", "nearest_train_image", "nearest_train_class", "pixel_rmse",
                                                 "nearest_train_image_features"], lineterminator="\n")
         writer.writeheader()
         writer.writerows(copies)
@@ -329,6 +336,7 @@ def evaluate(cfg: SyntheticEvaluateConfig) -> dict[str, Any]:
         if held_out is not None and len(held_out) >= 2:
             report["classes"][klass]["held_out_real"] = _held_out_report(cfg, klass, held_out, len(s_idx), emb, rng)
         copies += [{"file": rows[i]["file"], "nearest_train_image": emb.image_ids[int(emb.pix_nn[i])],
+                    "nearest_train_class": emb.image_classes[int(emb.pix_nn[i])],
                     "pixel_rmse": round(float(emb.pix_rmse[i]), 5),
                     "nearest_train_image_features": emb.image_ids[int(emb.feat_nn[i])]}
                    for i in _near_copy_indices(cfg, s_idx, emb)]

@@ -31,6 +31,9 @@ def test_one_command_writes_report_table_and_figure(tmp_path: Path, demo_cache: 
         assert 1 <= metrics["own_rank_kid"] <= 7 and metrics["held_out_real"]["n"] == 2
     table = (samples / "quality.md").read_text()
     assert "| mel (melanoma) | 2 |" in table and "| vasc (vascular lesion) | 2 |" in table
+    for metrics in report["classes"].values():  # copy rate (near-copies, of them near an image of own class)
+        own = metrics["near_copies_own_class"]
+        assert f"| {metrics['copy_rate']:.3f} ({metrics['near_copies']}, {own}) |" in table
     grids = [Image.open(samples / "eval" / "grids" / f"{c}.png") for c in ("mel", "vasc")]
     assert Image.open(figure).height == sum(g.height for g in grids)
     assert not (out / "samples").exists()  # the report went where --samples said

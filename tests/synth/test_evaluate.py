@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 from pathlib import Path
@@ -68,6 +69,7 @@ def test_copies_of_training_images_rank_closer_than_noise_and_are_flagged(demo16
     assert copies["fd"] < unrelated["fd"] and copies["kid"] < unrelated["kid"]
     assert copies["own_rank_kid"] == 1 and copies["precision"] > unrelated["precision"]
     assert copies["copy_rate"] == 1.0 and unrelated["copy_rate"] == 0.0
+    assert copies["near_copies_own_class"] == len(mel) and unrelated["near_copies_own_class"] == 0
     assert copies["colour"]["synthetic"] == copies["colour"]["real_train"]  # the same images
     assert unrelated["colour"]["synthetic"]["mean_rgb"] == pytest.approx([0.5, 0.5, 0.5], abs=0.02)  # uniform noise
     # Held-out real images of the class (validation split) calibrate the ranking: far closer than noise.
@@ -81,7 +83,20 @@ def test_copies_of_training_images_rank_closer_than_noise_and_are_flagged(demo16
     report = json.loads((copies_dir / "eval" / "metrics.json").read_text())
     assert "random-init tiny_cnn" in report["feature_space"]
     assert (copies_dir / "eval" / "grids" / "mel.png").is_file()
-    assert len((copies_dir / "eval" / "near_copies.csv").read_text().splitlines()) == len(mel) + 1
+    with open(copies_dir / "eval" / "near_copies.csv", newline="") as fh:
+        flagged = list(csv.DictReader(fh))
+    assert len(flagged) == len(mel) and {row["nearest_train_class"] for row in flagged} == {"mel"}
+
+
+def test_a_near_copy_of_another_class_is_not_counted_as_one_of_its_own(demo16, demo_cache: Path,
+                                                                       tmp_path: Path) -> None:
+    train = demo16.indices("train")
+    nevi = train[demo16.labels[train] == demo16.classes.index("nv")][:6]
+    write_synthetic(tmp_path / "mislabelled", np.array(demo16.images[nevi]), "mel", demo16.split_hash)
+    mel = run_eval(tmp_path / "mislabelled", demo_cache)["classes"]["mel"]
+    assert mel["near_copies"] == len(nevi) and mel["near_copies_own_class"] == 0
+    with open(tmp_path / "mislabelled" / "eval" / "near_copies.csv", newline="") as fh:
+        assert {row["nearest_train_class"] for row in csv.DictReader(fh)} == {"nv"}
 
 
 def test_held_out_reference_can_be_switched_off(demo16, demo_cache: Path, tmp_path: Path) -> None:
