@@ -14,9 +14,9 @@ named random-init network, which the report says):
   spread of the per-image mean colour: a generator that has not learnt the low frequencies shows it here;
 * a memorisation audit: the nearest training image of each synthetic image in feature space and
   in pixel space; near-copies (pixel RMSE below ``copy_rmse``) are listed with the class of that
-  training image, and their rate reported, in all and of the synthetic image's own class (a near-copy
-  of another class's image is a bland image close to a faint lesion; one of its own class is the
-  memorisation the audit looks for);
+  training image, and their rate reported, in all and of the synthetic image's own class (in the
+  ``cpu-synth`` runs a near-copy of another class's image was a faint lesion on similar skin; one of
+  its own class is the memorisation the audit looks for first);
 * a grid PNG per class: real images, synthetic images, and the nearest training image of each.
 
 Example::
