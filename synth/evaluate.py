@@ -263,7 +263,6 @@ def _class_report(cfg: SyntheticEvaluateConfig, klass: str, s_idx: np.ndarray, e
         "nn_pixel_rmse_median": float(emb.pix_rmse[s_idx].median()),
         "nn_pixel_rmse_min": float(emb.pix_rmse[s_idx].min()),
         "near_copies": int(len(flagged)), "copy_rate": float(len(flagged) / len(s_idx)),
-        "near_copies_own_class": int((emb.image_classes[emb.pix_nn[flagged].numpy()] == klass).sum()),
         "colour": {"synthetic": mean_colour(synth_images[s_idx]),
                    "real_train": mean_colour(emb.train_images[emb.real_by_class[klass].numpy()])},
     }
@@ -335,11 +334,13 @@ def evaluate(cfg: SyntheticEvaluateConfig) -> dict[str, Any]:
         held_out = held_out_feats.get(klass)
         if held_out is not None and len(held_out) >= 2:
             report["classes"][klass]["held_out_real"] = _held_out_report(cfg, klass, held_out, len(s_idx), emb, rng)
-        copies += [{"file": rows[i]["file"], "nearest_train_image": emb.image_ids[int(emb.pix_nn[i])],
-                    "nearest_train_class": emb.image_classes[int(emb.pix_nn[i])],
-                    "pixel_rmse": round(float(emb.pix_rmse[i]), 5),
-                    "nearest_train_image_features": emb.image_ids[int(emb.feat_nn[i])]}
-                   for i in _near_copy_indices(cfg, s_idx, emb)]
+        class_copies = [{"file": rows[i]["file"], "nearest_train_image": emb.image_ids[int(emb.pix_nn[i])],
+                         "nearest_train_class": emb.image_classes[int(emb.pix_nn[i])],
+                         "pixel_rmse": round(float(emb.pix_rmse[i]), 5),
+                         "nearest_train_image_features": emb.image_ids[int(emb.feat_nn[i])]}
+                        for i in _near_copy_indices(cfg, s_idx, emb)]
+        report["classes"][klass]["near_copies_own_class"] = sum(c["nearest_train_class"] == klass for c in class_copies)
+        copies += class_copies
         show = s_idx[:cfg.grid_images]
         real_idx = emb.real_by_class[klass].numpy()
         real_show = rng.choice(real_idx, size=min(len(show), len(real_idx)), replace=False)
