@@ -740,6 +740,11 @@ def report_finished(cfg: BenchConfig, steps: list[Step], finished: list[Step], o
     return report
 
 
+# A cell's record of how it ran: exported with it, and taken back with it by --reuse, so that a cell
+# reused on a new machine and exported again still says how it was trained (bench.compare_cells reads it).
+CELL_RECORDS = ("config.yaml", "run.json")
+
+
 def reuse_cells(steps: list[Step], source: Path, out: Path, fingerprint: dict[str, Any]) -> list[str]:
     """Take every cell that finished in ``source`` (a folder written by :func:`export_results`, or
     another grid's run folder; checked by :func:`validate`) under the key it has here; returns the
@@ -750,7 +755,8 @@ def reuse_cells(steps: list[Step], source: Path, out: Path, fingerprint: dict[st
     inputs (a pretraining or generator step) have not finished here, so it cannot be keyed yet; a
     cell whose checkpoint another step reads (a ``filtered`` arm's filter) when ``source`` lacks that
     checkpoint (an export: checkpoints are not exported; a run folder has them, and the checkpoint
-    is copied with the cell); a cell whose key differs (other settings, data or inputs).
+    is copied with the cell); a cell whose key differs (other settings, data or inputs). A cell taken
+    comes with its :data:`CELL_RECORDS` where ``source`` has them.
     """
     cells = source / "cells"
     read_by_others = {i.name for step in steps for i in step.inputs}
@@ -764,13 +770,13 @@ def reuse_cells(steps: list[Step], source: Path, out: Path, fingerprint: dict[st
         if not (folder / DONE_FILE).is_file():  # a run folder's cell still under way (or stopped) there
             left["not finished there"].append(step.name)
             continue
-        extra: tuple[str, ...] = ()
+        extra = CELL_RECORDS
         if step.name in read_by_others:  # a filter reads its checkpoint: take the cell only with it
             checkpoint = saved_best_checkpoint(folder)
             if checkpoint is None:
                 left["another step reads its checkpoint, which the folder lacks"].append(step.name)
                 continue
-            extra = (checkpoint,)
+            extra = (*extra, checkpoint)
         try:
             key = step.key(out, fingerprint)
         except RuntimeError:  # an input not finished here: its digests are not known yet
@@ -826,7 +832,7 @@ def export_results(out: Path, steps: list[Step], finished: list[Step], dest: Pat
             shutil.copyfile(out / name, dest / name)
         shutil.copytree(out / "figures", dest / "figures", dirs_exist_ok=True)
     for step in finished:
-        copy_finished(step, step.out_dir, dest / "cells" / step.cell.cell_id, extra=("config.yaml", "run.json"))
+        copy_finished(step, step.out_dir, dest / "cells" / step.cell.cell_id, extra=CELL_RECORDS)
     console.print(f"exported {len(finished)} finished cell(s)" + (", the report, results.csv and figures"
                                                                   if with_report else "") + f" to {dest}")
     return dest

@@ -191,6 +191,9 @@ def test_two_cell_grid_on_demo_data_resumes(tmp_path: Path, demo_cache: Path, mo
     assert main(["--config", str(config), "--out", str(fresh), "grid.synthetic=[false]", "--reuse", str(exported)]) == 0
     assert (fresh / "cells" / "f1-random-real-s0" / DONE_FILE).read_text() == again["f1-random-real-s0"]
     assert not (fresh / "cells" / "f1-random-real-s0" / "checkpoints").exists()  # taken, not trained
+    # with its record of how it ran, so that exporting it again from here keeps that record
+    assert sorted(p.name for p in (fresh / "cells" / "f1-random-real-s0").iterdir()) == \
+        ["config.yaml", DONE_FILE, "metrics.json", "predictions.csv", "run.json"]
     assert read_results(fresh / "results.csv") == \
         [r for r in read_results(out / "results.csv") if r["cell_id"] == "f1-random-real-s0"]
 
