@@ -98,12 +98,19 @@ class AugmentConfig:
             outside the image are black. 0 by default: at 64 px on HAM10000 any-angle rotation cost
             about 9 validation balanced-accuracy points (docs/benchmarks.md, recipe sweep).
         jitter: brightness, contrast and saturation jitter (no hue: colour is diagnostic).
+        zoom_out: largest zoom-out factor (>= 1): after the crop, the image shrinks by a side
+            factor drawn from [1, zoom_out], centred, its border mirrored (another camera's
+            magnification); 1 = none.
+        vignette: probability of dark corners with a random strength and radius (a dermatoscope's
+            round field of view, :func:`dermkit.augment.vignette`); 0 = none.
     """
 
     crop_scale: float = 1.0
     right_angles: bool = False
     rotation: float = 0.0
     jitter: float = 0.1
+    zoom_out: float = 1.0
+    vignette: float = 0.0
 
 
 @dataclass

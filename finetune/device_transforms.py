@@ -1,7 +1,7 @@
 """Fine-tuning augmentation on the device (``data.augment_on=device``).
 
 The same operations and parameters as :func:`finetune.transforms.train_transform` (flips both
-ways, right-angle turns, rotation, brightness / contrast / saturation jitter, no hue, an optional random resized crop
+ways, right-angle turns, rotation, zoom-out, vignetting, brightness / contrast / saturation jitter, no hue, an optional random resized crop
 back to the cached input size), drawn per sample on whole uint8 batches by
 :class:`dermkit.augment.ViewAugment` in :meth:`finetune.module.ClassifierModule.on_after_batch_transfer`.
 """
@@ -32,4 +32,5 @@ def train_device_augment(image_size: int, mean: Sequence[float], std: Sequence[f
                                 hflip_prob=0.5, vflip_prob=0.5, right_angles=augment.right_angles,
                                 rotation_prob=1.0 if augment.rotation > 0 else 0.0, rotation_degrees=augment.rotation,
                                 cj_prob=1.0, brightness=jitter, contrast=jitter, saturation=jitter,
+                                zoom_out=augment.zoom_out, vignette_prob=augment.vignette,
                                 mean=tuple(mean), std=tuple(std)))

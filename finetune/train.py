@@ -114,6 +114,9 @@ def check_config(cfg: FinetuneConfig) -> None:
     if not (0 < augment.crop_scale <= 1 and 0 <= augment.rotation <= 180 and 0 <= augment.jitter < 1):
         raise DermkitError(f"augment.crop_scale={augment.crop_scale} must lie in (0, 1], augment.rotation="
                            f"{augment.rotation} in [0, 180] and augment.jitter={augment.jitter} in [0, 1).")
+    if not (1 <= augment.zoom_out <= 3 and 0 <= augment.vignette <= 1):
+        raise DermkitError(f"augment.zoom_out={augment.zoom_out} must lie in [1, 3] and augment.vignette="
+                           f"{augment.vignette} in [0, 1].")
 
 
 def make_loader(dataset: Dataset, cfg: FinetuneConfig, shuffle: bool = False, sampler: Sampler | None = None,

@@ -4,7 +4,9 @@ Dermoscopy images have no canonical orientation, so training flips both ways and
 angles (``augment.right_angles``) or rotate by any angle (``augment.rotation``, black corners); colour
 jitter is kept small because colour carries diagnostic information (e.g. the blue-white
 veil of melanoma). The cache already stores square images at the model's input size; the optional
-random resized crop (``augment.crop_scale`` < 1) resizes its box back to that size.
+random resized crop (``augment.crop_scale`` < 1) resizes its box back to that size. Against another
+clinic's acquisition, ``augment.zoom_out`` shrinks the image inside a mirrored border and
+``augment.vignette`` darkens the corners.
 """
 
 from __future__ import annotations
@@ -14,7 +16,43 @@ from collections.abc import Sequence
 import torch
 from torchvision.transforms import v2
 
+from dermkit.augment import vignette
+
 from finetune.config import AugmentConfig
+
+
+class RandomZoomOut:
+    """Shrink a (3, S, S) uint8 image by a side factor drawn from [1, ``largest``], centred, border mirrored.
+
+    The worker path's half of ``augment.zoom_out``; the device path does the same in its one
+    affine resampling (:class:`dermkit.augment.ViewSpec` ``zoom_out``).
+    """
+
+    def __init__(self, largest: float) -> None:
+        self.largest = largest
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        size = image.shape[-1]
+        factor = float(torch.empty(()).uniform_(1.0, self.largest))
+        pad = round((factor - 1) * size / 2)
+        if pad == 0:
+            return image
+        pad = min(pad, size - 1)  # reflect padding cannot reach past the image itself
+        padded = torch.nn.functional.pad(image.unsqueeze(0).float(), [pad] * 4, mode="reflect")  # (1, 3, S+2p, S+2p)
+        shrunk = v2.functional.resize(padded, [size, size], antialias=True).squeeze(0)  # (3, S, S)
+        return shrunk.round_().clamp_(0, 255).to(image.dtype)
+
+
+class RandomVignette:
+    """Dark corners (:func:`dermkit.augment.vignette`) on a (3, S, S) image in [0, 1], with probability ``prob``."""
+
+    def __init__(self, prob: float) -> None:
+        self.prob = prob
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        if float(torch.rand(())) >= self.prob:
+            return image
+        return vignette(image.unsqueeze(0)).squeeze(0)
 
 
 def train_transform(image_size: int, mean: Sequence[float], std: Sequence[float], augment: AugmentConfig) -> v2.Compose:
@@ -36,8 +74,12 @@ def train_transform(image_size: int, mean: Sequence[float], std: Sequence[float]
     turn = ([v2.RandomChoice([v2.RandomRotation((angle, angle)) for angle in (0, 90, 180, 270)])]
             if augment.right_angles else [])
     jitter = augment.jitter
+    # Zooming out and vignetting work on tensors; PIL stays for the steps it does faster.
+    zoom = ([v2.ToImage(), RandomZoomOut(augment.zoom_out), v2.ToPILImage()] if augment.zoom_out > 1 else [])
+    dark_corners = [RandomVignette(augment.vignette)] if augment.vignette > 0 else []
     return v2.Compose([
         *crop,
+        *zoom,
         v2.RandomHorizontalFlip(),
         v2.RandomVerticalFlip(),
         *turn,
@@ -45,6 +87,7 @@ def train_transform(image_size: int, mean: Sequence[float], std: Sequence[float]
         v2.ColorJitter(brightness=jitter, contrast=jitter, saturation=jitter),
         v2.ToImage(),
         v2.ToDtype(torch.float32, scale=True),
+        *dark_corners,
         v2.Normalize(list(mean), list(std)),
     ])
 

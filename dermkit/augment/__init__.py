@@ -4,6 +4,6 @@
 per-image transforms in the data-loader workers (``workers``).
 """
 
-from dermkit.augment.batch import MultiViewAugment, ViewAugment, ViewSpec, crop_boxes, seed_for_process
+from dermkit.augment.batch import MultiViewAugment, ViewAugment, ViewSpec, crop_boxes, seed_for_process, vignette
 
-__all__ = ["MultiViewAugment", "ViewAugment", "ViewSpec", "crop_boxes", "seed_for_process"]
+__all__ = ["MultiViewAugment", "ViewAugment", "ViewSpec", "crop_boxes", "seed_for_process", "vignette"]

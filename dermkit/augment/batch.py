@@ -79,6 +79,11 @@ class ViewSpec:
         blur_prob: probability of a Gaussian blur.
         blur_sigmas: (min, max) of the blur's standard deviation in px.
         solarize_prob: probability of solarisation (values at or above 0.5 inverted).
+        zoom_out: largest zoom-out factor z >= 1: each view shows its crop shrunk by a side factor
+            drawn uniformly from [1, z], centred, the border filled by mirroring the image (another
+            camera's magnification; 1 = none).
+        vignette_prob: probability of dark corners (:func:`vignette`), as a dermatoscope's round
+            field of view leaves them.
         mean: per-channel normalisation mean.
         std: per-channel normalisation standard deviation.
     """
@@ -99,6 +104,8 @@ class ViewSpec:
     blur_prob: float = 0.0
     blur_sigmas: tuple[float, float] = (0.1, 2.0)
     solarize_prob: float = 0.0
+    zoom_out: float = 1.0
+    vignette_prob: float = 0.0
     mean: tuple[float, ...] = (0.0, 0.0, 0.0)
     std: tuple[float, ...] = (1.0, 1.0, 1.0)
 
@@ -165,16 +172,20 @@ def _geometry(images: torch.Tensor, spec: ViewSpec) -> torch.Tensor:
     # The crop's half-extent and centre in the image's normalised frame: one affine map for all four steps.
     half = torch.stack([w / width, h / height], 1)  # (B, 2)
     centre = torch.stack([(2 * left + w) / width - 1, (2 * top + h) / height - 1], 1)  # (B, 2)
-    theta = torch.cat([rot * half.unsqueeze(2), centre.unsqueeze(2)], 2)  # (B, 2, 3)
+    zoom = _uniform(1.0, spec.zoom_out, n, device) if spec.zoom_out > 1 else None  # (B,) side factor
+    sampled = half if zoom is None else half * zoom.unsqueeze(1)  # (B, 2): a zoomed-out view reaches past its crop
+    theta = torch.cat([rot * sampled.unsqueeze(2), centre.unsqueeze(2)], 2)  # (B, 2, 3)
     grid = F.affine_grid(theta, [n, 3, spec.size, spec.size], align_corners=False)  # (B, s, s, 2)
     # "border": a point in the image's outer half pixel takes the edge pixel, as PIL's resize and rotate
-    # do; what lies outside the crop is blacked out below.
-    views = F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    # do; what lies outside the crop is blacked out below. Zooming out mirrors the image instead, as
+    # the worker path's reflect padding does.
+    views = F.grid_sample(images, grid, mode="bilinear", align_corners=False,
+                          padding_mode="border" if zoom is None else "reflection")
     rotated = (angle.remainder(90.0) != 0).nonzero().squeeze(1)  # (R,) only these can reach beyond their crop
     if rotated.numel():
         # Black where a rotated view reaches beyond its crop, as the worker path's rotation fills.
         offset = (grid[rotated] - centre[rotated].view(-1, 1, 1, 2)).abs_()  # (R, s, s, 2)
-        inside = (offset <= half[rotated].view(-1, 1, 1, 2) * (1 + 1e-6)).all(-1)  # (R, s, s)
+        inside = (offset <= sampled[rotated].view(-1, 1, 1, 2) * (1 + 1e-6)).all(-1)  # (R, s, s)
         views[rotated] *= inside.unsqueeze(1)
     return views
 
@@ -239,6 +250,40 @@ def _colour(views: torch.Tensor, spec: ViewSpec, scale: float = 1.0) -> torch.Te
     return out.clamp_(0.0, 1.0)
 
 
+VIGNETTE_STRENGTH = (0.5, 1.0)  # share of the brightness taken from the corners
+VIGNETTE_INNER = (0.55, 0.85)  # radius where darkening starts, as a share of the centre-corner distance
+
+
+def vignette(views: torch.Tensor) -> torch.Tensor:
+    """Dark corners on (B, 3, H, W) views in [0, 1], each with its own strength and inner radius.
+
+    The brightness falls smoothly (smoothstep) from 1 at the inner radius to ``1 - strength`` at
+    the corners: the round field of view of another dermatoscope (PH2's images have black corners,
+    HAM10000's mostly none). Strength and inner radius are drawn uniformly from
+    :data:`VIGNETTE_STRENGTH` and :data:`VIGNETTE_INNER`.
+    """
+    n, _, height, width = views.shape
+    device = views.device
+    ys = torch.linspace(-1.0, 1.0, height, device=device).view(1, height, 1)
+    xs = torch.linspace(-1.0, 1.0, width, device=device).view(1, 1, width)
+    radius = torch.sqrt((xs ** 2 + ys ** 2) / 2)  # (1, H, W): 0 at the centre, 1 at the corners
+    strength = _uniform(*VIGNETTE_STRENGTH, n, device).view(n, 1, 1)
+    inner = _uniform(*VIGNETTE_INNER, n, device).view(n, 1, 1)
+    t = ((radius - inner) / (1 - inner)).clamp_(0.0, 1.0)  # (B, H, W)
+    mask = 1 - strength * t * t * (3 - 2 * t)
+    return views * mask.unsqueeze(1)
+
+
+def _vignette_some(views: torch.Tensor, prob: float) -> torch.Tensor:
+    """:func:`vignette` on a random share ``prob`` of the views."""
+    chosen = _bernoulli(prob, views.shape[0], views.device).nonzero().squeeze(1)
+    if chosen.numel() == 0:
+        return views
+    views = views.clone()
+    views[chosen] = vignette(views[chosen])
+    return views
+
+
 def _blur(views: torch.Tensor, spec: ViewSpec) -> torch.Tensor:
     """Gaussian blur of a random subset of the views, each with its own sigma (kornia)."""
     n = views.shape[0]
@@ -278,6 +323,8 @@ class ViewAugment:
             raise ValueError(f"images are {images.shape[-1]} px, the view is {spec.size} px and has no crop")
         x = _geometry(images.float(), spec)  # (B, 3, s, s) in [0, 255]
         x = _colour(x, spec, scale=1 / 255)  # in [0, 1]
+        if spec.vignette_prob > 0:
+            x = _vignette_some(x, spec.vignette_prob)
         if spec.blur_prob > 0:
             x = _blur(x, spec)
         if spec.solarize_prob > 0:
