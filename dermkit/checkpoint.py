@@ -10,6 +10,7 @@ exactly as long as its header says. Both checks read only the file's ends, not i
 
 from __future__ import annotations
 
+import hashlib
 import json
 import struct
 import zipfile
@@ -85,3 +86,12 @@ def check_resumable(last: Path, restart_hint: str) -> None:
     else:
         hint = f"No whole earlier checkpoint is left: {restart_hint}."
     check_readable(last, hint)
+
+
+def file_digest(path: str | Path) -> str:
+    """The SHA-256 of a file (hex), read in 1 MiB blocks: names a checkpoint in a run's record."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -31,7 +31,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pytorch_lightning as pl
@@ -135,7 +135,16 @@ def unknown_class_summary(true: list[str], predicted: list[str], known: set[str]
     return summary
 
 
-def model_color_constancy(cfg: ClassifierEvaluateConfig, recorded: str) -> str:
+class ScoringSettings(Protocol):
+    """What scoring reads of a command's config (``finetune.evaluate``'s and ``finetune.predict``'s)."""
+
+    checkpoint: str
+    data: DataConfig
+    trainer: TrainerConfig
+    tta: bool
+
+
+def model_color_constancy(cfg: ScoringSettings, recorded: str) -> str:
     """The colour constancy to apply: the model's; a different ``data.color_constancy`` is refused."""
     asked = cfg.data.color_constancy
     if asked and asked != recorded:
@@ -157,7 +166,7 @@ def prepare_scored_data(cfg: ClassifierEvaluateConfig) -> tuple[PreparedData, di
     return prepare_data(cfg.data, source=read_imagefolder(root, cfg.data.skip_bad, class_map)), class_map
 
 
-def load_model(cfg: ClassifierEvaluateConfig) -> ClassifierModule:
+def load_model(cfg: ScoringSettings) -> ClassifierModule:
     """The classifier to evaluate; sets ``cfg.data``'s image size and colour constancy to the model's."""
     module = load_classifier(cfg.checkpoint)
     hp = module.hparams
@@ -185,7 +194,7 @@ def model_labels(cfg: ClassifierEvaluateConfig, prepared: PreparedData, model_cl
     return np.where(prepared.labels >= 0, lookup[np.maximum(prepared.labels, 0)], -1)
 
 
-def score(cfg: ClassifierEvaluateConfig, module: ClassifierModule, dataset: IndexedDataset,
+def score(cfg: ScoringSettings, module: ClassifierModule, dataset: IndexedDataset,
           out_dir: Path) -> tuple[pl.Trainer, Any]:
     """Run the classifier over ``dataset`` (twice with ``tta``: plain, then averaged over 8 views).
 
