@@ -155,6 +155,13 @@ class GridConfig:
         seeds: fine-tuning seeds (at least 3 for an interval worth reading).
         imagenet_weights: local ImageNet weights file for the ``imagenet`` init (nothing is
             downloaded); required exactly when ``inits`` holds ``imagenet``.
+        external: external test sets ``{name: folder}``: after each cell, ``finetune.predict --tta`` on
+            every image below the folder (:mod:`bench.external`); exported as
+            ``cells/<cell>/external/<name>/predictions.csv``. Without labels the report calls the
+            set blind and shows only predicted-class shares.
+        external_labels: ``{name: file}`` for the external sets whose labels the user has (a CSV with
+            ``image_id`` and ``label`` columns): scored with the test split's tables, comparisons and
+            verdicts in ``external/<name>/report.md``.
     """
 
     fractions: list[float] = field(default_factory=lambda: [0.01, 0.1, 1.0])
@@ -163,6 +170,8 @@ class GridConfig:
     arms: list[str] = field(default_factory=list)
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     imagenet_weights: str = ""
+    external: dict[str, str] = field(default_factory=dict)
+    external_labels: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

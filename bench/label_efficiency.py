@@ -47,6 +47,8 @@ from dermkit.vocab import canonical_class
 from bench.config import (ARM_REAL, ARM_SPELLINGS, INITS, LEGACY_ARMS, SSL_METHODS, Arm, BenchConfig, GridConfig,
                           SynthConfig, arm_sort_key, grid_arms, parse_arm)
 from bench.dry_run import dry_run
+from bench.external import (PREDICT_KIND, PREDICT_RECORDS, export_external_reports, export_predictions,
+                            exported_copy, external_folders, predict_steps, read_labels, write_external_sections)
 from bench.grid import (DONE_FILE, Cell, Step, adopt_finished, best_checkpoint, best_checkpoint_arg, copy_finished,
                         file_digest, is_done, read_done)
 from bench.report import ReportContext, arm_label, cell_table, seed_summary, write_report
@@ -81,7 +83,7 @@ FILTER_OUTPUTS = ("manifest.csv", "manifest.json", "scores.csv")
 FILTER_KIND = "synth-filter"
 EVALUATE_OUTPUTS = ("metrics.json", "near_copies.csv")
 EVALUATE_KIND = "synth-evaluate"
-STEP_KINDS = ("pretrain", "synth-train", "synth-generate", EVALUATE_KIND, FILTER_KIND, "cell")
+STEP_KINDS = ("pretrain", "synth-train", "synth-generate", EVALUATE_KIND, FILTER_KIND, "cell", PREDICT_KIND)
 # finetune.train keys an arm sets itself: in the overrides they would make the arms alike.
 ARM_KEYS = ("sampler", "synth.max_ratio")
 CELL_OUTPUTS = (METRICS_FILE, PREDICTIONS_FILE)
@@ -155,6 +157,19 @@ def validate(cfg: BenchConfig) -> None:
                            f"{', '.join(STEP_KINDS)}.")
     if not 0 < cfg.report.level < 1 or cfg.report.n_bootstrap < 100:
         raise DermkitError("report.level must lie in (0, 1) and report.n_bootstrap be at least 100.")
+    _check_external(cfg)
+
+
+def _check_external(cfg: BenchConfig) -> None:
+    """``grid.external`` folders exist; ``grid.external_labels`` names only those sets, with readable files."""
+    for name, folder in external_folders(cfg.grid.external, repo_path).items():
+        if not folder.is_dir():
+            raise DermkitError(f"grid.external.{name}: {folder} is not a folder. Give a folder of images.")
+    for name, labels in cfg.grid.external_labels.items():
+        if name not in cfg.grid.external:
+            raise DermkitError(f"grid.external_labels.{name}: no grid.external.{name} to score. External sets: "
+                               f"{', '.join(cfg.grid.external) or '(none)'}.")
+        read_labels(repo_path(labels))
 
 
 def _check_axes(grid: GridConfig) -> list[str]:
@@ -300,6 +315,11 @@ def build_steps(cfg: BenchConfig, out: Path) -> list[Step]:
     for fraction in cfg.grid.fractions:
         for init in cfg.grid.inits:
             steps += init_cells(cfg, out, float(fraction), init, init_source(cfg, init, given, backbones), manifests)
+    if cfg.grid.external:
+        accelerator = [a for a in cfg.finetune.overrides if a.startswith("trainer.accelerator=")]
+        stage_args = [*accelerator, f"data.num_workers={cfg.data.num_workers}", f"data.skip_bad={cfg.data.skip_bad}"]
+        steps += predict_steps([s for s in steps if s.kind == "cell"], external_folders(cfg.grid.external, repo_path),
+                               out, stage_args)
     return steps
 
 
@@ -699,8 +719,16 @@ def _run_and_report(cfg: BenchConfig, runner: Runner, steps: list[Step], out: Pa
     cells_dir = out / "cells"
     ctx = report_context(cfg, command, described, test_counts, steps, time.time() - started)
     report = write_report(out, rows, lambda cell_id: read_predictions(cells_dir / cell_id), ctx)
+    external_sections(cfg, report, out, steps, ctx)
     _print_summary(rows, out, report, time.time() - started, cfg.report.level)
     return True
+
+
+def external_sections(cfg: BenchConfig, report: Path, out: Path, steps: list[Step], ctx: ReportContext) -> None:
+    """The report's sections on ``grid.external`` (blind sets; labelled ones with their own report)."""
+    if cfg.grid.external:
+        write_external_sections(report, out, steps, external_folders(cfg.grid.external, repo_path),
+                                {k: repo_path(v) for k, v in cfg.grid.external_labels.items()}, ctx)
 
 
 def print_under_way(steps: list[Step]) -> None:
@@ -736,6 +764,7 @@ def report_finished(cfg: BenchConfig, steps: list[Step], finished: list[Step], o
                            f"cells had finished; not yet run: {', '.join(waiting)}. A fraction or initialisation "
                            "without cells shows '-', and a comparison needs both cells of a seed.")
     report = write_report(out, rows, lambda cell_id: read_predictions(out / "cells" / cell_id), ctx)
+    external_sections(cfg, report, out, steps, ctx)
     _print_summary(rows, out, report, time.time() - started, cfg.report.level)
     return report
 
@@ -759,7 +788,14 @@ def reuse_cells(steps: list[Step], source: Path, out: Path, fingerprint: dict[st
     comes with its :data:`CELL_RECORDS` where ``source`` has them.
     """
     cells = source / "cells"
-    read_by_others = {i.name for step in steps for i in step.inputs}
+    predicting: dict[str, list[Step]] = defaultdict(list)  # cell step name -> its external predict steps
+    for step in (s for s in steps if s.kind == PREDICT_KIND):
+        predicting[step.inputs[0].name].append(step)
+    # A cell whose checkpoint another step will read is taken only with it; a predict step copied with the
+    # cell (an export keeps them) reads none.
+    read_by_others = {i.name for step in steps if step.kind != PREDICT_KIND for i in step.inputs}
+    read_by_others |= {name for name, predicts in predicting.items()
+                       if any(not (exported_copy(p, source) / DONE_FILE).is_file() for p in predicts)}
     taken: list[str] = []
     left: dict[str, list[str]] = defaultdict(list)
     for step in (s for s in steps if s.cell is not None):
@@ -783,7 +819,11 @@ def reuse_cells(steps: list[Step], source: Path, out: Path, fingerprint: dict[st
             left["an input has not finished here"].append(step.name)
             continue
         if adopt_finished(step, key, folder, extra):
-            taken.append(step.name)
+            if step.name in read_by_others or adopt_predictions(predicting[step.name], source, out, fingerprint):
+                taken.append(step.name)
+            else:  # an external set changed since the export: its predict step needs the checkpoint, not there
+                shutil.rmtree(step.out_dir)
+                left["an external set changed and the folder lacks the checkpoint"].append(step.name)
         elif read_done(step) is None:
             left["other settings, data or inputs"].append(step.name)
     reasons = "; ".join(f"{len(names)}: {reason}" for reason, names in left.items())
@@ -791,6 +831,13 @@ def reuse_cells(steps: list[Step], source: Path, out: Path, fingerprint: dict[st
     if left["other settings, data or inputs"]:
         console.print("keys differ for " + ", ".join(left["other settings, data or inputs"]), highlight=False)
     return taken
+
+
+def adopt_predictions(predicts: list[Step], source: Path, out: Path, fingerprint: dict[str, Any]) -> bool:
+    """Take a reused cell's external predict steps from ``source``; returns whether every one was taken
+    (finished there under the key it has here)."""
+    taken = [adopt_finished(p, p.key(out, fingerprint), exported_copy(p, source), PREDICT_RECORDS) for p in predicts]
+    return all(taken)
 
 
 def saved_best_checkpoint(cell_dir: Path) -> str | None:
@@ -831,10 +878,13 @@ def export_results(out: Path, steps: list[Step], finished: list[Step], dest: Pat
         for name in ("report.md", "results.csv"):
             shutil.copyfile(out / name, dest / name)
         shutil.copytree(out / "figures", dest / "figures", dirs_exist_ok=True)
+        export_external_reports(out, dest)
     for step in finished:
         copy_finished(step, step.out_dir, dest / "cells" / step.cell.cell_id, extra=CELL_RECORDS)
+    predicted = export_predictions(steps, dest)
     console.print(f"exported {len(finished)} finished cell(s)" + (", the report, results.csv and figures"
-                                                                  if with_report else "") + f" to {dest}")
+                                                                  if with_report else "")
+                  + (f", {predicted} external prediction set(s)" if predicted else "") + f" to {dest}")
     return dest
 
 
