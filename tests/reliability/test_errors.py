@@ -168,6 +168,11 @@ CASES: dict[str, Case] = {
                                        ["--init {tmp}/imagenet.pth"]),
     "finetune.train-unknown-backbone": Case("finetune.train", ["--backbone", "resnet19", "--out", "{tmp}/out"],
                                             ["'resnet19'", "Did you mean: resnet18", "Known: resnet18, resnet50"]),
+    # a CAM layer the backbone lacks is refused before training, not when the report is drawn
+    "finetune.train-unknown-cam-layer": Case("finetune.train", ["--backbone", "tiny_cnn", "--out", "{tmp}/out",
+                                                                "data.image_size=32", "report.explain=1",
+                                                                "report.cam_layer=layer4"],
+                                             ["report.cam_layer='layer4'", "tiny_cnn backbone", "Candidates: 2, 5, 8"]),
     # bad files in a dataset
     "dermkit.data-csv-row-too-short": Case("dermkit.data", ["--data", "ham10000", "--root", "{root}", "--out",
                                                             "{tmp}/out"],
