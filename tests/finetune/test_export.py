@@ -19,9 +19,11 @@ import pytorch_lightning as pl
 import torch
 
 from dermkit.config import DataConfig
+from dermkit.data.cache import cache_images
 from dermkit.data.datasets import CachedImageDataset
 from dermkit.data.prepare import PreparedData, prepare_data
 from finetune.evaluate import load_classifier
+from finetune.explain import normalise
 from finetune.export import CARD_FILE, CARD_METADATA_KEY, INSTALL_HINT, MODEL_FILE, TOLERANCE, main
 from finetune.module import ClassifierModule
 from finetune.transforms import eval_transform
@@ -153,6 +155,45 @@ def test_the_readme_example_matches_dermkit_without_importing_it(exported: Path,
     assert result.returncode == 0, result.stderr
     first = classes[int(expected[0].argmax())]
     assert result.stdout.splitlines()[0] == f"{paths[0]}: {first} ({expected[0].max():.3f})"
+
+
+def odd_image_files(folder: Path, prepared: PreparedData) -> list[Path]:
+    """Demo lesions saved in other shapes and modes than the demo's square RGB PNGs: the crop, the rounding
+    of the resized side and the conversion to RGB all come into play."""
+    from PIL import Image
+
+    folder.mkdir()
+    files = []
+    shapes = [((200, 150), "RGB", "jpg"), ((150, 200), "RGB", "png"), ((97, 61), "RGB", "png"),
+              ((45, 130), "RGBA", "png"), ((120, 90), "P", "png"), ((64, 50), "L", "bmp")]
+    for i, (size, mode, suffix) in enumerate(shapes):
+        with Image.open(prepared.source.records[i].path) as lesion:
+            image = lesion.convert("RGB").resize(size, Image.Resampling.BICUBIC)
+        if mode == "RGBA":  # a transparent band: dermkit composites it on white
+            alpha = np.full(size[::-1], 255, dtype=np.uint8)
+            alpha[:, : size[0] // 3] = 60
+            image.putalpha(Image.fromarray(alpha))
+        elif mode != "RGB":
+            image = image.convert(mode)
+        files.append(folder / f"odd_{i}.{suffix}")
+        image.save(files[-1])
+    return files
+
+
+def test_the_example_prepares_any_image_file_as_dermkit_does(exported: Path, colour_data: PreparedData,
+                                                             tmp_path: Path) -> None:
+    files = odd_image_files(tmp_path / "images", colour_data)
+    # (N, S, S, 3): decoded, resized, cropped and colour-corrected as every dermkit stage caches images
+    cached = np.array(cache_images(files, IMAGE_SIZE, tmp_path / "cache", color_constancy=COLOR).open())
+    module = load_classifier(json.loads((exported / CARD_FILE).read_text())["checkpoint"]["path"])
+    with torch.no_grad():
+        expected = module(normalise(cached, MEAN, STD)).softmax(dim=1).numpy()  # (N, C)
+    example = load_example()
+    card = json.loads((exported / CARD_FILE).read_text())
+    prepared = np.stack([example.prepare(path, card) for path in files])  # (N, 3, S, S)
+    np.testing.assert_allclose(prepared, normalise(cached, MEAN, STD).numpy(), atol=1e-6)  # the same pixels
+    _, got = example.predict(exported, files)
+    assert np.abs(got - expected).max() < TOLERANCE
 
 
 def test_without_the_export_extra_one_line_names_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
