@@ -67,7 +67,7 @@ NEUTRAL_KEYS = frozenset({
     "trainer.accelerator",
     "checkpoint_every", "checkpoint_every_n_steps", "snapshot_every_n_epochs",
     # finetune's HTML report of the test split: written after training, from the same predictions
-    "report.bootstrap", "report.seed", "report.explain", "report.mistakes",
+    "report.bootstrap", "report.seed", "report.explain", "report.cam_layer", "report.mistakes",
 })
 # What a key missing from an old config.yaml means when that is not today's default (flat keys; each
 # applies to the stages whose schema has the key). A run must not resume silently with other settings:

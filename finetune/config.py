@@ -146,12 +146,17 @@ class ReportConfig:
         seed: seed of the bootstrap resampling.
         explain: images per class and group (true positives, false negatives, false positives)
             drawn with Grad-CAM and Grad-CAM++; 0 draws none.
+        cam_layer: the layer the CAMs weight, by its name in the backbone network
+            (``backbone.net.named_modules()``: ``layer3``, ``layer4.1``; the report records the
+            name it used); empty: the deepest layer whose maps have at least 8 x 8 cells at the
+            model's input size (:func:`finetune.explain.cam_layer`).
         mistakes: rows of the most-confident-mistakes table.
     """
 
     bootstrap: int = 1000
     seed: int = 0
     explain: int = 0
+    cam_layer: str = ""
     mistakes: int = 12
 
 

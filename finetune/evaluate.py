@@ -51,7 +51,7 @@ from dermkit.runinfo import write_run_info
 from dermkit.trainer import ProgressBar, device_kwargs
 from finetune.config import ReportConfig
 from finetune.data import IndexedDataset
-from finetune.explain import RowImages, require_grad_cam
+from finetune.explain import RowImages, cam_layer, require_grad_cam
 from finetune.external import (is_melanoma_binary, load_class_map, melanoma_vs_rest, reference_specificity,
                                source_class_table)
 from finetune.html_report import write_html_report
@@ -285,6 +285,8 @@ def main(argv: list[str] | None = None) -> int:
                        argv, FLAGS)
     require_grad_cam(cfg.report.explain, "--explain")
     module = load_model(cfg)
+    if cfg.report.explain > 0 and cfg.report.cam_layer:  # a layer the backbone lacks fails now, not after scoring
+        cam_layer(module, cfg.data.image_size, cfg.report.cam_layer)
     prepared, class_map = prepare_scored_data(cfg)
     labels = model_labels(cfg, prepared, list(module.hparams.classes))
     rows = prepared.indices(cfg.split)  # an unknown split is refused before the output folder is made

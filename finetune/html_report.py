@@ -14,7 +14,7 @@ Sections (each an element with the id in brackets, which the browser test checks
 - external set [``external``]: the dataset's own classes, how they map to the model's, classes
   the model cannot score, and melanoma against the rest for a binary set (when given);
 - Grad-CAM grids [``explanations``] (:mod:`finetune.explain`, ``report.explain`` images per
-  class and group);
+  class and group), with the layer they weight and its map size (``report.cam_layer``);
 - the most confident mistakes with thumbnails [``mistakes``].
 """
 
@@ -31,7 +31,7 @@ from torch import nn
 
 from dermkit.bootstrap import bootstrap_intervals
 from dermkit.metrics import ECE_BINS
-from finetune.explain import RowImages, write_explanations
+from finetune.explain import CamLayer, RowImages, cam_layer, write_explanations
 from finetune.outputs import plot_confusion_matrix
 
 REPORT_DIR = "report"
@@ -215,11 +215,12 @@ def external_section(external: dict[str, Any] | None) -> str:
     return "\n".join(parts)
 
 
-def explanations_section(explanations: dict[str, dict[str, Any]] | None) -> str:
-    """The CAM grid of every class."""
+def explanations_section(explanations: dict[str, dict[str, Any]] | None, layer: CamLayer | None = None) -> str:
+    """The CAM layer and the CAM grid of every class."""
     if not explanations:
         return '<p class="note">Not drawn: pass --explain N (N images per class and group).</p>'
-    parts = ['<p class="note">Per class: true positives, false negatives, false positives, most confident '
+    parts = [f'<p id="cam-layer">{html.escape(layer.describe())}</p>' if layer else "",
+             '<p class="note">Per class: true positives, false negatives, false positives, most confident '
              'first. Columns: image; Grad-CAM and Grad-CAM++ of the predicted class; Grad-CAM of the true '
              'class where it differs.</p>']
     for name, info in explanations.items():
@@ -265,7 +266,8 @@ def write_html_report(out_dir: Path, model: nn.Module, images: np.ndarray | RowI
         targets: (N,) true class index; -1 for an image of a class the model does not know.
         classes: the model's classes.
         report: :func:`dermkit.metrics.classification_report` of the scored images (targets >= 0).
-        settings: the ``report`` config section (``bootstrap``, ``seed``, ``explain``, ``mistakes``).
+        settings: the ``report`` config section (``bootstrap``, ``seed``, ``explain``, ``cam_layer``,
+            ``mistakes``).
         title: page heading.
         mean: normalisation mean of the model's inputs.
         std: normalisation standard deviation.
@@ -274,7 +276,8 @@ def write_html_report(out_dir: Path, model: nn.Module, images: np.ndarray | RowI
         external: the external-set description (see :func:`external_section`).
 
     Returns:
-        What ``metrics.json`` records under ``report``: the page, the bootstrap intervals and the CAM grids.
+        What ``metrics.json`` records under ``report``: the page, the bootstrap intervals, the CAM grids
+        and the CAM layer (``cam_layer``: name, map size, input size, how it was chosen; None without grids).
     """
     folder = out_dir / REPORT_DIR
     folder.mkdir(parents=True, exist_ok=True)
@@ -286,10 +289,13 @@ def write_html_report(out_dir: Path, model: nn.Module, images: np.ndarray | RowI
     plot_roc_curves(folder / "roc_curves.png", probs[known], targets[known], classes, auroc)
     bins = reliability_bins(probs[known], targets[known])
     plot_reliability(folder / "reliability.png", bins)
-    explanations = None
+    explanations, layer = None, None
     if settings.explain > 0:
+        model = model.cpu().float()  # where write_explanations draws them
+        side = int(np.asarray(images[0]).shape[0]) if len(images) else model.backbone.image_size  # (S, S, 3) images
+        layer = cam_layer(model, side, settings.cam_layer)
         explanations = write_explanations(folder, model, images, probs, targets, classes, settings.explain,
-                                          mean, std, image_ids)
+                                          mean, std, image_ids, layer)
     body = [
         _section("summary", "Summary", "".join(f"<p>{html.escape(line)}</p>" for line in summary)),
         _section("metrics", "Balanced accuracy and per-class metrics", metrics_section(report, intervals)),
@@ -305,7 +311,8 @@ def write_html_report(out_dir: Path, model: nn.Module, images: np.ndarray | RowI
         "</div>\n",
         _section("tta", "Test-time augmentation", tta_section(tta)),
         _section("external", "Dataset classes and external-set measures", external_section(external)),
-        _section("explanations", "Where the model looks (Grad-CAM, Grad-CAM++)", explanations_section(explanations)),
+        _section("explanations", "Where the model looks (Grad-CAM, Grad-CAM++)",
+                 explanations_section(explanations, layer)),
         _section("mistakes", "Most confident mistakes",
                  mistakes_section(folder, images, probs, targets, classes, image_ids, settings.mistakes)),
     ]
@@ -314,4 +321,4 @@ def write_html_report(out_dir: Path, model: nn.Module, images: np.ndarray | RowI
             f"<h1>{html.escape(title)}</h1>\n" + "".join(body) + "</body></html>\n")
     (folder / "index.html").write_text(page)
     return {"page": f"{REPORT_DIR}/index.html", "bootstrap": intervals, "ece_report_bins": bins["ece"],
-            "explanations": explanations}
+            "explanations": explanations, "cam_layer": layer.record() if layer else None}

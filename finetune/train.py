@@ -48,7 +48,7 @@ from finetune.class_weights import WEIGHTINGS
 from finetune.config import FinetuneConfig
 from finetune.data import FinetuneData, build_datasets
 from finetune.device_transforms import train_device_augment
-from finetune.explain import RowImages, require_grad_cam
+from finetune.explain import RowImages, cam_layer, require_grad_cam
 from finetune.html_report import write_html_report
 from finetune.losses import LOSSES, check_label_smoothing
 from finetune.module import ClassifierModule
@@ -312,6 +312,8 @@ def main(argv: list[str] | None = None) -> int:
     check_backbone_card(spec, prepared.split_hash, cfg.data.color_constancy, cfg.model.allow_other_split)
     data = build_data(cfg, prepared, spec)
     module = make_classifier(cfg, data, list(prepared.classes), spec, backbone)
+    if cfg.report.explain > 0 and cfg.report.cam_layer:  # a layer the backbone lacks fails now, not after training
+        cam_layer(module, spec.image_size, cfg.report.cam_layer)
 
     out_dir = Path(cfg.out_dir)
     resume_from = resume_checkpoint(out_dir, cfg, FinetuneConfig, prepared.split_hash)

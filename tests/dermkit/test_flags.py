@@ -17,7 +17,8 @@ from dermkit.flags import backbone_flag, check_backbone, data_flag, out_flag, ro
 # Every command parsed with dermkit.config, by module (dermkit.data runs its __main__).
 COMMANDS = ["ssl.pretrain", "ssl.evaluate", "synth.train", "synth.generate", "synth.evaluate", "synth.speed",
             "synth.snapshot",
-            "finetune.train", "finetune.evaluate", "finetune.filter_synthetic", "dermkit.data.__main__",
+            "finetune.train", "finetune.evaluate", "finetune.filter_synthetic", "finetune.export",
+            "dermkit.data.__main__",
             "bench.label_efficiency"]
 
 

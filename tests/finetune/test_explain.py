@@ -9,8 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
-from finetune.explain import (CAM_METHODS, RowImages, class_activation_maps, normalise, overlay, pick_examples,
-                              write_explanations)
+from dermkit.errors import DermkitError
+from finetune.explain import (CAM_METHODS, RowImages, cam_layer, class_activation_maps, normalise, overlay,
+                              pick_examples, write_explanations)
 from finetune.module import ClassifierModule
 
 MEAN, STD = [0.5, 0.5, 0.5], [0.25, 0.25, 0.25]
@@ -65,3 +66,56 @@ def test_write_explanations_draws_one_grid_per_class(tmp_path: Path) -> None:
     for name in classes:
         with Image.open(tmp_path / f"cam_{name}.png") as grid:
             assert grid.size[0] > 300 and grid.size[1] > 200
+
+
+def classifier(architecture: str, small_stem: bool, image_size: int) -> ClassifierModule:
+    torch.manual_seed(0)
+    return ClassifierModule(classes=["mel", "nv"], architecture=architecture, small_stem=small_stem,
+                            image_size=image_size, mean=MEAN, std=STD).eval()
+
+
+@pytest.mark.parametrize("architecture, small_stem, size, name, cells", [
+    ("resnet18", False, 64, "layer2", 8),  # layer3 is 4 x 4, layer4 2 x 2 at 64 px
+    ("resnet18", False, 224, "layer3", 14),  # layer4 is 7 x 7 < 8
+    ("resnet18", True, 64, "layer4", 8),  # the small stem keeps 4x the resolution: the last stage will do
+    ("tiny_cnn", True, 32, "8", 8),  # strides 1, 2, 2: the last ReLU
+    ("tiny_cnn", False, 32, "5", 8),  # strides 2, 2, 2: the last ReLU would be 4 x 4
+    ("tiny_cnn", False, 64, "8", 8),
+])
+def test_the_cam_layer_is_the_deepest_with_at_least_8x8_maps(architecture: str, small_stem: bool, size: int,
+                                                             name: str, cells: int) -> None:
+    model = classifier(architecture, small_stem, size).train()
+    layer = cam_layer(model, size)
+    assert (layer.name, layer.map_size, layer.input_size, layer.chosen_by) == (name, (cells, cells), size, "automatic")
+    assert layer.module is dict(model.backbone.net.named_modules())[name]
+    assert model.training  # the probe's forward pass leaves the model's mode as it was
+    assert layer.record() == {"name": name, "map_size": [cells, cells], "input_size": size, "chosen_by": "automatic"}
+    assert f"CAM layer {name}: {cells} x {cells} maps at {size} px input" in layer.describe()
+
+
+def test_a_vit_without_8x8_tokens_takes_its_largest_maps() -> None:
+    layer = cam_layer(classifier("vit_s16", False, 64), 64)  # 16-px patches: a 4 x 4 token grid in every block
+    assert layer.name == "encoder.layers.encoder_layer_11.ln_1" and layer.map_size == (4, 4)
+    assert layer.reshape is not None
+
+
+def test_report_cam_layer_names_another_layer_and_a_wrong_name_is_refused() -> None:
+    model = classifier("resnet18", False, 64)
+    named = cam_layer(model, 64, "layer4.1")
+    assert (named.name, named.map_size, named.chosen_by) == ("layer4.1", (2, 2), "report.cam_layer")
+    assert "named by report.cam_layer" in named.describe()
+    with pytest.raises(DermkitError, match=r"report.cam_layer='layer5'.*Did you mean: layer.*Candidates: layer1, "
+                                           r"layer2, layer3, layer4"):
+        cam_layer(model, 64, "layer5")
+    with pytest.raises(DermkitError, match=r"report.cam_layer=fc: its output \(shape \(1, 512\)\) is not a spatial "):
+        cam_layer(model, 64, "fc")  # the backbone's fc is an identity on (B, 512) features
+
+
+def test_cams_use_the_chosen_layer() -> None:
+    model = classifier("resnet18", False, 64)
+    batch = normalise(random_images(2, size=64), MEAN, STD)
+    auto = class_activation_maps(model, batch, [0, 1])  # layer2: 8 x 8 cells
+    named = class_activation_maps(model, batch, [0, 1], layer=cam_layer(model, 64, "layer2"))
+    last = class_activation_maps(model, batch, [0, 1], layer=cam_layer(model, 64, "layer4"))  # 2 x 2 cells
+    np.testing.assert_allclose(auto, named, atol=1e-6)
+    assert not np.allclose(auto, last, atol=1e-2)

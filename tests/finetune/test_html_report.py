@@ -70,6 +70,8 @@ def test_the_report_folder_is_self_contained(report_folder: Path) -> None:
     thumbs = sorted((report_folder / "thumbs").glob("*.png"))
     assert len(thumbs) == 5 and all(f'src="thumbs/{t.name}"' in page for t in thumbs)
     assert "scc" in page  # the unscorable class is listed
+    # the CAM layer of the 32 px tiny_cnn (small stem): its last ReLU, 8 x 8
+    assert '<p id="cam-layer">CAM layer 8: 8 x 8 maps at 32 px input (the deepest layer' in page
 
 
 def test_reliability_bins_give_the_reports_ece_and_roc_points_span_the_square() -> None:
@@ -111,13 +113,18 @@ def test_evaluate_writes_the_report_with_and_without_tta(tmp_path: Path) -> None
             "report.bootstrap=20"]
     with pytest.raises(SystemExit):  # a colour constancy other than the model's is refused
         main([*args, "--out", str(tmp_path / "no"), "data.color_constancy=none"])
-    assert main([*args, "--out", str(tmp_path / "eval"), "--tta", "--explain", "1"]) == 0
+    with pytest.raises(SystemExit):  # so is a CAM layer the backbone lacks, before any image is read
+        main([*args, "--out", str(tmp_path / "no"), "--explain", "1", "report.cam_layer=layer4"])
+    assert not (tmp_path / "no").exists() and not (tmp_path / "cache").exists()
+    assert main([*args, "--out", str(tmp_path / "eval"), "--tta", "--explain", "1", "report.cam_layer=5"]) == 0
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["data"]["color_constancy"] == "shades_of_gray"  # the model's setting, applied
     assert metrics["tta"] is True and set(metrics["without_tta"]) == {"balanced_accuracy", "accuracy",
                                                                       "auroc_macro", "ece"}
     assert metrics["report"]["page"] == "report/index.html"
     assert metrics["report"]["bootstrap"]["replicates"] == 20
+    assert metrics["report"]["cam_layer"] == {"name": "5", "map_size": [16, 16], "input_size": 32,
+                                              "chosen_by": "report.cam_layer"}
     page = (tmp_path / "eval" / "report" / "index.html").read_text()
     assert "<td>without</td>" in page and "<td>with</td>" in page
     assert (tmp_path / "eval" / "report" / "cam_mel.png").is_file()
@@ -134,3 +141,4 @@ def test_train_writes_the_report_for_its_test_split(demo_run: Path) -> None:
     assert 0.0 <= low <= high <= 1.0 and intervals["replicates"] == 1000  # report.bootstrap's default
     assert metrics["data"]["color_constancy"] == "none"
     assert (demo_run / "report" / "cam_nv.png").is_file()  # finetune.train draws report.explain=2 per group
+    assert metrics["report"]["cam_layer"]["map_size"] == [8, 8]  # tiny_cnn, small stem, 32 px: the last ReLU

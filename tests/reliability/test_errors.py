@@ -95,12 +95,13 @@ NOT_A_FOLDER = "is a file, not a folder"
 UNDER_A_FILE = "cannot be created: {file} is a file"
 STAGES_WITH_OUT = ["ssl.pretrain", "ssl.evaluate", "synth.train", "synth.generate", "synth.evaluate", "synth.speed",
                    "synth.snapshot",
-                   "finetune.train", "finetune.evaluate", "bench.label_efficiency", "dermkit.data"]
+                   "finetune.train", "finetune.evaluate", "finetune.export", "bench.label_efficiency", "dermkit.data"]
 # Inputs the stages need besides --out; they do not exist: the --out check must come first.
 OTHER_INPUTS = {"synth.generate": ["--model", "{tmp}/no-generator", "--class", "mel"],
                 "synth.snapshot": ["--run", "{tmp}/no-run"],
                 "synth.evaluate": ["--synthetic", "{tmp}/no-samples"],
                 "finetune.evaluate": ["--checkpoint", "{tmp}/no.ckpt"],
+                "finetune.export": ["--checkpoint", "{tmp}/no.ckpt"],
                 "ssl.evaluate": ["--data", "demo"]}
 
 CASES: dict[str, Case] = {
@@ -168,6 +169,13 @@ CASES: dict[str, Case] = {
                                        ["--init {tmp}/imagenet.pth"]),
     "finetune.train-unknown-backbone": Case("finetune.train", ["--backbone", "resnet19", "--out", "{tmp}/out"],
                                             ["'resnet19'", "Did you mean: resnet18", "Known: resnet18, resnet50"]),
+    "finetune.export-no-checkpoint": Case("finetune.export", ["--checkpoint", "{tmp}/no.ckpt", "--out",
+                                                              "{tmp}/out"], ["Checkpoint {tmp}/no.ckpt does not exist"]),
+    # a CAM layer the backbone lacks is refused before training, not when the report is drawn
+    "finetune.train-unknown-cam-layer": Case("finetune.train", ["--backbone", "tiny_cnn", "--out", "{tmp}/out",
+                                                                "data.image_size=32", "report.explain=1",
+                                                                "report.cam_layer=layer4"],
+                                             ["report.cam_layer='layer4'", "tiny_cnn backbone", "Candidates: 2, 5, 8"]),
     # bad files in a dataset
     "dermkit.data-csv-row-too-short": Case("dermkit.data", ["--data", "ham10000", "--root", "{root}", "--out",
                                                             "{tmp}/out"],
