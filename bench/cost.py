@@ -9,7 +9,7 @@ a measurement; the assumptions, each a constant below:
   nothing is computed or allocated). Training costs 3x the forward FLOPs (forward + backward).
 * **Speed** is an effective FLOP rate per device and precision (:data:`EFFECTIVE_FLOPS`). CPU:
   47 GFLOP/s in float32 and 71 GFLOP/s in bf16-mixed, from the compute-only SimCLR ResNet-18 rows of
-  ``docs/benchmarks.md`` ("Second idle round": 52.4 and 79.9 images/s = 105 and 160 views/s of
+  ``docs/benchmarks.md`` ("Pretraining throughput", second round: 52.4 and 79.9 images/s = 105 and 160 views/s of
   0.149 GFLOP forward at 64 px, x3, on the 2 idle cores of the 2026-12-01 machine). GPU: assumed,
   not measured (no GPU was lent when this was written): 60 TFLOP/s in bf16 and 20 TFLOP/s in
   fp32/TF32, i.e. ResNet-50 at 224 px training at ~4,900 images/s in bf16 — the order of published

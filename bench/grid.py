@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dermkit.checkpoint import file_digest
 from bench.config import ARM_REAL, ARM_SYNTH, parse_arm
 
 # Bump when the meaning of a key changes (every step then runs again).
@@ -58,15 +59,6 @@ DONE_FILE = "done.json"
 BEST_CHECKPOINT_PREFIX = "<best checkpoint of "  # + step name + ">": see best_checkpoint_arg
 STARTED_FILE = "started.json"
 LOG_FILE = "stage.log"
-
-
-def file_digest(path: Path) -> str:
-    """SHA-256 of a file's bytes (hex)."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def stable_hash(value: Any) -> str:

@@ -96,7 +96,7 @@ class AugmentConfig:
             black corners); with both flips this draws each of the square's 8 orientations.
         rotation: largest rotation in degrees by any angle (180 = any angle, 0 = none); corners from
             outside the image are black. 0 by default: at 64 px on HAM10000 any-angle rotation cost
-            about 9 validation balanced-accuracy points (docs/benchmarks.md, recipe sweep).
+            about 9 validation balanced-accuracy points (docs/benchmarks.md, "What was tried and why it lost").
         jitter: brightness, contrast and saturation jitter (no hue: colour is diagnostic).
         zoom_out: largest zoom-out factor (>= 1): after the crop, the image shrinks by a side
             factor drawn from [1, zoom_out], centred, its border mirrored (another camera's

@@ -33,7 +33,6 @@ The packages (``onnx``, ``onnxruntime``) are the optional ``export`` extra: ``pi
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
@@ -47,6 +46,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from dermkit.checkpoint import file_digest
 from dermkit.config import Flag, parse_config
 from dermkit.console import console, entry_point
 from dermkit.data.color import SHADES_OF_GRAY_P
@@ -123,15 +123,6 @@ class ProbabilityModel(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.classifier(images).softmax(dim=1)  # (N, C)
-
-
-def file_sha256(path: Path) -> str:
-    """Hex SHA-256 of a file's bytes, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def preprocessing_steps(image_size: int, color_constancy: str, mean: list[float], std: list[float]) -> list[str]:
@@ -219,7 +210,7 @@ def model_card(module: ClassifierModule, checkpoint: Path, cfg: ExportConfig, di
         "resize": {"short_side": size, "crop": "centre", "method": RESIZE},
         "preprocessing": preprocessing_steps(size, str(hp.color_constancy), mean, std),
         "architecture": hp.architecture, "small_stem": bool(hp.small_stem),
-        "checkpoint": {"path": str(checkpoint.resolve()), "sha256": file_sha256(checkpoint)},
+        "checkpoint": {"path": str(checkpoint.resolve()), "sha256": file_digest(checkpoint)},
         "training_run": training_record(checkpoint),
         "exporter": {"function": "torch.onnx.export", "dynamo": False, "opset": cfg.opset,
                      "torch": torch.__version__, "onnx": metadata.version("onnx")},

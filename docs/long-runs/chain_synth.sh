@@ -1,5 +1,5 @@
 #!/bin/bash
-# Issue 12's long runs on this machine's 2 cores (docs/benchmarks.md "cpu-synth", sixth session). Re-run after a
+# Issue 12's long runs on this machine's 2 cores (docs/benchmarks.md, "cpu-synth"). Re-run after a
 # stop: every step resumes from its own checkpoint or is reused by key.
 R=${DERMKIT_RUNS:-$HOME/dermkit-runs}
 cd $R/worktree-synth || exit 1

@@ -1,5 +1,5 @@
 #!/bin/bash
-# Equal-steps control of issue 12 (docs/benchmarks.md "cpu-synth", fifth session): the 10% cells of an arm at
+# Equal-steps control of issue 12 (docs/results/README.md, "cpu-synth-f0.1"): the 10% cells of an arm at
 # 71 epochs (781 steps, synth8's 780), the grid's command otherwise; two at a time on one thread each.
 # SEEDS="3 4 5" ARMS="oversample" ~/dermkit-runs/steps_control.sh   (re-run resumes each cell from its last.ckpt)
 R=${DERMKIT_RUNS:-$HOME/dermkit-runs}

@@ -1,5 +1,5 @@
 #!/bin/bash
-# Issue 12 on one H200 (docs/benchmarks.md "cpu-synth", sixth session): the two 20,000-step generators of the
+# Issue 12 on one H200 (docs/benchmarks.md, "The H200 run"): the two 20,000-step generators of the
 # cpu-synth grid (10% and 100% labels, trainer.accelerator=gpu, the preset's recipe otherwise) through the grid
 # itself, so that their done.json keys are the ones the CPU grid computes with the same synth.train_overrides;
 # beside them the 100-epoch SimCLR backbone (synth.evaluate's feature space) and, once SimCLR is done, one 100%
