@@ -269,6 +269,22 @@ def filter_cost(cfg: dict[str, Any], classifier: dict[str, Any], images: int) ->
     return Estimate(seconds, images * size * size * 3, memory, f"{images} images x 1 forward pass")
 
 
+def predict_cost(cfg: dict[str, Any], classifier: dict[str, Any], images: int) -> Estimate:
+    """``finetune.predict``: one forward pass of the classifier per image, nine with ``tta`` (plain, then the 8 views).
+
+    Args:
+        cfg: the step's resolved config (``trainer`` picks the device, ``tta``).
+        classifier: the resolved config of the ``finetune.train`` cell whose checkpoint predicts.
+        images: images in the folder.
+    """
+    model, size = classifier["model"], int(classifier["data"]["image_size"])
+    net = backbone_profile(model["backbone"], bool(model["small_stem"]), size)
+    passes = 1 + (8 if cfg["tta"] else 0)
+    seconds = images * passes * net.forward_flops / EFFECTIVE_FLOPS[_device(cfg["trainer"])]
+    memory = net.params * 4 + net.largest_activation * int(cfg["data"]["batch_size"]) * 8 * 4 * 2
+    return Estimate(seconds, images * size * size * 3, memory, f"{images} images x {passes} forward passes")
+
+
 def synth_evaluate_cost(architecture: str, small_stem: bool, size: int, synthetic: int, train_images: int,
                         classes: int, grid_images: int) -> Estimate:
     """``synth.evaluate`` (on the CPU, where it embeds): one backbone forward pass per training, synthetic

@@ -29,8 +29,9 @@ from dermkit.errors import DermkitError
 from dermkit.vocab import CANONICAL_CLASSES
 from bench.config import BenchConfig
 from bench.cost import (Estimate, filter_cost, finetune_cost, generated_per_class, human_bytes, human_seconds,
-                        pretrain_cost, real_per_class, synth_evaluate_cost, synth_generate_cost, synth_train_cost,
-                        synthetic_share)
+                        predict_cost, pretrain_cost, real_per_class, synth_evaluate_cost, synth_generate_cost,
+                        synth_train_cost, synthetic_share)
+from bench.external import image_files
 from bench.grid import Step
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
@@ -150,6 +151,9 @@ def estimate(step: Step, config: dict[str, Any], configs: dict[str, dict[str, An
     if step.module == "finetune.filter_synthetic":
         scored = generated_images(step.inputs[1], configs, split["train"])
         return filter_cost(config, configs[step.inputs[0].name], int(sum(scored.values())))
+    if step.module == "finetune.predict":
+        images = len(image_files(Path(str(config["data"]["root"])).expanduser()))
+        return predict_cost(config, configs[step.inputs[0].name], images)
     raise ValueError(f"no cost model for {step.module}")
 
 
