@@ -49,6 +49,7 @@ from bench.config import (ARM_REAL, ARM_SPELLINGS, INITS, LEGACY_ARMS, SSL_METHO
 from bench.dry_run import dry_run
 from bench.grid import (DONE_FILE, Cell, Step, adopt_finished, best_checkpoint, best_checkpoint_arg, copy_finished,
                         file_digest, is_done, read_done)
+from bench.plan import read_plan
 from bench.report import ReportContext, arm_label, cell_table, seed_summary, write_report
 from bench.results import (METRICS_FILE, PREDICTIONS_FILE, read_metrics, read_predictions, read_results, result_rows,
                            write_results)
@@ -155,6 +156,11 @@ def validate(cfg: BenchConfig) -> None:
                            f"{', '.join(STEP_KINDS)}.")
     if not 0 < cfg.report.level < 1 or cfg.report.n_bootstrap < 100:
         raise DermkitError("report.level must lie in (0, 1) and report.n_bootstrap be at least 100.")
+    if cfg.report.plan:
+        plan = read_plan(repo_path(cfg.report.plan))  # a missing or malformed plan stops the grid before it starts
+        if plan.level != cfg.report.level:
+            raise DermkitError(f"report.plan: {cfg.report.plan} was made at level {plan.level:g}, the report uses "
+                               f"report.level={cfg.report.level:g}; make the plan at the report's level.")
 
 
 def _check_axes(grid: GridConfig) -> list[str]:
@@ -611,13 +617,15 @@ def report_context(cfg: BenchConfig, command: str, data: dict[str, Any], test_co
                 evaluation = generator_evaluation(step.out_dir)
                 if evaluation:
                     quality[step.name.split("/", 1)[1]] = (evaluation, step.out_dir)
+    plan_path = repo_path(cfg.report.plan) if cfg.report.plan else None
     return ReportContext(preset=cfg.preset or "(custom)", about=cfg.about, command=command, data=data,
                          test_counts=test_counts, minority_classes=[canonical_class(c) for c in cfg.synth.classes],
                          settings=settings, caveats=caveats, timings=timings, wall_seconds=wall_seconds,
                          level=cfg.report.level,
                          n_bootstrap=cfg.report.n_bootstrap, bootstrap_seed=cfg.report.bootstrap_seed,
                          train_counts=train_counts, filter_acceptance=accepted, untimed_attempts=untimed,
-                         generator_quality=quality)
+                         generator_quality=quality, plan=read_plan(plan_path) if plan_path else None,
+                         plan_path=cfg.report.plan)
 
 
 @entry_point
