@@ -280,9 +280,7 @@ def synthetic_effects(cells: dict[CellKey, dict[str, Any]], load: Callable[[str]
             interval = paired_bootstrap(matrix, ctx.n_bootstrap, ctx.level, ctx.bootstrap_seed)
             effects.append(Effect(klass, scope, interval, len(chosen), len(by_seed), matrix.shape[1], arm, baseline,
                                   mean_t_interval(matrix.mean(axis=1), ctx.level)))
-    # A scope that pools every pair (one fraction, one initialisation) repeats "all": its AUROC is not bootstrapped twice.
-    distinct = [(name, keep) for name, keep in scopes if name == "all" or not all(keep(p) for p in pairs)]
-    return effects + auroc_effects(loaded, classes, distinct, ctx, arm, baseline)
+    return effects + auroc_effects(loaded, classes, scopes, ctx, arm, baseline)
 
 
 def auroc_effects(loaded: dict[PairKey, tuple[Predictions, Predictions]], classes: list[str], scopes: list[Scope],

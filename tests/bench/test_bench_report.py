@@ -220,3 +220,52 @@ def test_conditioning_shows_when_a_class_ranks_first_or_as_well_as_held_out_real
         own: int, held_out: int | None, verdict: str) -> None:
     metrics = {"own_rank_kid": own, **({"held_out_real": {"own_rank_kid": held_out}} if held_out else {})}
     assert conditioning_verdict(metrics).startswith(verdict)
+
+
+def test_results_csv_carries_each_class_auroc_and_reads_an_older_file_without_it(grid_dir: tuple[Path, list[dict]],
+                                                                                   tmp_path: Path) -> None:
+    root, rows = grid_dir
+    back = read_results(root / "results.csv")
+    assert [r["auroc"] for r in back] == pytest.approx([r["auroc"] for r in rows])
+    assert all(0 <= r["auroc"] <= 1 for r in back)
+    older = tmp_path / "results.csv"  # written before the auroc column
+    with (root / "results.csv").open() as source, older.open("w", newline="") as target:
+        reader = csv.DictReader(source)
+        writer = csv.DictWriter(target, [c for c in reader.fieldnames or [] if c != "auroc"], extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(reader)
+    old_rows = read_results(older)
+    assert all(np.isnan(r["auroc"]) for r in old_rows)
+    text = write_report(tmp_path, old_rows, lambda c: read_predictions(root / "cells" / c), _context()).read_text()
+    assert "One-vs-rest AUROC of the same classes" not in text  # no AUROC table from a file without it
+    full = write_report(tmp_path / "new", back, lambda c: read_predictions(root / "cells" / c), _context()).read_text()
+    auroc_table = full.split("One-vs-rest AUROC of the same classes")[1]
+    mel_on = [r["auroc"] for r in rows if r["class"] == "mel" and r["synthetic"] and r["init"] == "random"
+              and r["fraction"] == 0.1]
+    assert f"| mel | random | on | {np.mean(mel_on):.3f} [" in auroc_table
+
+
+def test_report_marks_the_comparisons_a_seed_plan_registered(grid_dir: tuple[Path, list[dict]],
+                                                             tmp_path: Path) -> None:
+    from bench.plan import read_plan
+    from bench.seed_plan import main as seed_plan
+
+    root, _ = grid_dir
+    plan_path = tmp_path / "plan.json"
+    seed_plan(["--grid", str(root), "--minority", "mel", "df", "--classes", "mel", "--metrics", "recall",
+               "--n-bootstrap", "200", "--out", str(plan_path)])
+    plan = read_plan(plan_path)
+    assert [(c.key.metric, c.key.klass, c.key.arm, c.key.against) for c in plan.comparisons] == \
+        [("recall", "mel", "synth", "real")]
+    context = dataclasses.replace(_context(), plan=plan, plan_path="plans/plan.json")
+    rows = read_results(root / "results.csv")
+    text = write_report(tmp_path, rows, lambda c: read_predictions(root / "cells" / c), context).read_text()
+    pooled = {row["class"]: row for row in markdown_table(text, "| class | name |")}
+    assert pooled["mel"]["planned"] == "recall" and pooled["df"]["planned"] == "no"
+    section = text.split("## Planned comparisons")[1].split("\n## ")[0]
+    assert "Seed plan `plans/plan.json`" in section and "Decided now: 1 of 1." in section
+    assert "| recall | mel | synth | real | all | helps |" in section
+    # without a plan: no planned column, no section
+    plain = write_report(tmp_path / "plain", rows, lambda c: read_predictions(root / "cells" / c),
+                         _context()).read_text()
+    assert "## Planned comparisons" not in plain and "planned" not in markdown_table(plain, "| class | name |")[0]
