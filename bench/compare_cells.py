@@ -74,7 +74,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "per-seed differences says deciding needs (PLAN.json, and PLAN.md beside it); commit it before "
                         "running more seeds")
     parser.add_argument("--plan", type=Path, default=None, metavar="PLAN.json",
-                        help="a seed plan (bench.seed_plan or --plan-out): mark the comparisons it registered as planned")
+                        help="a seed plan (bench.seed_plan or --plan-out): mark the comparisons it registered as "
+                        "planned")
     return parser.parse_args(argv)
 
 

@@ -222,6 +222,8 @@ def _plan_row(c: PlannedComparison) -> list[str]:
     seed_interval = f"[{c.seed_low:+.3f}, {c.seed_high:+.3f}]" if math.isfinite(c.seed_low) else "-"
     needed = "-" if c.seeds_needed is None else (f"≥ {MAX_SEEDS}" if c.seeds_needed >= MAX_SEEDS
                                                  else str(c.seeds_needed))
+    if c.seeds_needed is not None and c.seeds_needed <= c.seeds:
+        needed += " (the test images hold it)"  # the t-interval would decide; the bootstrap interval does not
     return [k.metric, k.klass or "-", k.arm, k.against, k.scope, str(c.seeds), f"{c.estimate:+.3f}",
             f"[{c.low:+.3f}, {c.high:+.3f}]", seed_interval,
             "-" if not math.isfinite(c.spread) else f"{c.spread:.3f}", c.verdict, c.goal or "-", needed]
@@ -239,12 +241,14 @@ def plan_markdown(plan: SeedPlan) -> list[str]:
              "`bench.compare_cells --plan`) marks these comparisons as planned, the others as exploratory.", "",
              "Verdicts: **helps** / **hurts** when both the bootstrap interval and the t-interval of the per-seed "
              "differences exclude 0; **no effect larger than δ** when both lie within ±δ; otherwise **undecided**. "
-             "Seeds needed (undecided only): the fewest n with t(0.975, n - 1) × sd / √n at most the half-width that "
-             "decides, sd being the per-seed differences' spread seen here: the observed mean's distance from 0 (to "
-             "exclude 0) when the mean is at least δ / 2 from 0, otherwise δ minus that distance (to lie within ±δ). "
-             "It takes the mean and the spread of these few seeds as they are (both uncertain: a true difference "
-             "smaller than the one seen needs more seeds), and counts the t-interval only; the bootstrap interval "
-             "must clear too.", "",
+             "Seeds needed (undecided only): the fewest n with t(0.975, n - 1) × sd / √n at most the half-width "
+             "that decides, sd being the per-seed differences' spread seen here: the observed mean's distance from "
+             "0 (to exclude 0) when the mean is at least δ / 2 from 0, otherwise δ minus that distance (to lie "
+             "within ±δ). It takes the mean and the spread of these few seeds as they are (both uncertain: a true "
+             "difference smaller than the one seen needs more seeds), and counts the t-interval only; the bootstrap "
+             "interval must clear too, and where the seeds there are already suffice by this count (\"the test "
+             "images hold it\"), it is the bootstrap, which also draws the test images, that keeps the comparison "
+             "undecided.", "",
              f"Undecided comparisons the spread says more seeds decide: {len(reachable)} of {len(plan.comparisons)}; "
              f"{budgets} seeds. Seeds to run for all of them: {plan.seeds_to_run()}.", "",
              "| " + " | ".join(PLAN_COLUMNS) + " |", "|" + "---|" * len(PLAN_COLUMNS)]

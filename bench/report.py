@@ -2,8 +2,10 @@
 
 Sections: the setup (data, preset, command, seeds; demo data flagged as never evidence), balanced
 accuracy against label fraction per initialisation (mean over seeds with a Student-t interval),
-minority-class recall with and without synthetic images, and per class the paired effect of
-synthetic images (:func:`bench.stats.paired_bootstrap`) with a verdict. A grid with arms beyond
+minority-class recall and one-vs-rest AUROC with and without synthetic images, and per class the paired
+effect of synthetic images on recall (:func:`bench.stats.paired_bootstrap`) and on AUROC
+(:func:`bench.stats.paired_auroc_bootstrap`) with a verdict (:func:`bench.stats.decide`: helps, hurts, no
+effect larger than δ, or undecided with the seeds deciding needs). A grid with arms beyond
 ``real`` and ``synth`` (``grid.arms``: ``oversample``, ``oversample<R>``, ``synth<R>``, ``filtered``) gets
 the section "Synthetic images against oversampling" instead of the last one: per arm balanced accuracy
 and nevus recall, and the paired recall difference of every synthetic arm against ``real``, against
@@ -20,6 +22,9 @@ seeds, arm and test images) with a bootstrap interval over seeds and test images
 A grid with synthetic images gets "Generator quality" (before the comparisons): per generator its
 ``synth.evaluate`` table (:func:`quality_table`: does each class rank its own real class first, as
 held-out real images of the class do?) and a figure of real, synthetic and nearest training images.
+
+With a seed plan (``report.plan``, :mod:`bench.plan`) the comparison tables mark the comparisons it
+registered as planned, and the section "Planned comparisons" gives each one's verdict then and now.
 
 Cells are keyed ``(fraction, init, arm, seed)``; the older arms print as before (``real`` as
 synthetic ``off``, ``synth`` as ``on``).
@@ -42,8 +47,8 @@ from dermkit.vocab import MINORITY_CLASSES, display_name
 from bench.config import ARM_OVERSAMPLE, ARM_REAL, ARM_SYNTH, LEGACY_ARMS, arm_baselines, arm_sort_key, parse_arm
 from bench.results import Predictions
 from bench.plan import ComparisonKey, SeedPlan
-from bench.stats import (DELTAS, HELPS, HURTS, NO_EFFECT, Decision, Interval, auroc_kernel, balanced_accuracy_differences, decide,
-                         mean_t_interval, paired_auroc_bootstrap, paired_bootstrap)
+from bench.stats import (DELTAS, HELPS, HURTS, NO_EFFECT, Decision, Interval, auroc_kernel, balanced_accuracy_differences,
+                         decide, mean_t_interval, paired_auroc_bootstrap, paired_bootstrap)
 
 MAJORITY_CLASS = "nv"  # nevus: where a minority-class gain would be paid for
 RECALL, AUROC, BALANCED_ACCURACY = "recall", "auroc", "balanced_accuracy"  # the metrics compared (keys of DELTAS)
@@ -63,7 +68,9 @@ VERDICT_RULE = ("Verdict: **helps** / **hurts** when both intervals, the bootstr
                 "the fewest n with t(0.975, n - 1) × sd / √n at most the half-width that decides, sd being the "
                 "spread of the per-seed differences seen so far; the half-width is the observed mean's distance from "
                 "0 (to exclude 0) when the mean is at least δ / 2 from 0, otherwise δ minus that distance (to lie "
-                "within ±δ). The bootstrap draws from the few seeds there are and so sees too little of the "
+                "within ±δ); where the seeds there are already suffice by that count, it is the bootstrap interval, "
+                "which also draws the test images, that stays too wide (\"the test images do not\"). The bootstrap "
+                "draws from the few seeds there are and so sees too little of the "
                 "seed-to-seed spread; the t-interval (n - 1 degrees of freedom) covers it and is wide with 3 seeds.")
 BASELINE_INIT = "random"
 METRIC_NAMES = {RECALL: "recall", AUROC: "AUROC", BALANCED_ACCURACY: "balanced accuracy"}
@@ -80,7 +87,7 @@ TARGET_GAIN = 0.05
 TARGET_CLASSES = 2
 # The report's last section: what else the benchmark folder holds.
 FILES_SECTION = ("## Files", "", "- `results.csv`: one row per cell and class (fraction, init, synthetic, arm, seed, "
-                 "class, recall, precision, f1, support, balanced_accuracy, accuracy).",
+                 "class, recall, precision, f1, auroc, support, balanced_accuracy, accuracy).",
                  "- `cells/<cell>/`: each fine-tuning run (metrics.json, predictions.csv, config.yaml, run.json, "
                  "stage.log; an exported copy leaves out stage.log and the checkpoints).", "")
 LINE_STYLES = ("-", "--", ":", "-.", (0, (5, 1)), (0, (1, 3)), (0, (3, 1, 1, 1, 1, 1)))
@@ -313,7 +320,8 @@ def auroc_effects(loaded: dict[PairKey, tuple[Predictions, Predictions]], classe
             by_seed: dict[int, list[np.ndarray]] = defaultdict(list)  # per seed, (P, Q) kernel differences
             for p in chosen:
                 off, on = loaded[p]
-                by_seed[p[2]].append(auroc_kernel(on.scores(klass), positive) - auroc_kernel(off.scores(klass), positive))
+                by_seed[p[2]].append(auroc_kernel(on.scores(klass), positive)
+                                     - auroc_kernel(off.scores(klass), positive))
             kernels = np.stack([np.mean(by_seed[s], axis=0) for s in sorted(by_seed)])  # (S, P, Q)
             interval = paired_auroc_bootstrap(kernels, ctx.n_bootstrap, ctx.level, ctx.bootstrap_seed,
                                               negative_strata=true[~positive])
@@ -359,7 +367,8 @@ class InitEffect:
     @property
     def key(self) -> ComparisonKey:
         """How a seed plan names this comparison."""
-        return ComparisonKey(BALANCED_ACCURACY, "", self.init, BASELINE_INIT, f"fraction {self.fraction:g}, arm {self.arm}")
+        return ComparisonKey(BALANCED_ACCURACY, "", self.init, BASELINE_INIT,
+                             f"fraction {self.fraction:g}, arm {self.arm}")
 
 
 def init_effects(cells: dict[CellKey, dict[str, Any]], load: Callable[[str], Predictions],

@@ -30,7 +30,8 @@ from pathlib import Path
 from dermkit.console import console, entry_point, print_table
 from dermkit.errors import DermkitError
 from dermkit.vocab import MINORITY_CLASSES
-from bench.plan import PLAN_COLUMNS, PlannedComparison, check_plan_path, new_plan, plan_rows, planned_comparison, write_plan
+from bench.plan import (PLAN_COLUMNS, PlannedComparison, check_plan_path, new_plan, plan_rows, planned_comparison,
+                        write_plan)
 from bench.report import (AUROC, BALANCED_ACCURACY, RECALL, VERDICT_RULE, Comparisons, Effect, InitEffect,
                           ReportContext, cell_table, report_comparisons)
 from bench.results import read_predictions, read_results

@@ -392,6 +392,12 @@ class Decision:
         """Whether the verdict is one of helps, hurts or no effect larger than δ."""
         return self.kind != UNDECIDED
 
+    @property
+    def held_by_images(self) -> bool:
+        """Undecided although the t-interval's arithmetic says the seeds there are suffice: the bootstrap
+        interval, which also draws the test images, is what stays too wide (more seeds narrow it only in part)."""
+        return not self.decided and self.seeds_needed is not None and self.seeds_needed <= self.seeds
+
     def needs(self) -> str:
         """What deciding takes, in words (empty when decided): ``13 seeds to exclude 0``."""
         if self.decided:
@@ -399,6 +405,8 @@ class Decision:
         if self.seeds_needed is None:
             return "two seeds at least, to see their spread"
         goal = self.goal.replace("δ", f"{self.delta:g}")
+        if self.held_by_images:
+            return f"the seeds would {goal}; the test images do not"
         more = "at least " if self.seeds_needed >= MAX_SEEDS else ""
         return f"{more}{self.seeds_needed} seeds to {goal}"
 

@@ -217,8 +217,13 @@ def test_undecided_says_what_deciding_takes() -> None:
     assert decision.kind == UNDECIDED and decision.goal == GOAL_EXCLUDE_ZERO
     assert decision.seeds_needed == seeds_needed(over_seeds.spread, 0.1)
     assert decision.needs() == f"{decision.seeds_needed} seeds to exclude 0"
+    assert not decision.held_by_images
     near_zero = decide(Interval(0.01, -0.1, 0.12, 300), mean_t_interval([-0.05, 0.01, 0.07]), 0.05)
     assert near_zero.goal == GOAL_WITHIN_DELTA and near_zero.needs().endswith("seeds to lie within ±0.05")
+    # the seeds agree closely, the bootstrap over test images does not exclude 0: more seeds are not the answer
+    held = decide(Interval(0.1, -0.02, 0.2, 300), mean_t_interval([0.09, 0.1, 0.11]), 0.05)
+    assert held.kind == UNDECIDED and held.held_by_images and held.seeds_needed <= 3
+    assert held.needs() == "the seeds would exclude 0; the test images do not"
 
 
 # -- AUROC ------------------------------------------------------------------------------------
