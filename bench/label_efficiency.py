@@ -141,6 +141,7 @@ def validate(cfg: BenchConfig) -> None:
         DermkitError: an unknown init or fraction, a missing ImageNet file, an empty axis, a stage
             override that the grid sets itself, or a bad run setting.
     """
+    _check_plan(cfg)
     arms = _check_axes(cfg.grid)
     _check_arms(cfg, arms)
     _check_pretrain(cfg)
@@ -156,11 +157,6 @@ def validate(cfg: BenchConfig) -> None:
                            f"{', '.join(STEP_KINDS)}.")
     if not 0 < cfg.report.level < 1 or cfg.report.n_bootstrap < 100:
         raise DermkitError("report.level must lie in (0, 1) and report.n_bootstrap be at least 100.")
-    if cfg.report.plan:
-        plan = read_plan(repo_path(cfg.report.plan))  # a missing or malformed plan stops the grid before it starts
-        if plan.level != cfg.report.level:
-            raise DermkitError(f"report.plan: {cfg.report.plan} was made at level {plan.level:g}, the report uses "
-                               f"report.level={cfg.report.level:g}; make the plan at the report's level.")
 
 
 def _check_axes(grid: GridConfig) -> list[str]:
@@ -561,6 +557,21 @@ def pretraining_settings(cfg: BenchConfig) -> str:
             + "".join(f"; {m}: `{' '.join(o)}`" for m, o in cfg.pretrain.method_overrides.items() if m not in given)
             + "".join(f"; {m}: not pretrained here, the given backbone `{p}` ({given_backbone_origin(p)})"
                       for m, p in given.items()))
+
+
+def _check_plan(cfg: BenchConfig) -> None:
+    """``report.plan``, when given, is a seed plan made at the report's level: a missing or malformed plan stops the
+    grid before it starts, not after it ran.
+
+    Raises:
+        DermkitError: naming the key.
+    """
+    if not cfg.report.plan:
+        return
+    plan = read_plan(repo_path(cfg.report.plan))
+    if plan.level != cfg.report.level:
+        raise DermkitError(f"report.plan: {cfg.report.plan} was made at level {plan.level:g}, the report uses "
+                           f"report.level={cfg.report.level:g}; make the plan at the report's level.")
 
 
 def report_context(cfg: BenchConfig, command: str, data: dict[str, Any], test_counts: dict[str, int],

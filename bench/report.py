@@ -45,10 +45,10 @@ from PIL import Image
 from dermkit.errors import DermkitError
 from dermkit.vocab import MINORITY_CLASSES, display_name
 from bench.config import ARM_OVERSAMPLE, ARM_REAL, ARM_SYNTH, LEGACY_ARMS, arm_baselines, arm_sort_key, parse_arm
-from bench.results import Predictions
 from bench.plan import ComparisonKey, SeedPlan
-from bench.stats import (DELTAS, HELPS, HURTS, NO_EFFECT, Decision, Interval, auroc_kernel, balanced_accuracy_differences,
-                         decide, mean_t_interval, paired_auroc_bootstrap, paired_bootstrap)
+from bench.results import Predictions
+from bench.stats import (DELTAS, HELPS, HURTS, NO_EFFECT, Decision, Interval, auroc_kernel,
+                         balanced_accuracy_differences, decide, mean_t_interval, paired_auroc_bootstrap, paired_bootstrap)
 
 MAJORITY_CLASS = "nv"  # nevus: where a minority-class gain would be paid for
 RECALL, AUROC, BALANCED_ACCURACY = "recall", "auroc", "balanced_accuracy"  # the metrics compared (keys of DELTAS)
