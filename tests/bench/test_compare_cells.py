@@ -225,3 +225,11 @@ def test_plan_out_writes_the_seeds_each_comparison_needs_and_plan_marks_them(tmp
     main(["--cells", *map(str, cells), "--against", *map(str, against), "--names", "synth2", "oversample",
           "--n-bootstrap", "200", "--plan", str(plan_path), "--out", str(out)])
     assert _rows(out.read_text())["df"]["planned"] == "no"
+
+
+def test_help_states_the_verdict_rule_and_delta(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "no effect larger than δ when both lie within ±δ (δ = 0.05 for recall, 0.02 for AUROC" in text
+    assert "otherwise undecided" in text and "t(0.975, n - 1) × sd / √n" in text
