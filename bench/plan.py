@@ -16,7 +16,6 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 from dermkit.errors import DermkitError
 from bench.stats import DELTAS, MAX_SEEDS, Decision, Interval
