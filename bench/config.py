@@ -314,12 +314,16 @@ class ReportConfig:
             ``config.yaml`` and ``run.json`` under ``cells/<cell>/`` (no checkpoints; what
             ``run.reuse`` reads back) and, when this run wrote them, ``report.md``, ``results.csv``
             and ``figures/``. Empty: none.
+        plan: a seed plan (``plan.json`` written by ``python -m bench.seed_plan`` before the seeds
+            ran): the report marks the comparisons it registered as planned, the others as
+            exploratory, and ends with a section on them. Empty: none.
     """
 
     level: float = 0.95
     n_bootstrap: int = 5000
     bootstrap_seed: int = 0
     export: str = ""
+    plan: str = ""
 
 
 @dataclass

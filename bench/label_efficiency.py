@@ -51,6 +51,7 @@ from bench.external import (PREDICT_KIND, PREDICT_RECORDS, export_external_repor
                             exported_copy, external_folders, predict_steps, read_labels, write_external_sections)
 from bench.grid import (DONE_FILE, Cell, Step, adopt_finished, best_checkpoint, best_checkpoint_arg, copy_finished,
                         file_digest, is_done, read_done)
+from bench.plan import read_plan
 from bench.report import ReportContext, arm_label, cell_table, seed_summary, write_report
 from bench.results import (METRICS_FILE, PREDICTIONS_FILE, read_metrics, read_predictions, read_results, result_rows,
                            write_results)
@@ -142,6 +143,7 @@ def validate(cfg: BenchConfig) -> None:
         DermkitError: an unknown init or fraction, a missing ImageNet file, an empty axis, a stage
             override that the grid sets itself, or a bad run setting.
     """
+    _check_plan(cfg)
     arms = _check_axes(cfg.grid)
     _check_arms(cfg, arms)
     _check_pretrain(cfg)
@@ -577,6 +579,21 @@ def pretraining_settings(cfg: BenchConfig) -> str:
                       for m, p in given.items()))
 
 
+def _check_plan(cfg: BenchConfig) -> None:
+    """``report.plan``, when given, is a seed plan made at the report's level: a missing or malformed plan stops the
+    grid before it starts, not after it ran.
+
+    Raises:
+        DermkitError: naming the key.
+    """
+    if not cfg.report.plan:
+        return
+    plan = read_plan(repo_path(cfg.report.plan))
+    if plan.level != cfg.report.level:
+        raise DermkitError(f"report.plan: {cfg.report.plan} was made at level {plan.level:g}, the report uses "
+                           f"report.level={cfg.report.level:g}; make the plan at the report's level.")
+
+
 def report_context(cfg: BenchConfig, command: str, data: dict[str, Any], test_counts: dict[str, int],
                    steps: list[Step], wall_seconds: float) -> ReportContext:
     """What the report says about this run (settings, caveats, timings)."""
@@ -631,13 +648,15 @@ def report_context(cfg: BenchConfig, command: str, data: dict[str, Any], test_co
                 evaluation = generator_evaluation(step.out_dir)
                 if evaluation:
                     quality[step.name.split("/", 1)[1]] = (evaluation, step.out_dir)
+    plan_path = repo_path(cfg.report.plan) if cfg.report.plan else None
     return ReportContext(preset=cfg.preset or "(custom)", about=cfg.about, command=command, data=data,
                          test_counts=test_counts, minority_classes=[canonical_class(c) for c in cfg.synth.classes],
                          settings=settings, caveats=caveats, timings=timings, wall_seconds=wall_seconds,
                          level=cfg.report.level,
                          n_bootstrap=cfg.report.n_bootstrap, bootstrap_seed=cfg.report.bootstrap_seed,
                          train_counts=train_counts, filter_acceptance=accepted, untimed_attempts=untimed,
-                         generator_quality=quality)
+                         generator_quality=quality, plan=read_plan(plan_path) if plan_path else None,
+                         plan_path=cfg.report.plan)
 
 
 @entry_point

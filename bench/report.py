@@ -2,8 +2,10 @@
 
 Sections: the setup (data, preset, command, seeds; demo data flagged as never evidence), balanced
 accuracy against label fraction per initialisation (mean over seeds with a Student-t interval),
-minority-class recall with and without synthetic images, and per class the paired effect of
-synthetic images (:func:`bench.stats.paired_bootstrap`) with a verdict. A grid with arms beyond
+minority-class recall and one-vs-rest AUROC with and without synthetic images, and per class the paired
+effect of synthetic images on recall (:func:`bench.stats.paired_bootstrap`) and on AUROC
+(:func:`bench.stats.paired_auroc_bootstrap`) with a verdict (:func:`bench.stats.decide`: helps, hurts, no
+effect larger than δ, or undecided with the seeds deciding needs). A grid with arms beyond
 ``real`` and ``synth`` (``grid.arms``: ``oversample``, ``oversample<R>``, ``synth<R>``, ``filtered``) gets
 the section "Synthetic images against oversampling" instead of the last one: per arm balanced accuracy
 and nevus recall, and the paired recall difference of every synthetic arm against ``real``, against
@@ -20,6 +22,9 @@ seeds, arm and test images) with a bootstrap interval over seeds and test images
 A grid with synthetic images gets "Generator quality" (before the comparisons): per generator its
 ``synth.evaluate`` table (:func:`quality_table`: does each class rank its own real class first, as
 held-out real images of the class do?) and a figure of real, synthetic and nearest training images.
+
+With a seed plan (``report.plan``, :mod:`bench.plan`) the comparison tables mark the comparisons it
+registered as planned, and the section "Planned comparisons" gives each one's verdict then and now.
 
 Cells are keyed ``(fraction, init, arm, seed)``; the older arms print as before (``real`` as
 synthetic ``off``, ``synth`` as ``on``).
@@ -40,10 +45,13 @@ from PIL import Image
 from dermkit.errors import DermkitError
 from dermkit.vocab import MINORITY_CLASSES, display_name
 from bench.config import ARM_OVERSAMPLE, ARM_REAL, ARM_SYNTH, LEGACY_ARMS, arm_baselines, arm_sort_key, parse_arm
+from bench.plan import ComparisonKey, SeedPlan
 from bench.results import Predictions
-from bench.stats import Interval, balanced_accuracy_differences, mean_t_interval, paired_bootstrap, verdict
+from bench.stats import (DELTAS, HELPS, HURTS, NO_EFFECT, Decision, Interval, auroc_kernel,
+                         balanced_accuracy_differences, decide, mean_t_interval, paired_auroc_bootstrap, paired_bootstrap)
 
 MAJORITY_CLASS = "nv"  # nevus: where a minority-class gain would be paid for
+RECALL, AUROC, BALANCED_ACCURACY = "recall", "auroc", "balanced_accuracy"  # the metrics compared (keys of DELTAS)
 CellKey = tuple[float, str, str, int]  # (fraction, init, arm, seed)
 
 FIGURES = {
@@ -53,18 +61,33 @@ FIGURES = {
 }
 ARM_FIGURE = "arm_effect.png"  # only in grids with arms beyond real and synth
 INIT_FIGURE = "init_effect.png"  # only in grids with random and another initialisation
-VERDICT_RULE = ("Verdict: **helps** when both intervals, the bootstrap's and the t-interval over the per-seed "
-                "differences, lie above 0, **hurts** when both lie below 0, otherwise **no detectable effect** (always "
-                "with one seed). The bootstrap draws from the few seeds there are and so sees too little of the "
+VERDICT_RULE = ("Verdict: **helps** / **hurts** when both intervals, the bootstrap's and the t-interval over the "
+                "per-seed differences, exclude 0 on the same side; **no effect larger than δ** when both lie within "
+                f"±δ (δ = {DELTAS[RECALL]:g} for recall, {DELTAS[AUROC]:g} for AUROC, {DELTAS[BALANCED_ACCURACY]:g} "
+                "for balanced accuracy); otherwise **undecided** (always with one seed), with the seeds it needs: "
+                "the fewest n with t(0.975, n - 1) × sd / √n at most the half-width that decides, sd being the "
+                "spread of the per-seed differences seen so far; the half-width is the observed mean's distance from "
+                "0 (to exclude 0) when the mean is at least δ / 2 from 0, otherwise δ minus that distance (to lie "
+                "within ±δ); where the seeds there are already suffice by that count, it is the bootstrap interval, "
+                "which also draws the test images, that stays too wide (\"the test images do not\"). The bootstrap "
+                "draws from the few seeds there are and so sees too little of the "
                 "seed-to-seed spread; the t-interval (n - 1 degrees of freedom) covers it and is wide with 3 seeds.")
 BASELINE_INIT = "random"
+METRIC_NAMES = {RECALL: "recall", AUROC: "AUROC", BALANCED_ACCURACY: "balanced accuracy"}
+# The columns of one recall and one AUROC comparison side by side (_metric_cells of each).
+METRIC_HEADER = ("Δ recall [CI]", "recall over seeds [t-interval]", "recall verdict", "Δ AUROC [CI]",
+                 "AUROC over seeds [t-interval]", "AUROC verdict")
+AUROC_RULE = ("Δ AUROC is the paired difference in the class's one-vs-rest AUROC (its probability ranking its own "
+              "test images above all others, threshold-free), bootstrapped the same way: seeds, then the class's "
+              "test images and the other test images (within their classes), one draw of images serving every "
+              "seed drawn since every seed was tested on the same images.")
 # Issue 12's benchmark target for a synthetic arm against oversampling: this gain in recall, with the
 # verdict "helps", in at least TARGET_CLASSES of the minority classes, and balanced accuracy not lower.
 TARGET_GAIN = 0.05
 TARGET_CLASSES = 2
 # The report's last section: what else the benchmark folder holds.
 FILES_SECTION = ("## Files", "", "- `results.csv`: one row per cell and class (fraction, init, synthetic, arm, seed, "
-                 "class, recall, precision, f1, support, balanced_accuracy, accuracy).",
+                 "class, recall, precision, f1, auroc, support, balanced_accuracy, accuracy).",
                  "- `cells/<cell>/`: each fine-tuning run (metrics.json, predictions.csv, config.yaml, run.json, "
                  "stage.log; an exported copy leaves out stage.log and the checkpoints).", "")
 LINE_STYLES = ("-", "--", ":", "-.", (0, (5, 1)), (0, (1, 3)), (0, (3, 1, 1, 1, 1, 1)))
@@ -97,6 +120,8 @@ class ReportContext:
             they ran): that step's times are lower bounds.
         generator_quality: per generator (``f0.1``), its ``synth.evaluate`` report (``metrics.json``)
             and the folder holding its ``grids/<class>.png``.
+        plan: the seed plan (``report.plan``) whose comparisons the report marks as planned; None: none.
+        plan_path: where that plan was read from, as the report names it.
     """
 
     preset: str
@@ -116,22 +141,25 @@ class ReportContext:
     filter_acceptance: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     untimed_attempts: dict[str, int] = field(default_factory=dict)
     generator_quality: dict[str, tuple[dict[str, Any], Path]] = field(default_factory=dict)
+    plan: SeedPlan | None = None
+    plan_path: str = ""
 
 
 @dataclass(frozen=True)
 class Effect:
-    """The paired effect of an arm on one class's recall against a baseline arm, over a set of conditions.
+    """The paired effect of an arm on one class's recall or AUROC against a baseline arm, over a set of conditions.
 
     Attributes:
         klass: class name.
         scope: which conditions were pooled (``all``, ``fraction 0.1``, ``init simclr``).
-        interval: mean difference in recall (arm minus baseline) with its bootstrap interval.
+        interval: mean difference (arm minus baseline) with its bootstrap interval over seeds and test images.
         pairs: (init, fraction, seed) pairs compared.
         seeds: distinct seeds among them.
         images: test images of the class.
         arm: the arm compared (``synth`` for the older on/off comparison).
         baseline: the arm it is compared against (``real``, ``oversample`` or ``oversample<R>``).
         over_seeds: the mean of the per-seed differences with its Student-t interval.
+        metric: ``recall`` or ``auroc`` (one-vs-rest, the class against every other).
     """
 
     klass: str
@@ -143,11 +171,22 @@ class Effect:
     arm: str = ARM_SYNTH
     baseline: str = ARM_REAL
     over_seeds: Interval = field(default_factory=lambda: Interval(math.nan, math.nan, math.nan, 0))
+    metric: str = RECALL
+
+    @property
+    def decision(self) -> Decision:
+        """:func:`bench.stats.decide` on both intervals with the metric's δ."""
+        return decide(self.interval, self.over_seeds, DELTAS[self.metric], self.interval.level)
 
     @property
     def verdict(self) -> str:
-        """:func:`bench.stats.verdict` of both intervals."""
-        return verdict(self.interval, self.over_seeds)
+        """The decision's verdict in words."""
+        return self.decision.verdict
+
+    @property
+    def key(self) -> ComparisonKey:
+        """How a seed plan names this comparison."""
+        return ComparisonKey(self.metric, self.klass, self.arm, self.baseline, self.scope)
 
 
 def arm_label(arm: str, long: bool = False, legacy: bool = True) -> str:
@@ -170,13 +209,15 @@ def _arms_of(keys: Any) -> list[str]:
 
 # -- numbers ----------------------------------------------------------------------------------
 def cell_table(rows: list[dict[str, Any]]) -> dict[CellKey, dict[str, Any]]:
-    """One entry per cell ``(fraction, init, arm, seed)``: balanced accuracy and recall per class."""
+    """One entry per cell ``(fraction, init, arm, seed)``: balanced accuracy, recall and AUROC per class (AUROC NaN
+    from a ``results.csv`` written without it)."""
     cells: dict[CellKey, dict[str, Any]] = {}
     for r in rows:
         key = (r["fraction"], r["init"], _row_arm(r), r["seed"])
         entry = cells.setdefault(key, {"cell_id": r["cell_id"], "balanced_accuracy": r["balanced_accuracy"],
-                                       "accuracy": r["accuracy"], "recall": {}})
+                                       "accuracy": r["accuracy"], "recall": {}, "auroc": {}})
         entry["recall"][r["class"]] = r["recall"]
+        entry["auroc"][r["class"]] = r.get("auroc", math.nan)
     return cells
 
 
@@ -204,16 +245,22 @@ def _load_pair(cells: dict[CellKey, dict[str, Any]], load: Callable[[str], Predi
     return base, found
 
 
+PairKey = tuple[float, str, int]  # (fraction, init, seed) with a cell of both arms compared
+Scope = tuple[str, Callable[[PairKey], bool]]  # a name and which pairs it pools
+
+
 def synthetic_effects(cells: dict[CellKey, dict[str, Any]], load: Callable[[str], Predictions],
                       classes: list[str], ctx: ReportContext, arm: str = ARM_SYNTH,
                       baseline: str = ARM_REAL) -> list[Effect]:
-    """Paired effect of ``arm`` against ``baseline`` on each class's recall: pooled, then per fraction and per init.
+    """Paired effect of ``arm`` against ``baseline`` on each class's recall and AUROC: pooled, then per fraction and
+    per init.
 
     For every (init, fraction, seed) with a cell of both arms, the per-image difference
     ``correct_arm - correct_baseline`` over the class's test images is taken; per seed these are
     averaged over the conditions in scope, giving a (seeds, images) array for
-    :func:`paired_bootstrap`. The defaults are the older comparison: synthetic images on (``synth``)
-    against off (``real``).
+    :func:`paired_bootstrap`. The AUROC effects (:func:`auroc_effects`), where the predictions hold
+    probabilities, follow the recall effects. The defaults are the older comparison: synthetic
+    images on (``synth``) against off (``real``).
 
     Raises:
         DermkitError: the two cells of a pair were tested on different images.
@@ -221,13 +268,8 @@ def synthetic_effects(cells: dict[CellKey, dict[str, Any]], load: Callable[[str]
     pairs = sorted({(f, i, s) for (f, i, a, s) in cells if a == arm and (f, i, baseline, s) in cells})
     if not pairs:
         return []
-    truth: dict[tuple[float, str, int], np.ndarray] = {}  # (N,) true class of each test image
-    on_off: dict[tuple[float, str, int], np.ndarray] = {}  # (N,) correct_arm - correct_baseline per test image
-    for f, i, s in pairs:
-        off, on = _load_pair(cells, load, (f, i, baseline, s), (f, i, arm, s))
-        truth[(f, i, s)] = off.true
-        on_off[(f, i, s)] = on.correct.astype(float) - off.correct.astype(float)
-    scopes: list[tuple[str, Callable[[tuple[float, str, int]], bool]]] = [("all", lambda p: True)]
+    loaded = {(f, i, s): _load_pair(cells, load, (f, i, baseline, s), (f, i, arm, s)) for f, i, s in pairs}
+    scopes: list[Scope] = [("all", lambda p: True)]
     scopes += [(f"fraction {f:g}", lambda p, f=f: p[0] == f) for f in sorted({p[0] for p in pairs})]
     scopes += [(f"init {i}", lambda p, i=i: p[1] == i) for i in sorted({p[1] for p in pairs})]
     effects = []
@@ -236,14 +278,56 @@ def synthetic_effects(cells: dict[CellKey, dict[str, Any]], load: Callable[[str]
             chosen = [p for p in pairs if keep(p)]
             by_seed: dict[int, list[np.ndarray]] = defaultdict(list)
             for p in chosen:
-                mask = truth[p] == klass
-                by_seed[p[2]].append(on_off[p][mask])
+                off, on = loaded[p]
+                mask = off.true == klass
+                by_seed[p[2]].append(on.correct[mask].astype(float) - off.correct[mask].astype(float))
             if not by_seed or not next(iter(by_seed.values()))[0].size:
                 continue
             matrix = np.stack([np.mean(by_seed[s], axis=0) for s in sorted(by_seed)])  # (S, N_class)
             interval = paired_bootstrap(matrix, ctx.n_bootstrap, ctx.level, ctx.bootstrap_seed)
             effects.append(Effect(klass, scope, interval, len(chosen), len(by_seed), matrix.shape[1], arm, baseline,
                                   mean_t_interval(matrix.mean(axis=1), ctx.level)))
+    return effects + auroc_effects(loaded, classes, scopes, ctx, arm, baseline)
+
+
+def auroc_effects(loaded: dict[PairKey, tuple[Predictions, Predictions]], classes: list[str], scopes: list[Scope],
+                  ctx: ReportContext, arm: str, baseline: str) -> list[Effect]:
+    """Paired effect of ``arm`` against ``baseline`` on each class's one-vs-rest AUROC, per scope.
+
+    Per (fraction, init, seed) the kernel difference :func:`bench.stats.auroc_kernel` of the arm's
+    cell minus the baseline's (class probability, the class's test images against all others) is
+    averaged per seed over the conditions in scope and bootstrapped over seeds, then test images
+    (:func:`bench.stats.paired_auroc_bootstrap`, the other images drawn within their class). A class
+    without probabilities in either cell's predictions, or without test images, gets none.
+
+    Args:
+        loaded: per pair, the (baseline, arm) test predictions.
+        classes: the classes compared.
+        scopes: which pairs each scope pools.
+        ctx: the bootstrap settings.
+        arm: the arm compared.
+        baseline: its baseline.
+    """
+    effects = []
+    true = next(iter(loaded.values()))[0].true  # (N,) every pair was tested on these images (checked by the caller)
+    for klass in classes:
+        positive = true == klass
+        if positive.all() or not positive.any() or any(p.scores(klass) is None for pair in loaded.values()
+                                                      for p in pair):
+            continue
+        for scope, keep in scopes:
+            chosen = [p for p in loaded if keep(p)]
+            by_seed: dict[int, list[np.ndarray]] = defaultdict(list)  # per seed, (P, Q) kernel differences
+            for p in chosen:
+                off, on = loaded[p]
+                by_seed[p[2]].append(auroc_kernel(on.scores(klass), positive)
+                                     - auroc_kernel(off.scores(klass), positive))
+            kernels = np.stack([np.mean(by_seed[s], axis=0) for s in sorted(by_seed)])  # (S, P, Q)
+            interval = paired_auroc_bootstrap(kernels, ctx.n_bootstrap, ctx.level, ctx.bootstrap_seed,
+                                              negative_strata=true[~positive])
+            per_seed = kernels.mean(axis=(1, 2), dtype=np.float64)  # (S,) each seed's AUROC difference
+            effects.append(Effect(klass, scope, interval, len(chosen), len(by_seed), int(positive.sum()), arm, baseline,
+                                  mean_t_interval(per_seed, ctx.level), AUROC))
     return effects
 
 
@@ -271,9 +355,20 @@ class InitEffect:
     images: int
 
     @property
+    def decision(self) -> Decision:
+        """:func:`bench.stats.decide` on both intervals with balanced accuracy's δ."""
+        return decide(self.interval, self.over_seeds, DELTAS[BALANCED_ACCURACY], self.interval.level)
+
+    @property
     def verdict(self) -> str:
-        """:func:`bench.stats.verdict` of both intervals."""
-        return verdict(self.interval, self.over_seeds)
+        """The decision's verdict in words."""
+        return self.decision.verdict
+
+    @property
+    def key(self) -> ComparisonKey:
+        """How a seed plan names this comparison."""
+        return ComparisonKey(BALANCED_ACCURACY, "", self.init, BASELINE_INIT,
+                             f"fraction {self.fraction:g}, arm {self.arm}")
 
 
 def init_effects(cells: dict[CellKey, dict[str, Any]], load: Callable[[str], Predictions],
@@ -452,7 +547,7 @@ def _forest_plot(path: Path, rows: list[tuple[Interval, str, str, str, int]], xl
 
 
 def _verdict_colour(effect: Effect | InitEffect) -> str:
-    return {"helps": "tab:green", "hurts": "tab:red"}.get(effect.verdict, "tab:gray")
+    return {HELPS: "tab:green", HURTS: "tab:red", NO_EFFECT: "tab:blue"}.get(effect.decision.kind, "tab:gray")
 
 
 def plot_synthetic_effect(path: Path, effects: list[Effect], level: float) -> None:
@@ -547,6 +642,42 @@ def _balanced_accuracy_lines(bal: dict[tuple[float, str, str], Interval], fracti
     return [*lines, *_md_table(header, body), ""]
 
 
+def _verdict_cell(decision: Decision, bold: bool = True) -> str:
+    """A verdict as a table shows it, with what deciding takes when undecided: ``**undecided** (13 seeds to
+    exclude 0)``."""
+    text = f"**{decision.verdict}**" if bold else decision.verdict
+    needs = decision.needs()
+    return f"{text} ({needs})" if needs else text
+
+
+def _metric_cells(effect: Effect | None) -> list[str]:
+    """One metric's Δ [bootstrap], the per-seed mean [t-interval] and the verdict; ``-`` where not computed
+    (predictions without probabilities give no AUROC)."""
+    if effect is None:
+        return ["-", "-", "-"]
+    return [_signed(effect.interval), _signed_or_estimate(effect.over_seeds), _verdict_cell(effect.decision)]
+
+
+def with_auroc(effects: Iterable[Effect]) -> list[tuple[Effect, Effect | None]]:
+    """Each recall effect, in order, with the AUROC effect of the same class, arms and conditions (None: none)."""
+    effects = list(effects)
+    auroc = {(e.klass, e.scope, e.arm, e.baseline): e for e in effects if e.metric == AUROC}
+    return [(e, auroc.get((e.klass, e.scope, e.arm, e.baseline))) for e in effects if e.metric == RECALL]
+
+
+def _planned_cell(ctx: ReportContext, *comparisons: Effect | InitEffect | None) -> list[str]:
+    """The ``planned`` column (only with a seed plan): which of the row's metrics the plan registered."""
+    if ctx.plan is None:
+        return []
+    plan = ctx.plan
+    planned = [c.key.metric for c in comparisons if c is not None and plan.planned(c.key) is not None]
+    return [", ".join(METRIC_NAMES[m] for m in planned) or "no"]
+
+
+def _planned_header(ctx: ReportContext) -> list[str]:
+    return [] if ctx.plan is None else ["planned"]
+
+
 def _init_effect_lines(effects: list[InitEffect], ctx: ReportContext) -> list[str]:
     """The section on pretraining: per initialisation and label fraction, the paired difference in
     balanced accuracy against random initialisation (nothing when the grid has no such pair)."""
@@ -564,12 +695,11 @@ def _init_effect_lines(effects: list[InitEffect], ctx: ReportContext) -> list[st
              "(so every class keeps its size, as balanced accuracy needs). Beside it, the difference of each seed "
              "and their mean with a Student-t interval. " + VERDICT_RULE, ""]
     header = ["initialisation", *([column] if several_arms else []), "fraction", "Δ balanced accuracy [CI]",
-              "Δ per seed", "over seeds [t-interval]", "test images", "verdict"]
+              "Δ per seed", "over seeds [t-interval]", "test images", "verdict", *_planned_header(ctx)]
     body = [[e.init, *([arm_label(e.arm, legacy=column == "synthetic")] if several_arms else []), f"{e.fraction:g}",
              _signed(e.interval),
              ", ".join(f"s{seed} {d:+.3f}" for seed, d in e.per_seed), _signed_or_estimate(e.over_seeds),
-             str(e.images),
-             f"**{e.verdict}**"] for e in effects]
+             str(e.images), _verdict_cell(e.decision), *_planned_cell(ctx, e)] for e in effects]
     return [*lines, *_md_table(header, body), ""]
 
 
@@ -578,25 +708,36 @@ def _arm_column(keys: Any) -> str:
     return "synthetic" if set(_arms_of(keys)) <= set(LEGACY_ARMS) else "arm"
 
 
-def _minority_recall_lines(recall: dict[str, dict[tuple[float, str, str], Interval]], fractions: list[float],
-                           level: float, synthetic: bool) -> list[str]:
-    """The minority-recall section (nothing when no minority class was tested); ``synthetic``: some cells
-    trained on synthetic images."""
-    if not recall:
-        return []
-    lines = ["## Minority-class recall" + (" with and without synthetic images" if synthetic else ""), "",
-             f"![minority recall](figures/{FIGURES['minority_recall']})", "",
-             f"Test recall, mean over seeds [{level:.0%} t-interval]; columns are label fractions.", ""]
+def _per_class_table(summary: dict[str, dict[tuple[float, str, str], Interval]], fractions: list[float]) -> list[str]:
+    """A table of one metric per class, initialisation and arm (rows) and label fraction (columns)."""
     body = []
     column = "synthetic"
-    for klass, by_setting in recall.items():
+    for klass, by_setting in summary.items():
         column = _arm_column(by_setting)
         pairs = sorted(dict.fromkeys((k[1], k[2]) for k in by_setting), key=lambda k: (k[0], arm_sort_key(k[1])))
         for (init, syn) in pairs:
             body.append([klass, init, arm_label(syn, legacy=column == "synthetic"),
                          *(_iv(by_setting[(f, init, syn)]) if (f, init, syn) in by_setting else "-"
                            for f in fractions)])
-    return [*lines, *_md_table(["class", "initialisation", column, *(f"{f:g}" for f in fractions)], body), ""]
+    return _md_table(["class", "initialisation", column, *(f"{f:g}" for f in fractions)], body)
+
+
+def _minority_recall_lines(recall: dict[str, dict[tuple[float, str, str], Interval]],
+                           auroc: dict[str, dict[tuple[float, str, str], Interval]], fractions: list[float],
+                           level: float, synthetic: bool) -> list[str]:
+    """The minority-recall section, then the same classes' one-vs-rest AUROC where ``results.csv`` has it
+    (nothing when no minority class was tested); ``synthetic``: some cells trained on synthetic images."""
+    if not recall:
+        return []
+    lines = ["## Minority-class recall" + (" with and without synthetic images" if synthetic else ""), "",
+             f"![minority recall](figures/{FIGURES['minority_recall']})", "",
+             f"Test recall, mean over seeds [{level:.0%} t-interval]; columns are label fractions.", "",
+             *_per_class_table(recall, fractions), ""]
+    if any(math.isfinite(iv.estimate) for by_setting in auroc.values() for iv in by_setting.values()):
+        lines += ["One-vs-rest AUROC of the same classes (the class's probability ranking its test images above all "
+                  "others, whatever the threshold; torchmetrics, each cell's `metrics.json`), mean over seeds "
+                  f"[{level:.0%} t-interval]:", "", *_per_class_table(auroc, fractions), ""]
+    return lines
 
 
 def _synthetic_effect_lines(effects: list[Effect], ctx: ReportContext) -> list[str]:
@@ -610,31 +751,23 @@ def _synthetic_effect_lines(effects: list[Effect], ctx: ReportContext) -> list[s
               "the difference is 1 (only the synthetic-on run is right), -1 or 0; its mean is the difference in "
               f"recall. The {ctx.level:.0%} interval is a percentile bootstrap ({ctx.n_bootstrap} replicates, "
               f"seed {ctx.bootstrap_seed}) that resamples seeds and, independently, the class's test images, both "
-              "with replacement. " + VERDICT_RULE, "",
+              "with replacement. " + AUROC_RULE + " " + VERDICT_RULE, "",
               "Pooled over every initialisation and label fraction (the verdict):", ""]
-    body = [[e.klass, display_name(e.klass), _signed(e.interval), _signed_or_estimate(e.over_seeds), str(e.pairs),
-             str(e.seeds), str(e.images), f"**{e.verdict}**"] for e in effects if e.scope == "all"]
-    lines += [*_md_table(["class", "name", "Δ recall [CI]", "over seeds [t-interval]", "pairs", "seeds",
-                          "test images", "verdict"], body), ""]
+    body = [[e.klass, display_name(e.klass), *_metric_cells(e), *_metric_cells(a), str(e.pairs), str(e.seeds),
+             str(e.images), *_planned_cell(ctx, e, a)] for e, a in with_auroc(effects) if e.scope == "all"]
+    lines += [*_md_table(["class", "name", *METRIC_HEADER, "pairs", "seeds", "test images",
+                          *_planned_header(ctx)], body), ""]
     lines += ["By label fraction and by initialisation (descriptive: with this many intervals some exclude 0 by "
               "chance, so read the pooled verdict first):", ""]
-    body = [[e.klass, e.scope, _signed(e.interval), str(e.pairs)] for e in effects if e.scope != "all"]
-    return [*lines, *_md_table(["class", "conditions", "Δ recall [CI]", "pairs"], body), ""]
+    body = [[e.klass, e.scope, _signed(e.interval), _signed(a.interval) if a else "-", str(e.pairs)]
+            for e, a in with_auroc(effects) if e.scope != "all"]
+    return [*lines, *_md_table(["class", "conditions", "Δ recall [CI]", "Δ AUROC [CI]", "pairs"], body), ""]
 
 
-def _arm_comparison_lines(cells: dict[CellKey, dict[str, Any]], effects: list[Effect], classes: list[str],
-                          fractions: list[float], ctx: ReportContext) -> list[str]:
-    """The arm comparison: per arm balanced accuracy and nevus recall, then each synthetic arm's paired
-    recall difference against its baselines (:func:`bench.config.arm_baselines`) per class, pooled (the verdict)
-    and per fraction.
-
-    Args:
-        cells: :func:`cell_table`.
-        effects: :func:`arm_effects` over ``classes``.
-        classes: the minority classes, then nevus.
-        fractions: the label fractions (table columns).
-        ctx: the report settings.
-    """
+def _arm_lines(cells: dict[CellKey, dict[str, Any]], classes: list[str], fractions: list[float],
+               ctx: ReportContext) -> list[str]:
+    """The arm comparison's opening: what each arm is, the training counts, and per arm balanced accuracy and
+    nevus recall."""
     arms = _arms_of(cells)
     lines = ["## Synthetic images against oversampling", "",
              "Arms: " + ", ".join(f"`{a}`" for a in arms) + ". `real`: real images only; `oversample`: real images "
@@ -660,30 +793,50 @@ def _arm_comparison_lines(cells: dict[CellKey, dict[str, Any]], effects: list[Ef
                          *(_iv(nv[(f, init, arm)]) if (f, init, arm) in nv else "-" for f in fractions)])
     header = ["initialisation", "arm", *(f"balanced accuracy {f:g}" for f in fractions),
               *(f"{MAJORITY_CLASS} recall {f:g}" for f in fractions)]
-    lines += [*_md_table(header, body), ""]
+    return [*lines, *_md_table(header, body), ""]
+
+
+def _arm_comparison_lines(cells: dict[CellKey, dict[str, Any]], effects: list[Effect], classes: list[str],
+                          fractions: list[float], ctx: ReportContext) -> list[str]:
+    """The arm comparison: per arm balanced accuracy and nevus recall, then each synthetic arm's paired
+    recall and AUROC differences against its baselines (:func:`bench.config.arm_baselines`) per class, pooled (the
+    verdict) and per fraction.
+
+    Args:
+        cells: :func:`cell_table`.
+        effects: :func:`arm_effects` over ``classes``.
+        classes: the minority classes, then nevus.
+        fractions: the label fractions (table columns).
+        ctx: the report settings.
+    """
+    lines = _arm_lines(cells, classes, fractions, ctx)
     if not effects:
         return [*lines, "No synthetic arm has a `real` or `oversample` cell of the same fraction, initialisation "
                 "and seed, so no paired difference is estimated.", ""]
-    lines += ["Paired recall differences (arm minus baseline) on the same test images, seeds and conditions, with a "
-              f"{ctx.level:.0%} percentile bootstrap over seeds and test images ({ctx.n_bootstrap} replicates, seed "
-              f"{ctx.bootstrap_seed}), and the mean of the per-seed differences with its t-interval. "
-              + VERDICT_RULE + " Pooled over every initialisation and label fraction "
-              f"(the verdict); {MAJORITY_CLASS} is the majority class, where a minority gain may be paid for:", ""]
+    lines += ["Paired recall and AUROC differences (arm minus baseline) on the same test images, seeds and "
+              f"conditions, with a {ctx.level:.0%} percentile bootstrap over seeds and test images ({ctx.n_bootstrap} "
+              f"replicates, seed {ctx.bootstrap_seed}), and the mean of the per-seed differences with its "
+              "t-interval. " + AUROC_RULE + " " + VERDICT_RULE + " Pooled over every initialisation and label "
+              f"fraction (the verdict); {MAJORITY_CLASS} is the majority class, where a minority gain may be paid "
+              "for:", ""]
     pooled = pooled_arm_effects(effects, classes)
     lines += [f"![synthetic arms against real and oversample](figures/{ARM_FIGURE})", ""]
-    body = [[e.klass, e.arm, e.baseline, _signed(e.interval), _signed_or_estimate(e.over_seeds), str(e.pairs),
-             str(e.seeds), str(e.images), f"**{e.verdict}**"] for e in pooled]
-    lines += [*_md_table(["class", "arm", "against", "Δ recall [CI]", "over seeds [t-interval]", "pairs", "seeds",
-                          "test images", "verdict"], body), ""]
+    body = [[e.klass, e.arm, e.baseline, *_metric_cells(e), *_metric_cells(a), str(e.pairs), str(e.seeds),
+             str(e.images), *_planned_cell(ctx, e, a)] for e, a in with_auroc(pooled)]
+    lines += [*_md_table(["class", "arm", "against", *METRIC_HEADER, "pairs", "seeds", "test images",
+                          *_planned_header(ctx)], body), ""]
     order = {c: n for n, c in enumerate(classes)}
     per_fraction = [e for e in effects if e.scope.startswith("fraction ")]
     if len({e.scope for e in per_fraction}) > 1:
         lines += ["By label fraction (descriptive, many intervals):", ""]
         per_fraction.sort(key=lambda e: (order.get(e.klass, len(order)), arm_sort_key(e.arm),
                                          arm_sort_key(e.baseline), e.scope))
-        body = [[e.klass, e.arm, e.baseline, e.scope, _signed(e.interval), e.verdict] for e in per_fraction]
-        lines += [*_md_table(["class", "arm", "against", "conditions", "Δ recall [CI]", "verdict"], body), ""]
-    return lines + _target_lines(cells, pooled, ctx.level)
+        body = [[e.klass, e.arm, e.baseline, e.scope, _signed(e.interval), _verdict_cell(e.decision, bold=False),
+                 _signed(a.interval) if a else "-", _verdict_cell(a.decision, bold=False) if a else "-"]
+                for e, a in with_auroc(per_fraction)]
+        lines += [*_md_table(["class", "arm", "against", "conditions", "Δ recall [CI]", "recall verdict",
+                              "Δ AUROC [CI]", "AUROC verdict"], body), ""]
+    return lines + _target_lines(cells, [e for e in pooled if e.metric == RECALL], ctx.level)
 
 
 def _target_lines(cells: dict[CellKey, dict[str, Any]], pooled: list[Effect], level: float) -> list[str]:
@@ -721,7 +874,7 @@ def target_gains(effects: Iterable[Effect], arm: str, baseline: str) -> list[str
     """The minority classes in which ``arm`` beats ``baseline`` by :data:`TARGET_GAIN` recall with the verdict
     "helps" (pooled effects: one per class, arm and baseline)."""
     return [e.klass for e in effects if e.arm == arm and e.baseline == baseline and e.klass in MINORITY_CLASSES
-            and e.verdict == "helps" and e.interval.estimate >= TARGET_GAIN]
+            and e.metric == RECALL and e.decision.kind == HELPS and e.interval.estimate >= TARGET_GAIN]
 
 
 def meets_target(gains: list[str], balanced_accuracy_difference: float) -> bool:
@@ -875,6 +1028,74 @@ def _running_time_lines(ctx: ReportContext) -> list[str]:
     return lines
 
 
+@dataclass(frozen=True)
+class Comparisons:
+    """Every paired comparison a grid's report makes (:func:`report_comparisons`).
+
+    Attributes:
+        legacy: the grid has the older arms only (``real``, ``synth``): ``synthetic`` holds its comparison.
+        minority: the minority classes tested.
+        compared: the classes the arm comparison covers (the minority classes, then nevus).
+        synthetic: the older on/off comparison (:func:`synthetic_effects`), recall and AUROC.
+        arms: every synthetic arm against its baselines (:func:`arm_effects`), recall and AUROC.
+        inits: every initialisation against random, on balanced accuracy (:func:`init_effects`).
+    """
+
+    legacy: bool
+    minority: list[str]
+    compared: list[str]
+    synthetic: list[Effect]
+    arms: list[Effect]
+    inits: list[InitEffect]
+
+    def pooled(self) -> list[Effect | InitEffect]:
+        """The comparisons that carry a verdict: pooled over conditions (``all``), and every initialisation effect."""
+        return [*(e for e in [*self.synthetic, *self.arms] if e.scope == "all"), *self.inits]
+
+
+def report_comparisons(cells: dict[CellKey, dict[str, Any]], load: Callable[[str], Predictions],
+                       ctx: ReportContext) -> Comparisons:
+    """The paired comparisons of a grid's cells, as its report makes them (and ``bench.seed_plan`` plans them).
+
+    Raises:
+        DermkitError: two cells of a pair were tested on different images.
+    """
+    minority = [c for c in ctx.minority_classes if any(c in e["recall"] for e in cells.values())]
+    # The older on/off comparison for grids of the arms real and synth only; a grid of more arms gets
+    # the arm comparison (which compares synth against real too) instead.
+    legacy = set(_arms_of(cells)) <= set(LEGACY_ARMS)
+    compared = [*minority, *([MAJORITY_CLASS] if any(MAJORITY_CLASS in e["recall"] for e in cells.values()) and
+                            MAJORITY_CLASS not in minority else [])]
+    return Comparisons(legacy, minority, compared, synthetic_effects(cells, load, minority, ctx) if legacy else [],
+                       [] if legacy else arm_effects(cells, load, compared, ctx), init_effects(cells, load, ctx))
+
+
+def _plan_lines(ctx: ReportContext, found: Comparisons, seeds: list[int]) -> list[str]:
+    """The section on the seed plan (only with ``report.plan``): each planned comparison, the seeds it was
+    planned from and said it needed, and its verdict now."""
+    if ctx.plan is None:
+        return []
+    plan = ctx.plan
+    now = {c.key: c for c in found.pooled()}
+    body = []
+    for entry in plan.comparisons:
+        k, current = entry.key, now.get(entry.key)
+        planned_needs = "-" if entry.seeds_needed is None else str(entry.seeds_needed)
+        body.append([METRIC_NAMES.get(k.metric, k.metric), k.klass or "-", k.arm, k.against, k.scope, entry.verdict,
+                     planned_needs, str(current.over_seeds.n) if current else "-",
+                     _signed(current.interval) if current else "-",
+                     _verdict_cell(current.decision) if current else "not in this report"])
+    decided = sum(1 for e in plan.comparisons if e.key in now and now[e.key].decision.decided)
+    return ["## Planned comparisons", "",
+            f"Seed plan `{ctx.plan_path}`, made {plan.created} from seeds {', '.join(map(str, plan.seeds))} of "
+            f"{plan.source} (`{plan.command}`); this report has seeds {', '.join(map(str, seeds))}. The "
+            f"{len(plan.comparisons)} comparisons it registered are marked *planned* in the tables above (their "
+            "verdicts are the confirmatory ones); every other comparison is exploratory. "
+            f"Decided now: {decided} of {len(plan.comparisons)}.", "",
+            *_md_table(["metric", "class", "arm", "against", "conditions", "verdict when planned",
+                        "seeds needed (plan)", "seeds now", "Δ now [CI]", "verdict now"], body), ""]
+
+
 def write_report(out_dir: Path, rows: list[dict[str, Any]], load: Callable[[str], Predictions],
                  ctx: ReportContext) -> Path:
     """Write ``report.md`` and its figures (under ``figures/``) into ``out_dir``; returns the report path.
@@ -895,35 +1116,32 @@ def write_report(out_dir: Path, rows: list[dict[str, Any]], load: Callable[[str]
     cells = cell_table(rows)
     seeds = sorted({k[3] for k in cells})
     bal = seed_summary(cells, lambda e: e["balanced_accuracy"], ctx.level)
-    minority = [c for c in ctx.minority_classes if any(c in e["recall"] for e in cells.values())]
+    found = report_comparisons(cells, load, ctx)
+    minority = found.minority
     recall = {c: seed_summary(cells, lambda e, c=c: e["recall"].get(c, math.nan), ctx.level) for c in minority}
-    # The older on/off comparison for grids of the arms real and synth only; a grid of more arms gets
-    # the arm comparison (which compares synth against real too) instead.
-    legacy = set(_arms_of(cells)) <= set(LEGACY_ARMS)
-    effects = synthetic_effects(cells, load, minority, ctx) if legacy else []
-    compared = [*minority, *([MAJORITY_CLASS] if any(MAJORITY_CLASS in e["recall"] for e in cells.values()) and
-                            MAJORITY_CLASS not in minority else [])]
-    arm_effect = [] if legacy else arm_effects(cells, load, compared, ctx)
-    init_effect = init_effects(cells, load, ctx)
+    auroc = {c: seed_summary(cells, lambda e, c=c: e["auroc"].get(c, math.nan), ctx.level) for c in minority}
+    effects = [e for e in found.synthetic if e.metric == RECALL]  # the figures show recall
 
     plot_balanced_accuracy(figures / FIGURES["balanced_accuracy"], bal, ctx.level)
     if minority:
         plot_minority_recall(figures / FIGURES["minority_recall"], recall)
     if effects:
         plot_synthetic_effect(figures / FIGURES["synthetic_effect"], effects, ctx.level)
-    if arm_effect:
-        plot_arm_effects(figures / ARM_FIGURE, pooled_arm_effects(arm_effect, compared), ctx.level)
-    if init_effect:
-        plot_init_effects(figures / INIT_FIGURE, init_effect, ctx.level)
+    if found.arms:
+        plot_arm_effects(figures / ARM_FIGURE, [e for e in pooled_arm_effects(found.arms, found.compared)
+                                                if e.metric == RECALL], ctx.level)
+    if found.inits:
+        plot_init_effects(figures / INIT_FIGURE, found.inits, ctx.level)
 
     fractions = sorted({k[0] for k in bal})  # the columns of both fraction tables
     # A grid of real images only (cpu-real) asks nothing about synthetic images: no section on them.
     synthetic = any(parse_arm(arm).synthetic for arm in _arms_of(cells))
-    comparison = (_synthetic_effect_lines(effects, ctx) if synthetic else []) if legacy else \
-        _arm_comparison_lines(cells, arm_effect, compared, fractions, ctx)
+    comparison = (_synthetic_effect_lines(found.synthetic, ctx) if synthetic else []) if found.legacy else \
+        _arm_comparison_lines(cells, found.arms, found.compared, fractions, ctx)
     lines = [*_setup_lines(ctx, cells, seeds), *_balanced_accuracy_lines(bal, fractions, ctx.level),
-             *_init_effect_lines(init_effect, ctx), *_minority_recall_lines(recall, fractions, ctx.level, synthetic),
-             *_generator_quality_lines(ctx, figures), *comparison,
+             *_init_effect_lines(found.inits, ctx),
+             *_minority_recall_lines(recall, auroc, fractions, ctx.level, synthetic),
+             *_generator_quality_lines(ctx, figures), *comparison, *_plan_lines(ctx, found, seeds),
              *_running_time_lines(ctx), *FILES_SECTION]
     path = out_dir / "report.md"
     path.write_text("\n".join(lines))

@@ -71,6 +71,17 @@ def test_reuse_needs_a_folder_written_by_export(tmp_path: Path) -> None:
         validate(_cfg(f"run.reuse={tmp_path}"))
 
 
+def test_report_plan_must_be_a_seed_plan_at_the_reports_level(tmp_path: Path) -> None:
+    from bench.plan import new_plan, write_plan
+
+    with pytest.raises(DermkitError, match="Cannot read the seed plan"):
+        validate(_cfg(f"report.plan={tmp_path / 'missing.json'}"))
+    path, _ = write_plan(tmp_path / "plan.json", new_plan("made here", "a grid", [0, 1, 2], 0.9, []))
+    with pytest.raises(DermkitError, match="made at level 0.9"):
+        validate(_cfg(f"report.plan={path}"))
+    validate(_cfg(f"report.plan={path}", "report.level=0.9"))
+
+
 @pytest.mark.parametrize("part", ["grid.inits=[random]", "grid.fractions=[0.1]"])
 def test_a_preset_runs_in_part_with_its_per_init_and_per_fraction_overrides(part: str, tmp_path: Path) -> None:
     # cpu-real sets the SimCLR schedule and per-fraction epochs; its random cells alone must still run

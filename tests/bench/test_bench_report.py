@@ -63,6 +63,19 @@ def grid_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict]
     return tmp_path, rows
 
 
+def markdown_table(text: str, header_start: str) -> list[dict[str, str]]:
+    """The rows of the first markdown table whose header line starts with ``header_start``, by column name."""
+    lines = text.splitlines()
+    first = next(n for n, line in enumerate(lines) if line.startswith(header_start))
+    header = [c.strip() for c in lines[first].split("|")[1:-1]]
+    rows = []
+    for line in lines[first + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append(dict(zip(header, (c.strip() for c in line.split("|")[1:-1]))))
+    return rows
+
+
 def _context(name: str = "demo") -> ReportContext:
     return ReportContext(preset="test", about="constructed", command="python -m bench.label_efficiency --preset test",
                          data={"name": name, "root": "/data", "images": 1200, "image_size": 32, "split_seed": 0,
@@ -95,9 +108,12 @@ def test_report_writes_figures_and_verdicts(grid_dir: tuple[Path, list[dict]]) -
     assert "DEMO DATA, NEVER EVIDENCE" in text and "a stated caveat" in text
     assert "Student-t interval" in text and "percentile bootstrap" in text
     assert "Seeds: 0, 1, 2" in text and "--preset test" in text
-    verdicts = {line.split("|")[1].strip(): line.split("|")[-2].strip() for line in text.splitlines()
-                if line.startswith("| mel | melanoma") or line.startswith("| df | dermatofibroma")}
-    assert verdicts == {"mel": "**helps**", "df": "**no detectable effect**"}
+    pooled = {row["class"]: row for row in markdown_table(text, "| class | name |")}
+    assert {c: row["recall verdict"] for c, row in pooled.items()} == {"mel": "**helps**",
+                                                                       "df": "**no effect larger than 0.05**"}
+    # the predictions' probabilities give each class's paired AUROC difference beside its recall
+    assert pooled["mel"]["Δ AUROC [CI]"].startswith("+") and pooled["df"]["Δ AUROC [CI]"] == "+0.000 [+0.000, +0.000]"
+    assert "δ = 0.05 for recall, 0.02 for AUROC" in text
 
 
 def test_running_time_says_which_steps_lost_the_time_of_an_attempt(grid_dir: tuple[Path, list[dict]]) -> None:
@@ -132,7 +148,8 @@ def test_report_compares_each_initialisation_with_random(grid_dir: tuple[Path, l
         # SimCLR is constructed to be better on df: the bootstrap says so everywhere; the verdict also
         # needs the t-interval over the 3 seeds above 0
         assert float(delta.split("[")[1].split(",")[0]) > 0
-        assert verdict == ("**helps**" if float(over.split("[")[1].split(",")[0]) > 0 else "**no detectable effect**")
+        assert verdict == "**helps**" if float(over.split("[")[1].split(",")[0]) > 0 else \
+            verdict.startswith("**undecided** (") and "seeds to " in verdict
     assert "**helps**" in {r[-1].strip() for r in table}
 
 
@@ -154,7 +171,8 @@ def test_init_comparison_pairs_only_the_seeds_both_have_and_needs_two_for_a_verd
     one_seed = [r for r in rows if r["seed"] == 0]
     table = _init_rows(write_report(tmp_path / "one", one_seed, load, _context()).read_text())
     # one seed: no t-interval, so no verdict however narrow the bootstrap over images is
-    assert table and all(r[-1] == "**no detectable effect**" and "[" not in r[4] for r in table)
+    assert table and all(r[-1] == "**undecided** (two seeds at least, to see their spread)" and "[" not in r[4]
+                         for r in table)
     random_only = [r for r in rows if r["init"] == "random"]
     text = write_report(tmp_path / "random", random_only, load, _context()).read_text()
     assert "Does pretraining help?" not in text and not (tmp_path / "random" / "figures" / INIT_FIGURE).exists()
@@ -202,3 +220,52 @@ def test_conditioning_shows_when_a_class_ranks_first_or_as_well_as_held_out_real
         own: int, held_out: int | None, verdict: str) -> None:
     metrics = {"own_rank_kid": own, **({"held_out_real": {"own_rank_kid": held_out}} if held_out else {})}
     assert conditioning_verdict(metrics).startswith(verdict)
+
+
+def test_results_csv_carries_each_class_auroc_and_reads_an_older_file_without_it(grid_dir: tuple[Path, list[dict]],
+                                                                                   tmp_path: Path) -> None:
+    root, rows = grid_dir
+    back = read_results(root / "results.csv")
+    assert [r["auroc"] for r in back] == pytest.approx([r["auroc"] for r in rows])
+    assert all(0 <= r["auroc"] <= 1 for r in back)
+    older = tmp_path / "results.csv"  # written before the auroc column
+    with (root / "results.csv").open() as source, older.open("w", newline="") as target:
+        reader = csv.DictReader(source)
+        writer = csv.DictWriter(target, [c for c in reader.fieldnames or [] if c != "auroc"], extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(reader)
+    old_rows = read_results(older)
+    assert all(np.isnan(r["auroc"]) for r in old_rows)
+    text = write_report(tmp_path, old_rows, lambda c: read_predictions(root / "cells" / c), _context()).read_text()
+    assert "One-vs-rest AUROC of the same classes" not in text  # no AUROC table from a file without it
+    full = write_report(tmp_path / "new", back, lambda c: read_predictions(root / "cells" / c), _context()).read_text()
+    auroc_table = full.split("One-vs-rest AUROC of the same classes")[1]
+    mel_on = [r["auroc"] for r in rows if r["class"] == "mel" and r["synthetic"] and r["init"] == "random"
+              and r["fraction"] == 0.1]
+    assert f"| mel | random | on | {np.mean(mel_on):.3f} [" in auroc_table
+
+
+def test_report_marks_the_comparisons_a_seed_plan_registered(grid_dir: tuple[Path, list[dict]],
+                                                             tmp_path: Path) -> None:
+    from bench.plan import read_plan
+    from bench.seed_plan import main as seed_plan
+
+    root, _ = grid_dir
+    plan_path = tmp_path / "plan.json"
+    seed_plan(["--grid", str(root), "--minority", "mel", "df", "--classes", "mel", "--metrics", "recall",
+               "--n-bootstrap", "200", "--out", str(plan_path)])
+    plan = read_plan(plan_path)
+    assert [(c.key.metric, c.key.klass, c.key.arm, c.key.against) for c in plan.comparisons] == \
+        [("recall", "mel", "synth", "real")]
+    context = dataclasses.replace(_context(), plan=plan, plan_path="plans/plan.json")
+    rows = read_results(root / "results.csv")
+    text = write_report(tmp_path, rows, lambda c: read_predictions(root / "cells" / c), context).read_text()
+    pooled = {row["class"]: row for row in markdown_table(text, "| class | name |")}
+    assert pooled["mel"]["planned"] == "recall" and pooled["df"]["planned"] == "no"
+    section = text.split("## Planned comparisons")[1].split("\n## ")[0]
+    assert "Seed plan `plans/plan.json`" in section and "Decided now: 1 of 1." in section
+    assert "| recall | mel | synth | real | all | helps |" in section
+    # without a plan: no planned column, no section
+    plain = write_report(tmp_path / "plain", rows, lambda c: read_predictions(root / "cells" / c),
+                         _context()).read_text()
+    assert "## Planned comparisons" not in plain and "planned" not in markdown_table(plain, "| class | name |")[0]
