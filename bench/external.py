@@ -184,7 +184,7 @@ def labelled_predictions(step: Step, labels: dict[str, str]) -> tuple[Prediction
     order = np.argsort(ids)
     true = np.array([labels[i] for i in ids])[order]
     predicted = np.array([classes[k] for k in probs.argmax(axis=1)])[order]
-    return Predictions(np.array(ids)[order], true, true == predicted), metrics
+    return Predictions(np.array(ids)[order], true, true == predicted, tuple(classes), probs[order]), metrics
 
 
 def labelled_rows(steps: Sequence[Step], cells: dict[str, Cell], labels: dict[str, str]) -> tuple[
