@@ -112,9 +112,10 @@ def check_config(cfg: FinetuneConfig) -> None:
     validated_epochs(cfg.trainer.max_epochs, cfg.val.every_n_epochs, cfg.val.start)  # checks the two keys
     if (cfg.val.every_n_epochs, cfg.val.start) != (1, 0.0) and cfg.trainer.max_steps != -1:
         # The schedule counts back from the last epoch; a run that trainer.max_steps ends early has another one.
-        raise DermkitError(f"val.every_n_epochs={cfg.val.every_n_epochs} and val.start={cfg.val.start} count epochs "
-                           f"back from trainer.max_epochs; trainer.max_steps={cfg.trainer.max_steps} may end the run on "
-                           "an epoch that is not validated. Set trainer.max_steps=-1 or validate every epoch.")
+        raise DermkitError(f"val.every_n_epochs={cfg.val.every_n_epochs} and val.start={cfg.val.start} count "
+                           f"epochs back from trainer.max_epochs; trainer.max_steps={cfg.trainer.max_steps} may end "
+                           "the run on an epoch that is not validated. Set trainer.max_steps=-1 or validate every "
+                           "epoch.")
     if not 0 < cfg.data.fraction <= 1:
         raise DermkitError(f"data.fraction={cfg.data.fraction} must lie in (0, 1].")
     require_grad_cam(cfg.report.explain, "report.explain")  # the report is drawn after training and testing
@@ -225,8 +226,8 @@ def run_record(cfg: FinetuneConfig, prepared: PreparedData, data: FinetuneData, 
                              "data": prepared.describe(), "counts": data.counts,
                              "backbone": {**vars(spec), "frozen": cfg.optim.freeze_backbone},
                              # 0-based; none listed when trainer.max_steps sets the length (every epoch validated)
-                             "validated_epochs": validated_epochs(cfg.trainer.max_epochs, cfg.val.every_n_epochs,
-                                                                  cfg.val.start) if cfg.trainer.max_epochs > 0 else None}
+                             "validated_epochs": None if cfg.trainer.max_epochs < 1 else validated_epochs(
+                                 cfg.trainer.max_epochs, cfg.val.every_n_epochs, cfg.val.start)}
     if data.synthetic is not None:
         extra["synthetic"] = {"manifest": str(data.synthetic.manifest), "label_fraction": data.synthetic.label_fraction,
                               "allow_extra_labels": cfg.synth.allow_extra_labels}

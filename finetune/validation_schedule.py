@@ -2,9 +2,9 @@
 
 Validating every epoch is most of a small label fraction's cost: at 1% of HAM10000 an epoch trains
 on 70 images and validates 1,502. :class:`ValidationSchedule` lets Lightning validate only the
-epochs :func:`validated_epochs` lists, by setting the trainer's ``check_val_every_n_epoch`` at
-the start of each epoch to 1 (validate this one) or to a period no epoch of the run reaches
-(skip it). Lightning's checkpoint callbacks read that value when they decide whether to save at
+epochs :func:`dermkit.validation_epochs.validated_epochs` lists, by setting the trainer's
+``check_val_every_n_epoch`` at the start of each epoch to 1 (validate this one) or to a period no
+epoch of the run reaches (skip it). Lightning's checkpoint callbacks read that value when they decide whether to save at
 the end of the epoch or after validation, so an epoch that is not validated writes no checkpoint:
 the best checkpoint is the best validated epoch, and ``last.ckpt`` the last validated one.
 
@@ -21,23 +21,9 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-from dermkit.errors import DermkitError
+from dermkit.validation_epochs import validated_epochs
 
-
-def validated_epochs(max_epochs: int, every_n_epochs: int = 1, start: float = 0.0) -> list[int]:
-    """The 0-based epochs validated in a run of ``max_epochs``, ascending.
-
-    Every ``every_n_epochs``-th epoch counted back from the last one, from epoch
-    ``floor(start * max_epochs)`` on; the last epoch always.
-
-    Raises:
-        DermkitError: ``every_n_epochs`` < 1 or ``start`` outside [0, 1).
-    """
-    if every_n_epochs < 1 or not 0.0 <= start < 1.0:
-        raise DermkitError(f"val.every_n_epochs={every_n_epochs} must be >= 1 and val.start={start} lie in [0, 1).")
-    last = max_epochs - 1
-    first = int(start * max_epochs + 1e-9)  # the epsilon: a share given as epoch / max_epochs names that epoch
-    return [epoch for epoch in range(first, max_epochs) if (last - epoch) % every_n_epochs == 0]
+__all__ = ["ValidationSchedule", "validated_epochs"]
 
 
 class ValidationSchedule(pl.Callback):

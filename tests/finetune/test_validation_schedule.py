@@ -9,26 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from dermkit.errors import DermkitError
 from finetune.train import main
-from finetune.validation_schedule import validated_epochs
 from tests.finetune.helpers import IMAGE_SIZE
 
 EPOCHS = 6
-
-
-def test_validated_epochs_count_back_from_the_last() -> None:
-    assert validated_epochs(6) == [0, 1, 2, 3, 4, 5]
-    assert validated_epochs(30, every_n_epochs=3) == list(range(2, 30, 3))  # 1-based 3, 6, ..., 30
-    assert validated_epochs(6, every_n_epochs=4) == [1, 5]
-    assert validated_epochs(30, start=0.5) == list(range(15, 30))
-    assert validated_epochs(60, every_n_epochs=5, start=0.5) == list(range(34, 60, 5))
-    assert validated_epochs(6, start=4 / 6) == [4, 5]  # a share given as epoch / max_epochs names that epoch
-    assert validated_epochs(3, every_n_epochs=10, start=0.9) == [2]  # the last epoch always
-    with pytest.raises(DermkitError, match="val.every_n_epochs"):
-        validated_epochs(6, every_n_epochs=0)
-    with pytest.raises(DermkitError, match="val.start"):
-        validated_epochs(6, start=1.0)
 
 
 def test_a_schedule_with_max_steps_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -41,8 +25,8 @@ def test_a_schedule_with_max_steps_is_refused(tmp_path: Path, capsys: pytest.Cap
 def _demo_run(out: Path, cache: Path, *settings: str) -> tuple[dict[int, float], dict]:
     """A 6-epoch demo fine-tune (tiny_cnn, 32 px, 2 steps an epoch): (validation balanced accuracy per validated
     epoch, metrics.json)."""
-    assert main(["--out", str(out), "--backbone", "tiny_cnn", f"data.cache_dir={cache}", f"data.image_size={IMAGE_SIZE}",
-                 "data.batch_size=32", "data.num_workers=0", "model.small_stem=true", f"trainer.max_epochs={EPOCHS}",
+    assert main(["--out", str(out), "--backbone", "tiny_cnn", f"data.cache_dir={cache}",
+                 f"data.image_size={IMAGE_SIZE}", "data.batch_size=32", "data.num_workers=0", "model.small_stem=true", f"trainer.max_epochs={EPOCHS}",
                  "trainer.limit_train_batches=2", "trainer.accelerator=cpu", "optim.lr=0.003", "report.explain=0",
                  "report.bootstrap=100", *settings]) == 0
     with open(out / "logs" / "metrics.csv", newline="") as handle:
