@@ -25,7 +25,8 @@ INITS: tuple[str, ...] = ("random", *SSL_METHODS, "imagenet")
 # ``<init>-linear`` (e.g. ``simclr-linear``): the weights of ``<init>``, frozen, with a trained linear head
 # (``finetune.train optim.freeze_backbone=true``): a linear probe reported like any other cell.
 LINEAR_SUFFIX = "-linear"
-INIT_SPELLINGS = f"{', '.join(INITS)}, or <init>{LINEAR_SUFFIX} (frozen backbone, linear head; e.g. simclr{LINEAR_SUFFIX})"
+INIT_SPELLINGS = (f"{', '.join(INITS)}, or <init>{LINEAR_SUFFIX} (frozen backbone, linear head; "
+                  f"e.g. simclr{LINEAR_SUFFIX})")
 
 
 @dataclass(frozen=True)
