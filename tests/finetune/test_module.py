@@ -107,7 +107,8 @@ def test_frozen_backbone_trains_only_the_head_and_keeps_batch_norm_statistics() 
 def test_batchnorm_float32_runs_batch_norm_in_float32_under_bf16_autocast() -> None:
     seen: list[torch.dtype] = []
     plain = _module(head_epochs=0)
-    hooked = ClassifierModule(CLASSES, "tiny_cnn", True, 16, [0.5] * 3, [0.25] * 3, batchnorm_float32=True)
+    hooked = ClassifierModule(CLASSES, "tiny_cnn", True, 16, [0.5] * 3, [0.25] * 3, batchnorm_float32=True,
+                              loss={"name": "focal", "counts": [4, 10, 2], "weighting": "inverse"})
     for module in (plain, hooked):
         layer = next(m for m in module.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d))
         handle = layer.register_forward_hook(lambda _m, inputs, output: seen.append(output.dtype))
