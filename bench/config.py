@@ -22,6 +22,52 @@ from dermkit.vocab import MINORITY_CLASSES
 # may import ssl.*. dermkit.ssl_methods keeps the names, and ssl.methods refuses to load when its
 # registry and that list differ, so the two cannot drift apart unnoticed.
 INITS: tuple[str, ...] = ("random", *SSL_METHODS, "imagenet")
+# ``<init>-linear`` (e.g. ``simclr-linear``): the weights of ``<init>``, frozen, with a trained linear head
+# (``finetune.train optim.freeze_backbone=true``): a linear probe reported like any other cell.
+LINEAR_SUFFIX = "-linear"
+INIT_SPELLINGS = (f"{', '.join(INITS)}, or <init>{LINEAR_SUFFIX} (frozen backbone, linear head; "
+                  f"e.g. simclr{LINEAR_SUFFIX})")
+
+
+@dataclass(frozen=True)
+class Init:
+    """An initialisation of ``grid.inits``: where the backbone's weights come from and whether it trains.
+
+    Attributes:
+        name: as spelled in ``grid.inits`` (``simclr``, ``simclr-linear``, ...); names the cells.
+        weights: the initialisation whose weights the backbone starts from (``random``, ``simclr``, ...,
+            ``imagenet``); its pretraining step and ``model.init`` are shared with the cells of that name.
+        frozen: the backbone stays frozen and only the head trains (``optim.freeze_backbone=true``).
+    """
+
+    name: str
+    weights: str
+    frozen: bool = False
+
+
+def parse_init(name: str) -> Init:
+    """The initialisation a ``grid.inits`` entry names.
+
+    Raises:
+        ValueError: neither one of :data:`INITS` nor one of them followed by :data:`LINEAR_SUFFIX`.
+    """
+    name = str(name)
+    weights = name.removesuffix(LINEAR_SUFFIX)
+    if weights not in INITS:
+        raise ValueError(f"unknown init {name!r}; inits are {INIT_SPELLINGS}")
+    return Init(name, weights, frozen=weights != name)
+
+
+def init_weights(inits: Iterable[str]) -> set[str]:
+    """The initialisations whose weights the ``grid.inits`` entries ``inits`` start from (``simclr`` for
+    ``simclr-linear``); unknown names are left out (:func:`parse_init` reports them)."""
+    weights = set()
+    for name in inits:
+        try:
+            weights.add(parse_init(name).weights)
+        except ValueError:
+            pass
+    return weights
 
 # The training-data arms of a cell (``grid.arms``). ``real`` and ``synth`` are the two arms of the
 # older ``grid.synthetic: [false, true]`` axis and keep its folder names and step keys; the others

@@ -42,6 +42,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from dermkit.validation_epochs import validated_epochs
+
 # Effective training FLOP/s by (device kind, bf16?) -- see the module docstring for the sources.
 EFFECTIVE_FLOPS = {("cpu", False): 47e9, ("cpu", True): 71e9, ("gpu", True): 60e12, ("gpu", False): 20e12}
 DATA_SECONDS_PER_64PX_VIEW = 2.2e-3
@@ -179,12 +181,14 @@ def pretrain_cost(cfg: dict[str, Any], train_images: int) -> Estimate:
 
 def finetune_cost(cfg: dict[str, Any], train_images: int, val_images: int, test_images: int,
                   synthetic_images: int = 0) -> Estimate:
-    """``finetune.train``: training epochs plus a validation pass per epoch and one test pass.
+    """``finetune.train``: training epochs plus a validation pass per validated epoch and one test pass.
+
+    A frozen backbone (``optim.freeze_backbone``) costs its forward pass only (no backward through it).
 
     Args:
         cfg: the resolved config.
         train_images: images of the whole training split (``data.fraction`` of them are used).
-        val_images: validation images (one pass per epoch).
+        val_images: validation images (one pass per validated epoch: ``val.every_n_epochs``, ``val.start``).
         test_images: test images (one pass).
         synthetic_images: generated images added to every epoch (:func:`synthetic_share`).
     """
@@ -195,9 +199,13 @@ def finetune_cost(cfg: dict[str, Any], train_images: int, val_images: int, test_
     device, devices = _device(trainer), _devices(trainer)
     steps = _optimizer_steps(trainer, images, batch)
     epochs = max(int(trainer.get("max_epochs", 1)), 1)
-    per_step = _step_seconds(net.forward_flops * TRAIN_FLOPS_FACTOR * batch * devices, batch * devices, size,
+    schedule = cfg.get("val") or {}
+    validations = len(validated_epochs(epochs, int(schedule.get("every_n_epochs", 1)),
+                                       float(schedule.get("start", 0.0))))
+    factor = 1.0 if (cfg.get("optim") or {}).get("freeze_backbone") else TRAIN_FLOPS_FACTOR
+    per_step = _step_seconds(net.forward_flops * factor * batch * devices, batch * devices, size,
                              int(data["num_workers"]) * devices, device, devices, data.get("augment_on", "workers"))
-    evaluation = net.forward_flops * (val_images * epochs + test_images) / (EFFECTIVE_FLOPS[device] * devices)
+    evaluation = net.forward_flops * (val_images * validations + test_images) / (EFFECTIVE_FLOPS[device] * devices)
     disk = net.params * 4 * 3 * 3  # best + last + last.prev, AdamW state
     memory = _memory(net.params, 2, net.activation_elements * batch, device[1])
     return Estimate(steps * per_step + evaluation, disk, memory, f"{steps} steps of {batch * devices}")

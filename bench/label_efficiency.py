@@ -44,8 +44,9 @@ from dermkit.progress_file import read_progress
 from dermkit.resume import claim_run_folder, runs_dir
 from dermkit.runinfo import write_run_info
 from dermkit.vocab import canonical_class
-from bench.config import (ARM_REAL, ARM_SPELLINGS, INITS, LEGACY_ARMS, SSL_METHODS, Arm, BenchConfig, GridConfig,
-                          SynthConfig, arm_sort_key, grid_arms, parse_arm)
+from bench.config import (ARM_REAL, ARM_SPELLINGS, INIT_SPELLINGS, INITS, LEGACY_ARMS, LINEAR_SUFFIX, SSL_METHODS, Arm,
+                          BenchConfig, GridConfig, SynthConfig, arm_sort_key, grid_arms, init_weights, parse_arm,
+                          parse_init)
 from bench.dry_run import dry_run
 from bench.external import (PREDICT_KIND, PREDICT_RECORDS, export_external_reports, export_predictions,
                             exported_copy, external_folders, predict_steps, read_labels, write_external_sections)
@@ -76,7 +77,8 @@ FLAGS = [
 # ``cache_dir`` travels as $DERMKIT_CACHE instead, so that it stays out of the step keys.
 SHARED_DATA_KEYS = ("name", "root", "image_size", "split_seed", "val_fraction", "test_fraction",
                     "split_file", "skip_bad", "batch_size", "num_workers")
-CELL_KEYS = ("data.fraction", "model.init", "model.backbone", "model.small_stem", "synth.manifest", "seed", "out_dir")
+CELL_KEYS = ("data.fraction", "model.init", "model.backbone", "model.small_stem", "synth.manifest", "seed", "out_dir",
+             "optim.freeze_backbone")  # the last: set by the <init>-linear inits
 BACKBONE_OUTPUTS = ("backbone.safetensors", "backbone.json")
 GENERATOR_OUTPUTS = ("dermkit_generator.json", "unet/diffusion_pytorch_model.safetensors")
 MANIFEST_OUTPUTS = ("manifest.csv", "manifest.json")
@@ -191,14 +193,17 @@ def _check_axes(grid: GridConfig) -> list[str]:
             raise DermkitError(f"grid.fractions holds {fraction}, not a nested label fraction "
                                f"({', '.join(f'{f:g}' for f in FRACTIONS)}).")
     for init in grid.inits:
-        if init not in INITS:
-            raise DermkitError(f"grid.inits holds unknown init {init!r}.{did_you_mean(init, INITS)} "
-                               f"Choose from {', '.join(INITS)}.")
-    if "imagenet" in grid.inits and not grid.imagenet_weights:
+        try:
+            parse_init(init)
+        except ValueError:
+            raise DermkitError(f"grid.inits holds unknown init {init!r}.{did_you_mean(init, init_names())} "
+                               f"Choose from {INIT_SPELLINGS}.") from None
+    weights = init_weights(grid.inits)
+    if "imagenet" in weights and not grid.imagenet_weights:
         raise DermkitError("grid.inits holds imagenet but grid.imagenet_weights is empty: set it to a local "
                            "weights file (nothing is downloaded) or drop imagenet.")
     if grid.imagenet_weights:
-        if "imagenet" not in grid.inits:
+        if "imagenet" not in weights:
             raise DermkitError("grid.imagenet_weights is set but grid.inits lacks imagenet; add it or clear the file.")
         if not Path(grid.imagenet_weights).expanduser().is_file():
             raise DermkitError(f"grid.imagenet_weights: {grid.imagenet_weights} does not exist.")
@@ -241,8 +246,9 @@ def _check_pretrain(cfg: BenchConfig) -> None:
     for method, path in cfg.pretrain.backbones.items():
         if method not in SSL_METHODS:
             raise DermkitError(f"pretrain.backbones has unknown method {method!r}; use {', '.join(SSL_METHODS)}.")
-        if method not in grid.inits:
-            raise DermkitError(f"pretrain.backbones gives a {method} backbone but grid.inits lacks {method}.")
+        if method not in init_weights(grid.inits):
+            raise DermkitError(f"pretrain.backbones gives a {method} backbone but grid.inits lacks {method} "
+                               f"(and {method}{LINEAR_SUFFIX}).")
         _check_backbone_file(f"pretrain.backbones.{method}", path, "or drop the key to pretrain in the grid")
     if cfg.synth.evaluate_weights:
         _check_backbone_file("synth.evaluate_weights", cfg.synth.evaluate_weights,
@@ -270,9 +276,11 @@ def _check_overrides(cfg: BenchConfig, arms: list[str]) -> None:
             raise DermkitError(f"finetune.fraction_overrides has key {key!r}, which is not a label fraction "
                                f"({', '.join(f'{f:g}' for f in FRACTIONS)}).")
     for init in cfg.finetune.init_overrides:
-        if init not in INITS:
+        try:
+            parse_init(init)
+        except ValueError:
             raise DermkitError(f"finetune.init_overrides has key {init!r}, which is not an initialisation "
-                               f"({', '.join(INITS)}).{did_you_mean(init, list(INITS))}")
+                               f"({INIT_SPELLINGS}).{did_you_mean(init, init_names())}") from None
     per_fraction = [item for items in cfg.finetune.fraction_overrides.values() for item in items]
     per_init = [item for items in cfg.finetune.init_overrides.values() for item in items]
     per_method = [item for items in cfg.pretrain.method_overrides.values() for item in items]
@@ -287,6 +295,11 @@ def _check_overrides(cfg: BenchConfig, arms: list[str]) -> None:
         if item.split("=", 1)[0] in ARM_KEYS and not set(arms) <= set(LEGACY_ARMS):
             raise DermkitError(f"finetune.overrides sets {item.split('=', 1)[0]!r}, which grid.arms sets per arm "
                                f"(arms: {ARM_SPELLINGS}).")
+
+
+def init_names() -> list[str]:
+    """Every spelling of ``grid.inits`` (for "did you mean" hints): :data:`INITS` and their ``-linear`` forms."""
+    return [*INITS, *(f"{init}{LINEAR_SUFFIX}" for init in INITS)]
 
 
 def fraction_key(key: str, fractions: list[float]) -> float | None:
@@ -316,7 +329,8 @@ def build_steps(cfg: BenchConfig, out: Path) -> list[Step]:
     steps = [*backbones.values(), *synth]
     for fraction in cfg.grid.fractions:
         for init in cfg.grid.inits:
-            steps += init_cells(cfg, out, float(fraction), init, init_source(cfg, init, given, backbones), manifests)
+            source = init_source(cfg, parse_init(init).weights, given, backbones)
+            steps += init_cells(cfg, out, float(fraction), init, source, manifests)
     if cfg.grid.external:
         accelerator = [a for a in cfg.finetune.overrides if a.startswith("trainer.accelerator=")]
         stage_args = [*accelerator, f"data.num_workers={cfg.data.num_workers}", f"data.skip_bad={cfg.data.skip_bad}"]
@@ -333,7 +347,7 @@ def model_args(cfg: BenchConfig) -> list[str]:
 def pretrain_steps(cfg: BenchConfig, out: Path, given: dict[str, Path]) -> dict[str, Step]:
     """One ``ssl.pretrain`` step per SSL init of the grid whose backbone is not given, by method."""
     backbones: dict[str, Step] = {}
-    for method in (m for m in SSL_METHODS if m in cfg.grid.inits and m not in given):
+    for method in (m for m in SSL_METHODS if m in init_weights(cfg.grid.inits) and m not in given):
         folder = out / "pretrain" / method
         backbones[method] = Step(
             f"pretrain/{method}", "pretrain", "ssl.pretrain",
@@ -418,8 +432,11 @@ def init_source(cfg: BenchConfig, init: str, given: dict[str, Path], backbones: 
 def init_cells(cfg: BenchConfig, out: Path, fraction: float, init: str, source: InitSource,
                manifests: dict[float, Step]) -> list[Step]:
     """The cells of one label fraction and initialisation (every arm and seed), with the filter steps
-    that the filtered arms read."""
+    that the filtered arms read. An ``<init>-linear`` initialisation's cells start from ``source`` (the
+    weights of ``<init>``) and train the head only."""
     init_args, init_inputs, extra_key, key_paths = source
+    if parse_init(init).frozen:  # only these cells get the key: the other inits' cells keep their keys
+        init_args = [*init_args, "optim.freeze_backbone=true"]
     arms = {name: parse_arm(name) for name in grid_arms(cfg.grid)}
     per_fraction = [item for key, items in cfg.finetune.fraction_overrides.items()
                     if fraction_key(key, [fraction]) is not None for item in items]

@@ -23,12 +23,17 @@ class ClassifierModelConfig(BackboneConfig):
             normalisation); or any other local weights file (``.pth``/``.safetensors``, e.g.
             torchvision ImageNet weights) loaded into ``backbone``. Nothing is downloaded.
         dropout: dropout before the linear head.
+        batchnorm_float32: with ``trainer.precision=bf16-mixed``, batch normalisation computes in
+            float32 (its input is cast up; autocast leaves it there), so its statistics and the
+            residual additions after it are not rounded to bfloat16; convolutions and the head stay
+            in bfloat16. No effect in float32.
         allow_other_split: accept a backbone card made on another split (e.g. pretrained on
             other images that cannot include this run's validation or test images), with a
             warning; by default such a backbone is refused.
     """
 
     dropout: float = 0.0
+    batchnorm_float32: bool = False
     allow_other_split: bool = False
 
 
@@ -68,6 +73,11 @@ class FinetuneOptimConfig:
         weight_decay: AdamW weight decay.
         head_epochs: epochs that train the head only (backbone frozen, in eval mode) before the
             whole network trains; ignored (0) with random initialisation.
+        freeze_backbone: train the head only for the whole run, with any initialisation (random,
+            a backbone card, a weights file): the backbone stays frozen in eval mode, batch-norm
+            statistics included, and only the head's weights are optimised (a linear probe with
+            the run's loss, e.g. class weights). ``head_epochs`` and ``backbone_lr_scale`` then
+            change nothing.
         warmup_steps: linear warm-up steps at the start of the cosine schedule.
         ema_decay: 0 for none; else validate, checkpoint and test an exponential moving average of
             the weights (and batch-norm statistics) updated after every optimiser step with this
@@ -81,6 +91,29 @@ class FinetuneOptimConfig:
     head_epochs: int = 1
     warmup_steps: int = 0
     ema_decay: float = 0.0
+    freeze_backbone: bool = False
+
+
+@dataclass
+class ValidationConfig:
+    """Which epochs are validated (``val`` of ``finetune.train``); the best checkpoint is the best of those.
+
+    Training does not depend on validation, so a run validating fewer epochs trains exactly as one
+    validating every epoch and picks the same best epoch whenever that epoch is among those validated.
+    Each validation costs a pass over the validation split (1,502 images for HAM10000) and a best and
+    a last checkpoint; epochs not validated write no checkpoint, so a stopped run resumes from the
+    last validated epoch. The last epoch is always validated.
+
+    Keys:
+        every_n_epochs: validate every this many epochs, counted back from the last (with 30 epochs
+            and 3: epochs 30, 27, ..., 3, 1-based); 1 validates every epoch.
+        start: share of ``trainer.max_epochs`` before the first validated epoch: epochs before
+            ``floor(start * max_epochs)`` (0-based) are not validated; 0 from the first, 0.5 only
+            in the second half.
+    """
+
+    every_n_epochs: int = 1
+    start: float = 0.0
 
 
 @dataclass
@@ -170,6 +203,7 @@ class FinetuneConfig:
         model: :class:`ClassifierModelConfig`.
         loss: :class:`LossConfig`.
         optim: :class:`FinetuneOptimConfig`.
+        val: :class:`ValidationConfig`: which epochs are validated (and can be the best).
         augment: :class:`AugmentConfig` of the training images.
         synth: :class:`SynthConfig`.
         report: :class:`ReportConfig` of the test split's HTML report (``report/index.html``).
@@ -189,6 +223,7 @@ class FinetuneConfig:
     model: ClassifierModelConfig = field(default_factory=ClassifierModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: FinetuneOptimConfig = field(default_factory=FinetuneOptimConfig)
+    val: ValidationConfig = field(default_factory=ValidationConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     synth: SynthConfig = field(default_factory=SynthConfig)
     report: ReportConfig = field(default_factory=lambda: ReportConfig(explain=2))

@@ -8,7 +8,8 @@ Schedule (one array of learning-rate factors, indexed by optimiser step):
 - AdamW, linear warm-up then cosine decay to 0 over all steps of the run.
 
 A randomly initialised backbone has nothing to protect: the caller passes ``head_epochs=0`` and
-``backbone_lr_scale=1``.
+``backbone_lr_scale=1``. With ``freeze_backbone`` every epoch is a head-only epoch and the optimiser
+holds the head alone: a linear probe of any backbone, trained and scored like any other run.
 
 Every batch is ``(images (B, 3, S, S), labels (B,), index (B,))``; ``index`` is the image's row
 in the dataset, so validation and test predictions can be de-duplicated and ordered (see
@@ -47,6 +48,26 @@ def lr_factors(total_steps: int, warmup_steps: int = 0) -> np.ndarray:
     return np.where(steps < warmup, ramp, cosine)
 
 
+def _float32_input(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    """Forward pre-hook: the module's first input (B, C, H, W) in float32."""
+    return (inputs[0].float(), *inputs[1:])
+
+
+def batchnorm_in_float32(network: nn.Module) -> int:
+    """Make every batch-norm layer of ``network`` compute in float32 under autocast; returns how many.
+
+    Autocast runs batch norm in the dtype of its input, which after a bfloat16 convolution is
+    bfloat16: the batch statistics, the normalised activations and the residual additions that
+    follow are then rounded to 8 bits of mantissa. A forward pre-hook casts the input up instead;
+    the next convolution casts back down. Hooks leave the state dict as it is, so checkpoints are
+    interchangeable with those of a network without them.
+    """
+    layers = [m for m in network.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for layer in layers:
+        layer.register_forward_pre_hook(_float32_input)
+    return len(layers)
+
+
 class ClassifierModule(pl.LightningModule):
     """Backbone + dropout + linear head, trained with a configurable loss.
 
@@ -64,6 +85,10 @@ class ClassifierModule(pl.LightningModule):
         backbone_lr_scale: backbone learning rate = ``lr * backbone_lr_scale``.
         weight_decay: AdamW weight decay.
         head_epochs: epochs with the backbone frozen.
+        freeze_backbone: the backbone is frozen (in eval mode, batch-norm statistics included) for the
+            whole run and only the head is optimised.
+        batchnorm_float32: under bf16 autocast, run batch normalisation in float32 (see
+            :func:`batchnorm_in_float32`).
         warmup_steps: linear warm-up steps.
         dropout: dropout probability before the head.
         color_constancy: the ``data.color_constancy`` of the training images (recorded so that
@@ -90,11 +115,15 @@ class ClassifierModule(pl.LightningModule):
         dropout: float = 0.0,
         color_constancy: str = "none",
         backbone: Backbone | None = None,
+        freeze_backbone: bool = False,
+        batchnorm_float32: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["backbone"])
         self.classes = list(classes)
         self.backbone = backbone if backbone is not None else build_backbone(architecture, small_stem, image_size)
+        if batchnorm_float32:
+            batchnorm_in_float32(self.backbone)
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(self.backbone.feature_dim, len(classes))
         loss_kwargs = dict(loss or {"name": "ce", "counts": [1] * len(classes)})
@@ -115,7 +144,15 @@ class ClassifierModule(pl.LightningModule):
 
     def backbone_frozen(self) -> bool:
         """Whether the current epoch trains the head only."""
-        return self.current_epoch < self.hparams.head_epochs
+        return self.hparams.freeze_backbone or self.current_epoch < self.hparams.head_epochs
+
+    def train(self, mode: bool = True) -> ClassifierModule:
+        """Lightning's train/eval switch; a backbone frozen for the whole run stays in eval mode, so that
+        no training batch (nor the return from a validation epoch) updates its batch-norm statistics."""
+        super().train(mode)
+        if mode and self.hparams.freeze_backbone:
+            self.backbone.eval()
+        return self
 
     def on_train_epoch_start(self) -> None:
         frozen = self.backbone_frozen()
@@ -150,10 +187,9 @@ class ClassifierModule(pl.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams
-        groups = [
-            {"params": list(self.head.parameters()), "lr": hp.lr},
-            {"params": list(self.backbone.parameters()), "lr": hp.lr * hp.backbone_lr_scale},
-        ]
+        groups = [{"params": list(self.head.parameters()), "lr": hp.lr}]
+        if not hp.freeze_backbone:  # a frozen backbone is not the optimiser's (no weight decay either)
+            groups.append({"params": list(self.backbone.parameters()), "lr": hp.lr * hp.backbone_lr_scale})
         optimizer = torch.optim.AdamW(groups, weight_decay=hp.weight_decay)
         total = int(self.trainer.estimated_stepping_batches)
         factors = lr_factors(total, hp.warmup_steps)

@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from dermkit.config import Flag, parse_config, to_container
 from dermkit.console import console, entry_point
+from dermkit.cpu_time import CpuTimeByPart
 from dermkit.data.prepare import PreparedData, prepare_data
 from dermkit.data.split_policy import check_same_split
 from dermkit.errors import DermkitError, did_you_mean
@@ -56,6 +57,7 @@ from finetune.outputs import write_outputs
 from finetune.sampler import class_balanced_sampler
 from finetune.synthetic import load_synthetic
 from finetune.transforms import eval_transform, train_transform
+from finetune.validation_schedule import ValidationSchedule, validated_epochs
 
 DESCRIPTION = ("Fine-tune a skin-lesion classifier (random init, an ssl backbone or a weights file), with optional "
                "synthetic training images; writes metrics.json, predictions.csv and figures.")
@@ -107,6 +109,13 @@ def check_config(cfg: FinetuneConfig) -> None:
         raise DermkitError("synth.steps_only=true sizes the epochs by the images of synth.manifest and draws them from "
                            "the real images with the balanced sampler: give synth.manifest=... and sampler=balanced "
                            f"(now synth.manifest={cfg.synth.manifest!r}, sampler={cfg.sampler}).")
+    validated_epochs(cfg.trainer.max_epochs, cfg.val.every_n_epochs, cfg.val.start)  # checks the two keys
+    if (cfg.val.every_n_epochs, cfg.val.start) != (1, 0.0) and cfg.trainer.max_steps != -1:
+        # The schedule counts back from the last epoch; a run that trainer.max_steps ends early has another one.
+        raise DermkitError(f"val.every_n_epochs={cfg.val.every_n_epochs} and val.start={cfg.val.start} count "
+                           f"epochs back from trainer.max_epochs; trainer.max_steps={cfg.trainer.max_steps} may end "
+                           "the run on an epoch that is not validated. Set trainer.max_steps=-1 or validate every "
+                           "epoch.")
     if not 0 < cfg.data.fraction <= 1:
         raise DermkitError(f"data.fraction={cfg.data.fraction} must lie in (0, 1].")
     require_grad_cam(cfg.report.explain, "report.explain")  # the report is drawn after training and testing
@@ -156,7 +165,8 @@ def build_data(cfg: FinetuneConfig, prepared: PreparedData, spec: BackboneSpec) 
 
 def build_module(cfg: FinetuneConfig, classes: list[str], counts: list[int], spec: BackboneSpec,
                  backbone: torch.nn.Module) -> ClassifierModule:
-    """The classifier; the head-only phase and lower backbone rate apply to pretrained backbones only."""
+    """The classifier; the head-only phase and lower backbone rate apply to pretrained backbones only, the frozen
+    backbone (``optim.freeze_backbone``) to any."""
     loss = {"name": cfg.loss.name, "counts": counts, "gamma": cfg.loss.gamma, "weighting": cfg.loss.weighting,
             "beta": cfg.loss.beta, "alpha": list(cfg.loss.alpha), "label_smoothing": cfg.loss.label_smoothing}
     return ClassifierModule(
@@ -165,7 +175,7 @@ def build_module(cfg: FinetuneConfig, classes: list[str], counts: list[int], spe
         backbone_lr_scale=cfg.optim.backbone_lr_scale if spec.pretrained else 1.0,
         weight_decay=cfg.optim.weight_decay, head_epochs=cfg.optim.head_epochs if spec.pretrained else 0,
         warmup_steps=cfg.optim.warmup_steps, dropout=cfg.model.dropout, color_constancy=cfg.data.color_constancy,
-        backbone=backbone,
+        backbone=backbone, freeze_backbone=cfg.optim.freeze_backbone, batchnorm_float32=cfg.model.batchnorm_float32,
     )
 
 
@@ -217,7 +227,10 @@ def run_record(cfg: FinetuneConfig, prepared: PreparedData, data: FinetuneData, 
     """What ``run.json`` records about the data, the backbone and the synthetic images (and metrics.json too)."""
     extra: dict[str, Any] = {"split_hash": prepared.split_hash, "fraction": cfg.data.fraction, "seed": cfg.seed,
                              "data": prepared.describe(), "counts": data.counts,
-                             "backbone": {**vars(spec)}}
+                             "backbone": {**vars(spec), "frozen": cfg.optim.freeze_backbone},
+                             # 0-based; none listed when trainer.max_steps sets the length (every epoch validated)
+                             "validated_epochs": None if cfg.trainer.max_epochs < 1 else validated_epochs(
+                                 cfg.trainer.max_epochs, cfg.val.every_n_epochs, cfg.val.start)}
     if data.synthetic is not None:
         extra["synthetic"] = {"manifest": str(data.synthetic.manifest), "label_fraction": data.synthetic.label_fraction,
                               "allow_extra_labels": cfg.synth.allow_extra_labels}
@@ -237,8 +250,11 @@ def make_loaders(cfg: FinetuneConfig, data: FinetuneData) -> tuple[DataLoader, D
 
 
 def train_and_test(cfg: FinetuneConfig, module: ClassifierModule, loaders: tuple[DataLoader, DataLoader, DataLoader],
-                   out_dir: Path, resume_from: Path | None) -> tuple[pl.Trainer, dict[str, Any]]:
+                   out_dir: Path, resume_from: Path | None,
+                   cpu: CpuTimeByPart | None = None) -> tuple[pl.Trainer, dict[str, Any]]:
     """Fit (resuming from ``resume_from``), then test the best epoch's weights (else the last ones).
+
+    ``cpu`` (a callback of the trainer when given) charges the CPU time to the run's parts.
 
     Returns:
         (the trainer, what metrics.json records about the training: best checkpoint and score,
@@ -253,7 +269,10 @@ def train_and_test(cfg: FinetuneConfig, module: ClassifierModule, loaders: tuple
     # The average's on_save_checkpoint puts it in the checkpoint's state_dict, so the best checkpoint,
     # the test below and finetune.evaluate all use the averaged weights.
     average = [EMAWeightAveraging(decay=cfg.optim.ema_decay)] if cfg.optim.ema_decay > 0 else []
-    trainer, checkpoint = build_trainer(cfg.trainer, out_dir, monitor=MONITOR, callbacks=[timer, *average],
+    schedule = [] if (cfg.val.every_n_epochs, cfg.val.start) == (1, 0.0) else [
+        ValidationSchedule(validated_epochs(cfg.trainer.max_epochs, cfg.val.every_n_epochs, cfg.val.start))]
+    trainer, checkpoint = build_trainer(cfg.trainer, out_dir, monitor=MONITOR,
+                                        callbacks=[timer, *average, *schedule, *([cpu] if cpu else [])],
                                         **strategy)
     if resume_from:
         console.print(f"Resuming from {resume_from}.")
@@ -281,8 +300,13 @@ def train_and_test(cfg: FinetuneConfig, module: ClassifierModule, loaders: tuple
 
 
 def write_test_results(cfg: FinetuneConfig, module: ClassifierModule, prepared: PreparedData, spec: BackboneSpec,
-                       extra: dict[str, Any], out_dir: Path) -> None:
-    """Score the test predictions; write metrics.json (with ``extra``), predictions, figures and the HTML report."""
+                       extra: dict[str, Any], out_dir: Path, cpu: CpuTimeByPart | None = None) -> None:
+    """Score the test predictions; write metrics.json (with ``extra``), predictions, figures and the HTML report.
+
+    With ``cpu``, metrics.json's ``cpu_seconds`` records the run's CPU time per part (the report included).
+    """
+    if cpu is not None:
+        cpu.switch("report")
     classes = list(prepared.classes)
     index, probs, targets = module.test_predictions  # type: ignore[misc]
     report = classification_report(probs, targets, classes)
@@ -294,6 +318,8 @@ def write_test_results(cfg: FinetuneConfig, module: ClassifierModule, prepared: 
     extra["report"] = write_html_report(out_dir, module, RowImages(prepared.images, index.numpy()),
                                         [image_ids[i] for i in index.tolist()], probs.numpy(), targets.numpy(),
                                         classes, report, cfg.report, title, spec.mean, spec.std, summary)
+    if cpu is not None:  # process and loader-worker CPU seconds per part (dermkit.cpu_time)
+        extra["cpu_seconds"] = cpu.record()
     write_outputs(out_dir, report, [image_ids[i] for i in index.tolist()], [classes[t] for t in targets.tolist()],
                   probs, extra, title)
     console.print(f"Wrote {out_dir}/metrics.json, predictions.csv, per_class.csv and figures.")
@@ -323,11 +349,12 @@ def main(argv: list[str] | None = None) -> int:
     extra = run_record(cfg, prepared, data, spec)
     if rank_zero_only.rank == 0:  # under DDP every process runs main(); the first one writes the run's files
         write_run_info(out_dir, cfg, cfg.seed, extra)
-    trainer, training = train_and_test(cfg, module, make_loaders(cfg, data), out_dir, resume_from)
+    cpu = CpuTimeByPart()
+    trainer, training = train_and_test(cfg, module, make_loaders(cfg, data), out_dir, resume_from, cpu)
     if not trainer.is_global_zero:
         return 0
     extra.update(training)
-    write_test_results(cfg, module, prepared, spec, extra, out_dir)
+    write_test_results(cfg, module, prepared, spec, extra, out_dir, cpu)
     return 0
 
 

@@ -60,3 +60,19 @@ def test_cost_model_scales_with_work() -> None:
     small = finetune_cost(cfg, 7000, 1500, 1500)
     cfg["trainer"]["max_epochs"] = 20
     assert finetune_cost(cfg, 7000, 1500, 1500).seconds > 1.9 * small.seconds
+
+
+def test_cost_model_counts_validated_epochs_and_a_frozen_backbone() -> None:
+    cfg = {"data": {"image_size": 64, "batch_size": 64, "num_workers": 0, "fraction": 0.01},
+           "trainer": {"accelerator": "cpu", "precision": "32-true", "devices": "1", "max_epochs": 60,
+                       "max_steps": -1, "limit_train_batches": 1.0},
+           "model": {"backbone": "resnet18", "small_stem": False}}
+    every = finetune_cost(cfg, 7000, 1500, 1500).seconds
+    fifth = finetune_cost({**cfg, "val": {"every_n_epochs": 5, "start": 0.0}}, 7000, 1500, 1500).seconds
+    assert fifth < 0.4 * every  # at 1% labels validation is most of a cell (60 passes over 1,500 images)
+    # Training alone (no validation or test images; augmented on the device, so compute-bound): the frozen
+    # backbone's forward pass is a third of a forward and backward.
+    device_path = {**cfg, "data": {**cfg["data"], "augment_on": "device"}}
+    trained = finetune_cost(device_path, 7000, 0, 0).seconds
+    frozen = finetune_cost({**device_path, "optim": {"freeze_backbone": True}}, 7000, 0, 0).seconds
+    assert frozen == pytest.approx(trained / 3)

@@ -336,3 +336,35 @@ def test_report_only_says_how_far_each_unfinished_step_had_got(tmp_path: Path,
     err = capsys.readouterr().err
     assert "under way: train, step 1,234/20,000 (6%) at " in err
     assert "done" not in err.replace("under way", "") and "idle" not in err
+
+
+def test_a_linear_init_shares_the_pretraining_freezes_the_backbone_and_keeps_the_other_keys(tmp_path: Path) -> None:
+    base = ("grid.synthetic=[false]", "grid.fractions=[0.01]", "grid.seeds=[0]")
+    cfg = _cfg("grid.inits=[random,simclr,simclr-linear,random-linear]", *base,
+               "finetune.init_overrides={simclr-linear: [optim.lr=0.01]}")
+    validate(cfg)
+    steps = build_steps(cfg, tmp_path)
+    assert [s.name for s in steps if s.kind == "pretrain"] == ["pretrain/simclr"]  # one backbone for both arms
+    cells = {s.cell.cell_id: s for s in steps if s.cell is not None}
+    linear = cells["f0.01-simclr-linear-real-s0"]
+    assert [i.name for i in linear.inputs] == ["pretrain/simclr"]
+    assert f"model.init={tmp_path / 'pretrain' / 'simclr' / 'backbone.safetensors'}" in linear.args
+    assert {"optim.freeze_backbone=true", "optim.lr=0.01"} <= set(linear.args)
+    assert "optim.freeze_backbone=true" in cells["f0.01-random-linear-real-s0"].args
+    assert not any(a.startswith("model.init") for a in cells["f0.01-random-linear-real-s0"].args)
+    # The cells of the other inits are those of a grid without the linear arms: same arguments, same keys.
+    before = {s.name: s for s in build_steps(_cfg("grid.inits=[random,simclr]", *base), tmp_path) if s.cell}
+    for name in ("cell/f0.01-random-real-s0", "cell/f0.01-simclr-real-s0"):
+        assert "optim.freeze_backbone=true" not in cells[name[5:]].args and cells[name[5:]].args == before[name].args
+    random = "cell/f0.01-random-real-s0"  # (a simclr cell's key needs its finished pretraining)
+    assert cells[random[5:]].key(tmp_path, {}) == before[random].key(tmp_path, {})
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("grid.inits=[random,simclr-lineer]", "unknown init 'simclr-lineer'.*simclr-linear"),
+    ("finetune.overrides=[optim.freeze_backbone=true]", "sets 'optim.freeze_backbone'"),
+    ("pretrain.backbones={dino: /x/backbone.safetensors}", "grid.inits lacks dino"),
+])
+def test_linear_inits_are_checked(override: str, message: str) -> None:
+    with pytest.raises(DermkitError, match=message):
+        validate(_cfg("grid.inits=[random,simclr-linear]", override))

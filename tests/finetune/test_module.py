@@ -84,3 +84,36 @@ def test_class_balanced_sampler_draws_classes_equally() -> None:
     sampler = class_balanced_sampler(labels, num_samples=6000, generator=torch.Generator().manual_seed(0))
     drawn = torch.bincount(labels[torch.tensor(list(sampler))], minlength=3).float() / 6000
     assert torch.allclose(drawn, torch.full((3,), 1 / 3), atol=0.03)
+
+
+def test_frozen_backbone_trains_only_the_head_and_keeps_batch_norm_statistics() -> None:
+    module = ClassifierModule(CLASSES, "tiny_cnn", True, 16, [0.5] * 3, [0.25] * 3, lr=1e-2, freeze_backbone=True,
+                              loss={"name": "ce", "counts": [4, 10, 2], "weighting": "inverse"})
+    backbone_before = {k: v.clone() for k, v in module.backbone.state_dict().items()}
+    head_before = {k: v.clone() for k, v in module.head.state_dict().items()}
+    assert any("running_mean" in k for k in backbone_before)  # tiny_cnn has batch norm: its statistics are checked
+    trainer = pl.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
+    trainer.fit(module, _loader(), _loader())  # validation between the epochs switches train/eval modes
+    after = module.backbone.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in backbone_before.items())  # weights, statistics, batch counts
+    assert all(not torch.equal(module.head.state_dict()[k], v) for k, v in head_before.items())
+    optimised = [p for group in trainer.optimizers[0].param_groups for p in group["params"]]
+    assert {id(p) for p in optimised} == {id(p) for p in module.head.parameters()}
+    module.train()
+    assert not module.backbone.training and module.head.training
+
+
+def test_batchnorm_float32_runs_batch_norm_in_float32_under_bf16_autocast() -> None:
+    seen: list[torch.dtype] = []
+    plain = _module(head_epochs=0)
+    hooked = ClassifierModule(CLASSES, "tiny_cnn", True, 16, [0.5] * 3, [0.25] * 3, batchnorm_float32=True,
+                              loss={"name": "focal", "counts": [4, 10, 2], "weighting": "inverse"})
+    for module in (plain, hooked):
+        layer = next(m for m in module.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d))
+        handle = layer.register_forward_hook(lambda _m, inputs, output: seen.append(output.dtype))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            module(torch.randn(2, 3, 16, 16))
+        handle.remove()
+    assert seen == [torch.bfloat16, torch.float32]
+    assert set(hooked.state_dict()) == set(plain.state_dict())  # checkpoints stay interchangeable
