@@ -23,6 +23,7 @@ from typing import Any, NoReturn, TypeVar
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
+from dermkit.data.readers import reader_names
 from dermkit.errors import DermkitError, closest, did_you_mean
 
 T = TypeVar("T")
@@ -342,11 +343,7 @@ def check_data_config(data: DataConfig, prefix: str = "data") -> None:
         DermkitError: an unknown ``name`` (listing the registered readers), ``batch_size`` < 1
             or ``num_workers`` < 0. (Split fractions are checked where the split is made.)
     """
-    # The reader registry is the one list of dataset names; imported here because the readers
-    # import this module.
-    from dermkit.data.readers import reader_names
-
-    names = reader_names()
+    names = reader_names()  # the reader registry is the one list of dataset names
     if data.name not in names:
         raise DermkitError(f"Unknown dataset {prefix}.name={data.name!r} (--data).{did_you_mean(data.name, names)} "
                            f"Known: {', '.join(names)}.")
