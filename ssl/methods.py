@@ -29,7 +29,7 @@ from typing import Any
 
 from dermkit.augment import MultiViewAugment
 from dermkit.backbones import Backbone
-from dermkit.errors import DermkitError, did_you_mean
+from dermkit.registry import Registry
 from dermkit.ssl_methods import SSL_METHODS
 from ssl.base_module import PretrainOptimConfig, SSLModule
 from ssl.byol_module import BYOLConfig, BYOLModule, byol_device_views, byol_views
@@ -66,7 +66,8 @@ class SSLMethod:
     device_views: DeviceViewsBuilder | None = None
 
 
-METHODS: dict[str, SSLMethod] = {}
+# Messages and ``--method`` list the names sorted; iteration (the config sections) keeps registration order.
+METHODS: Registry[SSLMethod] = Registry("method", sort_names=True)
 
 
 def register_method(method: SSLMethod) -> SSLMethod:
@@ -76,18 +77,15 @@ def register_method(method: SSLMethod) -> SSLMethod:
         ValueError: the name is registered twice, or is missing from
             :data:`dermkit.ssl_methods.SSL_METHODS` (where the benchmark reads the names).
     """
-    if method.name in METHODS:
-        raise ValueError(f"SSL method {method.name!r} is registered twice")
     if method.name not in SSL_METHODS:
         raise ValueError(f"SSL method {method.name!r} is not in dermkit.ssl_methods.SSL_METHODS; add it there too, "
                          "so that the benchmark knows it")
-    METHODS[method.name] = method
-    return method
+    return METHODS.add(method.name, method)
 
 
 def method_names() -> str:
     """The registered names, sorted and comma-separated (for help texts and errors)."""
-    return ", ".join(sorted(METHODS))
+    return ", ".join(METHODS.names())
 
 
 def get_method(name: str) -> SSLMethod:
@@ -96,9 +94,7 @@ def get_method(name: str) -> SSLMethod:
     Raises:
         DermkitError: unknown name; the message lists the registered names (and the closest ones).
     """
-    if name not in METHODS:
-        raise DermkitError(f"Unknown method {name!r}.{did_you_mean(name, METHODS)} Choose one of {method_names()}.")
-    return METHODS[name]
+    return METHODS.lookup(name)
 
 
 def _check_names_match() -> None:

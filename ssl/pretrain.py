@@ -30,7 +30,7 @@ from pytorch_lightning.utilities import rank_zero_only
 from torch.utils.data import DataLoader
 
 from dermkit.augment import MultiViewAugment
-from dermkit.backbones import BACKBONES, BackboneCard, build_backbone, save_backbone
+from dermkit.backbones import BACKBONES, BackboneCard, save_backbone
 from dermkit.backbones.card import IMAGENET_MEAN, IMAGENET_STD
 from dermkit.config import BackboneConfig, DataConfig, Flag, TrainerConfig, parse_config
 from dermkit.console import console, entry_point, print_table
@@ -244,8 +244,7 @@ def validate(cfg: PretrainConfig) -> None:
         DermkitError: unknown method or backbone, bad view settings, or a batch of fewer than 2 images.
     """
     get_method(cfg.method)  # an unknown name lists the registered ones
-    if cfg.model.backbone not in BACKBONES:
-        build_backbone(cfg.model.backbone)
+    BACKBONES.lookup(cfg.model.backbone, key="model.backbone")  # an unknown name lists the registered ones
     if cfg.data.augment_on == "device":
         build_device_augment(cfg)  # also refuses a method without a device path
     build_train_transform(cfg)  # checks the augment and the method's crop settings for both paths
