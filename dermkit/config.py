@@ -140,6 +140,40 @@ class BackboneConfig:
     init: str = ""
 
 
+@dataclass
+class OptimConfig:
+    """The keys every stage's ``optim`` section has: ``ssl.pretrain`` (``PretrainOptimConfig``),
+    ``synth.train`` (``DiffusionOptimConfig``) and ``finetune.train`` (``FinetuneOptimConfig``).
+
+    Each stage's subclass gives the defaults and says what the keys mean there (they differ: the
+    pretraining learning rate is per 256 images, 0 = the method's default). No key has a default
+    here, so a subclass that forgets one fails at once rather than inheriting another stage's.
+
+    Keys:
+        lr: the (peak) learning rate.
+        weight_decay: weight decay.
+    """
+
+    lr: float
+    weight_decay: float
+
+
+@dataclass
+class AdamWOptimConfig(OptimConfig):
+    """AdamW with a linear learning-rate warm-up, a cosine decay and a moving average of the
+    weights: the ``optim`` keys ``synth.train`` and ``finetune.train`` share (each sets the defaults).
+
+    Keys:
+        lr: the peak learning rate.
+        weight_decay: AdamW weight decay.
+        warmup_steps: linear warm-up steps of the learning rate.
+        ema_decay: decay of the exponential moving average of the weights.
+    """
+
+    warmup_steps: int
+    ema_decay: float
+
+
 @dataclass(frozen=True)
 class Flag:
     """A ``--flag`` that sets one config key (the everyday options listed by ``--help``).

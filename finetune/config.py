@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from dermkit.config import BackboneConfig, DataConfig, TrainerConfig
+from dermkit.config import AdamWOptimConfig, BackboneConfig, DataConfig, TrainerConfig
 from dermkit.resume import default_run_dir
 
 
@@ -58,9 +58,9 @@ class LossConfig:
 
 
 @dataclass
-class FinetuneOptimConfig:
+class FinetuneOptimConfig(AdamWOptimConfig):
     """The classifier's optimiser (``optim`` of ``finetune.train``): AdamW with per-step cosine decay,
-    and the transfer-learning schedule.
+    and the transfer-learning schedule (the shared keys: :class:`dermkit.config.AdamWOptimConfig`).
 
     Keys:
         lr: peak learning rate of the head (and of the backbone with random initialisation).
