@@ -84,7 +84,7 @@ class FinetuneOptimConfig(AdamWOptimConfig):
 
 
 @dataclass
-class AugmentConfig:
+class FinetuneAugmentConfig:
     """Training augmentation; ``data.augment_on=workers`` and ``device`` draw the same operations.
 
     Every training image is flipped both ways at random, then:
@@ -170,7 +170,7 @@ class FinetuneConfig:
         model: :class:`ClassifierModelConfig`.
         loss: :class:`LossConfig`.
         optim: :class:`FinetuneOptimConfig`.
-        augment: :class:`AugmentConfig` of the training images.
+        augment: :class:`FinetuneAugmentConfig` of the training images.
         synth: :class:`SynthConfig`.
         report: :class:`ReportConfig` of the test split's HTML report (``report/index.html``).
         sampler: ``shuffle`` (plain shuffling) or ``balanced`` (every class drawn equally often).
@@ -189,7 +189,7 @@ class FinetuneConfig:
     model: ClassifierModelConfig = field(default_factory=ClassifierModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: FinetuneOptimConfig = field(default_factory=FinetuneOptimConfig)
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    augment: FinetuneAugmentConfig = field(default_factory=FinetuneAugmentConfig)
     synth: SynthConfig = field(default_factory=SynthConfig)
     report: ReportConfig = field(default_factory=lambda: ReportConfig(explain=2))
     sampler: str = "shuffle"

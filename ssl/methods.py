@@ -36,14 +36,14 @@ from ssl.byol_module import BYOLConfig, BYOLModule, byol_device_views, byol_view
 from ssl.device_transforms import dino_device_views, simclr_device_views
 from ssl.dino_module import DINOConfig, DINOModule, local_crop_side
 from ssl.simclr_module import SimCLRConfig, SimCLRModule
-from ssl.transforms import AugmentConfig, dino_transform, simclr_transform
+from ssl.transforms import PretrainAugmentConfig, dino_transform, simclr_transform
 
 # (backbone, the method's config section, optim section, per-device batch size) -> module.
 ModuleFactory = Callable[[Backbone, Any, PretrainOptimConfig, int], SSLModule]
 # (augment section, the method's config section, image side S) -> PIL image -> list of V view tensors.
-ViewsBuilder = Callable[[AugmentConfig, Any, int], Callable[[Any], list[Any]]]
+ViewsBuilder = Callable[[PretrainAugmentConfig, Any, int], Callable[[Any], list[Any]]]
 # (augment section, the method's config section, image side S) -> (B, 3, S, S) uint8 -> V view batches.
-DeviceViewsBuilder = Callable[[AugmentConfig, Any, int], MultiViewAugment]
+DeviceViewsBuilder = Callable[[PretrainAugmentConfig, Any, int], MultiViewAugment]
 
 
 @dataclass(frozen=True)
@@ -108,20 +108,20 @@ def _check_names_match() -> None:
 # ---------------------------------------------------------------------------------------------
 # SimCLR and DINO build their views with the functions of ssl.transforms / ssl.device_transforms;
 # these adapters give them the registry's (augment, section, image_size) signature.
-def _simclr_views(aug: AugmentConfig, simclr: SimCLRConfig, image_size: int) -> Any:
+def _simclr_views(aug: PretrainAugmentConfig, simclr: SimCLRConfig, image_size: int) -> Any:
     return simclr_transform(aug, image_size)
 
 
-def _simclr_device_views(aug: AugmentConfig, simclr: SimCLRConfig, image_size: int) -> MultiViewAugment:
+def _simclr_device_views(aug: PretrainAugmentConfig, simclr: SimCLRConfig, image_size: int) -> MultiViewAugment:
     return simclr_device_views(aug, image_size)
 
 
-def _dino_views(aug: AugmentConfig, dino: DINOConfig, image_size: int) -> Any:
+def _dino_views(aug: PretrainAugmentConfig, dino: DINOConfig, image_size: int) -> Any:
     return dino_transform(aug, image_size, local_crop_side(dino, image_size), dino.n_local_views,
                           dino.global_crop_min_scale, dino.local_crop_min_scale, dino.local_crop_max_scale)
 
 
-def _dino_device_views(aug: AugmentConfig, dino: DINOConfig, image_size: int) -> MultiViewAugment:
+def _dino_device_views(aug: PretrainAugmentConfig, dino: DINOConfig, image_size: int) -> MultiViewAugment:
     return dino_device_views(aug, image_size, local_crop_side(dino, image_size), dino.n_local_views,
                              dino.global_crop_min_scale, dino.local_crop_min_scale, dino.local_crop_max_scale)
 

@@ -47,7 +47,7 @@ from ssl.methods import METHODS, get_method, method_names
 from ssl.model_config import build_model_backbone
 from ssl.monitor import MonitorConfig, SSLMonitor
 from ssl.snapshots import BackboneSnapshots
-from ssl.transforms import AugmentConfig, eval_transform
+from ssl.transforms import PretrainAugmentConfig, eval_transform
 
 T = TypeVar("T")
 
@@ -85,7 +85,7 @@ class PretrainConfig:
             the labelled training and validation images feed the kNN monitor).
         trainer: :class:`dermkit.config.TrainerConfig`.
         model: :class:`dermkit.config.BackboneConfig` (backbone, small_stem, init).
-        augment: :class:`ssl.transforms.AugmentConfig`.
+        augment: :class:`ssl.transforms.PretrainAugmentConfig`.
         optim: :class:`ssl.base_module.PretrainOptimConfig`.
         monitor: :class:`ssl.monitor.MonitorConfig`.
         <method>: one section per registered method, named after it, typed by the method's config
@@ -102,7 +102,7 @@ class PretrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     model: BackboneConfig = field(default_factory=BackboneConfig)
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    augment: PretrainAugmentConfig = field(default_factory=PretrainAugmentConfig)
     optim: PretrainOptimConfig = field(default_factory=PretrainOptimConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
 
