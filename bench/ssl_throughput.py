@@ -110,7 +110,7 @@ def run_reference(args: argparse.Namespace) -> dict[str, float]:
             with Image.open(self.paths[i]) as image:
                 return self.transform(image.convert("RGB")), 0
 
-    # The same view parameters as ssl.transforms.AugmentConfig's defaults at <= 64 px (blur off).
+    # The same view parameters as ssl.transforms.PretrainAugmentConfig's defaults at <= 64 px (blur off).
     transform = SimCLRTransform(input_size=args.image_size, cj_prob=0.8, cj_bright=0.4, cj_contrast=0.4, cj_sat=0.3,
                                 cj_hue=0.02, min_scale=0.2, random_gray_scale=0.1, gaussian_blur=0.0,
                                 vf_prob=0.5, hf_prob=0.5, rr_prob=0.5, rr_degrees=180.0)

@@ -23,6 +23,7 @@ from typing import Any, NoReturn, TypeVar
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
+from dermkit.data.readers import reader_names
 from dermkit.errors import DermkitError, closest, did_you_mean
 
 T = TypeVar("T")
@@ -137,6 +138,40 @@ class BackboneConfig:
     backbone: str = "resnet18"
     small_stem: bool = False
     init: str = ""
+
+
+@dataclass
+class OptimConfig:
+    """The keys every stage's ``optim`` section has: ``ssl.pretrain`` (``PretrainOptimConfig``),
+    ``synth.train`` (``DiffusionOptimConfig``) and ``finetune.train`` (``FinetuneOptimConfig``).
+
+    Each stage's subclass gives the defaults and says what the keys mean there (they differ: the
+    pretraining learning rate is per 256 images, 0 = the method's default). No key has a default
+    here, so a subclass that forgets one fails at once rather than inheriting another stage's.
+
+    Keys:
+        lr: the (peak) learning rate.
+        weight_decay: weight decay.
+    """
+
+    lr: float
+    weight_decay: float
+
+
+@dataclass
+class AdamWOptimConfig(OptimConfig):
+    """AdamW with a linear learning-rate warm-up, a cosine decay and a moving average of the
+    weights: the ``optim`` keys ``synth.train`` and ``finetune.train`` share (each sets the defaults).
+
+    Keys:
+        lr: the peak learning rate.
+        weight_decay: AdamW weight decay.
+        warmup_steps: linear warm-up steps of the learning rate.
+        ema_decay: decay of the exponential moving average of the weights.
+    """
+
+    warmup_steps: int
+    ema_decay: float
 
 
 @dataclass(frozen=True)
@@ -342,11 +377,7 @@ def check_data_config(data: DataConfig, prefix: str = "data") -> None:
         DermkitError: an unknown ``name`` (listing the registered readers), ``batch_size`` < 1
             or ``num_workers`` < 0. (Split fractions are checked where the split is made.)
     """
-    # The reader registry is the one list of dataset names; imported here because the readers
-    # import this module.
-    from dermkit.data.readers import reader_names
-
-    names = reader_names()
+    names = reader_names()  # the reader registry is the one list of dataset names
     if data.name not in names:
         raise DermkitError(f"Unknown dataset {prefix}.name={data.name!r} (--data).{did_you_mean(data.name, names)} "
                            f"Known: {', '.join(names)}.")

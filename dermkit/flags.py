@@ -15,6 +15,7 @@ import functools
 from pathlib import Path
 
 from dermkit.config import Flag
+from dermkit.data.readers import reader_names
 from dermkit.errors import DermkitError, did_you_mean
 from dermkit.runinfo import check_out_dir
 
@@ -32,8 +33,6 @@ def data_flag(note: str = "") -> Flag:
     Args:
         note: appended to the help line, e.g. which formats the command cannot use.
     """
-    from dermkit.data.readers import reader_names  # the readers import dermkit.config
-
     return Flag("--data", "data.name", f"dataset format: {', '.join(reader_names())}{note}")
 
 
@@ -57,7 +56,7 @@ def backbone_flag(key: str = "model.backbone", note: str = "", weights_option: s
     """
     from dermkit.backbones import BACKBONES  # torch; every command with a backbone imports it anyway
 
-    return Flag("--backbone", key, f"architecture: {', '.join(BACKBONES)}{note}",
+    return Flag("--backbone", key, f"architecture: {', '.join(BACKBONES.names())}{note}",
                 check=functools.partial(check_backbone, key=key, weights_option=weights_option))
 
 
@@ -84,7 +83,7 @@ def check_backbone(name: str, key: str = "model.backbone", weights_option: str =
     else:
         hint = ""
     raise DermkitError(f"Unknown backbone {key}={name!r}: --backbone names an architecture."
-                       f"{did_you_mean(name, BACKBONES)} Known: {', '.join(BACKBONES)}.{hint}")
+                       f"{did_you_mean(name, BACKBONES)} Known: {', '.join(BACKBONES.names())}.{hint}")
 
 
 def weights_flag(help: str) -> Flag:  # noqa: A002 - the Flag field's name

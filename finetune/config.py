@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from dermkit.config import BackboneConfig, DataConfig, TrainerConfig
+from dermkit.config import AdamWOptimConfig, BackboneConfig, DataConfig, TrainerConfig
 from dermkit.resume import default_run_dir
 
 
@@ -63,9 +63,9 @@ class LossConfig:
 
 
 @dataclass
-class FinetuneOptimConfig:
+class FinetuneOptimConfig(AdamWOptimConfig):
     """The classifier's optimiser (``optim`` of ``finetune.train``): AdamW with per-step cosine decay,
-    and the transfer-learning schedule.
+    and the transfer-learning schedule (the shared keys: :class:`dermkit.config.AdamWOptimConfig`).
 
     Keys:
         lr: peak learning rate of the head (and of the backbone with random initialisation).
@@ -117,7 +117,7 @@ class ValidationConfig:
 
 
 @dataclass
-class AugmentConfig:
+class FinetuneAugmentConfig:
     """Training augmentation; ``data.augment_on=workers`` and ``device`` draw the same operations.
 
     Every training image is flipped both ways at random, then:
@@ -204,7 +204,7 @@ class FinetuneConfig:
         loss: :class:`LossConfig`.
         optim: :class:`FinetuneOptimConfig`.
         val: :class:`ValidationConfig`: which epochs are validated (and can be the best).
-        augment: :class:`AugmentConfig` of the training images.
+        augment: :class:`FinetuneAugmentConfig` of the training images.
         synth: :class:`SynthConfig`.
         report: :class:`ReportConfig` of the test split's HTML report (``report/index.html``).
         sampler: ``shuffle`` (plain shuffling) or ``balanced`` (every class drawn equally often).
@@ -224,7 +224,7 @@ class FinetuneConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     optim: FinetuneOptimConfig = field(default_factory=FinetuneOptimConfig)
     val: ValidationConfig = field(default_factory=ValidationConfig)
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    augment: FinetuneAugmentConfig = field(default_factory=FinetuneAugmentConfig)
     synth: SynthConfig = field(default_factory=SynthConfig)
     report: ReportConfig = field(default_factory=lambda: ReportConfig(explain=2))
     sampler: str = "shuffle"

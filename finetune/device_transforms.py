@@ -12,11 +12,11 @@ from collections.abc import Sequence
 
 from dermkit.augment import ViewAugment, ViewSpec
 
-from finetune.config import AugmentConfig
+from finetune.config import FinetuneAugmentConfig
 
 
 def train_device_augment(image_size: int, mean: Sequence[float], std: Sequence[float],
-                         augment: AugmentConfig) -> ViewAugment:
+                         augment: FinetuneAugmentConfig) -> ViewAugment:
     """(B, 3, S, S) uint8 -> (B, 3, S, S) augmented, normalised float32 views.
 
     Args:

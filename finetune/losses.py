@@ -1,17 +1,68 @@
-"""The loss registry: ``build_loss(name, ...)`` for ``focal``, ``ce`` and ``class_balanced``."""
+"""The loss registry: ``build_loss(name, ...)`` for ``focal``, ``ce`` and ``class_balanced``.
+
+A new loss: one factory ``LossSettings -> nn.Module`` below, decorated with ``@LOSSES.register("name")``;
+``loss.name`` accepts it and ``--loss`` lists it.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
+import torch
 from torch import nn
 
-from dermkit.errors import DermkitError, did_you_mean
+from dermkit.errors import DermkitError
+from dermkit.registry import Registry
 from finetune.class_balanced_loss import ClassBalancedLoss
 from finetune.class_weights import class_weights
 from finetune.focal_loss import FocalLoss
 
-LOSSES = ("focal", "ce", "class_balanced")
+
+@dataclass(frozen=True)
+class LossSettings:
+    """What a loss factory reads: the ``loss.*`` keys (see :class:`finetune.config.LossConfig`) and the counts.
+
+    Attributes:
+        counts: (C,) training images per class (for the class weights).
+        gamma: focal γ.
+        weighting: per-class α of ``focal`` / ``ce`` (:func:`finetune.class_weights.class_weights`).
+        beta: β of the effective number of samples.
+        alpha: explicit weights for ``weighting=given``.
+        label_smoothing: ``ce`` only: probability mass spread uniformly over the classes.
+    """
+
+    counts: Sequence[int]
+    gamma: float
+    weighting: str
+    beta: float
+    alpha: Sequence[float]
+    label_smoothing: float
+
+    def class_weights(self) -> torch.Tensor | None:
+        """(C,) per-class weights of ``weighting``, or None for ``none``."""
+        return class_weights(self.weighting, self.counts, beta=self.beta, given=self.alpha)
+
+
+LossFactory = Callable[[LossSettings], nn.Module]
+# In registration order: focal (the default), ce, class_balanced.
+LOSSES: Registry[LossFactory] = Registry("loss")
+
+
+@LOSSES.register("focal")
+def _focal(settings: LossSettings) -> nn.Module:
+    return FocalLoss(gamma=settings.gamma, alpha=settings.class_weights())
+
+
+@LOSSES.register("ce")
+def _cross_entropy(settings: LossSettings) -> nn.Module:
+    return nn.CrossEntropyLoss(weight=settings.class_weights(), label_smoothing=settings.label_smoothing)
+
+
+@LOSSES.register("class_balanced")
+def _class_balanced(settings: LossSettings) -> nn.Module:
+    # Its own effective-number weights: loss.weighting does not apply.
+    return ClassBalancedLoss(settings.counts, beta=settings.beta, gamma=settings.gamma)
 
 
 def check_label_smoothing(name: str, label_smoothing: float) -> None:
@@ -32,7 +83,7 @@ def build_loss(name: str, counts: Sequence[int], gamma: float = 2.0, weighting: 
     """A loss module mapping (logits (B, C), target (B,)) to a scalar.
 
     Args:
-        name: ``focal``, ``ce`` or ``class_balanced``.
+        name: a name of :data:`LOSSES` (``focal``, ``ce``, ``class_balanced``).
         counts: (C,) training images per class (for the class weights).
         gamma: focal γ (``focal``; ``class_balanced`` is focal when γ > 0).
         weighting: per-class α of ``focal`` / ``ce`` (see :func:`finetune.class_weights.class_weights`).
@@ -45,11 +96,6 @@ def build_loss(name: str, counts: Sequence[int], gamma: float = 2.0, weighting: 
             smoothing that :func:`check_label_smoothing` refuses.
     """
     check_label_smoothing(name, label_smoothing)
-    if name == "class_balanced":
-        return ClassBalancedLoss(counts, beta=beta, gamma=gamma)
-    weights = class_weights(weighting, counts, beta=beta, given=alpha)
-    if name == "focal":
-        return FocalLoss(gamma=gamma, alpha=weights)
-    if name == "ce":
-        return nn.CrossEntropyLoss(weight=weights, label_smoothing=label_smoothing)
-    raise DermkitError(f"Unknown loss.name {name!r}.{did_you_mean(name, LOSSES)} Choose one of {', '.join(LOSSES)}.")
+    factory = LOSSES.lookup(name, key="loss.name")
+    return factory(LossSettings(counts=counts, gamma=gamma, weighting=weighting, beta=beta, alpha=alpha,
+                                label_smoothing=label_smoothing))

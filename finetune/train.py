@@ -37,7 +37,7 @@ from dermkit.console import console, entry_point
 from dermkit.cpu_time import CpuTimeByPart
 from dermkit.data.prepare import PreparedData, prepare_data
 from dermkit.data.split_policy import check_same_split
-from dermkit.errors import DermkitError, did_you_mean
+from dermkit.errors import DermkitError
 from dermkit.flags import backbone_flag, data_flag, out_flag, root_flag
 from dermkit.metrics import classification_report
 from dermkit.resume import RESTART_FLAG, resume_checkpoint
@@ -54,7 +54,7 @@ from finetune.html_report import write_html_report
 from finetune.losses import LOSSES, check_label_smoothing
 from finetune.module import ClassifierModule
 from finetune.outputs import write_outputs
-from finetune.sampler import class_balanced_sampler
+from finetune.sampler import SAMPLERS
 from finetune.synthetic import load_synthetic
 from finetune.transforms import eval_transform, train_transform
 from finetune.validation_schedule import ValidationSchedule, validated_epochs
@@ -68,7 +68,7 @@ FLAGS = [
     Flag("--image-size", "data.image_size", "input side in pixels", int),
     backbone_flag(note=" (with --init: a backbone card's architecture wins)"),
     Flag("--init", "model.init", "backbone.safetensors from ssl.pretrain, or a local weights file"),
-    Flag("--loss", "loss.name", "focal, ce or class_balanced"),
+    Flag("--loss", "loss.name", f"training loss: {', '.join(LOSSES.names())}"),
     Flag("--epochs", "trainer.max_epochs", "training epochs", int),
     Flag("--manifest", "synth.manifest", "synthetic manifest.csv to add to the training data"),
     out_flag("run folder"),
@@ -77,21 +77,17 @@ FLAGS = [
          "out_dir/checkpoints/last.ckpt (kept so that older commands still run)", bool),
     RESTART_FLAG,
 ]
-SAMPLERS = ("shuffle", "balanced")
 MONITOR = "val/balanced_accuracy"
 
 
 def check_config(cfg: FinetuneConfig) -> None:
     """Reject values the schema's types cannot (names of choices, ranges)."""
-    if cfg.sampler not in SAMPLERS:
-        raise DermkitError(f"sampler={cfg.sampler!r} is unknown; choose one of {', '.join(SAMPLERS)}.")
+    SAMPLERS.lookup(cfg.sampler, key="sampler")
     if cfg.optim.head_epochs < 0 or cfg.optim.lr <= 0 or cfg.optim.backbone_lr_scale < 0:
         raise DermkitError("optim.head_epochs must be >= 0, optim.lr > 0 and optim.backbone_lr_scale >= 0.")
     if not 0 <= cfg.optim.ema_decay < 1:
         raise DermkitError(f"optim.ema_decay={cfg.optim.ema_decay} must lie in [0, 1) (0: no weight average).")
-    if cfg.loss.name not in LOSSES:
-        raise DermkitError(f"loss.name={cfg.loss.name!r} is unknown.{did_you_mean(cfg.loss.name, LOSSES)} "
-                           f"Choose one of {', '.join(LOSSES)}.")
+    LOSSES.lookup(cfg.loss.name, key="loss.name")
     if cfg.loss.weighting not in (*WEIGHTINGS, "given"):
         raise DermkitError(f"loss.weighting={cfg.loss.weighting!r} is unknown; choose one of "
                            f"{', '.join((*WEIGHTINGS, 'given'))}.")
@@ -243,9 +239,8 @@ def run_record(cfg: FinetuneConfig, prepared: PreparedData, data: FinetuneData, 
 def make_loaders(cfg: FinetuneConfig, data: FinetuneData) -> tuple[DataLoader, DataLoader, DataLoader]:
     """(train, val, test) loaders; training order (or the balanced sampler) seeded by ``seed``."""
     generator = torch.Generator().manual_seed(cfg.seed)
-    sampler = class_balanced_sampler(torch.as_tensor(data.train_labels), data.epoch_items or None, generator) \
-        if cfg.sampler == "balanced" else None
-    train_loader = make_loader(data.train, cfg, shuffle=sampler is None, sampler=sampler, generator=generator)
+    sampler = SAMPLERS.lookup(cfg.sampler)(torch.as_tensor(data.train_labels), data.epoch_items or None, generator)
+    train_loader = make_loader(data.train, cfg, sampler=sampler, generator=generator)
     return train_loader, make_loader(data.val, cfg), make_loader(data.test, cfg)
 
 

@@ -18,7 +18,7 @@ from torchvision.transforms import v2
 
 from dermkit.augment import vignette
 
-from finetune.config import AugmentConfig
+from finetune.config import FinetuneAugmentConfig
 
 
 class RandomZoomOut:
@@ -55,7 +55,8 @@ class RandomVignette:
         return vignette(image.unsqueeze(0)).squeeze(0)
 
 
-def train_transform(image_size: int, mean: Sequence[float], std: Sequence[float], augment: AugmentConfig) -> v2.Compose:
+def train_transform(image_size: int, mean: Sequence[float], std: Sequence[float],
+                    augment: FinetuneAugmentConfig) -> v2.Compose:
     """Augmentation for training: PIL image -> (3, S, S) normalised float tensor.
 
     The geometric and colour steps run on the PIL image, where they are several times faster

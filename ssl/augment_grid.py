@@ -3,7 +3,7 @@
 For a few HAM10000 training images (the cached, S x S uint8 rows), draws SimCLR views with the
 worker path (lightly's ``SimCLRTransform`` on PIL images, ``data.augment_on=workers``) and with
 the device path (:mod:`dermkit.augment` on one uint8 batch, ``data.augment_on=device``), with
-``ssl.transforms.AugmentConfig``'s defaults, and writes one PNG: per image, the original, then
+``ssl.transforms.PretrainAugmentConfig``'s defaults, and writes one PNG: per image, the original, then
 the worker views, then the device views. Views are shown without the normalisation.
 
 Example::
@@ -24,7 +24,7 @@ from dermkit.config import DataConfig, default_ham10000_root
 from dermkit.console import console, entry_point
 from dermkit.data.prepare import prepare_data
 from ssl.device_transforms import simclr_device_views
-from ssl.transforms import AugmentConfig, simclr_transform
+from ssl.transforms import PretrainAugmentConfig, simclr_transform
 
 RAW = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))  # mean, std: views stay in [0, 1] for display
 
@@ -42,7 +42,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def draw_views(images: np.ndarray, n_views: int, image_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(worker views, device views) of (N, S, S, 3) uint8 images, each (N, V, S, S, 3) uint8."""
-    aug = AugmentConfig()
+    aug = PretrainAugmentConfig()
     torch.manual_seed(seed)
     transform = simclr_transform(aug, image_size, *RAW)
     worker = torch.stack([torch.stack([view for _ in range((n_views + 1) // 2)

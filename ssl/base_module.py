@@ -23,6 +23,7 @@ from torch import nn
 
 from dermkit.augment import MultiViewAugment, seed_for_process
 from dermkit.backbones import Backbone
+from dermkit.config import OptimConfig
 from dermkit.errors import DermkitError, did_you_mean
 from dermkit.precision import float32_call
 
@@ -30,8 +31,8 @@ OPTIMIZERS = ("sgd", "adamw", "lars")
 
 
 @dataclass
-class PretrainOptimConfig:
-    """Optimiser section of ``ssl.pretrain``.
+class PretrainOptimConfig(OptimConfig):
+    """Optimiser section of ``ssl.pretrain`` (``lr`` and ``weight_decay``: :class:`dermkit.config.OptimConfig`).
 
     Keys:
         name: ``auto`` (SimCLR, BYOL: ``sgd``; DINO: ``adamw``), ``sgd``, ``adamw`` or ``lars``.

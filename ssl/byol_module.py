@@ -23,7 +23,7 @@ Config keys read:
     optim.* (every key of :class:`ssl.base_module.PretrainOptimConfig`, through the base module; defaults:
         SGD, lr 0.12 per 256 images, weight decay 5e-4: lightly's CIFAR-10 benchmark settings for
         BYOL, 0.06 per 128 images);
-    augment.* (every key of :class:`ssl.transforms.AugmentConfig`) and data.image_size (the views:
+    augment.* (every key of :class:`ssl.transforms.PretrainAugmentConfig`) and data.image_size (the views:
         :func:`byol_views`, :func:`byol_device_views`).
 """
 
@@ -44,7 +44,7 @@ from dermkit.backbones import Backbone
 from dermkit.backbones.card import IMAGENET_MEAN, IMAGENET_STD
 from ssl.base_module import PretrainOptimConfig, SSLModule, momentum_array
 from ssl.device_transforms import view_spec
-from ssl.transforms import AugmentConfig, blur_probability, check_augment, lightly_normalize
+from ssl.transforms import PretrainAugmentConfig, blur_probability, check_augment, lightly_normalize
 
 # Share of view 0's blur probability that view 1 gets (the paper: 1.0 and 0.1; DINO's global crops here).
 SECOND_VIEW_BLUR = 0.2
@@ -69,7 +69,7 @@ class BYOLConfig:
     momentum_start: float = 0.99
 
 
-def byol_views(aug: AugmentConfig, byol: BYOLConfig, image_size: int) -> BYOLTransform:
+def byol_views(aug: PretrainAugmentConfig, byol: BYOLConfig, image_size: int) -> BYOLTransform:
     """BYOL's two asymmetric views of one image (see the module doc).
 
     Args:
@@ -94,7 +94,7 @@ def byol_views(aug: AugmentConfig, byol: BYOLConfig, image_size: int) -> BYOLTra
     )
 
 
-def byol_device_views(aug: AugmentConfig, byol: BYOLConfig, image_size: int) -> MultiViewAugment:
+def byol_device_views(aug: PretrainAugmentConfig, byol: BYOLConfig, image_size: int) -> MultiViewAugment:
     """The views of :func:`byol_views` on whole batches: (B, 3, S, S) uint8 -> 2 x (B, 3, S, S) float."""
     check_augment(aug)
     blur = blur_probability(aug, image_size)

@@ -1,7 +1,7 @@
 """SimCLR and DINO views augmented on the device (``data.augment_on=device``).
 
 The same views as :mod:`ssl.transforms` (lightly's ``SimCLRTransform`` / ``DINOTransform`` with
-the dermoscopy parameters of :class:`ssl.transforms.AugmentConfig`), drawn per sample on a whole
+the dermoscopy parameters of :class:`ssl.transforms.PretrainAugmentConfig`), drawn per sample on a whole
 uint8 batch by :class:`dermkit.augment.MultiViewAugment`, in the module's
 ``on_after_batch_transfer``.
 """
@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from dermkit.augment import MultiViewAugment, ViewSpec
 from dermkit.backbones.card import IMAGENET_MEAN, IMAGENET_STD
-from ssl.transforms import AugmentConfig, blur_probability, check_augment
+from ssl.transforms import PretrainAugmentConfig, blur_probability, check_augment
 
 
-def view_spec(aug: AugmentConfig, size: int, crop_scale: tuple[float, float], blur: float, solarize: float,
+def view_spec(aug: PretrainAugmentConfig, size: int, crop_scale: tuple[float, float], blur: float, solarize: float,
               mean: tuple[float, ...], std: tuple[float, ...]) -> ViewSpec:
     """One view with lightly's operations (``cj_strength`` 1) and ``aug``'s parameters.
 
@@ -33,7 +33,7 @@ def view_spec(aug: AugmentConfig, size: int, crop_scale: tuple[float, float], bl
                     solarize_prob=solarize, mean=tuple(mean), std=tuple(std))
 
 
-def simclr_device_views(aug: AugmentConfig, image_size: int, mean: tuple[float, ...] = IMAGENET_MEAN,
+def simclr_device_views(aug: PretrainAugmentConfig, image_size: int, mean: tuple[float, ...] = IMAGENET_MEAN,
                         std: tuple[float, ...] = IMAGENET_STD) -> MultiViewAugment:
     """Two SimCLR views, as :func:`ssl.transforms.simclr_transform`: (B, 3, S, S) uint8 -> 2 x (B, 3, S, S)."""
     check_augment(aug)
@@ -41,7 +41,7 @@ def simclr_device_views(aug: AugmentConfig, image_size: int, mean: tuple[float, 
     return MultiViewAugment([view, view])
 
 
-def dino_device_views(aug: AugmentConfig, image_size: int, local_crop_size: int, n_local_views: int,
+def dino_device_views(aug: PretrainAugmentConfig, image_size: int, local_crop_size: int, n_local_views: int,
                       global_crop_min_scale: float, local_crop_min_scale: float, local_crop_max_scale: float,
                       mean: tuple[float, ...] = IMAGENET_MEAN,
                       std: tuple[float, ...] = IMAGENET_STD) -> MultiViewAugment:

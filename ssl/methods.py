@@ -29,21 +29,21 @@ from typing import Any
 
 from dermkit.augment import MultiViewAugment
 from dermkit.backbones import Backbone
-from dermkit.errors import DermkitError, did_you_mean
+from dermkit.registry import Registry
 from dermkit.ssl_methods import SSL_METHODS
 from ssl.base_module import PretrainOptimConfig, SSLModule
 from ssl.byol_module import BYOLConfig, BYOLModule, byol_device_views, byol_views
 from ssl.device_transforms import dino_device_views, simclr_device_views
 from ssl.dino_module import DINOConfig, DINOModule, local_crop_side
 from ssl.simclr_module import SimCLRConfig, SimCLRModule
-from ssl.transforms import AugmentConfig, dino_transform, simclr_transform
+from ssl.transforms import PretrainAugmentConfig, dino_transform, simclr_transform
 
 # (backbone, the method's config section, optim section, per-device batch size) -> module.
 ModuleFactory = Callable[[Backbone, Any, PretrainOptimConfig, int], SSLModule]
 # (augment section, the method's config section, image side S) -> PIL image -> list of V view tensors.
-ViewsBuilder = Callable[[AugmentConfig, Any, int], Callable[[Any], list[Any]]]
+ViewsBuilder = Callable[[PretrainAugmentConfig, Any, int], Callable[[Any], list[Any]]]
 # (augment section, the method's config section, image side S) -> (B, 3, S, S) uint8 -> V view batches.
-DeviceViewsBuilder = Callable[[AugmentConfig, Any, int], MultiViewAugment]
+DeviceViewsBuilder = Callable[[PretrainAugmentConfig, Any, int], MultiViewAugment]
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,8 @@ class SSLMethod:
     device_views: DeviceViewsBuilder | None = None
 
 
-METHODS: dict[str, SSLMethod] = {}
+# Messages and ``--method`` list the names sorted; iteration (the config sections) keeps registration order.
+METHODS: Registry[SSLMethod] = Registry("method", sort_names=True)
 
 
 def register_method(method: SSLMethod) -> SSLMethod:
@@ -76,18 +77,15 @@ def register_method(method: SSLMethod) -> SSLMethod:
         ValueError: the name is registered twice, or is missing from
             :data:`dermkit.ssl_methods.SSL_METHODS` (where the benchmark reads the names).
     """
-    if method.name in METHODS:
-        raise ValueError(f"SSL method {method.name!r} is registered twice")
     if method.name not in SSL_METHODS:
         raise ValueError(f"SSL method {method.name!r} is not in dermkit.ssl_methods.SSL_METHODS; add it there too, "
                          "so that the benchmark knows it")
-    METHODS[method.name] = method
-    return method
+    return METHODS.add(method.name, method)
 
 
 def method_names() -> str:
     """The registered names, sorted and comma-separated (for help texts and errors)."""
-    return ", ".join(sorted(METHODS))
+    return ", ".join(METHODS.names())
 
 
 def get_method(name: str) -> SSLMethod:
@@ -96,9 +94,7 @@ def get_method(name: str) -> SSLMethod:
     Raises:
         DermkitError: unknown name; the message lists the registered names (and the closest ones).
     """
-    if name not in METHODS:
-        raise DermkitError(f"Unknown method {name!r}.{did_you_mean(name, METHODS)} Choose one of {method_names()}.")
-    return METHODS[name]
+    return METHODS.lookup(name)
 
 
 def _check_names_match() -> None:
@@ -112,20 +108,20 @@ def _check_names_match() -> None:
 # ---------------------------------------------------------------------------------------------
 # SimCLR and DINO build their views with the functions of ssl.transforms / ssl.device_transforms;
 # these adapters give them the registry's (augment, section, image_size) signature.
-def _simclr_views(aug: AugmentConfig, simclr: SimCLRConfig, image_size: int) -> Any:
+def _simclr_views(aug: PretrainAugmentConfig, simclr: SimCLRConfig, image_size: int) -> Any:
     return simclr_transform(aug, image_size)
 
 
-def _simclr_device_views(aug: AugmentConfig, simclr: SimCLRConfig, image_size: int) -> MultiViewAugment:
+def _simclr_device_views(aug: PretrainAugmentConfig, simclr: SimCLRConfig, image_size: int) -> MultiViewAugment:
     return simclr_device_views(aug, image_size)
 
 
-def _dino_views(aug: AugmentConfig, dino: DINOConfig, image_size: int) -> Any:
+def _dino_views(aug: PretrainAugmentConfig, dino: DINOConfig, image_size: int) -> Any:
     return dino_transform(aug, image_size, local_crop_side(dino, image_size), dino.n_local_views,
                           dino.global_crop_min_scale, dino.local_crop_min_scale, dino.local_crop_max_scale)
 
 
-def _dino_device_views(aug: AugmentConfig, dino: DINOConfig, image_size: int) -> MultiViewAugment:
+def _dino_device_views(aug: PretrainAugmentConfig, dino: DINOConfig, image_size: int) -> MultiViewAugment:
     return dino_device_views(aug, image_size, local_crop_side(dino, image_size), dino.n_local_views,
                              dino.global_crop_min_scale, dino.local_crop_min_scale, dino.local_crop_max_scale)
 

@@ -30,7 +30,7 @@ from pytorch_lightning.utilities import rank_zero_only
 from torch.utils.data import DataLoader
 
 from dermkit.augment import MultiViewAugment
-from dermkit.backbones import BACKBONES, BackboneCard, build_backbone, save_backbone
+from dermkit.backbones import BACKBONES, BackboneCard, save_backbone
 from dermkit.backbones.card import IMAGENET_MEAN, IMAGENET_STD
 from dermkit.config import BackboneConfig, DataConfig, Flag, TrainerConfig, parse_config
 from dermkit.console import console, entry_point, print_table
@@ -47,7 +47,7 @@ from ssl.methods import METHODS, get_method, method_names
 from ssl.model_config import build_model_backbone
 from ssl.monitor import MonitorConfig, SSLMonitor
 from ssl.snapshots import BackboneSnapshots
-from ssl.transforms import AugmentConfig, eval_transform
+from ssl.transforms import PretrainAugmentConfig, eval_transform
 
 T = TypeVar("T")
 
@@ -85,7 +85,7 @@ class PretrainConfig:
             the labelled training and validation images feed the kNN monitor).
         trainer: :class:`dermkit.config.TrainerConfig`.
         model: :class:`dermkit.config.BackboneConfig` (backbone, small_stem, init).
-        augment: :class:`ssl.transforms.AugmentConfig`.
+        augment: :class:`ssl.transforms.PretrainAugmentConfig`.
         optim: :class:`ssl.base_module.PretrainOptimConfig`.
         monitor: :class:`ssl.monitor.MonitorConfig`.
         <method>: one section per registered method, named after it, typed by the method's config
@@ -102,7 +102,7 @@ class PretrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     model: BackboneConfig = field(default_factory=BackboneConfig)
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    augment: PretrainAugmentConfig = field(default_factory=PretrainAugmentConfig)
     optim: PretrainOptimConfig = field(default_factory=PretrainOptimConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
 
@@ -244,8 +244,7 @@ def validate(cfg: PretrainConfig) -> None:
         DermkitError: unknown method or backbone, bad view settings, or a batch of fewer than 2 images.
     """
     get_method(cfg.method)  # an unknown name lists the registered ones
-    if cfg.model.backbone not in BACKBONES:
-        build_backbone(cfg.model.backbone)
+    BACKBONES.lookup(cfg.model.backbone, key="model.backbone")  # an unknown name lists the registered ones
     if cfg.data.augment_on == "device":
         build_device_augment(cfg)  # also refuses a method without a device path
     build_train_transform(cfg)  # checks the augment and the method's crop settings for both paths

@@ -25,7 +25,7 @@ from dermkit.errors import DermkitError
 
 
 @dataclass
-class AugmentConfig:
+class PretrainAugmentConfig:
     """Augmentation knobs shared by the views of every method (SimCLR, DINO, BYOL).
 
     Keys:
@@ -73,7 +73,7 @@ def lightly_normalize(mean: tuple[float, ...], std: tuple[float, ...]) -> dict[s
     return {"mean": list(mean), "std": list(std)}
 
 
-def check_augment(aug: AugmentConfig) -> None:
+def check_augment(aug: PretrainAugmentConfig) -> None:
     """Refuse probabilities outside [0, 1] and a hue shift outside [0, 0.5], naming the key.
 
     Raises:
@@ -88,12 +88,12 @@ def check_augment(aug: AugmentConfig) -> None:
         raise DermkitError(f"Config key augment.cj_hue must lie in [0, 0.5], got {aug.cj_hue}.")
 
 
-def blur_probability(aug: AugmentConfig, image_size: int) -> float:
+def blur_probability(aug: PretrainAugmentConfig, image_size: int) -> float:
     """The blur probability actually used: 0 at ``augment.blur_off_at`` px and below."""
     return 0.0 if image_size <= aug.blur_off_at else float(aug.blur_prob)
 
 
-def simclr_transform(aug: AugmentConfig, image_size: int, mean: tuple[float, ...] = IMAGENET_MEAN,
+def simclr_transform(aug: PretrainAugmentConfig, image_size: int, mean: tuple[float, ...] = IMAGENET_MEAN,
                      std: tuple[float, ...] = IMAGENET_STD) -> SimCLRTransform:
     """Two SimCLR views of one image.
 
@@ -114,7 +114,7 @@ def simclr_transform(aug: AugmentConfig, image_size: int, mean: tuple[float, ...
     )
 
 
-def dino_transform(aug: AugmentConfig, image_size: int, local_crop_size: int, n_local_views: int,
+def dino_transform(aug: PretrainAugmentConfig, image_size: int, local_crop_size: int, n_local_views: int,
                    global_crop_min_scale: float, local_crop_min_scale: float, local_crop_max_scale: float,
                    mean: tuple[float, ...] = IMAGENET_MEAN,
                    std: tuple[float, ...] = IMAGENET_STD) -> DINOTransform:

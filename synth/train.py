@@ -26,7 +26,7 @@ from diffusers.training_utils import EMAModel
 from pytorch_lightning.utilities import rank_zero_only
 from torch.utils.data import DataLoader
 
-from dermkit.config import DataConfig, Flag, TrainerConfig, parse_config, to_container
+from dermkit.config import AdamWOptimConfig, DataConfig, Flag, TrainerConfig, parse_config, to_container
 from dermkit.console import console, entry_point
 from dermkit.data.datasets import CachedImageDataset
 from dermkit.data.prepare import prepare_data
@@ -69,9 +69,9 @@ class DiffusionConfig:
 
 
 @dataclass
-class DiffusionOptimConfig:
+class DiffusionOptimConfig(AdamWOptimConfig):
     """The generator's optimiser (``optim`` of ``synth.train``): AdamW, cosine learning rate with
-    linear warm-up, EMA of the weights.
+    linear warm-up, EMA of the weights (the shared keys: :class:`dermkit.config.AdamWOptimConfig`).
 
     Keys:
         lr: peak learning rate.

@@ -13,7 +13,8 @@ from torch import nn
 from torchvision.models import resnet18, resnet50
 from torchvision.models.vision_transformer import VisionTransformer
 
-from dermkit.errors import DermkitError, did_you_mean
+from dermkit.errors import DermkitError
+from dermkit.registry import Registry
 
 
 class Backbone(nn.Module):
@@ -40,19 +41,9 @@ class Backbone(nn.Module):
 
 
 BackboneFactory = Callable[[bool, int], Backbone]
-BACKBONES: dict[str, BackboneFactory] = {}
-
-
-def register_backbone(name: str) -> Callable[[BackboneFactory], BackboneFactory]:
-    """Decorator adding a factory ``(small_stem, image_size) -> Backbone`` to :data:`BACKBONES`."""
-
-    def add(factory: BackboneFactory) -> BackboneFactory:
-        if name in BACKBONES:
-            raise ValueError(f"backbone {name!r} is registered twice")
-        BACKBONES[name] = factory
-        return factory
-
-    return add
+# Factories ``(small_stem, image_size) -> Backbone``; ``--backbone`` help texts list these names.
+BACKBONES: Registry[BackboneFactory] = Registry("backbone")
+register_backbone = BACKBONES.register  # decorator: ``@register_backbone("name")`` above a factory
 
 
 def build_backbone(name: str, small_stem: bool = False, image_size: int = 64) -> Backbone:
@@ -67,9 +58,7 @@ def build_backbone(name: str, small_stem: bool = False, image_size: int = 64) ->
     Raises:
         DermkitError: unknown name (the closest names are listed).
     """
-    if name not in BACKBONES:
-        raise DermkitError(f"Unknown backbone {name!r}.{did_you_mean(name, BACKBONES)} Known: {', '.join(BACKBONES)}.")
-    return BACKBONES[name](small_stem, image_size)
+    return BACKBONES.lookup(name)(small_stem, image_size)
 
 
 def _resnet(net: nn.Module, feature_dim: int, name: str, small_stem: bool, image_size: int) -> Backbone:

@@ -18,11 +18,11 @@ import torch
 from PIL import Image
 
 from dermkit.augment import MultiViewAugment, ViewAugment, ViewSpec, crop_boxes, seed_for_process
-from finetune.config import AugmentConfig as FinetuneAugment
+from finetune.config import FinetuneAugmentConfig as FinetuneAugment
 from finetune.device_transforms import train_device_augment
 from finetune.transforms import train_transform
 from ssl.device_transforms import dino_device_views, simclr_device_views
-from ssl.transforms import AugmentConfig, simclr_transform
+from ssl.transforms import PretrainAugmentConfig, simclr_transform
 
 SIZE = 32
 N_IMAGES = 500  # x 2 SimCLR views = 1000 samples per path
@@ -40,7 +40,7 @@ def ks_statistic(a: np.ndarray, b: np.ndarray) -> float:
                         - np.searchsorted(b, points, side="right") / len(b)).max())
 
 
-def both_paths(image: np.ndarray, aug: AugmentConfig) -> tuple[torch.Tensor, torch.Tensor]:
+def both_paths(image: np.ndarray, aug: PretrainAugmentConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """SimCLR views of N_IMAGES copies of ``image`` (S, S, 3) uint8.
 
     Returns:
@@ -85,7 +85,7 @@ def crop_area(views: torch.Tensor) -> np.ndarray:
 
 
 def test_crop_area_fraction() -> None:
-    worker, device = both_paths(ramp_image(), AugmentConfig(**OFF))
+    worker, device = both_paths(ramp_image(), PretrainAugmentConfig(**OFF))
     assert_same_distribution(crop_area(worker), crop_area(device), "crop area fraction")
     assert 0.5 < crop_area(device).mean() < 0.7  # scale uniform in [0.2, 1]: mean area about 0.6
 
@@ -95,7 +95,7 @@ def test_flip_rates() -> None:
     image = np.zeros((SIZE, SIZE, 3), np.uint8)
     half = SIZE // 2
     image[:half, half:], image[half:, :half], image[half:, half:] = 85, 170, 255
-    aug = AugmentConfig(**{**OFF, "hflip_prob": 0.5, "vflip_prob": 0.5}, min_scale=1.0)
+    aug = PretrainAugmentConfig(**{**OFF, "hflip_prob": 0.5, "vflip_prob": 0.5}, min_scale=1.0)
     worker, device = both_paths(image, aug)
 
     def brightest_quadrant(views: torch.Tensor) -> np.ndarray:
@@ -112,7 +112,7 @@ def test_flip_rates() -> None:
 def test_rotation_black_corners() -> None:
     """A white image: the black share of a view grows with the rotation angle (half the views rotate)."""
     white = np.full((SIZE, SIZE, 3), 255, np.uint8)
-    worker, device = both_paths(white, AugmentConfig(**{**OFF, "rotation_prob": 0.5}, min_scale=1.0))
+    worker, device = both_paths(white, PretrainAugmentConfig(**{**OFF, "rotation_prob": 0.5}, min_scale=1.0))
 
     def black_share(views: torch.Tensor) -> np.ndarray:
         return (views.mean(1) < 0.5).float().mean((1, 2)).numpy()
@@ -125,7 +125,7 @@ def test_rotation_black_corners() -> None:
 def test_colour_jitter_and_greyscale(colour: tuple[int, int, int]) -> None:
     """A flat colour: brightness, saturation, hue and greyscale move each channel's level."""
     flat = np.zeros((SIZE, SIZE, 3), np.uint8) + np.array(colour, np.uint8)
-    worker, device = both_paths(flat, replace(AugmentConfig(**OFF), cj_prob=0.8, gray_prob=0.1, min_scale=1.0))
+    worker, device = both_paths(flat, replace(PretrainAugmentConfig(**OFF), cj_prob=0.8, gray_prob=0.1, min_scale=1.0))
     for channel, name in enumerate("RGB"):
         assert_same_distribution(worker[:, channel].mean((1, 2)).numpy(), device[:, channel].mean((1, 2)).numpy(),
                                  f"channel {name} level")
@@ -142,7 +142,7 @@ def test_hue() -> None:
     offset: the spread of green about its median is compared (to 20%), not the distribution.
     """
     flat = np.zeros((SIZE, SIZE, 3), np.uint8) + np.array((90, 150, 200), np.uint8)
-    worker, device = both_paths(flat, replace(AugmentConfig(**OFF), cj_prob=0.8, cj_bright=0.0, cj_contrast=0.0,
+    worker, device = both_paths(flat, replace(PretrainAugmentConfig(**OFF), cj_prob=0.8, cj_bright=0.0, cj_contrast=0.0,
                                               cj_sat=0.0, min_scale=1.0))
     green_w, green_d = (v[:, 1].mean((1, 2)).numpy() for v in (worker, device))
     spread_w, spread_d = (np.abs(g - np.median(g)).mean() for g in (green_w, green_d))
@@ -154,7 +154,7 @@ def test_contrast() -> None:
     """A grey ramp: contrast (and brightness) set the spread of grey levels within a view."""
     ramp = np.round(np.linspace(40, 215, SIZE)).astype(np.uint8)
     image = np.repeat(np.repeat(ramp[None, :, None], SIZE, 0), 3, 2)
-    worker, device = both_paths(image, replace(AugmentConfig(**OFF), cj_prob=0.8, cj_sat=0.0, cj_hue=0.0,
+    worker, device = both_paths(image, replace(PretrainAugmentConfig(**OFF), cj_prob=0.8, cj_sat=0.0, cj_hue=0.0,
                                                min_scale=1.0))
     assert_same_distribution(worker.mean(1).std((1, 2)).numpy(), device.mean(1).std((1, 2)).numpy(), "grey spread")
 
@@ -232,7 +232,7 @@ def test_crop_boxes_fit_the_image_and_cover_the_scale() -> None:
 
 def test_views_shapes_dtype_and_normalisation() -> None:
     batch = torch.full((4, 3, SIZE, SIZE), 128, dtype=torch.uint8)
-    views = dino_device_views(AugmentConfig(), SIZE, 16, 3, 0.4, 0.05, 0.4)(batch)
+    views = dino_device_views(PretrainAugmentConfig(), SIZE, 16, 3, 0.4, 0.05, 0.4)(batch)
     assert [tuple(v.shape) for v in views] == [(4, 3, SIZE, SIZE)] * 2 + [(4, 3, 16, 16)] * 3
     plain = ViewAugment(ViewSpec(size=SIZE, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)))(batch)
     assert torch.allclose(plain, torch.full_like(plain, (128 / 255 - 0.5) / 0.25), atol=1e-5)
@@ -244,7 +244,7 @@ def test_every_sample_draws_its_own_parameters() -> None:
     """Per-sample, not per-batch: copies of one image come out different."""
     torch.manual_seed(0)
     batch = torch.randint(0, 256, (16, 3, SIZE, SIZE), dtype=torch.uint8)[:1].repeat(16, 1, 1, 1)
-    views = simclr_device_views(AugmentConfig(), SIZE, *RAW)(batch)[0]
+    views = simclr_device_views(PretrainAugmentConfig(), SIZE, *RAW)(batch)[0]
     distinct = {tuple(v.flatten()[:64].tolist()) for v in views}
     assert len(distinct) == 16
 
@@ -252,7 +252,7 @@ def test_every_sample_draws_its_own_parameters() -> None:
 def test_each_ddp_process_draws_its_own_views() -> None:
     """Every process starts from the run's seed; seed_for_process makes rank 1 draw other crops than rank 0."""
     batch = torch.randint(0, 256, (8, 3, SIZE, SIZE), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
-    augment = simclr_device_views(AugmentConfig(), SIZE, *RAW)
+    augment = simclr_device_views(PretrainAugmentConfig(), SIZE, *RAW)
     views = {}
     for rank in (0, 0, 1):
         torch.manual_seed(7)  # what pl.seed_everything does in every process

@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from dermkit.augment import vignette
-from finetune.config import AugmentConfig
+from finetune.config import FinetuneAugmentConfig
 from finetune.device_transforms import train_device_augment
 from finetune.train import main
 from finetune.transforms import train_transform
@@ -31,7 +31,7 @@ def bright_share(views: torch.Tensor) -> torch.Tensor:
 def test_zoom_out_shrinks_the_image_alike_on_both_paths() -> None:
     # A square of a quarter of the area shrinks to 0.25 / z^2 with z uniform in [1, 1.5]: mean 1/6.
     # Up to 1.5 the mirrored border reflects only the black margin, not the square.
-    augment = AugmentConfig(jitter=0.0, zoom_out=1.5)
+    augment = FinetuneAugmentConfig(jitter=0.0, zoom_out=1.5)
     torch.manual_seed(0)
     workers = train_transform(SIZE, *PLAIN, augment)
     pil = Image.fromarray(centred_square().permute(1, 2, 0).numpy())
@@ -55,7 +55,7 @@ def test_vignette_darkens_the_corners_not_the_centre() -> None:
 
 @pytest.mark.parametrize("path", ["workers", "device"])
 def test_vignette_probability_is_the_share_of_views_darkened(path: str) -> None:
-    augment = AugmentConfig(jitter=0.0, vignette=0.3)
+    augment = FinetuneAugmentConfig(jitter=0.0, vignette=0.3)
     torch.manual_seed(1)
     white = torch.full((3, SIZE, SIZE), 255, dtype=torch.uint8)
     if path == "workers":

@@ -65,12 +65,12 @@ def test_one_step_of_every_method_trains_the_backbone(name: str, augment_on: str
 def test_unknown_method_lists_the_registered_names(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(DermkitError, match="Unknown method 'simclr2'") as error:
         get_method("simclr2")
-    listed = str(error.value).split("Choose one of ", 1)[1].rstrip(".").split(", ")
+    listed = str(error.value).split("Known: ", 1)[1].rstrip(".").split(", ")
     assert listed == sorted(METHODS)
     with pytest.raises(SystemExit) as exit_info:  # the command line fails the same way, before any data is read
         main(["--method", "simclr2", "--backbone", "tiny_cnn"])
     assert exit_info.value.code == 2
-    assert f"Choose one of {', '.join(sorted(METHODS))}." in capsys.readouterr().err
+    assert f"Known: {', '.join(sorted(METHODS))}." in capsys.readouterr().err
 
 
 def test_every_method_has_a_strict_config_section() -> None:
@@ -92,6 +92,7 @@ def test_registry_refuses_a_repeated_or_unlisted_name() -> None:
 
 def test_a_method_without_device_path_refuses_augment_on_device(monkeypatch: pytest.MonkeyPatch) -> None:
     workers_only: SSLMethod = dataclasses.replace(METHODS["simclr"], device_views=None)
+    monkeypatch.delitem(METHODS, "simclr")  # the registry refuses to overwrite an entry
     monkeypatch.setitem(METHODS, "simclr", workers_only)
     validate(_config("--method", "simclr", "data.augment_on=workers"))
     with pytest.raises(DermkitError, match="data.augment_on=workers"):

@@ -9,7 +9,7 @@ from PIL import Image
 from dermkit.errors import DermkitError
 from ssl.base_module import momentum_array, warmup_cosine_array
 from ssl.dino_module import DINOConfig, local_crop_side, teacher_temp_array
-from ssl.transforms import AugmentConfig, blur_probability, dino_transform, simclr_transform
+from ssl.transforms import PretrainAugmentConfig, blur_probability, dino_transform, simclr_transform
 
 
 def _image(size: int = 40) -> Image.Image:
@@ -17,24 +17,24 @@ def _image(size: int = 40) -> Image.Image:
 
 
 def test_simclr_views() -> None:
-    views = simclr_transform(AugmentConfig(), 32)(_image())
+    views = simclr_transform(PretrainAugmentConfig(), 32)(_image())
     assert len(views) == 2 and all(v.shape == (3, 32, 32) for v in views)
 
 
 def test_dino_views_global_then_local() -> None:
-    views = dino_transform(AugmentConfig(), 32, 16, 3, 0.4, 0.05, 0.4)(_image())
+    views = dino_transform(PretrainAugmentConfig(), 32, 16, 3, 0.4, 0.05, 0.4)(_image())
     assert [tuple(v.shape) for v in views] == [(3, 32, 32)] * 2 + [(3, 16, 16)] * 3
 
 
 def test_blur_off_at_small_sizes() -> None:
-    aug = AugmentConfig(blur_prob=0.5, blur_off_at=64)
+    aug = PretrainAugmentConfig(blur_prob=0.5, blur_off_at=64)
     assert blur_probability(aug, 64) == 0.0 and blur_probability(aug, 32) == 0.0
     assert blur_probability(aug, 96) == 0.5
 
 
 def test_bad_augment_value_names_key() -> None:
     with pytest.raises(DermkitError, match="augment.vflip_prob"):
-        simclr_transform(AugmentConfig(vflip_prob=1.5), 32)
+        simclr_transform(PretrainAugmentConfig(vflip_prob=1.5), 32)
 
 
 def test_local_crop_side() -> None:

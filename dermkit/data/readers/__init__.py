@@ -11,22 +11,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from dermkit.data.records import ImageRecord, ImageSource
-from dermkit.errors import DermkitError, did_you_mean
+from dermkit.errors import DermkitError
+from dermkit.registry import Registry
 
 ReaderFn = Callable[[Path, bool], ImageSource]
-READERS: dict[str, ReaderFn] = {}
-
-
-def register_reader(name: str) -> Callable[[ReaderFn], ReaderFn]:
-    """Decorator adding a reader to :data:`READERS`."""
-
-    def add(fn: ReaderFn) -> ReaderFn:
-        if name in READERS:
-            raise ValueError(f"reader {name!r} is registered twice")
-        READERS[name] = fn
-        return fn
-
-    return add
+# The dataset formats (``data.name`` values); messages and ``--data`` list them sorted.
+READERS: Registry[ReaderFn] = Registry("dataset format", sort_names=True)
+register_reader = READERS.register  # decorator: ``@register_reader("name")`` above a reader function
 
 
 def read_source(name: str, root: str | Path, skip_bad: bool = False) -> ImageSource:
@@ -36,10 +27,7 @@ def read_source(name: str, root: str | Path, skip_bad: bool = False) -> ImageSou
         DermkitError: unknown reader name, or a problem the reader reports.
     """
     _load_readers()
-    if name not in READERS:
-        raise DermkitError(f"Unknown dataset format data.name={name!r}.{did_you_mean(name, READERS)} "
-                           f"Known: {', '.join(sorted(READERS))}.")
-    source = READERS[name](Path(root).expanduser(), skip_bad)
+    source = READERS.lookup(name, key="data.name")(Path(root).expanduser(), skip_bad)
     check_unique_ids(source)
     return source
 
@@ -76,7 +64,7 @@ def check_unique_ids(source: ImageSource) -> None:
 def reader_names() -> list[str]:
     """The registered dataset formats (``data.name`` values), sorted."""
     _load_readers()
-    return sorted(READERS)
+    return READERS.names()
 
 
 def _load_readers() -> None:

@@ -1,0 +1,189 @@
+"""Every registry (:class:`dermkit.registry.Registry`): refuses a repeated name, lists its names, and
+answers a misspelt one with the closest names; every backbone, loss and sampler works on a tiny input.
+
+The readers run on fixtures of their own (``tests/dermkit/test_readers.py``, which fails when a
+registered reader has none) and each SSL method trains one step (``tests/ssl/test_methods.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from dermkit.errors import DermkitError
+from dermkit.registry import Registry
+
+
+def _backbones() -> Registry:
+    from dermkit.backbones import BACKBONES
+
+    return BACKBONES
+
+
+def _readers() -> Registry:
+    from dermkit.data.readers import READERS, _load_readers
+
+    _load_readers()
+    return READERS
+
+
+def _ssl_methods() -> Registry:
+    from ssl.methods import METHODS
+
+    return METHODS
+
+
+def _losses() -> Registry:
+    from finetune.losses import LOSSES
+
+    return LOSSES
+
+
+def _samplers() -> Registry:
+    from finetune.sampler import SAMPLERS
+
+    return SAMPLERS
+
+
+REGISTRIES: dict[str, Callable[[], Registry]] = {
+    "backbones": _backbones, "readers": _readers, "ssl methods": _ssl_methods, "losses": _losses,
+    "samplers": _samplers,
+}
+# Names each registry must keep (configs and presets use them).
+SOME_NAMES = {
+    "backbones": {"resnet18", "resnet50", "vit_s16", "tiny_cnn"},
+    "readers": {"demo", "ham10000", "isic", "imagefolder", "medmnist", "folder"},
+    "ssl methods": {"simclr", "dino", "byol"},
+    "losses": {"focal", "ce", "class_balanced"},
+    "samplers": {"shuffle", "balanced"},
+}
+
+
+def _help_line(registry: str) -> str | None:
+    """The help line of the flag that takes the registry's names (None: no flag, only a config key)."""
+    if registry == "backbones":
+        from dermkit.flags import backbone_flag
+
+        return backbone_flag().help
+    if registry == "readers":
+        from dermkit.flags import data_flag
+
+        return data_flag().help
+    if registry == "ssl methods":
+        from ssl.pretrain import FLAGS
+
+        return next(flag.help for flag in FLAGS if flag.option == "--method")
+    if registry == "losses":
+        from finetune.train import FLAGS
+
+        return next(flag.help for flag in FLAGS if flag.option == "--loss")
+    return None
+
+
+@pytest.mark.parametrize("registry", sorted(REGISTRIES))
+def test_registry_refuses_a_repeated_name(registry: str) -> None:
+    entries = REGISTRIES[registry]()
+    name = next(iter(entries))
+    entry, before = entries[name], list(entries)
+    with pytest.raises(ValueError, match=f"'{name}' is registered twice"):
+        entries.add(name, entry)
+    with pytest.raises(ValueError, match="registered twice"):
+        entries.register(name)(entry)
+    with pytest.raises(ValueError, match="registered twice"):
+        entries[name] = entry
+    assert list(entries) == before and entries[name] is entry
+
+
+@pytest.mark.parametrize("registry", sorted(REGISTRIES))
+def test_registry_lists_its_names_for_help(registry: str) -> None:
+    entries = REGISTRIES[registry]()
+    names = entries.names()
+    assert SOME_NAMES[registry] <= set(names)
+    assert sorted(names) == sorted(entries) and len(set(names)) == len(names)
+    if entries.sort_names:
+        assert names == sorted(names)
+    else:
+        assert names == list(entries)  # registration order
+    help_line = _help_line(registry)
+    if help_line is not None:
+        assert ", ".join(names) in help_line
+
+
+@pytest.mark.parametrize("registry", sorted(REGISTRIES))
+def test_registry_answers_a_misspelt_name_with_the_closest(registry: str) -> None:
+    entries = REGISTRIES[registry]()
+    name = next(iter(entries))
+    with pytest.raises(DermkitError) as error:
+        entries.lookup(f"{name}x", key="some.key")
+    message = str(error.value)
+    assert f"some.key='{name}x'" in message and f"Did you mean: {name}" in message
+    assert message.endswith(f"Known: {', '.join(entries.names())}.")
+    assert entries.lookup(name) is entries[name]
+    assert entries.get(f"{name}x") is None  # the Mapping interface keeps its meaning
+
+
+def _backbone_names() -> list[str]:
+    return list(_backbones())
+
+
+@pytest.mark.parametrize("name", _backbone_names())
+def test_every_backbone_maps_images_to_features(name: str) -> None:
+    torch.manual_seed(0)
+    backbone = _backbones().lookup(name)(False, 32).eval()
+    with torch.no_grad():
+        features = backbone(torch.rand(2, 3, 32, 32))
+    assert features.shape == (2, backbone.feature_dim) and torch.isfinite(features).all()
+
+
+@pytest.mark.parametrize("name", list(_losses()))
+def test_every_loss_returns_a_scalar_with_gradients(name: str) -> None:
+    from finetune.losses import build_loss
+
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(8, 4, generator=generator, requires_grad=True)  # (B, C)
+    target = torch.randint(0, 4, (8,), generator=generator)  # (B,)
+    loss = build_loss(name, [5, 3, 2, 1], weighting="none")(logits, target)
+    assert loss.shape == () and torch.isfinite(loss)
+    loss.backward()
+    assert logits.grad is not None and logits.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("name", list(_samplers()))
+def test_every_sampler_draws_reproducible_indices(name: str) -> None:
+    labels = torch.tensor([0, 0, 0, 0, 0, 0, 1, 1, 1, 2])  # (N,)
+    factory = _samplers().lookup(name)
+
+    def draw(num_samples: int | None) -> list[int]:
+        return list(factory(labels, num_samples, torch.Generator().manual_seed(3)))
+
+    epoch = draw(None)
+    assert len(epoch) == len(labels) and all(0 <= i < len(labels) for i in epoch)
+    assert draw(None) == epoch  # the seeded generator fixes the order
+    assert len(draw(25)) == 25
+
+
+def test_the_shuffle_sampler_draws_what_a_shuffling_loader_draws() -> None:
+    # finetune.train passes SAMPLERS["shuffle"] where it once passed shuffle=True: same order, epoch after epoch.
+    from finetune.sampler import SAMPLERS
+
+    items = list(range(23))
+    shuffling = DataLoader(items, batch_size=4, shuffle=True, generator=torch.Generator().manual_seed(7))
+    generator = torch.Generator().manual_seed(7)
+    sampled = DataLoader(items, batch_size=4, sampler=SAMPLERS["shuffle"](torch.zeros(23), None, generator),
+                         generator=generator)
+    for _ in range(3):
+        assert [b.tolist() for b in shuffling] == [b.tolist() for b in sampled]
+
+
+def test_registry_keeps_registration_order_and_can_sort_its_names() -> None:
+    plain, sorted_names = Registry[int]("thing"), Registry[int]("thing", sort_names=True)
+    for registry in (plain, sorted_names):
+        registry.add("b", 1)
+        registry.register("a")(2)
+    assert list(plain) == list(sorted_names) == ["b", "a"]
+    assert plain.names() == ["b", "a"] and sorted_names.names() == ["a", "b"]
+    with pytest.raises(DermkitError, match=r"^Unknown thing 'zz'\. Known: a, b\.$"):
+        sorted_names.lookup("zz")
