@@ -642,10 +642,10 @@ def main(argv: list[str] | None = None) -> int:
         return dry_run(cfg, build_steps(cfg, out))
     report_only = REPORT_ONLY in flags
     console.print(f"[bold]bench[/] preset {cfg.preset or '(custom)'} -> {out}" + (" (report only)" if report_only else ""))
+    data = prepare_data(cfg.data)
+    check_split_sizes(cfg, data)  # before the run folder is made
     if not report_only:  # a report beside a running grid reads its finished cells and starts nothing
         claim_run_folder(out)  # a second grid on this folder would start the same steps again
-    data = prepare_data(cfg.data)
-    check_split_sizes(cfg, data)
     described = data.describe()
     fingerprint = {k: described[k] for k in ("name", "images", "classes", "split_hash", "image_size")}
     test_counts = data.class_counts(data.indices("test"))
