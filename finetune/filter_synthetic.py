@@ -134,8 +134,8 @@ FLAGS = [
     Flag("--manifest", "manifest", "synthetic manifest.csv (or its folder) written by synth.generate"),
     Flag("--min-prob", "min_prob", "keep an image when p(its class) >= this", float, check=check_min_prob),
     Flag("--batch-size", "batch_size", "images per scoring batch", int),
-    out_flag("output folder: filtered manifest.csv, links to the kept images, scores.csv",
-             command=KIND),
+    # what the folder holds is checked with the manifest (load_input), so that its own folder is named as such
+    out_flag("output folder: filtered manifest.csv, links to the kept images, scores.csv"),
 ]
 
 

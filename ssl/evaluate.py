@@ -138,10 +138,8 @@ def run_evaluation(cfg: ProbeEvaluateConfig) -> tuple[dict[str, Any], Path]:
     if not data.source.labeled:
         raise DermkitError(f"{data.source.root} ({cfg.data.name}) has no labels; frozen-feature evaluation needs "
                            "a labelled dataset (e.g. --data ham10000).")
-    train_rows, query_rows = data.indices("train", cfg.data.fraction), data.indices(cfg.split)
-    if len(query_rows) == 0:
-        raise DermkitError(f"The {cfg.split} split of {data.source.root} is empty; set data.val_fraction / "
-                           "data.test_fraction above 0.")
+    # the kNN bank and the probe's training set, and the split they classify: neither may be empty
+    train_rows, query_rows = data.required_indices("train", cfg.data.fraction), data.required_indices(cfg.split)
     transform = eval_transform(mean, std)
     features: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     for name, rows in (("train", train_rows), (cfg.split, query_rows)):

@@ -152,7 +152,7 @@ WRITERS: dict[str, list[str]] = {
     "ssl.pretrain": [],
     "synth.train": [],
     "synth.generate": ["--model", "{tmp}/no-generator", "--class", "mel"],
-    "finetune.filter_synthetic": ["--checkpoint", "{tmp}/no.ckpt", "--manifest", "{tmp}/no-manifest"],
+    "finetune.filter_synthetic": ["--checkpoint", "{tmp}/no.ckpt", "--manifest", "{tmp}/samples"],
     "bench.label_efficiency": ["--preset", "demo"],
 }
 
@@ -166,6 +166,7 @@ def test_every_writer_refuses_a_folder_of_another_command(module: str, tmp_path:
     else:
         folder, what = fake_folder(tmp_path / "out", None, TRAINING_RUN), "a fine-tuning run"
     before = digests(folder)
+    fake_folder(tmp_path / "samples", "synth.generate", {"manifest.csv": "file,class,split_hash\n"})  # to filter
     args = [a.format(tmp=tmp_path) for a in WRITERS.get(module, [])]
     status, err = run_command(module, [*args, "--out", str(folder)], capsys)
     line = one_error_line(status, err)
