@@ -123,7 +123,8 @@ LEGACY_FOLDERS: dict[str, dict[str, str]] = {
     "dermkit.data": {"split.csv": "", "split.json": "{}", "run.json": "{}"},
     "synth.evaluate": {"metrics.json": "{}", "near_copies.csv": "", "run.json": "{}"},
     "ssl.evaluate": {"metrics.json": json.dumps({"knn": {}}), "run.json": "{}"},
-    "finetune.evaluate": {"metrics.json": "{}", "run.json": json.dumps({"checkpoint": "c.ckpt"}), "report/index.html": ""},
+    "finetune.evaluate": {"metrics.json": "{}", "run.json": json.dumps({"checkpoint": "c.ckpt"}),
+                          "report/index.html": ""},
     "synth.speed": {"speed.json": "{}", "run.json": "{}"},
     "synth.snapshot": {"dermkit_generator.json": "{}", "unet/config.json": "{}"},
 }

@@ -51,8 +51,8 @@ def read_ham10000_folder(root: Path, skip_bad: bool, name: str = "ham10000") -> 
     if missing and not skip_bad:
         shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
         raise DermkitError(f"{len(missing)} image(s) listed in {root / METADATA} are not under {root} "
-                           f"(looked in {', '.join(f or '.' for f in _IMAGE_FOLDERS)} for {', '.join(IMAGE_EXTENSIONS)} "
-                           f"files, in any letter case): {shown}. "
+                           f"(looked in {', '.join(f or '.' for f in _IMAGE_FOLDERS)} for "
+                           f"{', '.join(IMAGE_EXTENSIONS)} files, in any letter case): {shown}. "
                            "Set data.skip_bad=true to skip them.")
     records.sort(key=lambda r: r.image_id)
     return ImageSource(name, root, records, sort_classes({r.label for r in records if r.label}), skipped=skipped)
