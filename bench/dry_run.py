@@ -164,6 +164,11 @@ def dry_run(cfg: BenchConfig, steps: list[Step]) -> int:
     split = {"train": int(total * (1 - val - test)), "val": int(total * val), "test": int(total * test)}
     console.print(f"[bold]dry run[/]: {len(steps)} steps; {total} images ({source}), about {split['train']} "
                   f"train / {split['val']} val / {split['test']} test (lesion-grouped split, so approximate)")
+    empty = [name for name, n in split.items() if n < 1]
+    if empty:  # the grid itself refuses an empty split once it has read the images; say so now
+        raise DermkitError(f"{total} images ({source}) leave about {split['train']} train / {split['val']} val / "
+                           f"{split['test']} test images: the {' and '.join(empty)} split(s) would be empty. Use a "
+                           "larger dataset, or change data.val_fraction / data.test_fraction.")
     configs = check_stage_configs(steps)
     rows, totals = [], defaultdict(lambda: [0, 0.0, 0.0, 0.0])
     for step in steps:

@@ -36,10 +36,11 @@ from typing import Any
 from dermkit.backbones.card import read_card
 from dermkit.config import CONFIG_DIR, REPO_ROOT, Flag, build_parser, load_config, to_container, to_yaml
 from dermkit.console import console, entry_point, print_table
-from dermkit.data.prepare import prepare_data
+from dermkit.data.prepare import PreparedData, prepare_data
 from dermkit.data.splits import FRACTIONS
 from dermkit.errors import DermkitError, did_you_mean
 from dermkit.flags import out_flag
+from dermkit.out_folder import EXPORT_KIND, check_out_folder
 from dermkit.progress_file import read_progress
 from dermkit.resume import claim_run_folder, runs_dir
 from dermkit.runinfo import write_run_info
@@ -59,10 +60,12 @@ from bench.results import (METRICS_FILE, PREDICTIONS_FILE, read_metrics, read_pr
 from bench.runner import Runner, log_tail, progress_text
 
 PROG = "python -m bench.label_efficiency"
+KIND = "bench.label_efficiency"  # run.json's kind (dermkit.out_folder)
 DESCRIPTION = ("Label-efficiency grid: pretrain (ssl), train a generator and make minority images (synth), "
                "fine-tune every cell (finetune), then write results.csv and report.md. Re-running resumes.")
 FLAGS = [
-    out_flag("output folder (default $DERMKIT_RUNS/bench/<preset>, runs/ when unset); re-running resumes in it"),
+    out_flag("output folder (default $DERMKIT_RUNS/bench/<preset>, runs/ when unset); re-running resumes in it",
+             command=KIND),
     Flag("--jobs", "run.jobs", "steps run at the same time", int),
     Flag("--threads", "run.threads", "torch CPU threads per step (0: default)", int),
     Flag("--keep-going", "run.keep_going", "carry on with independent steps after a failure", bool),
@@ -150,9 +153,14 @@ def validate(cfg: BenchConfig) -> None:
     _check_arms(cfg, arms)
     _check_pretrain(cfg)
     _check_overrides(cfg, arms)
+    if cfg.run.reuse and not repo_path(cfg.run.reuse).is_dir():
+        what = "is a file, not a folder" if repo_path(cfg.run.reuse).exists() else "does not exist"
+        raise DermkitError(f"--reuse (run.reuse) {repo_path(cfg.run.reuse)} {what}; give a folder written by --export "
+                           "(report.export), e.g. docs/results/<preset>, or another grid's run folder.")
     if cfg.run.reuse and not (repo_path(cfg.run.reuse) / "cells").is_dir():
-        raise DermkitError(f"run.reuse: {cfg.run.reuse} has no cells/ folder; give a folder written by --export "
-                           "(report.export), e.g. docs/results/<preset>.")
+        raise DermkitError(f"--reuse (run.reuse) {repo_path(cfg.run.reuse)} has no cells/ folder; give a folder "
+                           "written by --export (report.export), e.g. docs/results/<preset>, or another grid's run "
+                           "folder.")
     if cfg.run.jobs < 1 or cfg.run.threads < 0:
         raise DermkitError(f"run.jobs must be >= 1 and run.threads >= 0, got {cfg.run.jobs} and {cfg.run.threads}.")
     unknown = [k for k in cfg.run.alone_kinds if k not in STEP_KINDS]
@@ -684,14 +692,16 @@ def main(argv: list[str] | None = None) -> int:
     cfg = parse_args(argv)
     validate(cfg)
     out = repo_path(cfg.out_dir) if cfg.out_dir else repo_path(runs_dir() / "bench" / (cfg.preset or "custom"))
+    check_folders(cfg, out)
     flags = sys.argv[1:] if argv is None else argv  # parse_args accepted them
     if DRY_RUN in flags:
         return dry_run(cfg, build_steps(cfg, out))
     report_only = REPORT_ONLY in flags
     console.print(f"[bold]bench[/] preset {cfg.preset or '(custom)'} -> {out}" + (" (report only)" if report_only else ""))
+    data = prepare_data(cfg.data)
+    check_split_sizes(cfg, data)  # before the run folder is made
     if not report_only:  # a report beside a running grid reads its finished cells and starts nothing
         claim_run_folder(out)  # a second grid on this folder would start the same steps again
-    data = prepare_data(cfg.data)
     described = data.describe()
     fingerprint = {k: described[k] for k in ("name", "images", "classes", "split_hash", "image_size")}
     test_counts = data.class_counts(data.indices("test"))
@@ -705,7 +715,7 @@ def main(argv: list[str] | None = None) -> int:
         if cfg.report.export:
             export_results(out, steps, [s for s in finished if s.cell is not None], repo_path(cfg.report.export))
         return 0
-    write_run_info(out, cfg, seed=0, extra={"data": described, "command": command})
+    write_run_info(out, cfg, seed=0, extra={"data": described, "command": command}, kind=KIND)
     runner = Runner(steps, out, fingerprint, jobs=cfg.run.jobs, threads=cfg.run.threads,
                     alone_kinds=cfg.run.alone_kinds, keep_going=cfg.run.keep_going, describe=describe_cell,
                     env={"DERMKIT_CACHE": str(Path(cfg.data.cache_dir).expanduser().resolve())})
@@ -722,6 +732,41 @@ def main(argv: list[str] | None = None) -> int:
             export_results(out, steps, finished_cells(steps, out, fingerprint), repo_path(cfg.report.export),
                            with_report=report_written)
     return 0
+
+
+def check_folders(cfg: BenchConfig, out: Path) -> None:
+    """The grid's folder, ``--export`` and ``--reuse`` against each other and what they hold, before any step
+    (in the dry run too).
+
+    Raises:
+        DermkitError: the run folder or the export folder holds another command's outputs (a training run,
+            another kind of folder; :func:`dermkit.out_folder.check_out_folder`) or is a file; the export or
+            the reused folder is the grid's own folder.
+    """
+    check_out_folder(out, KIND, "--out (out_dir)" if cfg.out_dir else "The default run folder")
+    if cfg.report.export:
+        export = repo_path(cfg.report.export)
+        if export == out:
+            raise DermkitError(f"--export (report.export) {export} is the grid's own run folder (--out): the export "
+                               "is a copy without checkpoints, e.g. docs/results/<preset>. Pass another folder.")
+        check_out_folder(export, EXPORT_KIND, "--export (report.export)",
+                         other="Pass a new folder, or one an earlier --export wrote (e.g. docs/results/<preset>).")
+    if cfg.run.reuse and repo_path(cfg.run.reuse) == out:
+        raise DermkitError(f"--reuse (run.reuse) {out} is the grid's own run folder: its finished cells count as "
+                           "done anyway. Drop --reuse, or pass the folder of another grid or export.")
+
+
+def check_split_sizes(cfg: BenchConfig, data: PreparedData) -> None:
+    """Every split and every label fraction of the grid holds images, before any step runs.
+
+    Raises:
+        DermkitError: an empty split or fraction, naming the dataset and the split sizes.
+    """
+    for fraction in sorted(cfg.grid.fractions):
+        data.required_indices("train", fraction, remedy="Use a larger dataset or drop the fraction from "
+                              "grid.fractions.")
+    for split in ("val", "test"):
+        data.required_indices(split)
 
 
 def repo_path(path: str | Path) -> Path:

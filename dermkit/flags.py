@@ -17,6 +17,7 @@ from pathlib import Path
 from dermkit.config import Flag
 from dermkit.data.readers import reader_names
 from dermkit.errors import DermkitError, did_you_mean
+from dermkit.out_folder import check_out_folder
 from dermkit.runinfo import check_out_dir
 
 OUT_KEY = "out_dir"  # the output folder's config key in every command
@@ -115,16 +116,27 @@ def small_stem_flag(key: str = "model.small_stem", note: str = "") -> Flag:
     return Flag("--small-stem", key, f"small-image stem (ResNet: 3x3 stride-1 conv, no max-pool){note}", bool)
 
 
-def out_flag(help: str) -> Flag:  # noqa: A002 - the Flag field's name
+def out_flag(help: str, command: str = "", replaces: bool = False) -> Flag:  # noqa: A002 - the Flag field's name
     """``--out`` (``out_dir``): the folder a command writes.
 
-    Its check (:func:`dermkit.runinfo.check_out_dir`) refuses, before any work, a folder that is
-    a file, lies below a file or cannot be written; an empty value (the command's default
-    folder) is not checked.
+    Its check refuses, before any work, a folder that is a file, lies below a file or cannot be
+    written (:func:`dermkit.runinfo.check_out_dir`) and, given the ``command``, a folder holding
+    another command's outputs (:func:`dermkit.out_folder.check_out_folder`; with ``replaces``
+    also a folder of unknown files). An empty value (the command's default folder) is not
+    checked here: the command checks the folder it picks.
+
+    Args:
+        help: the help line.
+        command: the command writing the folder (``finetune.evaluate``); empty: no kind check.
+        replaces: the command's outputs replace the whole folder (:func:`dermkit.out_folder.replacing`).
     """
-    return Flag("--out", OUT_KEY, help, check=_check_out)
+    return Flag("--out", OUT_KEY, help, check=functools.partial(_check_out, command=command, replaces=replaces))
 
 
-def _check_out(value: str) -> None:
-    if value:
+def _check_out(value: str, command: str = "", replaces: bool = False) -> None:
+    if not value:
+        return
+    if command:
+        check_out_folder(value, command, f"--out ({OUT_KEY})", replaces)
+    else:
         check_out_dir(value, f"--out ({OUT_KEY})")

@@ -120,6 +120,13 @@ def claim_run_folder(run_dir: str | Path) -> None:
     _CLAIMED[run] = handle
 
 
+def release_run_folder(run_dir: str | Path) -> None:
+    """Drop this process's claim on ``run_dir`` (:func:`claim_run_folder`), e.g. before deleting the folder."""
+    handle = _CLAIMED.pop(Path(run_dir).expanduser().resolve(), None)
+    if handle is not None:
+        handle.close()
+
+
 def runs_dir() -> Path:
     """The base of every default run folder: ``$DERMKIT_RUNS`` if set, else ``runs`` (relative)."""
     return Path(os.environ.get(RUNS_ENV) or "runs").expanduser()

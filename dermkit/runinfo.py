@@ -15,6 +15,7 @@ from typing import Any
 from dermkit.config import REPO_ROOT, to_yaml
 from dermkit.errors import DermkitError
 
+RUN_INFO = "run.json"
 _PACKAGES = ("torch", "torchvision", "lightly", "diffusers", "pytorch-lightning", "torchmetrics", "dermkit")
 
 
@@ -75,11 +76,14 @@ def check_out_dir(path: str | Path, option: str = "--out") -> Path:
     return out
 
 
-def write_run_info(out_dir: str | Path, cfg: Any, seed: int, extra: dict[str, Any] | None = None) -> Path:
+def write_run_info(out_dir: str | Path, cfg: Any, seed: int, extra: dict[str, Any] | None = None,
+                   kind: str = "") -> Path:
     """Write ``config.yaml`` (the resolved config) and ``run.json`` into ``out_dir``.
 
-    ``run.json`` holds the seed, the git commit, package versions, the command line, the Python
-    version and the start time, plus ``extra`` (for example the split hash).
+    ``run.json`` holds the command that wrote the folder (``kind``, e.g. ``finetune.evaluate``: what
+    :func:`dermkit.out_folder.read_contents` recognises a folder by), the seed, the git commit,
+    package versions, the command line, the Python version and the start time, plus ``extra`` (for
+    example the split hash).
 
     Raises:
         DermkitError: ``out_dir`` is a file or cannot be created or written (see :func:`check_out_dir`).
@@ -92,6 +96,7 @@ def write_run_info(out_dir: str | Path, cfg: Any, seed: int, extra: dict[str, An
         raise DermkitError(f"Cannot write the run record in {out}: {err.strerror or err}. Pass another output "
                            "folder.") from None
     info = {
+        **({"kind": kind} if kind else {}),
         "seed": seed,
         "git_commit": git_commit(),
         "versions": package_versions(),
@@ -100,7 +105,7 @@ def write_run_info(out_dir: str | Path, cfg: Any, seed: int, extra: dict[str, An
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         **(extra or {}),
     }
-    path = out / "run.json"
+    path = out / RUN_INFO
     try:
         path.write_text(json.dumps(info, indent=2) + "\n")
     except OSError as err:

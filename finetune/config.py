@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from dermkit.config import AdamWOptimConfig, BackboneConfig, DataConfig, TrainerConfig
+from dermkit.errors import DermkitError
 from dermkit.resume import default_run_dir
 
 
@@ -191,6 +192,32 @@ class ReportConfig:
     explain: int = 0
     cam_layer: str = ""
     mistakes: int = 12
+
+
+def check_explain(value: int) -> None:
+    """The check of ``--explain`` (``report.explain``): 0 or more images per class and group.
+
+    Raises:
+        DermkitError: a negative value.
+    """
+    if value < 0:
+        raise DermkitError(f"--explain (report.explain)={value} must be 0 or more (0: no Grad-CAM grids).")
+
+
+def check_report_config(report: ReportConfig, prefix: str = "report") -> None:
+    """Refuse report counts the report cannot use, before any work (the report is drawn last).
+
+    Raises:
+        DermkitError: ``explain`` or ``mistakes`` below 0 (``report.explain=-1`` would be recorded
+            as asked), or ``bootstrap`` below 2, naming the key.
+    """
+    for key in ("explain", "mistakes"):
+        value = getattr(report, key)
+        if value < 0:
+            raise DermkitError(f"{prefix}.{key}={value} must be 0 or more (0: none).")
+    if report.bootstrap < 2:
+        raise DermkitError(f"{prefix}.bootstrap={report.bootstrap}: the bootstrap needs at least 2 replicates "
+                           "(1000 is usual).")
 
 
 @dataclass

@@ -83,7 +83,8 @@ def build_datasets(prepared: PreparedData, fraction: float, train_transform: Tra
         eval_transform: deterministic transform for validation and test.
         synthetic: synthetic images to add to training, or None.
     """
-    train_rows = prepared.indices("train", fraction)
+    # Every split must hold images: training, choosing the best epoch and the test metrics need them.
+    train_rows = prepared.required_indices("train", fraction)
     real = real_dataset(prepared, train_rows, train_transform)
     train_labels = prepared.labels[train_rows]
     classes = list(prepared.classes)
@@ -97,8 +98,8 @@ def build_datasets(prepared: PreparedData, fraction: float, train_transform: Tra
         synthetic_counts = dict(synthetic.counts)
     return FinetuneData(
         train=train,
-        val=real_dataset(prepared, prepared.indices("val"), eval_transform),
-        test=real_dataset(prepared, prepared.indices("test"), eval_transform),
+        val=real_dataset(prepared, prepared.required_indices("val"), eval_transform),
+        test=real_dataset(prepared, prepared.required_indices("test"), eval_transform),
         train_labels=train_labels,
         counts={"real": prepared.class_counts(train_rows), "synthetic": synthetic_counts},
         synthetic=synthetic,

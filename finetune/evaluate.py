@@ -24,10 +24,18 @@ Examples::
 
 Outputs (``--out``, default ``<run>/eval_<data>_<split>``): the files of :mod:`finetune.outputs`,
 the HTML report ``report/index.html`` (:mod:`finetune.html_report`), ``config.yaml`` and ``run.json``.
+They replace the folder's previous evaluation whole (:func:`dermkit.out_folder.replacing`); a folder
+holding anything else (the training run's own folder, another command's outputs) is refused.
+
+The train, val or test split of a dataset is scored only when it is the model's own split (the split
+hash its checkpoint records, or its run's ``run.json``): another split of the same images may put
+the model's training images in "test" (:func:`dermkit.data.split_policy.check_same_split`).
+``--split all`` (an external set) is not checked.
 """
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,18 +51,20 @@ from dermkit.console import console, entry_point
 from dermkit.data.datasets import CachedImageDataset
 from dermkit.data.prepare import PreparedData, prepare_data, resolve_root
 from dermkit.data.readers.imagefolder import read_imagefolder
+from dermkit.data.split_policy import check_same_split
 from dermkit.errors import DermkitError
 from dermkit.flags import data_flag, out_flag, root_flag
 from dermkit.image_size import model_image_size
 from dermkit.metrics import classification_report
-from dermkit.runinfo import write_run_info
+from dermkit.out_folder import check_out_folder, replacing
+from dermkit.runinfo import RUN_INFO, write_run_info
 from dermkit.trainer import ProgressBar, device_kwargs
-from finetune.config import ReportConfig
+from finetune.config import ReportConfig, check_explain, check_report_config
 from finetune.data import IndexedDataset
 from finetune.explain import RowImages, cam_layer, require_grad_cam
 from finetune.external import (is_melanoma_binary, load_class_map, melanoma_vs_rest, reference_specificity,
                                source_class_table)
-from finetune.html_report import write_html_report
+from finetune.html_report import REPORT_DIR, write_html_report
 from finetune.module import ClassifierModule
 from finetune.outputs import write_outputs
 from finetune.transforms import eval_transform
@@ -94,9 +104,9 @@ FLAGS = [
     data_flag(" (labelled: not folder)"),
     root_flag(),
     Flag("--split", "split", "all, train, val or test"),
-    out_flag("output folder"),
+    out_flag("output folder (its previous evaluation is replaced)", command="finetune.evaluate", replaces=True),
     Flag("--explain", "report.explain", "Grad-CAM / Grad-CAM++ grids: N images per class among true positives, "
-         "false negatives and false positives, most confident first", int),
+         "false negatives and false positives, most confident first", int, check=check_explain),
     Flag("--tta", "tta", "test-time augmentation (flips and right-angle rotations, averaged probabilities)", bool),
     Flag("--class-map", "class_map", "YAML file 'folder name: model class' for class names the vocabulary "
          "does not know"),
@@ -121,9 +131,63 @@ def load_classifier(path: str) -> ClassifierModule:
         raise DermkitError(f"{ckpt} is not a finetune.train classifier checkpoint ({type(err).__name__}: {err}).") from None
 
 
+KIND = "finetune.evaluate"  # run.json's kind (dermkit.out_folder)
+
+
+def run_dir_of(checkpoint: Path) -> Path:
+    """The ``finetune.train`` run folder of a checkpoint (``<run>/checkpoints/x.ckpt`` -> ``<run>``)."""
+    return checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
+
+
 def default_out_dir(checkpoint: Path, data: str, split: str) -> Path:
-    run = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
-    return run / f"eval_{data}_{split}"
+    return run_dir_of(checkpoint) / f"eval_{data}_{split}"
+
+
+def out_dir_of(cfg: ClassifierEvaluateConfig) -> Path:
+    """The output folder (``--out``, else the default beside the checkpoint), checked before any work.
+
+    Raises:
+        DermkitError: it holds another command's outputs, e.g. the training run's own folder.
+    """
+    checkpoint = Path(cfg.checkpoint).expanduser()
+    out_dir = Path(cfg.out_dir).expanduser() if cfg.out_dir else default_out_dir(checkpoint, cfg.data.name, cfg.split)
+    suggestion = default_out_dir(checkpoint, cfg.data.name, cfg.split)
+    check_out_folder(out_dir, KIND, "--out (out_dir)" if cfg.out_dir else "The default output folder", replaces=True,
+                     other=f"Pass a new or empty folder, e.g. --out {suggestion}." if suggestion != out_dir else "")
+    return out_dir
+
+
+def model_split_hash(module: ClassifierModule, checkpoint: Path) -> str | None:
+    """The split hash of the model's training data: its checkpoint's, else its run folder's ``run.json``; None
+    when neither records one."""
+    recorded = str(module.hparams.get("split_hash") or "")
+    if recorded:
+        return recorded
+    try:
+        info = json.loads((run_dir_of(checkpoint) / RUN_INFO).read_text())
+    except (OSError, ValueError):
+        return None
+    value = info.get("split_hash") if isinstance(info, dict) else None
+    return str(value) if value else None
+
+
+def check_model_split(cfg: ClassifierEvaluateConfig, module: ClassifierModule, prepared: PreparedData) -> None:
+    """Refuse to score the train/val/test split of another split than the model's (it may hold its training images).
+
+    Raises:
+        DermkitError: the split hashes differ (:func:`dermkit.data.split_policy.check_same_split`).
+    """
+    if cfg.split == "all":
+        return
+    checkpoint = Path(cfg.checkpoint).expanduser()
+    made_on = model_split_hash(module, checkpoint)
+    if made_on is None:
+        console.print(f"[yellow]{checkpoint} records no split hash (nor does its run.json): cannot check that the "
+                      f"{cfg.split} split holds none of the model's training images.[/]")
+        return
+    check_same_split(made_on, prepared.split_hash, f"The model {checkpoint}", made_by="The model",
+                     remedy=f"pass --split all to score every image of the set as an external set (its {cfg.split} "
+                            "split here is not the model's)")
 
 
 def unknown_class_summary(true: list[str], predicted: list[str], known: set[str]) -> dict[str, dict[str, Any]]:
@@ -275,7 +339,6 @@ def report_results(cfg: ClassifierEvaluateConfig, module: ClassifierModule, prep
     if tta:
         extra["without_tta"] = {k: tta["without"][k] for k in ("balanced_accuracy", "accuracy", "auroc_macro", "ece")}
     write_outputs(out_dir, report, image_ids, true, probs, extra, title)
-    console.print(f"Wrote {out_dir}/metrics.json, predictions.csv, per_class.csv, figures and {out_dir}/{page['page']}.")
 
 
 @entry_point
@@ -283,21 +346,29 @@ def main(argv: list[str] | None = None) -> int:
     cfg = parse_config(ClassifierEvaluateConfig, "python -m finetune.evaluate",
                        "Evaluate a fine-tuned classifier on a labeled dataset (e.g. an external test set).",
                        argv, FLAGS)
+    check_report_config(cfg.report)
     require_grad_cam(cfg.report.explain, "--explain")
+    out_dir = out_dir_of(cfg)
     module = load_model(cfg)
     if cfg.report.explain > 0 and cfg.report.cam_layer:  # a layer the backbone lacks fails now, not after scoring
         cam_layer(module, cfg.data.image_size, cfg.report.cam_layer)
     prepared, class_map = prepare_scored_data(cfg)
     labels = model_labels(cfg, prepared, list(module.hparams.classes))
-    rows = prepared.indices(cfg.split)  # an unknown split is refused before the output folder is made
+    # an unknown or empty split, or another split than the model's, is refused before the output folder is made
+    rows = prepared.required_indices(cfg.split, remedy="Score another split (--split all: every image), or use a "
+                                     "larger dataset.")
+    check_model_split(cfg, module, prepared)
     checkpoint = Path(cfg.checkpoint).expanduser()
-    out_dir = Path(cfg.out_dir) if cfg.out_dir else default_out_dir(checkpoint, cfg.data.name, cfg.split)
-    write_run_info(out_dir, cfg, 0, {"checkpoint": str(checkpoint), "data": prepared.describe()})
-    transform = eval_transform(module.hparams.mean, module.hparams.std)
-    dataset = IndexedDataset(CachedImageDataset(prepared.cache_path, rows, labels, transform))
-    trainer, plain = score(cfg, module, dataset, out_dir)
-    if trainer.is_global_zero:  # under DDP every process scores its share; the first one writes the results
-        report_results(cfg, module, prepared, class_map, plain, checkpoint, out_dir)
+    with replacing(out_dir, KIND) as staging:  # a kill leaves the previous evaluation or none, never half of one
+        write_run_info(staging, cfg, 0, {"checkpoint": str(checkpoint), "data": prepared.describe()}, kind=KIND)
+        transform = eval_transform(module.hparams.mean, module.hparams.std)
+        dataset = IndexedDataset(CachedImageDataset(prepared.cache_path, rows, labels, transform))
+        trainer, plain = score(cfg, module, dataset, staging)
+        if trainer.is_global_zero:  # under DDP every process scores its share; the first one writes the results
+            report_results(cfg, module, prepared, class_map, plain, checkpoint, staging)
+    if trainer.is_global_zero:
+        console.print(f"Wrote {out_dir}/metrics.json, predictions.csv, per_class.csv, figures and "
+                      f"{out_dir}/{REPORT_DIR}/index.html.")
     return 0
 
 

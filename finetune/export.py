@@ -52,12 +52,14 @@ from dermkit.console import console, entry_point
 from dermkit.data.color import SHADES_OF_GRAY_P
 from dermkit.errors import DermkitError
 from dermkit.flags import out_flag
+from dermkit.out_folder import check_out_folder, replacing
 from dermkit.runinfo import write_run_info
 from dermkit.vocab import display_name
 from finetune.evaluate import load_classifier
 from finetune.filter_synthetic import read_classifier_record, run_dir_of
 from finetune.module import ClassifierModule
 
+KIND = "finetune.export"  # run.json's kind (dermkit.out_folder)
 FORMATS = ("onnx",)
 INPUT_NAME = "images"
 OUTPUT_NAME = "probabilities"
@@ -98,7 +100,8 @@ def check_format(value: str) -> None:
 FLAGS = [
     Flag("--checkpoint", "checkpoint", "classifier checkpoint (.ckpt) from finetune.train"),
     Flag("--format", "format", f"file format: {', '.join(FORMATS)}", check=check_format),
-    out_flag("output folder: model.onnx, model.json (the card), config.yaml, run.json"),
+    out_flag("output folder: model.onnx, model.json (the card), config.yaml, run.json; a re-run replaces it whole",
+             command="finetune.export", replaces=True),
 ]
 
 
@@ -241,20 +244,19 @@ def main(argv: list[str] | None = None) -> int:
     module = load_classifier(cfg.checkpoint)
     checkpoint = Path(cfg.checkpoint).expanduser()
     out_dir = Path(cfg.out_dir) if cfg.out_dir else run_dir_of(checkpoint) / f"export_{cfg.format}"
-    out_dir.mkdir(parents=True, exist_ok=True)
+    check_out_folder(out_dir, KIND, "--out (out_dir)" if cfg.out_dir else "The default output folder", replaces=True)
     size = int(module.hparams.image_size)
     model = ProbabilityModel(module.float()).eval()
-    written = out_dir / f".{MODEL_FILE}.tmp"  # becomes model.onnx once checked: no unchecked model.onnx is left
-    try:
+    # Staged, then swapped in whole: no unchecked model.onnx and no earlier export's card is left behind.
+    with replacing(out_dir, KIND) as staging:
+        written = staging / MODEL_FILE
         export_onnx(model, written, size, cfg.opset)
         difference = check_onnx(model, written, size)
         card = model_card(module, checkpoint, cfg, difference)
         add_card_metadata(written, card)
-        os.replace(written, out_dir / MODEL_FILE)
-    finally:
-        written.unlink(missing_ok=True)
-    (out_dir / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")  # last: a folder with a card is complete
-    write_run_info(out_dir, cfg, 0, {"checkpoint": str(checkpoint), "checkpoint_sha256": card["checkpoint"]["sha256"]})
+        (staging / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
+        write_run_info(staging, cfg, 0, {"checkpoint": str(checkpoint),
+                                         "checkpoint_sha256": card["checkpoint"]["sha256"]}, kind=KIND)
     console.print(f"Wrote {out_dir / MODEL_FILE} ({card['architecture']}, {size} px, classes "
                   f"{', '.join(card['classes'])}; onnxruntime within {difference:.1e} of PyTorch) and its card "
                   f"{out_dir / CARD_FILE}.")

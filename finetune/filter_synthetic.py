@@ -75,6 +75,7 @@ from dermkit.manifest import (
     read_manifest_rows,
     write_header,
 )
+from dermkit import out_folder
 from dermkit.runinfo import write_run_info
 from dermkit.trainer import device_kwargs
 from dermkit.vocab import canonical_class
@@ -84,6 +85,7 @@ from finetune.module import ClassifierModule
 from finetune.synthetic import check_files
 from finetune.transforms import eval_transform
 
+KIND = "finetune.filter_synthetic"  # run.json's kind (dermkit.out_folder)
 SCORES_CSV = "scores.csv"
 SCORE_COLUMNS: tuple[str, ...] = ("file", "class", "probability", "predicted", "kept")
 FILTER_KEY = "filter"  # the header section this command adds to the source manifest.json
@@ -132,6 +134,7 @@ FLAGS = [
     Flag("--manifest", "manifest", "synthetic manifest.csv (or its folder) written by synth.generate"),
     Flag("--min-prob", "min_prob", "keep an image when p(its class) >= this", float, check=check_min_prob),
     Flag("--batch-size", "batch_size", "images per scoring batch", int),
+    # what the folder holds is checked with the manifest (load_input), so that its own folder is named as such
     out_flag("output folder: filtered manifest.csv, links to the kept images, scores.csv"),
 ]
 
@@ -347,12 +350,14 @@ def check_out_folder(out: Path, csv_path: Path) -> None:
     """Refuse to write into the manifest's own folder or over a folder this command did not write.
 
     Raises:
-        DermkitError: ``out`` is the source folder, or holds a manifest without a ``filter``
+        DermkitError: ``out`` is the source folder, holds another command's outputs
+            (:func:`dermkit.out_folder.check_out_folder`), or holds a manifest without a ``filter``
             section in its ``manifest.json`` (e.g. a ``synth.generate`` folder).
     """
     if out.resolve() == csv_path.parent.resolve():
         raise DermkitError(f"--out {out} is the folder of the manifest being filtered ({csv_path}); its manifest would "
                            "be replaced. Pass another --out folder.")
+    out_folder.check_out_folder(out, KIND, "--out (out_dir)")  # not another command's folder (a training run, ...)
     if not out.is_dir():
         return
     header = read_header(out)
@@ -492,7 +497,7 @@ def write_filtered(cfg: FilterSyntheticConfig, given: FilterInput, probs: np.nda
     per_class = acceptance(given.names, kept, classes)
     out = given.out
     write_run_info(out, cfg, 0, {"checkpoint": str(given.record.checkpoint), "manifest": str(given.csv_path.resolve()),
-                                 "min_prob": cfg.min_prob, "acceptance": per_class})
+                                 "min_prob": cfg.min_prob, "acceptance": per_class}, kind=KIND)
     kept_rows = [row for row, keep in zip(given.rows, kept) if keep]
     removed = remove_stale(out, {row["file"] for row in kept_rows})
     # Until the new manifest.csv is written the folder lists nothing: never new images with an old list.

@@ -93,6 +93,8 @@ class ClassifierModule(pl.LightningModule):
         dropout: dropout probability before the head.
         color_constancy: the ``data.color_constancy`` of the training images (recorded so that
             ``finetune.evaluate`` applies the same to the images it scores).
+        split_hash: the split hash of the training data (recorded so that ``finetune.evaluate``
+            refuses the train/val/test split of another split, which may hold training images).
         backbone: a built (e.g. pretrained) backbone to use; None builds a random one from the
             arguments above (what loading a checkpoint does before restoring its weights).
     """
@@ -114,6 +116,7 @@ class ClassifierModule(pl.LightningModule):
         warmup_steps: int = 0,
         dropout: float = 0.0,
         color_constancy: str = "none",
+        split_hash: str = "",
         backbone: Backbone | None = None,
         freeze_backbone: bool = False,
         batchnorm_float32: bool = False,

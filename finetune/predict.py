@@ -41,12 +41,14 @@ from dermkit.data.prepare import PreparedData, prepare_data
 from dermkit.data.readers import read_source
 from dermkit.errors import DermkitError
 from dermkit.flags import out_flag, root_flag
+from dermkit.out_folder import replacing
 from dermkit.runinfo import write_run_info
 from finetune.data import IndexedDataset
 from finetune.evaluate import load_model, score
 from finetune.transforms import eval_transform
 
 DECIMALS = 4
+KIND = "finetune.predict"  # run.json's kind (dermkit.out_folder)
 Predictions = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # the module's (cache rows, probs (N, C), targets)
 
 
@@ -75,7 +77,8 @@ class PredictConfig:
 FLAGS = [
     Flag("--checkpoint", "checkpoint", "classifier checkpoint (.ckpt) from finetune.train"),
     root_flag(),
-    out_flag("output folder (predictions.csv, run.json)"),
+    out_flag("output folder (predictions.csv, run.json); a re-run replaces its predictions whole", command=KIND,
+             replaces=True),
     Flag("--tta", "tta", "test-time augmentation (flips and right-angle rotations, averaged probabilities)", bool),
 ]
 
@@ -145,8 +148,6 @@ def write_predictions(cfg: PredictConfig, prepared: PreparedData, classes: list[
                             classes)
     mode = "with TTA (8 views)" if cfg.tta else "without TTA"
     console.print(count_table(probs, classes, f"Predicted classes, {len(rows)} images, {mode}"))
-    also = " and predictions_without_tta.csv" if plain is not None else ""
-    console.print(f"Wrote {out_dir}/predictions.csv{also} and run.json.")
 
 
 @entry_point
@@ -162,18 +163,22 @@ def main(argv: list[str] | None = None) -> int:
     rows = prepared.indices("all")
     out_dir = Path(cfg.out_dir).expanduser()
     checkpoint = Path(cfg.checkpoint).expanduser()
-    write_run_info(out_dir, cfg, 0, {
-        "checkpoint": str(checkpoint), "checkpoint_sha256": file_digest(checkpoint), "classes": classes,
-        "image_size": cfg.data.image_size, "color_constancy": cfg.data.color_constancy, "tta": cfg.tta,
-        "root": str(prepared.source.root), "images": len(rows),
-        "skipped": [{"image_id": image_id, "why": why} for image_id, why in prepared.source.skipped]})
     labels = np.full(len(prepared.image_ids), -1, dtype=np.int64)  # no labels: every row unscored
     transform = eval_transform(module.hparams.mean, module.hparams.std)
     dataset = IndexedDataset(CachedImageDataset(prepared.cache_path, rows, labels, transform))
-    trainer, plain = score(cfg, module, dataset, out_dir)
-    if trainer.is_global_zero:  # under DDP every process scores its share; the first one writes
-        write_predictions(cfg, prepared, classes, module.test_predictions, plain if cfg.tta else None,  # type: ignore[arg-type]
-                          out_dir)
+    with replacing(out_dir, KIND) as staging:  # a kill leaves the previous predictions or none, never half
+        write_run_info(staging, cfg, 0, {
+            "checkpoint": str(checkpoint), "checkpoint_sha256": file_digest(checkpoint), "classes": classes,
+            "image_size": cfg.data.image_size, "color_constancy": cfg.data.color_constancy, "tta": cfg.tta,
+            "root": str(prepared.source.root), "images": len(rows),
+            "skipped": [{"image_id": image_id, "why": why} for image_id, why in prepared.source.skipped]}, kind=KIND)
+        trainer, plain = score(cfg, module, dataset, staging)
+        if trainer.is_global_zero:  # under DDP every process scores its share; the first one writes
+            write_predictions(cfg, prepared, classes, module.test_predictions,  # type: ignore[arg-type]
+                              plain if cfg.tta else None, staging)
+    if trainer.is_global_zero:
+        also = " and predictions_without_tta.csv" if cfg.tta else ""
+        console.print(f"Wrote {out_dir}/predictions.csv{also} and run.json.")
     return 0
 
 

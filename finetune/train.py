@@ -46,7 +46,7 @@ from dermkit.throughput import StepTimer
 from dermkit.trainer import build_trainer
 from finetune.backbone import BackboneSpec, resolve_backbone
 from finetune.class_weights import WEIGHTINGS
-from finetune.config import FinetuneConfig
+from finetune.config import FinetuneConfig, check_report_config
 from finetune.data import FinetuneData, build_datasets
 from finetune.device_transforms import train_device_augment
 from finetune.explain import RowImages, cam_layer, require_grad_cam
@@ -71,7 +71,7 @@ FLAGS = [
     Flag("--loss", "loss.name", f"training loss: {', '.join(LOSSES.names())}"),
     Flag("--epochs", "trainer.max_epochs", "training epochs", int),
     Flag("--manifest", "synth.manifest", "synthetic manifest.csv to add to the training data"),
-    out_flag("run folder"),
+    out_flag("run folder", command="finetune.train"),
     Flag("--seed", "seed", "seed", int),
     Flag("--resume", "resume", "no longer needed: re-running the same command resumes from "
          "out_dir/checkpoints/last.ckpt (kept so that older commands still run)", bool),
@@ -114,7 +114,8 @@ def check_config(cfg: FinetuneConfig) -> None:
                            "epoch.")
     if not 0 < cfg.data.fraction <= 1:
         raise DermkitError(f"data.fraction={cfg.data.fraction} must lie in (0, 1].")
-    require_grad_cam(cfg.report.explain, "report.explain")  # the report is drawn after training and testing
+    check_report_config(cfg.report)  # the report is drawn after training and testing
+    require_grad_cam(cfg.report.explain, "report.explain")
     augment = cfg.augment
     if not (0 < augment.crop_scale <= 1 and 0 <= augment.rotation <= 180 and 0 <= augment.jitter < 1):
         raise DermkitError(f"augment.crop_scale={augment.crop_scale} must lie in (0, 1], augment.rotation="
@@ -160,7 +161,7 @@ def build_data(cfg: FinetuneConfig, prepared: PreparedData, spec: BackboneSpec) 
 
 
 def build_module(cfg: FinetuneConfig, classes: list[str], counts: list[int], spec: BackboneSpec,
-                 backbone: torch.nn.Module) -> ClassifierModule:
+                 backbone: torch.nn.Module, split_hash: str = "") -> ClassifierModule:
     """The classifier; the head-only phase and lower backbone rate apply to pretrained backbones only, the frozen
     backbone (``optim.freeze_backbone``) to any."""
     loss = {"name": cfg.loss.name, "counts": counts, "gamma": cfg.loss.gamma, "weighting": cfg.loss.weighting,
@@ -172,6 +173,7 @@ def build_module(cfg: FinetuneConfig, classes: list[str], counts: list[int], spe
         weight_decay=cfg.optim.weight_decay, head_epochs=cfg.optim.head_epochs if spec.pretrained else 0,
         warmup_steps=cfg.optim.warmup_steps, dropout=cfg.model.dropout, color_constancy=cfg.data.color_constancy,
         backbone=backbone, freeze_backbone=cfg.optim.freeze_backbone, batchnorm_float32=cfg.model.batchnorm_float32,
+        split_hash=split_hash,
     )
 
 
@@ -206,14 +208,14 @@ def check_backbone_card(spec: BackboneSpec, split_hash: str, color_constancy: st
 
 
 def make_classifier(cfg: FinetuneConfig, data: FinetuneData, classes: list[str], spec: BackboneSpec,
-                    backbone: torch.nn.Module) -> ClassifierModule:
+                    backbone: torch.nn.Module, split_hash: str = "") -> ClassifierModule:
     """The classifier for ``data`` (:func:`build_module`), with the device-side augmentation when asked for."""
     console.print("Training images per class (real + synthetic): "
                   + ", ".join(f"{c} {data.counts['real'][c]}+{data.counts['synthetic'][c]}" for c in classes))
     if data.epoch_items:
         console.print(f"synth.steps_only: each epoch draws {data.epoch_items} items from the real images (balanced "
                       f"sampler), as many as real + synthetic would be; no synthetic image is trained on.")
-    module = build_module(cfg, classes, data.class_totals(classes), spec, backbone)
+    module = build_module(cfg, classes, data.class_totals(classes), spec, backbone, split_hash)
     if cfg.data.augment_on == "device":
         module.device_augment = train_device_augment(spec.image_size, spec.mean, spec.std, cfg.augment)
     return module
@@ -332,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
         raise DermkitError(f"data.name={cfg.data.name} is unlabeled; fine-tuning needs class labels.")
     check_backbone_card(spec, prepared.split_hash, cfg.data.color_constancy, cfg.model.allow_other_split)
     data = build_data(cfg, prepared, spec)
-    module = make_classifier(cfg, data, list(prepared.classes), spec, backbone)
+    module = make_classifier(cfg, data, list(prepared.classes), spec, backbone, prepared.split_hash)
     if cfg.report.explain > 0 and cfg.report.cam_layer:  # a layer the backbone lacks fails now, not after training
         cam_layer(module, spec.image_size, cfg.report.cam_layer)
 
@@ -343,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
                       + (f"(from {resume_from})." if resume_from else "(nothing to resume: a new run)."))
     extra = run_record(cfg, prepared, data, spec)
     if rank_zero_only.rank == 0:  # under DDP every process runs main(); the first one writes the run's files
-        write_run_info(out_dir, cfg, cfg.seed, extra)
+        write_run_info(out_dir, cfg, cfg.seed, extra, kind="finetune.train")
     cpu = CpuTimeByPart()
     trainer, training = train_and_test(cfg, module, make_loaders(cfg, data), out_dir, resume_from, cpu)
     if not trainer.is_global_zero:

@@ -29,6 +29,7 @@ from dermkit.errors import DermkitError
 from dermkit.flags import backbone_flag, data_flag, out_flag, root_flag, small_stem_flag, weights_flag
 from dermkit.image_size import model_image_size
 from dermkit.metrics import accuracy, balanced_accuracy, recall_by_class
+from dermkit.out_folder import check_out_folder, replacing
 from dermkit.resume import runs_dir
 from dermkit.runinfo import write_run_info
 from dermkit.vocab import display_name
@@ -74,6 +75,7 @@ class ProbeEvaluateConfig:
     model: BackboneConfig = field(default_factory=BackboneConfig)
 
 
+KIND = "ssl.evaluate"  # run.json's kind (dermkit.out_folder)
 FLAGS = [
     weights_flag("backbone.safetensors from ssl.pretrain (default: a random-init --backbone)"),
     data_flag(" (labelled: not folder)"),
@@ -83,7 +85,7 @@ FLAGS = [
     Flag("--split", "split", "split to evaluate: val or test"),
     backbone_flag(note=" (of the random-init backbone, without --weights)", weights_option="--weights"),
     small_stem_flag(note=" of the random-init backbone"),
-    out_flag("output folder"),
+    out_flag("output folder (its previous evaluation is replaced)", command=KIND, replaces=True),
     Flag("--seed", "seed", "seed of the random backbone and the probe", int),
 ]
 
@@ -130,15 +132,14 @@ def run_evaluation(cfg: ProbeEvaluateConfig) -> tuple[dict[str, Any], Path]:
     """
     if cfg.split not in ("val", "test"):
         raise DermkitError(f"split={cfg.split!r}: choose val or test.")
+    out = output_folder(cfg)
     backbone, about, mean, std = load_eval_backbone(cfg)
     data = prepare_data(cfg.data)
     if not data.source.labeled:
         raise DermkitError(f"{data.source.root} ({cfg.data.name}) has no labels; frozen-feature evaluation needs "
                            "a labelled dataset (e.g. --data ham10000).")
-    train_rows, query_rows = data.indices("train", cfg.data.fraction), data.indices(cfg.split)
-    if len(query_rows) == 0:
-        raise DermkitError(f"The {cfg.split} split of {data.source.root} is empty; set data.val_fraction / "
-                           "data.test_fraction above 0.")
+    # the kNN bank and the probe's training set, and the split they classify: neither may be empty
+    train_rows, query_rows = data.required_indices("train", cfg.data.fraction), data.required_indices(cfg.split)
     transform = eval_transform(mean, std)
     features: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     for name, rows in (("train", train_rows), (cfg.split, query_rows)):
@@ -148,16 +149,26 @@ def run_evaluation(cfg: ProbeEvaluateConfig) -> tuple[dict[str, Any], Path]:
     metrics = evaluate_features(*features["train"], *features[cfg.split], data.classes, cfg)
     result = {**about, "data": data.describe(), "split": cfg.split, "fraction": cfg.data.fraction,
               "train_images": len(train_rows), "eval_images": len(query_rows), **metrics}
+    with replacing(out, KIND) as staging:  # the previous evaluation in the folder is replaced whole
+        write_run_info(staging, cfg, cfg.seed, {"split_hash": data.split_hash}, kind=KIND)
+        (staging / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result, out / "metrics.json"
+
+
+def output_folder(cfg: ProbeEvaluateConfig) -> Path:
+    """``out_dir``, else the default beside the weights (or under the runs folder); checked before any work.
+
+    Raises:
+        DermkitError: the folder holds another command's outputs (:func:`dermkit.out_folder.check_out_folder`).
+    """
     if cfg.out_dir:
         out = Path(cfg.out_dir)
     elif not cfg.weights:
         out = runs_dir() / "ssl_eval" / f"random_{cfg.model.backbone}_{cfg.data.name}_{cfg.split}"
     else:
         out = Path(cfg.weights).parent / f"eval_{cfg.data.name}_{cfg.split}"
-    write_run_info(out, cfg, cfg.seed, {"split_hash": data.split_hash})
-    path = out / "metrics.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    return result, path
+    return check_out_folder(out, KIND, "--out (out_dir)" if cfg.out_dir else "The default output folder",
+                            replaces=True)
 
 
 def print_results(result: dict[str, Any], classes: list[str]) -> None:

@@ -121,7 +121,7 @@ FLAGS = [
     Flag("--max-steps", "trainer.max_steps", "stop after this many steps (-1: no limit)", int),
     Flag("--devices", "trainer.devices", "devices per node (auto or a number)"),
     Flag("--lr", "optim.lr", "base learning rate per 256 images (0: the method's default)", float),
-    out_flag("run folder (re-running with the same folder resumes from checkpoints/last.ckpt)"),
+    out_flag("run folder (re-running with the same folder resumes from checkpoints/last.ckpt)", command="ssl.pretrain"),
     Flag("--seed", "seed", "random seed", int),
     RESTART_FLAG,
 ]
@@ -290,7 +290,8 @@ def run_pretraining(cfg: PretrainConfig) -> PretrainResult:
                                         limit_val_batches=0, enable_model_summary=False, use_distributed_sampler=True)
     if trainer.is_global_zero:
         write_run_info(out_dir, cfg, cfg.seed, {"split_hash": data.split_hash, "data": data.describe(),
-                                                "resumed_from": str(resume_from) if resume_from else None})
+                                                "resumed_from": str(resume_from) if resume_from else None},
+                       kind="ssl.pretrain")
     if resume_from:
         console.print(f"Resuming from {resume_from}.")
     trainer.fit(module, train_dataloaders=train, ckpt_path=str(resume_from) if resume_from else None)

@@ -47,6 +47,7 @@ from dermkit.errors import DermkitError
 from dermkit.flags import backbone_flag, data_flag, out_flag, root_flag, small_stem_flag, weights_flag
 from dermkit.image_size import model_image_size
 from dermkit.manifest import MANIFEST_CSV, MANIFEST_JSON, check_manifest_split, read_manifest, require_header
+from dermkit.out_folder import check_out_folder, replacing
 from dermkit.runinfo import write_run_info
 from synth.metrics import frechet_distance, kernel_distance, nearest, precision_recall
 
@@ -91,6 +92,7 @@ class SyntheticEvaluateConfig:
     held_out_reference: bool = True
 
 
+KIND = "synth.evaluate"  # run.json's kind (dermkit.out_folder)
 FLAGS = [
     Flag("--synthetic", "synthetic", "folder written by python -m synth.generate"),
     data_flag(" (the data the generator was trained on)"),
@@ -98,7 +100,7 @@ FLAGS = [
     weights_flag("backbone.safetensors giving the feature space (default: a random-init --backbone)"),
     backbone_flag("backbone", " (of the random-init feature space, without --weights)", weights_option="--weights"),
     small_stem_flag("small_stem", note=" of the random-init backbone"),
-    out_flag("report folder"),
+    out_flag("report folder (its previous report is replaced)", command=KIND, replaces=True),
 ]
 
 
@@ -294,9 +296,9 @@ def _write_report(out: Path, report: dict[str, Any], copies: list[dict[str, Any]
         writer.writerows(copies)
 
 
-def _print_summary(space: FeatureSpace, folder: Path, out: Path, report: dict[str, Any]) -> None:
+def _print_summary(space_name: str, folder: Path, out: Path, report: dict[str, Any]) -> None:
     """The feature space and a table of the per-class results, on the console."""
-    console.print(f"Feature space: {space.name}")
+    console.print(f"Feature space: {space_name}")
     print_table(f"synth.evaluate: {folder} vs real training images (report: {out})",
                 ["class", "n", "FD", "KID", "nearest (KID)", "rank", "held-out real: rank", "prec", "recall",
                  "copies"],
@@ -307,13 +309,26 @@ def _print_summary(space: FeatureSpace, folder: Path, out: Path, report: dict[st
 
 def evaluate(cfg: SyntheticEvaluateConfig) -> dict[str, Any]:
     """Compute the report (see the module docstring), write it to the report folder and return it."""
+    if cfg.synthetic and not cfg.out_dir:  # the default folder, checked before any work (--out is, at parsing)
+        check_out_folder(Path(cfg.synthetic) / "eval", KIND, "The default output folder", replaces=True)
     folder, header, prepared = _check_inputs(cfg)
     data_cfg = cfg.data
     rows, synth_images = load_synthetic(folder, data_cfg.image_size, data_cfg.cache_dir)
     out = Path(cfg.out_dir) if cfg.out_dir else folder / "eval"
-    write_run_info(out, cfg, cfg.seed, {"split_hash": prepared.split_hash, "model_hash": header["model_hash"]})
     synth_classes = _synthetic_classes(rows, prepared, folder, data_cfg.name)
+    with replacing(out, KIND) as staging:  # the previous report in the folder is replaced whole
+        write_run_info(staging, cfg, cfg.seed, {"split_hash": prepared.split_hash, "model_hash": header["model_hash"]},
+                       kind=KIND)
+        report = _evaluate_classes(cfg, folder, header, prepared, rows, synth_images, synth_classes, staging)
+    _print_summary(report["feature_space"], folder, out, report)
+    return report
 
+
+def _evaluate_classes(cfg: SyntheticEvaluateConfig, folder: Path, header: dict[str, Any], prepared: PreparedData,
+                      rows: list[dict[str, str]], synth_images: np.ndarray, synth_classes: np.ndarray,
+                      out: Path) -> dict[str, Any]:
+    """The report of every synthetic class, its grids (``out/grids``), ``metrics.json`` and ``near_copies.csv``."""
+    data_cfg = cfg.data
     space = FeatureSpace(cfg.weights, cfg.backbone, cfg.small_stem, data_cfg.image_size, cfg.seed)
     emb = _embed(space, prepared, synth_images)
     report: dict[str, Any] = {"feature_space": space.name, "synthetic": str(folder), "model_hash": header["model_hash"],
@@ -349,7 +364,6 @@ def evaluate(cfg: SyntheticEvaluateConfig) -> dict[str, Any]:
     report["near_copies_total"] = len(copies)
     report["copy_rate"] = len(copies) / max(1, len(rows))
     _write_report(out, report, copies)
-    _print_summary(space, folder, out, report)
     return report
 
 

@@ -93,7 +93,7 @@ class GenerateConfig:
 
 FLAGS = [
     Flag("--model", "model", "generator folder (from python -m synth.train)"),
-    out_flag("output folder; re-running the same command resumes"),
+    out_flag("output folder; re-running the same command resumes", command="synth.generate"),
     Flag("--class", "classes", "class to generate, name or alias; repeat for several", action="append"),
     Flag("--n", "n", "images per class", int),
     Flag("--balance", "balance", "fill each class up to this count, counting its training images", int),
@@ -272,7 +272,8 @@ def generate(cfg: GenerateConfig) -> list[ManifestRow]:
     out.mkdir(parents=True, exist_ok=True)
     weights_hash = model_hash(cfg.model)
     rows = open_folder(out, cfg, info, weights_hash)
-    write_run_info(out, cfg, cfg.seed, {"model_hash": weights_hash, "split_hash": info.split_hash})
+    write_run_info(out, cfg, cfg.seed, {"model_hash": weights_hash, "split_hash": info.split_hash},
+                   kind="synth.generate")
 
     done = {(r.klass, image_index(r.file)) for r in rows}
     todo = [(c, i) for c in classes for i in range(wanted[c]) if (c, i) not in done]

@@ -28,11 +28,14 @@ from dermkit.config import Flag, parse_config
 from dermkit.console import console, entry_point
 from dermkit.errors import DermkitError
 from dermkit.flags import out_flag
+from dermkit.out_folder import replacing
+from dermkit.runinfo import write_run_info
 from synth.generator import save_generator
 from synth.model import unet_config
 from synth.train import DiffusionModule, SynthTrainConfig, generator_info
 
 RUN_FILES = ("config.yaml", "run.json", "train_state.json")
+KIND = "synth.snapshot"  # run.json's kind (dermkit.out_folder)
 
 
 @dataclass
@@ -43,7 +46,8 @@ class SnapshotConfig:
         run: a ``synth.train`` run folder (it holds ``config.yaml``, ``run.json``,
             ``train_state.json`` and ``checkpoints/``).
         checkpoint: the checkpoint to read; empty: ``run/checkpoints/last.ckpt``.
-        out_dir: the generator folder to write (its files are replaced).
+        out_dir: the generator folder to write (replaced whole, with ``config.yaml`` and ``run.json``;
+            subfolders of other commands' outputs, e.g. a generation made from the snapshot, are kept).
     """
 
     run: str = ""
@@ -54,7 +58,7 @@ class SnapshotConfig:
 FLAGS = [
     Flag("--run", "run", "synth.train run folder (may be training now)"),
     Flag("--checkpoint", "checkpoint", "checkpoint of the run (default: RUN/checkpoints/last.ckpt)"),
-    out_flag("generator folder to write"),
+    out_flag("generator folder to write (a snapshot written there before is replaced)", command=KIND, replaces=True),
 ]
 
 
@@ -109,7 +113,9 @@ def snapshot(cfg: SnapshotConfig) -> Path:
     module.on_load_checkpoint(checkpoint)
     steps = int(checkpoint.get("global_step", 0))
     info = generator_info(train_cfg, classes, run_json["split_hash"], run_json["train_counts"], steps)
-    save_generator(out, module.ema_unet(), module.noise_scheduler, info)
+    with replacing(out, KIND) as staging:  # a generator read now by synth.generate is swapped whole, never half-written
+        save_generator(staging, module.ema_unet(), module.noise_scheduler, info)
+        write_run_info(staging, cfg, 0, {"run": str(run), "checkpoint": str(ckpt), "steps_trained": steps}, kind=KIND)
     console.print(f"synth.snapshot: the EMA generator of {ckpt} (step {steps:,} of "
                   f"{train_cfg.trainer.max_steps:,}) -> {out}")
     return out

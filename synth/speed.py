@@ -32,6 +32,7 @@ from dermkit.console import console, entry_point
 from dermkit.errors import DermkitError
 from dermkit.flags import out_flag
 from dermkit.resume import default_run_dir
+from dermkit.out_folder import replacing
 from dermkit.runinfo import write_run_info
 from synth.generate import resolve_device
 from synth.generator import load_generator
@@ -78,6 +79,7 @@ class SpeedConfig:
     out_dir: str = field(default_factory=lambda: default_run_dir("synth", "speed"))
 
 
+KIND = "synth.speed"  # run.json's kind (dermkit.out_folder)
 FLAGS = [
     Flag("--model", "model", "generator folder (default: a random-init --preset)"),
     Flag("--preset", "preset", f"UNet preset without --model: {', '.join(PRESETS)}"),
@@ -91,7 +93,7 @@ FLAGS = [
     Flag("--train-steps", "train_steps", f"timed training steps (after {WARMUP_TRAIN_STEPS} warm-up steps)", int),
     Flag("--device", "device", "auto, cpu or cuda"),
     Flag("--threads", "threads", "torch CPU threads (0: torch's default)", int),
-    out_flag("folder for speed.json"),
+    out_flag("folder for speed.json (a measurement written there before is replaced)", command=KIND, replaces=True),
 ]
 
 
@@ -188,8 +190,6 @@ def measure(cfg: SpeedConfig) -> dict[str, Any]:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
     unet, scheduler, label = load_unet(cfg)
-    out = Path(cfg.out_dir)
-    write_run_info(out, cfg, 0)
     unet.to(device)
     console.print(f"synth.speed: {label} on {device}, batch {cfg.batch_size}, {torch.get_num_threads()} threads")
     time_sampling(unet, scheduler, "ddim", 2, cfg.batch_size, cfg.guidance)  # warm-up
@@ -204,7 +204,9 @@ def measure(cfg: SpeedConfig) -> dict[str, Any]:
         # Of sampling and training together (None: not on a GPU).
         "peak_gpu_memory_mib": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
     }
-    (out / RESULTS_FILE).write_text(json.dumps(results, indent=2) + "\n")
+    with replacing(cfg.out_dir, KIND) as staging:  # a measurement written before into the folder is replaced whole
+        write_run_info(staging, cfg, 0, kind=KIND)
+        (staging / RESULTS_FILE).write_text(json.dumps(results, indent=2) + "\n")
     return results
 
 

@@ -119,7 +119,7 @@ class SynthTrainConfig:
 
 
 FLAGS = [
-    out_flag("generator folder to write (re-running with the same folder resumes)"),
+    out_flag("generator folder to write (re-running with the same folder resumes)", command="synth.train"),
     Flag("--preset", "model.preset", f"UNet size: {', '.join(PRESETS)}"),
     data_flag(" (labelled: not folder)"),
     root_flag(),
@@ -265,7 +265,7 @@ def train(cfg: SynthTrainConfig) -> Path:
         if not resuming:
             _write_train_state(out, state)
         write_run_info(out, cfg, cfg.seed, {"split_hash": prepared.split_hash, "train_counts": counts,
-                                            "label_fraction": cfg.data.fraction})
+                                            "label_fraction": cfg.data.fraction}, kind="synth.train")
     dataset = CachedImageDataset(prepared.cache_path, train_idx, prepared.labels)
     loader = DataLoader(dataset, batch_size=cfg.data.batch_size, shuffle=True, num_workers=cfg.data.num_workers,
                         drop_last=len(dataset) >= cfg.data.batch_size, persistent_workers=cfg.data.num_workers > 0)

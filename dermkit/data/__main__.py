@@ -14,11 +14,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from dermkit.config import DataConfig, Flag, parse_config
 from dermkit.console import console, entry_point, print_table
 from dermkit.data.splits import FRACTIONS, SPLITS, SplitTable
 from dermkit.flags import data_flag, out_flag, root_flag
+from dermkit.out_folder import replacing
 from dermkit.runinfo import write_run_info
 
 
@@ -37,10 +39,12 @@ class DataCommandConfig:
     out_dir: str = "runs/data"
 
 
+KIND = "dermkit.data"  # run.json's kind (dermkit.out_folder)
 FLAGS = [
     data_flag(),
     root_flag(),
-    out_flag("output folder for split.csv and split.json"),
+    out_flag("output folder for split.csv and split.json (a split written there before is replaced)", command=KIND,
+             replaces=True),
     Flag("--seed", "data.split_seed", "split seed", type=int),
     Flag("--image-size", "data.image_size", "side of the cached square images in pixels", type=int),
     Flag("--skip-bad", "data.skip_bad", "skip unreadable images and list them", type=bool),
@@ -93,9 +97,13 @@ def main(argv: list[str] | None = None) -> int:
     if classes:
         print_table("Training images per nested label fraction", ["fraction", *classes, "total"],
                     fraction_rows(split, classes))
-    csv_path, json_path = split.save(cfg.out_dir)
-    write_run_info(cfg.out_dir, cfg, cfg.data.split_seed, {"split_hash": split.hash, "data": prepared.describe(),
-                                                       "skipped": [list(s) for s in prepared.source.skipped]})
+    with replacing(cfg.out_dir, KIND) as staging:  # a split written before into the folder is replaced whole
+        split.save(staging)
+        write_run_info(staging, cfg, cfg.data.split_seed, {"split_hash": split.hash, "data": prepared.describe(),
+                                                           "skipped": [list(s) for s in prepared.source.skipped]},
+                       kind=KIND)
+    out = Path(cfg.out_dir).expanduser()
+    csv_path, json_path = out / "split.csv", out / "split.json"
     if prepared.source.skipped:
         console.print(f"[yellow]{len(prepared.source.skipped)} file(s) skipped (data.skip_bad=true):[/]")
         for name, reason in prepared.source.skipped:

@@ -85,6 +85,32 @@ class PreparedData:
             keep &= mins <= fraction + 1e-12
         return np.sort(self.rows[keep])
 
+    def split_sizes(self) -> dict[str, int]:
+        """Images per split (``train``, ``val``, ``test``)."""
+        side = np.array(self.split.split)
+        return {name: int((side == name).sum()) for name in SPLITS}
+
+    def required_indices(self, split: str, fraction: float = 1.0, remedy: str = "") -> np.ndarray:
+        """:meth:`indices`, refusing an empty result with one line instead of a later failure.
+
+        Args:
+            split: ``train``/``val``/``test``/``all``.
+            fraction: for ``train``, the nested label fraction.
+            remedy: what the user can do instead (appended to the message); empty: the split settings.
+
+        Raises:
+            DermkitError: the split (or its label fraction) holds no image; the message names the
+                dataset and every split's size.
+        """
+        rows = self.indices(split, fraction)
+        if len(rows):
+            return rows
+        sizes = ", ".join(f"{n} {name}" for name, n in self.split_sizes().items())
+        part = f"The {fraction:g} label fraction of the train split" if fraction < 1.0 else f"The {split} split"
+        raise DermkitError(f"{part} of {self.source.name} at {self.source.root} holds no image ({len(self.rows)} "
+                           f"image(s): {sizes}; split seed {self.split.seed}). "
+                           f"{remedy or 'Use a larger dataset, or change data.val_fraction / data.test_fraction.'}")
+
     def class_counts(self, indices: np.ndarray) -> dict[str, int]:
         """Images per class among the given cache rows."""
         counts = np.bincount(self.labels[indices], minlength=len(self.classes)) if len(indices) else []

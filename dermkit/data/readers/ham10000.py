@@ -1,7 +1,8 @@
 """HAM10000: ``HAM10000_metadata.csv`` (lesion_id, image_id, dx, ...) plus the image files.
 
 Images are looked up as ``<image_id>.<ext>`` in the root, ``images/``, and the two folders of the
-original release (``HAM10000_images_part_1`` / ``_part_2``). The demo dataset uses this format too.
+original release (``HAM10000_images_part_1`` / ``_part_2``), the extension in any letter case
+(``.jpg``, ``.JPG``). The demo dataset uses this format too.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from pathlib import Path
 from dermkit.data.images import IMAGE_EXTENSIONS
 from dermkit.data.readers import register_reader
 from dermkit.csvfile import read_csv_rows
-from dermkit.data.readers.csvutil import find_image
+from dermkit.data.readers.csvutil import index_images
 from dermkit.data.records import ImageRecord, ImageSource
 from dermkit.errors import DermkitError
 from dermkit.vocab import canonical_class, sort_classes
@@ -33,7 +34,7 @@ def read_ham10000_folder(root: Path, skip_bad: bool, name: str = "ham10000") -> 
     rows = read_csv_rows(root / METADATA, ["lesion_id", "image_id", "dx"], "Metadata file", "Check data.root.")
     if not rows:
         raise DermkitError(f"Metadata file {root / METADATA} lists no images.")
-    folders = [root / f for f in _IMAGE_FOLDERS]
+    files = index_images([root / f for f in _IMAGE_FOLDERS], IMAGE_EXTENSIONS)
     records: list[ImageRecord] = []
     missing: list[str] = []
     for row in rows:
@@ -41,7 +42,7 @@ def read_ham10000_folder(root: Path, skip_bad: bool, name: str = "ham10000") -> 
             label = canonical_class(row["dx"])
         except DermkitError as err:
             raise DermkitError(f"{root / METADATA}, image {row['image_id']}: {err}") from None
-        path = find_image(folders, row["image_id"], IMAGE_EXTENSIONS)
+        path = files.get(row["image_id"])
         if path is None:
             missing.append(row["image_id"])
             continue
@@ -50,7 +51,8 @@ def read_ham10000_folder(root: Path, skip_bad: bool, name: str = "ham10000") -> 
     if missing and not skip_bad:
         shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
         raise DermkitError(f"{len(missing)} image(s) listed in {root / METADATA} are not under {root} "
-                           f"(looked in {', '.join(f or '.' for f in _IMAGE_FOLDERS)}): {shown}. "
+                           f"(looked in {', '.join(f or '.' for f in _IMAGE_FOLDERS)} for "
+                           f"{', '.join(IMAGE_EXTENSIONS)} files, in any letter case): {shown}. "
                            "Set data.skip_bad=true to skip them.")
     records.sort(key=lambda r: r.image_id)
     return ImageSource(name, root, records, sort_classes({r.label for r in records if r.label}), skipped=skipped)

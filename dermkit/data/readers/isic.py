@@ -35,7 +35,8 @@ _EXTENSIONS = (".jpg", ".jpeg", ".png")
 
 
 def _csv_files(root: Path, keyword: str) -> list[Path]:
-    return sorted(p for p in root.glob("*.csv") if p.is_file() and keyword.lower() in p.name.lower())
+    return sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() == ".csv"  # any letter case
+                  and keyword.lower() in p.name.lower())
 
 
 def find_ground_truth_csv(root: Path) -> Path:

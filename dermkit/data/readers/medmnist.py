@@ -43,7 +43,8 @@ def find_npz(root: Path) -> Path:
     if not root.is_dir():
         raise DermkitError(f"MedMNIST path {root} does not exist. Set data.root to a dermamnist*.npz file "
                            "or the folder holding it.")
-    found = sorted(p for p in root.glob("*.npz") if p.name.lower().startswith("dermamnist"))
+    found = sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() == ".npz"  # any letter case
+                   and p.name.lower().startswith("dermamnist"))
     if len(found) == 1:
         return found[0]
     if not found:
