@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import warnings
 from dataclasses import dataclass
 from importlib import metadata
