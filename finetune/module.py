@@ -28,7 +28,7 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from dermkit.augment import ViewAugment, seed_for_process
+from dermkit.augment import ViewAugment, normalize, seed_for_process
 from dermkit.backbones import Backbone, build_backbone
 from dermkit.metrics import PredictionStore, classification_report
 from finetune.losses import build_loss
@@ -166,13 +166,17 @@ class ClassifierModule(pl.LightningModule):
     device_augment: ViewAugment | None = None
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """``data.augment_on=device``: training batches arrive as uint8 and leave augmented and normalised.
+        """``data.augment_on=device``: training batches arrive as uint8 and leave augmented and normalised;
+        ``resident``: validation and test batches too, and leave normalised (as ``eval_transform`` does).
 
         On a GPU every batch also goes channels-last, the layout of the weights (:meth:`on_fit_start`).
         """
         images, labels, index = batch
-        if self.device_augment is not None and self.trainer.training:
-            images = self.device_augment(images)
+        if images.dtype == torch.uint8:
+            if self.device_augment is not None and self.trainer.training:
+                images = self.device_augment(images)
+            else:
+                images = normalize(images, self.hparams.mean, self.hparams.std)
         if images.is_cuda:
             images = images.contiguous(memory_format=torch.channels_last)
         return images, labels, index
