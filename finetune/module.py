@@ -202,11 +202,16 @@ class ClassifierModule(pl.LightningModule):
 
     # -- steps ---------------------------------------------------------------------------------
 
+    # Logged values the progress bar shows during training, read at logging steps (dermkit.trainer.ProgressBar).
+    progress_bar_keys = ("train/loss",)
+
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         images, labels, _ = batch
         logits = self(images)  # (B, C)
         loss = self.criterion(logits.float(), labels)
-        self.log("train/loss", loss, prog_bar=True, batch_size=labels.shape[0])
+        # Not on the progress bar by Lightning, which would read it from the GPU at every step (a wait):
+        # dermkit.trainer.ProgressBar shows progress_bar_keys at logging steps.
+        self.log("train/loss", loss, batch_size=labels.shape[0])
         return loss
 
     def _store_batch(self, store: PredictionStore, batch: Batch, tta: bool = False) -> torch.Tensor | None:
