@@ -231,7 +231,8 @@ def build_loaders(cfg: PretrainConfig, data: PreparedData, resident: ResidentIma
     monitor_batch = max(cfg.data.batch_size, 128)
     if resident is not None:
         def monitor(rows: np.ndarray) -> NormalizedBatches:
-            loader = resident_loader(ResidentDataset(resident, resident.rows(0, rows)), monitor_batch)
+            # persistent=False: a new iterator per pass, as the worker paths' monitor loaders (no persistent workers)
+            loader = resident_loader(ResidentDataset(resident, resident.rows(0, rows)), monitor_batch, persistent=False)
             return NormalizedBatches(loader, IMAGENET_MEAN, IMAGENET_STD)
 
         train = resident_loader(ResidentDataset(resident, resident.rows(0, train_rows)), cfg.data.batch_size,
