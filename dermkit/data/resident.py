@@ -40,6 +40,7 @@ RESIDENT = "resident"  # the data.augment_on value of this path
 # The images may take at most this share of the memory free on their device: the rest is the
 # network's, its activations' and the allocator's (on the CPU: the other processes').
 MAX_SHARE_OF_FREE = 0.5
+LOAD_CHUNK = 1024  # cache rows read into host memory at a time
 
 
 @dataclass(frozen=True)
@@ -128,14 +129,19 @@ class ResidentImages:
         if len(sizes) != 1:
             raise DermkitError(f"data.augment_on=resident: the image caches differ in size ({sorted(sizes)}); "
                                "every source must be cached at data.image_size.")
-        needed = sum(a.nbytes for a in arrays)
-        # The host holds the cache's copy and its channels-first copy for a moment: twice the images.
-        check_fits(2 * needed, free_memory(torch.device("cpu")), "the host (RAM)",
-                   f"{sum(len(a) for a in arrays):,} images of {arrays[0].shape[1]} px and their copy")
-        parts = [torch.from_numpy(np.ascontiguousarray(a)).permute(0, 3, 1, 2).contiguous() for a in arrays]
+        total, side = sum(len(a) for a in arrays), arrays[0].shape[1]
+        check_fits(sum(a.nbytes for a in arrays), free_memory(torch.device("cpu")), "the host (RAM)",
+                   f"{total:,} images of {side} px")
+        images = torch.empty((total, 3, side, side), dtype=torch.uint8)
+        start = 0
+        for array in arrays:  # a chunk at a time: the host never holds a second copy of the whole cache
+            for first in range(0, len(array), LOAD_CHUNK):
+                chunk = torch.from_numpy(np.array(array[first:first + LOAD_CHUNK]))  # (c, S, S, 3), out of the map
+                images[start + first:start + first + len(chunk)] = chunk.permute(0, 3, 1, 2)
+            start += len(array)
         labels = torch.cat([torch.as_tensor(np.asarray(s.labels, dtype=np.int64)) for s in sources])
         offsets = np.cumsum([0, *[len(a) for a in arrays[:-1]]]).tolist()
-        return cls(torch.cat(parts) if len(parts) > 1 else parts[0], labels, offsets)
+        return cls(images, labels, offsets)
 
     @property
     def device(self) -> torch.device:
