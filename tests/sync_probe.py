@@ -28,10 +28,10 @@ CPU_COUNTERS = "torch/optim/"  # frames of torch's optimisers (their step counte
 
 @dataclass
 class Wait:
-    """One operation that would wait for a GPU: its name and the stack that called it (innermost last)."""
+    """One operation that would wait for a GPU: its name and the frames that called it (innermost last)."""
 
     op: str
-    stack: str
+    stack: list[str]
 
 
 def _bool_index(name: str, args: tuple[Any, ...]) -> bool:
@@ -50,8 +50,8 @@ class _Recorder(TorchDispatchMode):
     def __torch_dispatch__(self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None) -> Any:
         name = func.overloadpacket.__name__
         if name in WAITING_OPS or _bool_index(name, args):
-            stack = "".join(traceback.format_stack(limit=25)[:-1])
-            if CPU_COUNTERS not in stack:
+            stack = traceback.format_stack(limit=25)[:-1]
+            if not any(CPU_COUNTERS in frame for frame in stack):
                 self.waits.append(Wait(name if name in WAITING_OPS else f"{name} (boolean mask)", stack))
         return func(*args, **(kwargs or {}))
 
@@ -88,8 +88,7 @@ class SyncProbe(pl.Callback):
 def describe(waits: list[Wait]) -> str:
     """The first waits, each with the innermost frames of its stack outside torch's own (for an assertion
     message)."""
-    def frames(stack: str) -> list[str]:
-        entries = ["".join(pair) for pair in zip(*[iter(stack.splitlines(keepends=True))] * 2)]
-        return [e for e in entries if "/torch/" not in e][-4:]
+    def frames(stack: list[str]) -> list[str]:
+        return [frame for frame in stack if "/torch/" not in frame][-4:]
 
     return "\n".join(f"{w.op}:\n" + "".join(frames(w.stack)) for w in waits[:3])
