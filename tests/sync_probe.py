@@ -24,6 +24,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 WAITING_OPS = frozenset({"_local_scalar_dense", "nonzero", "equal", "is_nonzero", "masked_select", "unique",
                          "_unique", "_unique2", "unique_dim", "unique_consecutive"})
 CPU_COUNTERS = "torch/optim/"  # frames of torch's optimisers (their step counters live on the CPU)
+WRAPPERS = ("torch/_compile.py", "torch/_dynamo/", "torch/utils/_python_dispatch.py")  # frames that only pass calls on
 
 
 @dataclass
@@ -42,6 +43,13 @@ def _bool_index(name: str, args: tuple[Any, ...]) -> bool:
     return any(isinstance(t, torch.Tensor) and t.dtype == torch.bool for items in lists for t in items)
 
 
+def _from_optimizer(stack: list[str]) -> bool:
+    """Whether the innermost frame that does more than pass the call on is torch's optimiser code (its CPU
+    step counters). Not any frame: the training step itself runs inside ``optimizer.step(closure)``."""
+    callers = [frame for frame in stack if not any(w in frame for w in WRAPPERS)]
+    return bool(callers) and CPU_COUNTERS in callers[-1]
+
+
 class _Recorder(TorchDispatchMode):
     def __init__(self) -> None:
         super().__init__()
@@ -51,7 +59,7 @@ class _Recorder(TorchDispatchMode):
         name = func.overloadpacket.__name__
         if name in WAITING_OPS or _bool_index(name, args):
             stack = traceback.format_stack(limit=25)[:-1]
-            if not any(CPU_COUNTERS in frame for frame in stack):
+            if not _from_optimizer(stack):
                 self.waits.append(Wait(name if name in WAITING_OPS else f"{name} (boolean mask)", stack))
         return func(*args, **(kwargs or {}))
 
