@@ -62,6 +62,7 @@ from dermkit.resume import runs_dir
 from dermkit.runinfo import check_out_dir
 from bench.dry_run import check_stage_configs
 from bench.grid import Step
+from bench.runner import sigterm_as_interrupt
 
 DATA_CHOICES = ("ham10000", "demo")
 STAGE_MODULES = ("ssl.pretrain", "finetune.train")  # parts whose configs --check-configs resolves
@@ -260,6 +261,12 @@ def run_part(part: Part, logs: Path, timeout: float) -> None:
             os.killpg(process.pid, signal.SIGKILL)  # the stage and its data-loader workers
             process.wait()
             status = None
+        except KeyboardInterrupt:  # the check itself was stopped: so is the part (its own session)
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            part.results = {"seconds": time.perf_counter() - start, "log": str(log),
+                            "error": "stopped with the check (Ctrl-C or SIGTERM)"}
+            raise
     part.results = {"seconds": time.perf_counter() - start, "log": str(log)}
     if status is None:
         part.results["error"] = f"stopped after {timeout:.0f} s, its share of --budget"
@@ -340,12 +347,20 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     started = time.perf_counter()
+    stopped = False
     with tempfile.TemporaryDirectory(prefix="gpu-check-") as tmp:  # run folders: checkpoints of ResNet-50s
         parts = plan(args, device, Path(tmp))
         check_stage_parts(parts)
         deadline = time.perf_counter() + args.budget
-        for index, part in enumerate(parts):
-            run_part(part, logs, deadline - time.perf_counter() - MIN_PART_SECONDS * (len(parts) - index - 1))
+        try:
+            with sigterm_as_interrupt():  # a stopped check (Ctrl-C, kill) still writes what it measured
+                for index, part in enumerate(parts):
+                    run_part(part, logs, deadline - time.perf_counter() - MIN_PART_SECONDS * (len(parts) - index - 1))
+        except KeyboardInterrupt:
+            stopped = True
+            for part in parts:
+                if not part.results:
+                    part.results = {"seconds": 0.0, "log": "", "error": "not run: the check was stopped"}
     report = {
         "command": shlex.join(["python", "-m", "bench.gpu_check", *(sys.argv[1:] if argv is None else argv)]),
         "date": time.strftime("%Y-%m-%d %H:%M %Z"), "device": device,
@@ -360,6 +375,9 @@ def main(argv: list[str] | None = None) -> int:
     print_table(f"bench.gpu_check on {report['device_name']} ({report['total_seconds']:.0f} s)", COLUMNS,
                 table_rows(report["parts"]))
     console.print(f"Wrote {out / 'gpu_check.json'} and {out / 'gpu_check.md'}.")
+    if stopped:
+        console.print("[yellow]stopped[/]: the parts not finished are marked as such.")
+        return 130
     failed = [p.name for p in parts if "error" in p.results]
     if failed:
         raise DermkitError(f"{len(failed)} part(s) failed ({', '.join(failed)}): see their logs in {logs}.")
