@@ -15,8 +15,8 @@ from dermkit.augment import ViewAugment, ViewSpec, normalize
 from dermkit.config import DataConfig
 from dermkit.data.datasets import CachedImageDataset
 from dermkit.data.prepare import PreparedData, prepare_data
-from dermkit.data.resident import (ImageSource, NormalizedBatches, ResidentDataset, ResidentImages, ResidentOnDevice,
-                                   check_fits, resident_loader)
+from dermkit.data.resident import (ImageSource, NormalizedBatches, ResidentDataset, ResidentImages, ResidentLoader,
+                                   ResidentOnDevice, check_fits, resident_loader)
 from dermkit.errors import DermkitError
 
 SIZE = 32
@@ -103,6 +103,23 @@ def test_evaluation_batches_are_normalised_as_eval_transform_does(prepared: Prep
     images, got_labels = next(iter(batches))
     assert torch.equal(images, expected) and torch.equal(got_labels, labels)
     assert torch.equal(normalize(store.images[store.rows(0, rows)], MEAN, STD), expected)
+
+
+def test_under_ddp_each_process_draws_its_share(prepared: PreparedData, store: ResidentImages) -> None:
+    """What Lightning does to a training loader under DDP (a DistributedSampler in a re-made loader of the same
+    class and arguments): each process gets a disjoint half of the rows, gathered as whole resident batches."""
+    from pytorch_lightning.utilities.data import _update_dataloader
+    from torch.utils.data import DistributedSampler
+
+    rows = prepared.indices("train")
+    loader = resident_loader(ResidentDataset(store, store.rows(0, rows), ids=rows), 16, shuffle=True)
+    seen = []
+    for rank in (0, 1):
+        sampler = DistributedSampler(loader.dataset, num_replicas=2, rank=rank, shuffle=True, seed=0, drop_last=True)
+        per_rank = _update_dataloader(loader, sampler)
+        assert isinstance(per_rank, ResidentLoader) and per_rank.num_workers == 0
+        seen.append([i for _, _, ids in per_rank for i in ids.tolist()])
+    assert not set(seen[0]) & set(seen[1]) and len(seen[0]) == len(seen[1]) == len(rows) // 2
 
 
 def test_a_second_source_follows_the_first(prepared: PreparedData) -> None:
