@@ -118,6 +118,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="start gpu-r50-128 only with at least this long left")
     parser.add_argument("--root", default="", help="HAM10000 folder (default $DERMKIT_HAM10000 or "
                         "../shared/data/ham10000)")
+    parser.add_argument("--grid-override", action="append", default=[], metavar="KEY=VALUE",
+                        help="a bench.label_efficiency override added to both grids (repeatable), e.g. "
+                             "'grid.seeds=[0]'")
     parser.add_argument("--tiny", action="store_true", help="CPU dry run: demo data, tiny sizes, the same phases")
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
@@ -157,7 +160,7 @@ def grid_phase(args: argparse.Namespace, preset: str, title: str, min_seconds: f
     results = args.out / preset
     runs = args.runs / preset
     grid = [sys.executable, "-m", "bench.label_efficiency", "--preset", preset, "--out", str(runs), "--export",
-            str(results), *data_args(args), *(TINY_GRID if args.tiny else [])]
+            str(results), *data_args(args), *(TINY_GRID if args.tiny else []), *args.grid_override]
     return Phase(preset, title, grid, results, min_seconds, [*grid, "--report-only", *PARTIAL_REPORT], runs)
 
 
