@@ -52,7 +52,9 @@ from dermkit.runinfo import check_out_dir
 PROG = "python -m bench.gpu_window"
 POLL_S = 1.0
 STOP_GRACE_S = 25.0  # after SIGTERM: a grid stops its steps (each saves a checkpoint) and exports
-CHECK_PARTS = "simclr_device,simclr_resident,synth_sampling,finetune_resnet50,finetune_resnet18"
+# The window's check: the SimCLR paths compared and the fine-tuning parts (sampling speed: --check-parts adds
+# synth_sampling); four parts in --check-budget's 150 s leave the grid most of the window.
+CHECK_PARTS = "simclr_device,simclr_resident,finetune_resnet50,finetune_resnet18"
 TINY_CHECK_PARTS = "simclr_resident"
 # The CPU dry run's grids: demo data, tiny_cnn at 32 px, one seed, one fraction, a few steps per stage.
 TINY_GRID = ["data.name=demo", "data.image_size=32", "data.batch_size=16", "model.backbone=tiny_cnn",
@@ -112,7 +114,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--phases", default="gpu-check,gpu-quick,gpu-r50-128", help="the phases to run, in order")
     parser.add_argument("--check-parts", default="", help=f"bench.gpu_check --parts (default {CHECK_PARTS}; "
                         f"--tiny {TINY_CHECK_PARTS})")
-    parser.add_argument("--check-budget", type=float, default=170.0, help="bench.gpu_check --budget, seconds")
+    parser.add_argument("--check-budget", type=float, default=150.0, help="bench.gpu_check --budget, seconds")
     parser.add_argument("--check-steps", type=int, default=40, help="bench.gpu_check --steps (training parts)")
     parser.add_argument("--min-last-seconds", type=float, default=120.0,
                         help="start gpu-r50-128 only with at least this long left")

@@ -126,6 +126,13 @@ def device_constant(values: tuple[float, ...], device: torch.device) -> torch.Te
     return torch.tensor(values, dtype=torch.float32).to(device)
 
 
+def _pick_on_host(device: torch.device) -> bool:
+    """Whether a random subset of views is picked out by index (its size read on the host) rather than
+    every view computed and the subset kept by mask: on a CPU, where the read costs nothing and the
+    subset saves work; elsewhere the read would wait for the device."""
+    return device.type == "cpu"
+
+
 def _bernoulli(p: float, n: int, device: torch.device) -> torch.Tensor:
     """(n,) bool, each True with probability p."""
     return torch.rand(n, device=device) < p
@@ -298,7 +305,7 @@ def _vignette_some(views: torch.Tensor, prob: float) -> torch.Tensor:
     """:func:`vignette` on a random share ``prob`` of the views (as :func:`_blur`: off the CPU every view is
     darkened and kept where chosen, since picking the chosen ones out would wait for the GPU)."""
     chosen = _bernoulli(prob, views.shape[0], views.device)  # (B,)
-    if views.device.type != "cpu":
+    if not _pick_on_host(views.device):
         return torch.where(chosen.view(-1, 1, 1, 1), vignette(views), views)
     picked = chosen.nonzero().squeeze(1)
     if picked.numel() == 0:
@@ -320,7 +327,7 @@ def _blur(views: torch.Tensor, spec: ViewSpec) -> torch.Tensor:
     chosen = _bernoulli(spec.blur_prob, n, views.device)  # (B,)
     # PIL's GaussianBlur(radius=sigma), which lightly uses, reaches about 3 sigma on each side.
     kernel = min(2 * math.ceil(3 * spec.blur_sigmas[1]) + 1, 2 * (views.shape[-1] // 2) - 1)
-    if views.device.type != "cpu":
+    if not _pick_on_host(views.device):
         sigma = _uniform(*spec.blur_sigmas, n, views.device)
         blurred = kornia.filters.gaussian_blur2d(views, kernel, sigma.unsqueeze(1).expand(-1, 2))
         return torch.where(chosen.view(-1, 1, 1, 1), blurred, views)

@@ -66,8 +66,9 @@ def test_gpu_plan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     args = parse_args(["--out", str(tmp_path / "out"), "--runs", str(tmp_path / "runs"), "--root", str(root)])
     check, quick, r50 = plan(args)
     assert check.command[1:3] == ["-m", "bench.gpu_check"] and "cuda" in check.command
-    assert check.command[check.command.index("--parts") + 1] == "simclr_device,simclr_resident,synth_sampling," \
-                                                                 "finetune_resnet50,finetune_resnet18"
+    assert check.command[check.command.index("--parts") + 1] == "simclr_device,simclr_resident,finetune_resnet50," \
+                                                                 "finetune_resnet18"
+    assert check.command[check.command.index("--budget") + 1] == "150" and check.min_seconds == 150
     for phase, preset in ((quick, "gpu-quick"), (r50, "gpu-r50-128")):
         assert phase.command[phase.command.index("--preset") + 1] == preset
         assert phase.command[phase.command.index("--export") + 1] == str(tmp_path / "out" / preset)
