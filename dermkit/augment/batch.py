@@ -32,8 +32,9 @@ On a GPU a call waits for nothing: no step asks the host for a value computed on
 boolean-mask index or ``nonzero`` needs the count on the host, and ``torch.tensor(..., device=cuda)``
 copies from pageable memory and waits), so the host queues the augmentation and the training step
 behind it without stalling. Constants live on the device once (:func:`device_constant`); the rotated
-views' black corners are masked on every view; on a GPU every view is blurred and the blur kept where
-drawn (on a CPU, where waiting costs nothing, only the drawn views are blurred, half the work).
+views' black corners are masked on every view; on a GPU every view is blurred (vignetted) and the result
+kept where drawn (on a CPU, where reading the count costs nothing, only the drawn views are: less work;
+:func:`_pick_on_host`).
 """
 
 from __future__ import annotations
