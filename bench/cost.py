@@ -18,8 +18,8 @@ a measurement; the assumptions, each a constant below:
 * **Data** (worker path, lightly's per-image PIL transforms): 2.2 ms per 64-px view per worker
   core (``docs/benchmarks.md``: 4.4 ms for the two views of one image), scaled with the pixel
   count; ``num_workers=0`` is one core. A training step takes max(compute, data); with
-  ``data.augment_on=device`` the compute alone (the workers only copy uint8 rows, the augmentation
-  is a few elementwise passes beside the network). Fine-tuning's
+  ``data.augment_on=device`` or ``resident`` the compute alone (the workers only copy uint8 rows, or
+  the rows are gathered on the GPU; the augmentation is a few elementwise passes beside the network). Fine-tuning's
   lighter transforms are charged the same (an upper bound); the generator flips on the device (no
   data cost).
 * **Not counted**: start-up, image caching, the SSL kNN monitor, checkpoint writing, compilation.
@@ -42,6 +42,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from dermkit.config import augments_on_device
 from dermkit.validation_epochs import validated_epochs
 
 # Effective training FLOP/s by (device kind, bf16?) -- see the module docstring for the sources.
@@ -137,7 +138,7 @@ def _optimizer_steps(trainer: dict[str, Any], images: int, batch: int) -> int:
 def _step_seconds(flops: float, views: float, size: int, workers: int, device: tuple[str, bool], devices: int,
                   augment_on: str = "workers") -> float:
     compute = flops / (EFFECTIVE_FLOPS[device] * devices)
-    if augment_on == "device":  # workers only copy uint8 rows; the batch is augmented beside the network
+    if augments_on_device(augment_on):  # uint8 rows copied (device) or gathered on the GPU (resident), augmented there
         return compute
     data = views * DATA_SECONDS_PER_64PX_VIEW * (size / 64) ** 2 / max(workers, 1)
     return max(compute, data)

@@ -2,14 +2,17 @@
 
 For the first session that has a GPU: one command, under 8 minutes on one GPU, that measures
 
-* ``simclr_workers`` / ``simclr_device``: ``ssl.pretrain`` SimCLR, ResNet-50 at 224 px, bf16-mixed,
-  with ``data.augment_on=workers`` and ``data.augment_on=device``: training images/s, the share of
-  step time spent waiting for data, peak GPU memory (read from the run's ``summary.json``);
+* ``simclr_workers`` / ``simclr_device`` / ``simclr_resident``: ``ssl.pretrain`` SimCLR, ResNet-50 at
+  224 px, bf16-mixed, with ``data.augment_on=workers``, ``device`` and ``resident``: training images/s,
+  the share of step time spent waiting for data, peak GPU memory (read from the run's ``summary.json``);
 * ``synth_sampling``: ``bench.synth_speed`` on a random-init ``base`` generator: DDIM-50 and
   DPM-Solver++-20 (synth.generate's default) against DDPM-1000 images/s (classifier-free guidance)
   and peak GPU memory (its ``--json`` file);
 * ``finetune_resnet50`` / ``finetune_resnet18``: ``finetune.train`` in bf16-mixed, ResNet-50 at 224
-  px and ResNet-18 at 64 px: training images/s, data wait, peak GPU memory (its ``metrics.json``).
+  px and ResNet-18 at 64 px (``--finetune-augment-on``, default ``resident``): training images/s, data
+  wait, peak GPU memory (its ``metrics.json``).
+
+``--parts`` runs some of them only (``bench.gpu_window`` gives the check a share of a lent GPU's minutes).
 
 Each part is a subprocess of the stage's own command line, in a fresh run folder (deleted at the
 end; each part's output goes to ``OUT/logs/<part>.log``), one after the other so that they do not
@@ -23,7 +26,7 @@ Sizing for under 8 minutes on one H200-class GPU with 16 CPU cores and HAM10000:
 runs a fixed number of optimiser steps (``--steps``, 60: ~50 timed after the warm-up and the epoch
 boundaries), and all parts share ``--budget`` (450 s): a part is stopped when it would leave less
 than 30 s to each part after it, so the check ends within 7.5 minutes plus the config check and
-start-up (~20 s). Expected, not yet measured: SimCLR ResNet-50 at batch 256 (512 views of 224 px,
+start-up (~20 s). (The resident SimCLR part, added since, shares the same budget.) Expected, not yet measured: SimCLR ResNet-50 at batch 256 (512 views of 224 px,
 ~6 TFLOP per step) 0.2-0.4 s per step, i.e. 60 steps in 15-25 s plus ~20-40 s of start-up, image
 cache (HAM10000 decoded at 224 px on all cores, first run only) and checkpoints; DDPM-1000 at batch
 32 with guidance is 1000 UNet passes of 64 images, 20-40 s, DDIM-50 a twentieth of that; each
@@ -59,10 +62,13 @@ from dermkit.resume import runs_dir
 from dermkit.runinfo import check_out_dir
 from bench.dry_run import check_stage_configs
 from bench.grid import Step
+from bench.runner import sigterm_as_interrupt
 
 DATA_CHOICES = ("ham10000", "demo")
 STAGE_MODULES = ("ssl.pretrain", "finetune.train")  # parts whose configs --check-configs resolves
 MIN_PART_SECONDS = 30.0  # of the --budget, kept for each part still to run
+SIMCLR_PATHS = ("workers", "device", "resident")  # data.augment_on of the SimCLR parts
+PART_NAMES = (*(f"simclr_{path}" for path in SIMCLR_PATHS), "synth_sampling", "finetune_resnet50", "finetune_resnet18")
 
 
 @dataclass
@@ -109,8 +115,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--synth-batch-size", type=int, default=32, help="images per sampling batch")
     parser.add_argument("--workers", type=int, default=-1,
                         help="data-loader workers (default: CPU cores - 2, --tiny 0)")
-    parser.add_argument("--finetune-augment-on", default="device", choices=("device", "workers"),
+    parser.add_argument("--finetune-augment-on", default="resident", choices=("resident", "device", "workers"),
                         help="data.augment_on of the fine-tuning parts")
+    parser.add_argument("--parts", default=",".join(PART_NAMES),
+                        help=f"comma-separated parts to run, of {', '.join(PART_NAMES)} (default: all)")
     parser.add_argument("--budget", type=float, default=450.0,
                         help="seconds for all parts together; a part is stopped when it would leave less than "
                              f"{MIN_PART_SECONDS:g} s to each part after it")
@@ -119,8 +127,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.steps < 0 or min(args.ssl_batch_size, args.finetune_batch_size, args.synth_batch_size) < 2:
         raise DermkitError("--steps must be >= 0 and the batch sizes >= 2.")
-    if args.budget < 5 * MIN_PART_SECONDS:
-        raise DermkitError(f"--budget {args.budget:g}: the five parts need at least {5 * MIN_PART_SECONDS:g} s.")
+    args.parts = [name.strip() for name in args.parts.split(",") if name.strip()]
+    unknown = [name for name in args.parts if name not in PART_NAMES]
+    if unknown or not args.parts:
+        raise DermkitError(f"--parts {','.join(args.parts)}: choose among {', '.join(PART_NAMES)} "
+                           f"({'unknown: ' + ', '.join(unknown) if unknown else 'none given'}).")
+    if args.budget < len(args.parts) * MIN_PART_SECONDS:
+        raise DermkitError(f"--budget {args.budget:g}: the {len(args.parts)} parts need at least "
+                           f"{len(args.parts) * MIN_PART_SECONDS:g} s.")
     check_out_dir(args.out, "--out")
     return args
 
@@ -181,7 +195,8 @@ def read_synth(run_dir: Path) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------------------
 # The plan
 def plan(args: argparse.Namespace, device: str, work: Path) -> list[Part]:
-    """The five parts, sized for one GPU (or tiny with ``--tiny``), writing below ``work``."""
+    """The parts of ``--parts`` (all by default), sized for one GPU (or tiny with ``--tiny``), writing below
+    ``work``."""
     tiny = args.tiny
     steps = args.steps or (8 if tiny else 60)
     workers = args.workers if args.workers >= 0 else (0 if tiny else max(1, (os.cpu_count() or 2) - 2))
@@ -192,7 +207,7 @@ def plan(args: argparse.Namespace, device: str, work: Path) -> list[Part]:
     data = [*data_args(args), f"data.num_workers={workers}"]
     parts = []
     backbone, size = ("tiny_cnn", 32) if tiny else ("resnet50", 224)
-    for augment_on in ("workers", "device"):
+    for augment_on in SIMCLR_PATHS:
         run = work / f"simclr_{augment_on}"
         pretrain_args = ["--method", "simclr", *data, "--backbone", backbone, "--image-size", str(size),
                          "--batch-size", str(ssl_batch), "--max-steps", str(steps), "--out", str(run),
@@ -221,7 +236,7 @@ def plan(args: argparse.Namespace, device: str, work: Path) -> list[Part]:
         parts.append(Part(name, f"Fine-tuning, augmented on {args.finetune_augment_on}",
                           f"{backbone} {size} px, batch {ft_batch}, {steps} steps, {workers} workers, bf16-mixed",
                           "finetune.train", finetune_args, read_finetune, run))
-    return parts
+    return [part for part in parts if part.name in args.parts]
 
 
 def check_stage_parts(parts: list[Part]) -> None:
@@ -246,6 +261,12 @@ def run_part(part: Part, logs: Path, timeout: float) -> None:
             os.killpg(process.pid, signal.SIGKILL)  # the stage and its data-loader workers
             process.wait()
             status = None
+        except KeyboardInterrupt:  # the check itself was stopped: so is the part (its own session)
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            part.results = {"seconds": time.perf_counter() - start, "log": str(log),
+                            "error": "stopped with the check (Ctrl-C or SIGTERM)"}
+            raise
     part.results = {"seconds": time.perf_counter() - start, "log": str(log)}
     if status is None:
         part.results["error"] = f"stopped after {timeout:.0f} s, its share of --budget"
@@ -302,8 +323,9 @@ def markdown(report: dict[str, Any]) -> str:
             lines += [f"DPM-Solver++-{synth['dpm_steps']} (synth.generate's default) samples "
                       f"{synth['dpm_images_per_second'] / synth['ddim_images_per_second']:.1f}x as many images/s as "
                       f"DDIM-{synth['ddim_steps']}."]
-    waits = {name: report["parts"][name].get("data_wait_fraction") for name in ("simclr_workers", "simclr_device")}
-    if not report["tiny"] and None not in waits.values():
+    waits = {name: report["parts"][name].get("data_wait_fraction")
+             for name in (f"simclr_{path}" for path in SIMCLR_PATHS) if name in report["parts"]}
+    if not report["tiny"] and waits and None not in waits.values():
         lines += ["", "Target of issue 13, SimCLR ResNet-50 224 px waiting for data < 10% of its step time: "
                       + "; ".join(f"{name} {_share(w)} ({'met' if w < 0.1 else 'not met'})"
                                   for name, w in waits.items())
@@ -325,12 +347,20 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     started = time.perf_counter()
+    stopped = False
     with tempfile.TemporaryDirectory(prefix="gpu-check-") as tmp:  # run folders: checkpoints of ResNet-50s
         parts = plan(args, device, Path(tmp))
         check_stage_parts(parts)
         deadline = time.perf_counter() + args.budget
-        for index, part in enumerate(parts):
-            run_part(part, logs, deadline - time.perf_counter() - MIN_PART_SECONDS * (len(parts) - index - 1))
+        try:
+            with sigterm_as_interrupt():  # a stopped check (Ctrl-C, kill) still writes what it measured
+                for index, part in enumerate(parts):
+                    run_part(part, logs, deadline - time.perf_counter() - MIN_PART_SECONDS * (len(parts) - index - 1))
+        except KeyboardInterrupt:
+            stopped = True
+            for part in parts:
+                if not part.results:
+                    part.results = {"seconds": 0.0, "log": "", "error": "not run: the check was stopped"}
     report = {
         "command": shlex.join(["python", "-m", "bench.gpu_check", *(sys.argv[1:] if argv is None else argv)]),
         "date": time.strftime("%Y-%m-%d %H:%M %Z"), "device": device,
@@ -345,6 +375,9 @@ def main(argv: list[str] | None = None) -> int:
     print_table(f"bench.gpu_check on {report['device_name']} ({report['total_seconds']:.0f} s)", COLUMNS,
                 table_rows(report["parts"]))
     console.print(f"Wrote {out / 'gpu_check.json'} and {out / 'gpu_check.md'}.")
+    if stopped:
+        console.print("[yellow]stopped[/]: the parts not finished are marked as such.")
+        return 130
     failed = [p.name for p in parts if "error" in p.results]
     if failed:
         raise DermkitError(f"{len(failed)} part(s) failed ({', '.join(failed)}): see their logs in {logs}.")

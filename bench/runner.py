@@ -130,7 +130,7 @@ class Terminated(KeyboardInterrupt):
 
 
 @contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
+def sigterm_as_interrupt() -> Iterator[None]:
     """Within the block, SIGTERM raises :class:`Terminated` in the main thread, so that a killed
     benchmark stops its stages instead of leaving them running, unwatched, into folders a re-run
     would resume."""
@@ -167,7 +167,7 @@ def run_stage(module: str, args: list[str], python: str = sys.executable) -> Non
     """
     process = subprocess.Popen([python, "-m", module, *args])
     try:
-        with _sigterm_as_interrupt():
+        with sigterm_as_interrupt():
             status = process.wait()
     except KeyboardInterrupt as stop:
         # Ctrl-C reached the stage too (one process group), and it saves its state before exiting
@@ -275,7 +275,7 @@ class Runner:
                 ``&`` ignores Ctrl-C), after the running steps have been sent SIGTERM and have exited;
                 the stages save their state on it, so the same command resumes them.
         """
-        with _sigterm_as_interrupt():
+        with sigterm_as_interrupt():
             return self._run()
 
     def _run(self) -> RunSummary:

@@ -42,7 +42,14 @@ def default_cache_dir() -> str:
     return os.environ.get("DERMKIT_CACHE") or str(Path("~/.cache/dermkit").expanduser())
 
 
-AUGMENT_ON = ("workers", "device")  # values of data.augment_on (dermkit.augment)
+AUGMENT_ON = ("workers", "device", "resident")  # values of data.augment_on (dermkit.augment, dermkit.data.resident)
+# The values that augment whole uint8 batches on the device (the Lightning module's on_after_batch_transfer).
+DEVICE_AUGMENT_ON = ("device", "resident")
+
+
+def augments_on_device(augment_on: str) -> bool:
+    """Whether ``data.augment_on`` augments whole uint8 batches where the model runs (``device``, ``resident``)."""
+    return augment_on in DEVICE_AUGMENT_ON
 
 
 @dataclass
@@ -71,9 +78,13 @@ class DataConfig:
             images are cached; see :mod:`dermkit.data.color`).
         augment_on: where training images are augmented: ``device`` (whole uint8 batches where
             the model runs, see :mod:`dermkit.augment`; the default, the faster path of
-            ``bench.ssl_throughput``) or ``workers`` (each image in the data-loader workers); read
-            by ``ssl.pretrain`` and ``finetune.train``. A run folder recorded before the key
-            existed resumes as ``workers`` (:data:`dermkit.resume.LEGACY_DEFAULTS`).
+            ``bench.ssl_throughput``), ``resident`` (as ``device``, and the whole uint8 image
+            cache is put on the device once: batches are drawn there by index, with no loader
+            processes and no copy per batch, validation and test too; its memory is checked
+            first, see :mod:`dermkit.data.resident`; ``num_workers`` is not used) or ``workers``
+            (each image in the data-loader workers); read by ``ssl.pretrain`` and
+            ``finetune.train``. A run folder recorded before the key existed resumes as
+            ``workers`` (:data:`dermkit.resume.LEGACY_DEFAULTS`).
     """
 
     name: str = "demo"
@@ -390,7 +401,8 @@ def check_data_config(data: DataConfig, prefix: str = "data") -> None:
     if data.augment_on not in AUGMENT_ON:
         raise DermkitError(f"{prefix}.augment_on={data.augment_on!r} is unknown."
                            f"{did_you_mean(data.augment_on, AUGMENT_ON)} Choose workers (augment each image in the "
-                           "loader workers) or device (whole batches where the model runs).")
+                           "loader workers), device (whole batches where the model runs) or resident (as device, "
+                           "with every image kept on the device).")
 
 
 def _literal_values(annotation: Any) -> list[str]:

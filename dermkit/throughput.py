@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
+
+# Timed steps whose CUDA events wait to be read; reading them waits for the GPU once per this many steps
+# (and at every epoch end), not at every step.
+RESOLVE_EVERY = 512
 
 
 def batch_images(batch: object) -> int:
@@ -17,10 +23,44 @@ def batch_images(batch: object) -> int:
     return int(first.shape[0])
 
 
-def _synchronize(device: torch.device) -> None:
-    """Wait for the device's queued kernels, so that a clock read afterwards covers them."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+@dataclass
+class _TimedStep:
+    """One timed step's marks: the previous step's end, this step's start (the data in hand) and end."""
+
+    previous_end: Any
+    start: Any
+    end: Any
+    images: int
+
+
+class _ClockMarks:
+    """Marks that are readings of a host clock (CPU training, where the host does the work in order)."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.clock = clock
+
+    def mark(self) -> float:
+        return self.clock()
+
+    def seconds(self, first: float, second: float) -> float:
+        return second - first
+
+
+class _CudaMarks:
+    """Marks that are CUDA events, recorded in the device's stream: recording never waits, and the time
+    between two is the GPU's own, read once both have happened (:meth:`StepTimer._resolve`)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+
+    def mark(self) -> torch.cuda.Event:
+        event = torch.cuda.Event(enable_timing=True)
+        event.record(torch.cuda.current_stream(self.device))
+        return event
+
+    def seconds(self, first: torch.cuda.Event, second: torch.cuda.Event) -> float:
+        second.synchronize()
+        return first.elapsed_time(second) / 1000.0
 
 
 class StepTimer(pl.Callback):
@@ -31,9 +71,15 @@ class StepTimer(pl.Callback):
     up to ``on_train_batch_start``, is the data wait: fetching the batch from the loader, copying
     it to the device and ``on_after_batch_transfer`` (``data.augment_on=device`` augments there),
     plus the hooks that run after this callback's ``on_train_batch_end`` (progress bar, logging),
-    so it is an upper bound of the time spent waiting for data. On a CUDA device both ends wait
-    for the queued kernels (``torch.cuda.synchronize``): otherwise a step's asynchronous compute
-    would finish inside the next data wait and hide there.
+    so it is an upper bound of the time spent waiting for data.
+
+    On a CUDA device the ends of each part are CUDA events in the training stream, so the timer adds
+    no wait to the step (a host clock would need ``torch.cuda.synchronize`` at both ends of every
+    step, since the host runs ahead of the GPU): a step is the GPU's time from the end of one step's
+    work to the end of the next one's, and its data wait the GPU's time between the end of a step's
+    work and the start of the next one's, spent on the batch's copy and augmentation or idle waiting
+    for the host to deliver it. The events are read at epoch ends and every :data:`RESOLVE_EVERY`
+    steps. Elsewhere the marks are readings of ``clock``.
 
     Attributes:
         images: images (per device) trained on in the timed steps.
@@ -51,36 +97,54 @@ class StepTimer(pl.Callback):
         self.wait_seconds = 0.0
         self.peak_memory_mib: float | None = None
         self._seen = 0
-        self._last: float | None = None
-        self._batch_start = 0.0
+        self._marks: _ClockMarks | _CudaMarks = _ClockMarks(clock)
+        self._last: Any = None
+        self._batch_start: Any = None
+        self._pending: list[_TimedStep] = []
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        device = pl_module.device
+        self._marks = _CudaMarks(device) if device.type == "cuda" else _ClockMarks(self.clock)
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._last = None  # the gap across an epoch boundary (monitor, checkpoint) is not timed
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: object,
                              batch_idx: int) -> None:
-        _synchronize(pl_module.device)
-        self._batch_start = self.clock()
+        self._batch_start = self._marks.mark()
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: object,
                            batch: object, batch_idx: int) -> None:
-        _synchronize(pl_module.device)
-        now = self.clock()
+        now = self._marks.mark()
         self._seen += 1
         if self._last is not None and self._seen > self.warmup_steps:
-            self.images += batch_images(batch)
-            self.seconds += now - self._last
-            self.wait_seconds += self._batch_start - self._last
+            self._pending.append(_TimedStep(self._last, self._batch_start, now, batch_images(batch)))
+            if len(self._pending) >= RESOLVE_EVERY:
+                self._resolve()
         self._last = now
 
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._resolve()
+
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._resolve()
         if pl_module.device.type == "cuda":
             self.peak_memory_mib = torch.cuda.max_memory_allocated(pl_module.device) / 2**20
 
+    def _resolve(self) -> None:
+        """Add the pending steps' times to the totals (on CUDA: waits for the last of their events)."""
+        for step in self._pending:
+            self.images += step.images
+            self.seconds += self._marks.seconds(step.previous_end, step.end)
+            self.wait_seconds += self._marks.seconds(step.previous_end, step.start)
+        self._pending.clear()
+
     def images_per_second(self, world_size: int = 1) -> float:
         """Steady-state images per second over all devices (0 when too few steps were timed)."""
+        self._resolve()
         return self.images * world_size / self.seconds if self.seconds > 0 else 0.0
 
     def data_wait_fraction(self) -> float | None:
         """Share of the timed step time spent waiting for data, in [0, 1] (None when no step was timed)."""
+        self._resolve()
         return self.wait_seconds / self.seconds if self.seconds > 0 else None

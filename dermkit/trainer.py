@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.callbacks import ModelCheckpoint, RichProgressBar
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from pytorch_lightning.loggers.csv_logs import ExperimentWriter
@@ -44,12 +45,39 @@ from dermkit.rng_state import RngStateInCheckpoint
 PROGRESS_EVERY_S = 10.0
 
 
+def is_logging_step(trainer: pl.Trainer) -> bool:
+    """Whether Lightning writes the logged values at the end of the current training batch (every
+    ``trainer.log_every_n_steps`` steps); True when the trainer cannot tell."""
+    try:
+        return bool(trainer._logger_connector.should_update_logs)
+    except AttributeError:  # another Lightning version: read the values at every step, as Lightning does
+        return True
+
+
 class ProgressBar(RichProgressBar):
-    """Lightning's rich progress bar without the logger-version field (the loggers use fixed names)."""
+    """Lightning's rich progress bar without the logger-version field (the loggers use fixed names).
+
+    During training it shows the logged values the module names in ``progress_bar_keys`` (its
+    per-step values, logged without ``prog_bar``), read at the steps Lightning writes its logs
+    (``trainer.log_every_n_steps``) and kept in between. Reading a value computed on a GPU waits for
+    the GPU: at every step that would stall the host instead of letting it queue the next steps
+    (Lightning reads every ``prog_bar`` value at every step, hence no ``prog_bar`` on per-step values).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._shown: dict[str, Any] = {}
 
     def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
+        if trainer.training and self._shown and not is_logging_step(trainer):
+            return self._shown
         metrics = super().get_metrics(trainer, pl_module)
         metrics.pop("v_num", None)
+        for key in getattr(pl_module, "progress_bar_keys", ()):
+            value = trainer.logged_metrics.get(key)
+            if isinstance(value, torch.Tensor) and value.numel() == 1:
+                metrics[key] = float(value)
+        self._shown = metrics
         return metrics
 
 

@@ -28,7 +28,7 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from dermkit.augment import ViewAugment, seed_for_process
+from dermkit.augment import ViewAugment, normalize, seed_for_process
 from dermkit.backbones import Backbone, build_backbone
 from dermkit.metrics import PredictionStore, classification_report
 from finetune.losses import build_loss
@@ -169,13 +169,17 @@ class ClassifierModule(pl.LightningModule):
     device_augment: ViewAugment | None = None
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """``data.augment_on=device``: training batches arrive as uint8 and leave augmented and normalised.
+        """``data.augment_on=device``: training batches arrive as uint8 and leave augmented and normalised;
+        ``resident``: validation and test batches too, and leave normalised (as ``eval_transform`` does).
 
         On a GPU every batch also goes channels-last, the layout of the weights (:meth:`on_fit_start`).
         """
         images, labels, index = batch
-        if self.device_augment is not None and self.trainer.training:
-            images = self.device_augment(images)
+        if images.dtype == torch.uint8:
+            if self.device_augment is not None and self.trainer.training:
+                images = self.device_augment(images)
+            else:
+                images = normalize(images, self.hparams.mean, self.hparams.std)
         if images.is_cuda:
             images = images.contiguous(memory_format=torch.channels_last)
         return images, labels, index
@@ -201,11 +205,16 @@ class ClassifierModule(pl.LightningModule):
 
     # -- steps ---------------------------------------------------------------------------------
 
+    # Logged values the progress bar shows during training, read at logging steps (dermkit.trainer.ProgressBar).
+    progress_bar_keys = ("train/loss",)
+
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         images, labels, _ = batch
         logits = self(images)  # (B, C)
         loss = self.criterion(logits.float(), labels)
-        self.log("train/loss", loss, prog_bar=True, batch_size=labels.shape[0])
+        # Not on the progress bar by Lightning, which would read it from the GPU at every step (a wait):
+        # dermkit.trainer.ProgressBar shows progress_bar_keys at logging steps.
+        self.log("train/loss", loss, batch_size=labels.shape[0])
         return loss
 
     def _store_batch(self, store: PredictionStore, batch: Batch, tta: bool = False) -> torch.Tensor | None:

@@ -23,6 +23,7 @@ logs (``logs/metrics.csv``, ``logs/tensorboard/``; :mod:`dermkit.trainer`). Re-r
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +33,11 @@ from pytorch_lightning.callbacks import EMAWeightAveraging
 from pytorch_lightning.utilities import rank_zero_only
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from dermkit.config import Flag, parse_config, to_container
+from dermkit.config import Flag, augments_on_device, parse_config, to_container
 from dermkit.console import console, entry_point
 from dermkit.cpu_time import CpuTimeByPart
 from dermkit.data.prepare import PreparedData, prepare_data
+from dermkit.data.resident import RESIDENT, ResidentDataset, ResidentImages, ResidentOnDevice, resident_loader
 from dermkit.data.split_policy import check_same_split
 from dermkit.errors import DermkitError
 from dermkit.flags import backbone_flag, data_flag, out_flag, root_flag
@@ -47,7 +49,7 @@ from dermkit.trainer import build_trainer
 from finetune.backbone import BackboneSpec, resolve_backbone
 from finetune.class_weights import WEIGHTINGS
 from finetune.config import FinetuneConfig, check_report_config
-from finetune.data import FinetuneData, build_datasets
+from finetune.data import FinetuneData, build_datasets, resident_sources
 from finetune.device_transforms import train_device_augment
 from finetune.explain import RowImages, cam_layer, require_grad_cam
 from finetune.html_report import write_html_report
@@ -127,7 +129,10 @@ def check_config(cfg: FinetuneConfig) -> None:
 
 def make_loader(dataset: Dataset, cfg: FinetuneConfig, shuffle: bool = False, sampler: Sampler | None = None,
                 generator: torch.Generator | None = None) -> DataLoader:
-    """A DataLoader with the run's batch size and workers."""
+    """A DataLoader with the run's batch size and workers (a resident dataset's: no workers, batches gathered
+    on the device, :func:`dermkit.data.resident.resident_loader`)."""
+    if isinstance(dataset, ResidentDataset):
+        return resident_loader(dataset, cfg.data.batch_size, shuffle=shuffle, sampler=sampler, generator=generator)
     workers = cfg.data.num_workers
     return DataLoader(dataset, batch_size=cfg.data.batch_size, shuffle=shuffle, sampler=sampler,
                       num_workers=workers, persistent_workers=workers > 0, generator=generator,
@@ -148,13 +153,19 @@ def build_data(cfg: FinetuneConfig, prepared: PreparedData, spec: BackboneSpec) 
             console.print(f"[yellow]synth.allow_extra_labels=true: the generator saw label fraction "
                           f"{synthetic.label_fraction or 'unrecorded'}, this run data.fraction={cfg.data.fraction:g}; "
                           "its synthetic images carry labels the run's real data lacks.[/]")
-    # data.augment_on=device: training items stay (3, S, S) uint8; the module augments whole batches.
-    augment = None if cfg.data.augment_on == "device" else train_transform(
+    # data.augment_on=device|resident: training items stay (3, S, S) uint8; the module augments whole batches.
+    augment = None if augments_on_device(cfg.data.augment_on) else train_transform(
         spec.image_size, spec.mean, spec.std, cfg.augment)
+    trained_synthetic = None if cfg.synth.steps_only else synthetic
+    # data.augment_on=resident: every image the run reads, held where it trains (moved there by the trainer).
+    resident = (ResidentImages.load(resident_sources(prepared, trained_synthetic))
+                if cfg.data.augment_on == RESIDENT else None)
     if not cfg.synth.steps_only:
-        return build_datasets(prepared, cfg.data.fraction, augment, eval_transform(spec.mean, spec.std), synthetic)
+        return build_datasets(prepared, cfg.data.fraction, augment, eval_transform(spec.mean, spec.std), synthetic,
+                              resident)
     # The equal-steps control: the synthetic images only size the epochs (the sampler draws from the real ones).
-    data = build_datasets(prepared, cfg.data.fraction, augment, eval_transform(spec.mean, spec.std))
+    data = build_datasets(prepared, cfg.data.fraction, augment, eval_transform(spec.mean, spec.std),
+                          resident=resident)
     data.synthetic = synthetic
     data.epoch_items = len(data.train_labels) + sum(synthetic.counts.values())  # type: ignore[union-attr]
     return data
@@ -216,7 +227,7 @@ def make_classifier(cfg: FinetuneConfig, data: FinetuneData, classes: list[str],
         console.print(f"synth.steps_only: each epoch draws {data.epoch_items} items from the real images (balanced "
                       f"sampler), as many as real + synthetic would be; no synthetic image is trained on.")
     module = build_module(cfg, classes, data.class_totals(classes), spec, backbone, split_hash)
-    if cfg.data.augment_on == "device":
+    if augments_on_device(cfg.data.augment_on):
         module.device_augment = train_device_augment(spec.image_size, spec.mean, spec.std, cfg.augment)
     return module
 
@@ -248,10 +259,12 @@ def make_loaders(cfg: FinetuneConfig, data: FinetuneData) -> tuple[DataLoader, D
 
 def train_and_test(cfg: FinetuneConfig, module: ClassifierModule, loaders: tuple[DataLoader, DataLoader, DataLoader],
                    out_dir: Path, resume_from: Path | None,
-                   cpu: CpuTimeByPart | None = None) -> tuple[pl.Trainer, dict[str, Any]]:
+                   cpu: CpuTimeByPart | None = None,
+                   callbacks: Sequence[pl.Callback] = ()) -> tuple[pl.Trainer, dict[str, Any]]:
     """Fit (resuming from ``resume_from``), then test the best epoch's weights (else the last ones).
 
-    ``cpu`` (a callback of the trainer when given) charges the CPU time to the run's parts.
+    ``cpu`` (a callback of the trainer when given) charges the CPU time to the run's parts; ``callbacks`` are
+    added to the trainer's (``data.augment_on=resident``: the one that moves the images to the device).
 
     Returns:
         (the trainer, what metrics.json records about the training: best checkpoint and score,
@@ -269,7 +282,7 @@ def train_and_test(cfg: FinetuneConfig, module: ClassifierModule, loaders: tuple
     schedule = [] if (cfg.val.every_n_epochs, cfg.val.start) == (1, 0.0) else [
         ValidationSchedule(validated_epochs(cfg.trainer.max_epochs, cfg.val.every_n_epochs, cfg.val.start))]
     trainer, checkpoint = build_trainer(cfg.trainer, out_dir, monitor=MONITOR,
-                                        callbacks=[timer, *average, *schedule, *([cpu] if cpu else [])],
+                                        callbacks=[*callbacks, timer, *average, *schedule, *([cpu] if cpu else [])],
                                         **strategy)
     if resume_from:
         console.print(f"Resuming from {resume_from}.")
@@ -347,7 +360,8 @@ def main(argv: list[str] | None = None) -> int:
     if rank_zero_only.rank == 0:  # under DDP every process runs main(); the first one writes the run's files
         write_run_info(out_dir, cfg, cfg.seed, extra, kind="finetune.train")
     cpu = CpuTimeByPart()
-    trainer, training = train_and_test(cfg, module, make_loaders(cfg, data), out_dir, resume_from, cpu)
+    resident = [ResidentOnDevice(data.resident)] if data.resident is not None else []
+    trainer, training = train_and_test(cfg, module, make_loaders(cfg, data), out_dir, resume_from, cpu, resident)
     if not trainer.is_global_zero:
         return 0
     extra.update(training)

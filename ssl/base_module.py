@@ -4,6 +4,14 @@ Schedules follow the DINO code base: each is a numpy array indexed by the global
 once the trainer knows how many steps the run has (``trainer.estimated_stepping_batches``), and
 read at every step. Nothing is stored in a scheduler object, so a resumed run picks up the value
 of its global step directly.
+
+A training step asks the GPU for nothing (on a GPU the host then queues steps ahead of it): the
+logged schedule values come from a copy of each schedule on the device (:meth:`SSLModule.log_schedule`;
+a Python number logged is copied to the GPU at every step, which waits for it), nothing is on the
+progress bar per step (Lightning turns such values into Python numbers at every step;
+:class:`dermkit.trainer.ProgressBar` shows :attr:`SSLModule.progress_bar_keys` at logging steps), and a
+non-finite loss is recorded on the device and raised at the next logging step, epoch end or
+checkpoint (before it is written).
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from dermkit.backbones import Backbone
 from dermkit.config import OptimConfig
 from dermkit.errors import DermkitError, did_you_mean
 from dermkit.precision import float32_call
+from dermkit.trainer import is_logging_step
 
 OPTIMIZERS = ("sgd", "adamw", "lars")
 
@@ -109,6 +118,8 @@ class SSLModule(pl.LightningModule):
         self.min_lr_ratio = float(optim.min_lr_ratio)
         self.batch_size = int(batch_size)
         self.lr_schedule = np.zeros(1)
+        self._schedule_tables: dict[str, torch.Tensor] = {}  # logged schedules, on the device
+        self._nonfinite_step: torch.Tensor | None = None  # () first step whose loss was not finite, -1: none
         self.start_step = 0  # global step at which this fit() began (> 0 when resumed)
         # data.augment_on=device: draws the views from (B, 3, S, S) uint8 batches where they are. A plain
         # object, not a submodule, so checkpoints are the same whichever path trained the network.
@@ -163,7 +174,12 @@ class SSLModule(pl.LightningModule):
         images, labels = batch
         return self.device_augment(images), labels
 
+    # Logged values the progress bar shows during training, read at logging steps (dermkit.trainer.ProgressBar).
+    progress_bar_keys = ("train/loss", "train/embedding_std_x_sqrt_d")
+
     def on_train_start(self) -> None:
+        self._schedule_tables = {}
+        self._nonfinite_step = torch.full((), -1, dtype=torch.long, device=self.device)
         if self.device_augment is not None:
             seed_for_process(self.global_rank)
         total = int(self.trainer.estimated_stepping_batches)
@@ -183,6 +199,37 @@ class SSLModule(pl.LightningModule):
         """The value of a per-step schedule at the current global step."""
         return float(schedule[min(int(self.global_step), len(schedule) - 1)])
 
+    def log_schedule(self, name: str, schedule: np.ndarray, batch_size: int) -> None:
+        """Log a per-step schedule's value at the current global step (``scheduled``), read from a copy of
+        the schedule on the device made once per fit: a Python number would be copied to the GPU at
+        every step, which waits for the GPU."""
+        table = self._schedule_tables.get(name)
+        if table is None or table.device != self.device or len(table) != len(schedule):
+            table = self._schedule_tables[name] = torch.as_tensor(schedule, dtype=torch.float32, device=self.device)
+        self.log(name, table[min(int(self.global_step), len(table) - 1)], batch_size=batch_size)
+
+    def _record_nonfinite(self, loss: torch.Tensor) -> None:
+        """Remember, on the device, the first step whose loss is not finite (no wait for the GPU)."""
+        if self._nonfinite_step is None or self._nonfinite_step.device != loss.device:
+            self._nonfinite_step = torch.full((), -1, dtype=torch.long, device=loss.device)
+        first = (self._nonfinite_step < 0) & ~torch.isfinite(loss.detach())
+        self._nonfinite_step = torch.where(first, int(self.global_step), self._nonfinite_step)
+
+    def check_finite_loss(self) -> None:
+        """Raise if a loss so far was not finite (reads one number from the device: a wait for a GPU).
+
+        Raises:
+            FloatingPointError: naming the first such step.
+        """
+        if self._nonfinite_step is not None and (step := int(self._nonfinite_step)) >= 0:
+            raise FloatingPointError(f"the loss was not finite at step {step}; lower optim.lr")
+
+    def on_train_epoch_end(self) -> None:
+        self.check_finite_loss()
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.check_finite_loss()  # before the checkpoint is written: a resumed run must not start from NaNs
+
     def on_train_batch_start(self, batch: object, batch_idx: int) -> None:
         lr = self.scheduled(self.lr_schedule)
         for group in self.trainer.optimizers[0].param_groups:
@@ -193,14 +240,14 @@ class SSLModule(pl.LightningModule):
         if self.device.type == "cuda":
             views = [v.contiguous(memory_format=torch.channels_last) for v in views]
         loss, features = self.ssl_step(views)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss is {loss.item()} at step {self.global_step}; lower optim.lr")
+        self._record_nonfinite(loss)
+        if is_logging_step(self.trainer):  # Lightning reads the logged values now anyway
+            self.check_finite_loss()
         batch_size = views[0].shape[0]
-        self.log("train/loss", loss, prog_bar=True, batch_size=batch_size, sync_dist=False)
-        self.log("train/lr", self.scheduled(self.lr_schedule), batch_size=batch_size)
+        self.log("train/loss", loss, batch_size=batch_size, sync_dist=False)
+        self.log_schedule("train/lr", self.lr_schedule, batch_size)
         # Collapse signal: about 1/sqrt(D) for healthy features, 0 when every image maps to one point.
         std = std_of_l2_normalized(features.detach().float())
         self.log("train/embedding_std", std, batch_size=batch_size)
-        self.log("train/embedding_std_x_sqrt_d", std * math.sqrt(features.shape[1]), prog_bar=True,
-                 batch_size=batch_size)
+        self.log("train/embedding_std_x_sqrt_d", std * math.sqrt(features.shape[1]), batch_size=batch_size)
         return loss

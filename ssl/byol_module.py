@@ -150,5 +150,5 @@ class BYOLModule(SSLModule):
         with torch.no_grad():
             z0, z1 = self.target_projection_head(self.target_backbone(images)).split(batch)  # (B, P) each
         loss = 0.5 * (self.float32_loss(self.criterion, p0, z1) + self.float32_loss(self.criterion, p1, z0))
-        self.log("train/target_momentum", momentum, batch_size=batch)
+        self.log_schedule("train/target_momentum", self.momentum_schedule, batch)
         return loss, features[:batch]

@@ -156,8 +156,8 @@ class DINOModule(SSLModule):
         student_out, features = self._forward_by_size(self.backbone, self.head, views)
         teacher_temp = self.scheduled(self.teacher_temp_schedule)
         loss = self.float32_loss(self.criterion, teacher_out, student_out, teacher_temp=teacher_temp)
-        self.log("train/teacher_momentum", momentum, batch_size=views[0].shape[0])
-        self.log("train/teacher_temp", teacher_temp, batch_size=views[0].shape[0])
+        self.log_schedule("train/teacher_momentum", self.momentum_schedule, views[0].shape[0])
+        self.log_schedule("train/teacher_temp", self.teacher_temp_schedule, views[0].shape[0])
         return loss, features
 
     def on_after_backward(self) -> None:

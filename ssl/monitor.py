@@ -12,17 +12,19 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import pytorch_lightning as pl
 import torch
 from lightly.utils.debug import std_of_l2_normalized
-from torch.utils.data import DataLoader
 
 from dermkit.backbones.embed import embed
 from dermkit.console import console
 from dermkit.metrics import accuracy, balanced_accuracy
 from ssl.probe import knn_classify
+
+Batch = tuple[torch.Tensor, torch.Tensor]  # (images (B, 3, S, S) normalised, labels (B,))
 
 
 @dataclass
@@ -68,13 +70,14 @@ class SSLMonitor(pl.Callback):
 
     Args:
         config: the monitor section.
-        bank_loader: un-augmented training images with labels (-1 where unlabelled).
-        val_loader: un-augmented validation images with labels, or None (unlabelled data: only
+        bank_loader: un-augmented, normalised training images with labels (-1 where unlabelled): a
+            ``DataLoader``, or resident batches (:class:`dermkit.data.resident.NormalizedBatches`).
+        val_loader: the same of the validation images, or None (unlabelled data: only
             the collapse signal is computed, on the bank images).
         num_classes: C.
     """
 
-    def __init__(self, config: MonitorConfig, bank_loader: DataLoader, val_loader: DataLoader | None,
+    def __init__(self, config: MonitorConfig, bank_loader: Iterable[Batch], val_loader: Iterable[Batch] | None,
                  num_classes: int) -> None:
         self.config = config
         self.bank_loader = bank_loader

@@ -19,6 +19,7 @@ Several GPUs / nodes: ``trainer.strategy=ddp trainer.devices=N trainer.num_nodes
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, make_dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -32,10 +33,12 @@ from torch.utils.data import DataLoader
 from dermkit.augment import MultiViewAugment
 from dermkit.backbones import BACKBONES, BackboneCard, save_backbone
 from dermkit.backbones.card import IMAGENET_MEAN, IMAGENET_STD
-from dermkit.config import BackboneConfig, DataConfig, Flag, TrainerConfig, parse_config
+from dermkit.config import BackboneConfig, DataConfig, Flag, TrainerConfig, augments_on_device, parse_config
 from dermkit.console import console, entry_point, print_table
 from dermkit.data.datasets import CachedImageDataset
 from dermkit.data.prepare import PreparedData, prepare_data
+from dermkit.data.resident import (RESIDENT, ImageSource, NormalizedBatches, ResidentDataset, ResidentImages,
+                                   ResidentOnDevice, resident_loader)
 from dermkit.errors import DermkitError
 from dermkit.flags import backbone_flag, data_flag, out_flag, root_flag, small_stem_flag
 from dermkit.resume import RESTART_FLAG, resume_checkpoint, runs_dir
@@ -50,6 +53,7 @@ from ssl.snapshots import BackboneSnapshots
 from ssl.transforms import PretrainAugmentConfig, eval_transform
 
 T = TypeVar("T")
+Batch = tuple[Any, torch.Tensor]  # (images or views, labels (B,))
 
 
 def _with_method_sections(schema: type[T]) -> type[T]:
@@ -203,35 +207,46 @@ def _loader(dataset: CachedImageDataset, cfg: DataConfig, shuffle: bool, drop_la
                       pin_memory=torch.cuda.is_available())
 
 
-def build_loaders(cfg: PretrainConfig, data: PreparedData) -> tuple[DataLoader, DataLoader, DataLoader | None]:
-    """(train loader of multi-view batches, kNN bank loader, validation loader or None).
+def build_loaders(cfg: PretrainConfig, data: PreparedData, resident: ResidentImages | None = None
+                  ) -> tuple[DataLoader, Iterable[Batch], Iterable[Batch] | None]:
+    """(train loader of multi-view batches, kNN bank batches, validation batches or None).
 
     The train loader yields ``(views, labels)``: V tensors (B, 3, s, s) and (B,) labels that the
     module ignores (``data.augment_on=device``: (B, 3, S, S) uint8 images the module augments). The
-    monitor loaders yield un-augmented (B, 3, S, S) images with labels.
+    monitor's batches are un-augmented, normalised (B, 3, S, S) images with labels. With ``resident``
+    (``data.augment_on=resident``) every batch is drawn from those images where they are held
+    (:mod:`dermkit.data.resident`), in the same order.
     """
     train_rows = data.indices("train")
     if len(train_rows) == 0:
         raise DermkitError(f"The training split of {data.source.root} is empty: nothing to pretrain on.")
     labels = data.labels
-    # data.augment_on=device: the loader ships (B, 3, S, S) uint8 and the module augments the batch.
-    on_device = cfg.data.augment_on == "device"
-    transform = None if on_device else build_train_transform(cfg)
-    train_set = CachedImageDataset(data.cache_path, train_rows, labels, transform)
     # Batch norm and NT-Xent want full batches; a dataset smaller than one batch keeps its only batch.
-    train = _loader(train_set, cfg.data, shuffle=True, drop_last=len(train_rows) > cfg.data.batch_size)
-
+    drop_last = len(train_rows) > cfg.data.batch_size
     rng = np.random.default_rng(cfg.seed)
     bank_rows = train_rows[labels[train_rows] >= 0] if data.source.labeled else train_rows
     if len(bank_rows) > cfg.monitor.max_bank:
         bank_rows = np.sort(rng.choice(bank_rows, size=cfg.monitor.max_bank, replace=False))
-    evaluation = eval_transform(IMAGENET_MEAN, IMAGENET_STD)
+    val_rows = data.indices("val") if data.source.labeled else np.zeros(0, dtype=np.int64)
     monitor_batch = max(cfg.data.batch_size, 128)
+    if resident is not None:
+        def monitor(rows: np.ndarray) -> NormalizedBatches:
+            # persistent=False: a new iterator per pass, as the worker paths' monitor loaders (no persistent workers)
+            loader = resident_loader(ResidentDataset(resident, resident.rows(0, rows)), monitor_batch, persistent=False)
+            return NormalizedBatches(loader, IMAGENET_MEAN, IMAGENET_STD)
+
+        train = resident_loader(ResidentDataset(resident, resident.rows(0, train_rows)), cfg.data.batch_size,
+                                shuffle=True, drop_last=drop_last)
+        return train, monitor(bank_rows), monitor(val_rows) if len(val_rows) else None
+    # data.augment_on=device: the loader ships (B, 3, S, S) uint8 and the module augments the batch.
+    transform = None if augments_on_device(cfg.data.augment_on) else build_train_transform(cfg)
+    train = _loader(CachedImageDataset(data.cache_path, train_rows, labels, transform), cfg.data, shuffle=True,
+                    drop_last=drop_last)
+    evaluation = eval_transform(IMAGENET_MEAN, IMAGENET_STD)
     bank = _loader(CachedImageDataset(data.cache_path, bank_rows, labels, evaluation), cfg.data, False, False,
                    monitor_batch)
-    val_rows = data.indices("val")
     val = None
-    if data.source.labeled and len(val_rows):
+    if len(val_rows):
         val = _loader(CachedImageDataset(data.cache_path, val_rows, labels, evaluation), cfg.data, False, False,
                       monitor_batch)
     return train, bank, val
@@ -245,7 +260,7 @@ def validate(cfg: PretrainConfig) -> None:
     """
     get_method(cfg.method)  # an unknown name lists the registered ones
     BACKBONES.lookup(cfg.model.backbone, key="model.backbone")  # an unknown name lists the registered ones
-    if cfg.data.augment_on == "device":
+    if augments_on_device(cfg.data.augment_on):
         build_device_augment(cfg)  # also refuses a method without a device path
     build_train_transform(cfg)  # checks the augment and the method's crop settings for both paths
     if cfg.data.batch_size < 2:
@@ -264,12 +279,15 @@ def run_pretraining(cfg: PretrainConfig) -> PretrainResult:
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     data = prepare_data(cfg.data)
     resume_from = resume_checkpoint(out_dir, cfg, PretrainConfig, data.split_hash)
-    train, bank, val = build_loaders(cfg, data)
+    # data.augment_on=resident: the cached images, held where training runs (moved there by the trainer).
+    resident = (ResidentImages.load([ImageSource(data.cache_path, data.labels)])
+                if cfg.data.augment_on == RESIDENT else None)
+    train, bank, val = build_loaders(cfg, data, resident)
     if val is None:
         console.print("No labelled validation split (unlabelled data): kNN monitoring is skipped; the collapse "
                       "signal is still computed on training images.")
     module = build_module(cfg)
-    if cfg.data.augment_on == "device":
+    if augments_on_device(cfg.data.augment_on):
         module.device_augment = build_device_augment(cfg)
     monitor = SSLMonitor(cfg.monitor, bank, val, len(data.classes))
     timer = StepTimer()
@@ -286,7 +304,8 @@ def run_pretraining(cfg: PretrainConfig) -> PretrainResult:
     snapshots = BackboneSnapshots(out_dir / "snapshots", cfg.snapshot_every_n_epochs, make_card)
     # No validation loop: the kNN monitor evaluates inside training (ssl.monitor).
     trainer, checkpoint = build_trainer(cfg.trainer, out_dir, every_n_train_steps=cfg.checkpoint_every_n_steps,
-                                        callbacks=[monitor, timer, snapshots], num_sanity_val_steps=0,
+                                        callbacks=[*([ResidentOnDevice(resident)] if resident else []), monitor,
+                                                   timer, snapshots], num_sanity_val_steps=0,
                                         limit_val_batches=0, enable_model_summary=False, use_distributed_sampler=True)
     if trainer.is_global_zero:
         write_run_info(out_dir, cfg, cfg.seed, {"split_hash": data.split_hash, "data": data.describe(),

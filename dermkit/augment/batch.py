@@ -27,10 +27,19 @@ its SimCLR pipeline cost about 30% of a ResNet-18 64-px step (2 busy CPU cores) 
 that), which misses the target of this path (>= 95% of the compute-only speed, issue 13); kornia
 provides the per-sample Gaussian blur here. ``tests/dermkit/test_augment.py`` checks that
 both paths draw crop areas, flips and colour shifts from the same distributions.
+
+On a GPU a call waits for nothing: no step asks the host for a value computed on the device (a
+boolean-mask index or ``nonzero`` needs the count on the host, and ``torch.tensor(..., device=cuda)``
+copies from pageable memory and waits), so the host queues the augmentation and the training step
+behind it without stalling. Constants live on the device once (:func:`device_constant`); the rotated
+views' black corners are masked on every view; on a GPU every view is blurred (vignetted) and the result
+kept where drawn (on a CPU, where reading the count costs nothing, only the drawn views are: less work;
+:func:`_pick_on_host`).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -110,6 +119,21 @@ class ViewSpec:
     std: tuple[float, ...] = (1.0, 1.0, 1.0)
 
 
+@functools.lru_cache(maxsize=64)
+def device_constant(values: tuple[float, ...], device: torch.device) -> torch.Tensor:
+    """(len(values),) float32 constant on ``device``, made once: a fresh ``torch.tensor(values,
+    device=cuda)`` per batch would be a copy from pageable host memory, which waits for the GPU.
+    Read only (callers take views, never write into it)."""
+    return torch.tensor(values, dtype=torch.float32).to(device)
+
+
+def _pick_on_host(device: torch.device) -> bool:
+    """Whether a random subset of views is picked out by index (its size read on the host) rather than
+    every view computed and the subset kept by mask: on a CPU, where the read costs nothing and the
+    subset saves work; elsewhere the read would wait for the device."""
+    return device.type == "cpu"
+
+
 def _bernoulli(p: float, n: int, device: torch.device) -> torch.Tensor:
     """(n,) bool, each True with probability p."""
     return torch.rand(n, device=device) < p
@@ -147,8 +171,9 @@ def _geometry(images: torch.Tensor, spec: ViewSpec) -> torch.Tensor:
     """Crop, flips and rotation as one resampling: (B, 3, S, S) float -> (B, 3, s, s)."""
     n, _, height, width = images.shape
     device = images.device
-    if spec.crop_scale is None:
-        boxes = torch.tensor([0.0, 0.0, height, width], device=device).expand(n, 4)
+    if spec.crop_scale is None:  # the whole image: (top, left, h, w) = (0, 0, H, W) for every view
+        boxes = torch.zeros(n, 4, device=device)
+        boxes[:, 2], boxes[:, 3] = height, width
     else:
         boxes = crop_boxes(n, height, width, spec.crop_scale, device)
     top, left, h, w = boxes.unbind(1)  # (B,) each, px
@@ -181,12 +206,15 @@ def _geometry(images: torch.Tensor, spec: ViewSpec) -> torch.Tensor:
     # the worker path's reflect padding does.
     views = F.grid_sample(images, grid, mode="bilinear", align_corners=False,
                           padding_mode="border" if zoom is None else "reflection")
-    rotated = (angle.remainder(90.0) != 0).nonzero().squeeze(1)  # (R,) only these can reach beyond their crop
-    if rotated.numel():
-        # Black where a rotated view reaches beyond its crop, as the worker path's rotation fills.
-        offset = (grid[rotated] - centre[rotated].view(-1, 1, 1, 2)).abs_()  # (R, s, s, 2)
-        inside = (offset <= sampled[rotated].view(-1, 1, 1, 2) * (1 + 1e-6)).all(-1)  # (R, s, s)
-        views[rotated] *= inside.unsqueeze(1)
+    if spec.rotation_prob > 0 and spec.rotation_degrees > 0:
+        # Black where a rotated view reaches beyond its crop, as the worker path's rotation fills. Only
+        # views turned by other than right angles can; the mask is computed for every view and kept for
+        # those (picking them out would need their count on the host: a wait on a GPU; on a CPU the
+        # whole-batch mask measured no slower than the subset's gather and scatter).
+        offset = (grid - centre.view(-1, 1, 1, 2)).abs_()  # (B, s, s, 2)
+        inside = (offset <= sampled.view(-1, 1, 1, 2) * (1 + 1e-6)).all(-1)  # (B, s, s)
+        inside |= (angle.remainder(90.0) == 0).view(-1, 1, 1)
+        views *= inside.unsqueeze(1)
     return views
 
 
@@ -203,7 +231,7 @@ def shift_hue(images: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     ahead = images.roll(-1, 1).sub_(images.roll(-2, 1))  # (B, 3, H, W): channel k holds x[k+1] - x[k+2]
     hue = ahead.gather(1, sector).div_(torch.where(chroma > 0, chroma, torch.ones_like(chroma)))
     hue.add_(sector, alpha=2.0).add_(6.0 * shift.view(-1, 1, 1, 1))  # (B, 1, H, W), shifted
-    k = hue + torch.tensor([5.0, 3.0, 1.0], device=images.device).view(1, 3, 1, 1)  # (B, 3, H, W)
+    k = hue + device_constant((5.0, 3.0, 1.0), images.device).view(1, 3, 1, 1)  # (B, 3, H, W)
     k.remainder_(6.0)
     k = torch.minimum(k, 4.0 - k).clamp_(0.0, 1.0)
     return torch.addcmul(top, chroma, k, value=-1.0)  # top - chroma * k
@@ -216,7 +244,7 @@ def _colour(views: torch.Tensor, spec: ViewSpec, scale: float = 1.0) -> torch.Te
     """
     n, device = views.shape[0], views.device
     jitter = spec.cj_prob > 0 and bool(spec.brightness or spec.contrast or spec.saturation or spec.hue)
-    grey = torch.tensor(GREY_WEIGHTS, device=device)
+    grey = device_constant(GREY_WEIGHTS, device)
     eye = torch.eye(3, device=device).expand(n, 3, 3)
     matrix = eye * scale
     if not jitter:
@@ -275,26 +303,41 @@ def vignette(views: torch.Tensor) -> torch.Tensor:
 
 
 def _vignette_some(views: torch.Tensor, prob: float) -> torch.Tensor:
-    """:func:`vignette` on a random share ``prob`` of the views."""
-    chosen = _bernoulli(prob, views.shape[0], views.device).nonzero().squeeze(1)
-    if chosen.numel() == 0:
+    """:func:`vignette` on a random share ``prob`` of the views (as :func:`_blur`: off the CPU every view is
+    darkened and kept where chosen, since picking the chosen ones out would wait for the GPU)."""
+    chosen = _bernoulli(prob, views.shape[0], views.device)  # (B,)
+    if not _pick_on_host(views.device):
+        return torch.where(chosen.view(-1, 1, 1, 1), vignette(views), views)
+    picked = chosen.nonzero().squeeze(1)
+    if picked.numel() == 0:
         return views
     views = views.clone()
-    views[chosen] = vignette(views[chosen])
+    views[picked] = vignette(views[picked])
     return views
 
 
 def _blur(views: torch.Tensor, spec: ViewSpec) -> torch.Tensor:
-    """Gaussian blur of a random subset of the views, each with its own sigma (kornia)."""
+    """Gaussian blur of a random subset of the views, each with its own sigma (kornia).
+
+    On a CPU only the chosen views are blurred. Elsewhere every view is blurred and the blurred one
+    kept where chosen: picking the chosen ones out needs their count on the host, which waits for the
+    GPU. Each view is blurred with probability ``blur_prob`` and a sigma uniform in ``blur_sigmas``
+    either way.
+    """
     n = views.shape[0]
-    chosen = _bernoulli(spec.blur_prob, n, views.device).nonzero().squeeze(1)
-    if chosen.numel() == 0:
-        return views
-    sigma = _uniform(*spec.blur_sigmas, chosen.numel(), views.device)
+    chosen = _bernoulli(spec.blur_prob, n, views.device)  # (B,)
     # PIL's GaussianBlur(radius=sigma), which lightly uses, reaches about 3 sigma on each side.
     kernel = min(2 * math.ceil(3 * spec.blur_sigmas[1]) + 1, 2 * (views.shape[-1] // 2) - 1)
+    if not _pick_on_host(views.device):
+        sigma = _uniform(*spec.blur_sigmas, n, views.device)
+        blurred = kornia.filters.gaussian_blur2d(views, kernel, sigma.unsqueeze(1).expand(-1, 2))
+        return torch.where(chosen.view(-1, 1, 1, 1), blurred, views)
+    picked = chosen.nonzero().squeeze(1)
+    if picked.numel() == 0:
+        return views
+    sigma = _uniform(*spec.blur_sigmas, picked.numel(), views.device)
     views = views.clone()
-    views[chosen] = kornia.filters.gaussian_blur2d(views[chosen], kernel, sigma.unsqueeze(1).expand(-1, 2))
+    views[picked] = kornia.filters.gaussian_blur2d(views[picked], kernel, sigma.unsqueeze(1).expand(-1, 2))
     return views
 
 
@@ -330,8 +373,22 @@ class ViewAugment:
         if spec.solarize_prob > 0:
             solarize = _bernoulli(spec.solarize_prob, x.shape[0], x.device).view(-1, 1, 1, 1)
             x = torch.where(solarize & (x >= 0.5), 1.0 - x, x)
-        scale = 1.0 / torch.tensor(spec.std, device=x.device).view(1, 3, 1, 1)
-        return torch.addcmul(-torch.tensor(spec.mean, device=x.device).view(1, 3, 1, 1) * scale, x, scale)
+        scale = 1.0 / device_constant(tuple(spec.std), x.device).view(1, 3, 1, 1)
+        return torch.addcmul(-device_constant(tuple(spec.mean), x.device).view(1, 3, 1, 1) * scale, x, scale)
+
+
+def normalize(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """(B, 3, S, S) uint8 -> (B, 3, S, S) float32 ``(x / 255 - mean) / std``, where the batch is.
+
+    The evaluation images of ``data.augment_on=resident``: what ``finetune.transforms.eval_transform``
+    and ``ssl.transforms.eval_transform`` (scale to [0, 1], normalise) make of an image, on a whole batch.
+    """
+    if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"expected a (B, 3, S, S) uint8 batch, got {tuple(images.shape)} {images.dtype}")
+    device = images.device
+    mean_t = device_constant(tuple(float(m) for m in mean), device).view(1, 3, 1, 1)
+    std_t = device_constant(tuple(float(s) for s in std), device).view(1, 3, 1, 1)
+    return images.float().mul_(1.0 / 255).sub_(mean_t).div_(std_t)  # torchvision's ToDtype(scale=True), Normalize
 
 
 class MultiViewAugment:

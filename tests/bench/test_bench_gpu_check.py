@@ -9,15 +9,17 @@ from pathlib import Path
 import pytest
 
 from bench.gpu_check import check_stage_parts, main, parse_args, plan
+from dermkit.errors import DermkitError
 
-PARTS = ["simclr_workers", "simclr_device", "synth_sampling", "finetune_resnet50", "finetune_resnet18"]
+PARTS = ["simclr_workers", "simclr_device", "simclr_resident", "synth_sampling", "finetune_resnet50",
+         "finetune_resnet18"]
 
 
 def test_gpu_sized_plan(tmp_path: Path) -> None:
     parts = plan(parse_args(["--data", "demo"]), "cuda", tmp_path)
     assert [p.name for p in parts] == PARTS
     by_name = {p.name: p for p in parts}
-    for augment_on in ("workers", "device"):
+    for augment_on in ("workers", "device", "resident"):
         args = by_name[f"simclr_{augment_on}"].args
         assert {"resnet50", "224", "256", f"data.augment_on={augment_on}", "trainer.accelerator=gpu",
                 "trainer.precision=bf16-mixed"} <= set(args)
@@ -27,6 +29,17 @@ def test_gpu_sized_plan(tmp_path: Path) -> None:
     assert synth[synth.index("--dpm-steps") + 1] == "20"
     assert {"resnet50", "224", "trainer.precision=bf16-mixed"} <= set(by_name["finetune_resnet50"].args)
     assert {"resnet18", "64", "trainer.precision=bf16-mixed"} <= set(by_name["finetune_resnet18"].args)
+    for name in ("finetune_resnet50", "finetune_resnet18"):  # fine-tuning holds its images on the GPU by default
+        assert "data.augment_on=resident" in by_name[name].args
+
+
+def test_parts_picks_some_parts_and_refuses_unknown_ones(tmp_path: Path) -> None:
+    args = parse_args(["--data", "demo", "--parts", "simclr_resident,finetune_resnet18", "--budget", "60"])
+    assert [p.name for p in plan(args, "cuda", tmp_path)] == ["simclr_resident", "finetune_resnet18"]
+    with pytest.raises(DermkitError, match="--parts simclr_gpu: choose among simclr_workers.*unknown: simclr_gpu"):
+        parse_args(["--parts", "simclr_gpu"])
+    with pytest.raises(DermkitError, match="the 2 parts need at least 60 s"):
+        parse_args(["--parts", "simclr_resident,finetune_resnet18", "--budget", "50"])
 
 
 @pytest.mark.slow  # one --check-configs process per stage: ~25 s on the loaded 2-core machine
@@ -50,7 +63,7 @@ def test_tiny_cpu_run_writes_json_and_table(tmp_cache: Path, tmp_path: Path) -> 
     assert main(["--device", "cpu", "--tiny", "--data", "demo", "--out", str(out), "--budget", "1500"]) == 0
     report = json.loads((out / "gpu_check.json").read_text())
     assert list(report["parts"]) == PARTS and report["device"] == "cpu" and report["tiny"] is True
-    for name in ("simclr_workers", "simclr_device", "finetune_resnet50", "finetune_resnet18"):
+    for name in ("simclr_workers", "simclr_device", "simclr_resident", "finetune_resnet50", "finetune_resnet18"):
         part = report["parts"][name]
         assert "error" not in part, part
         assert part["images_per_second"] > 0, name
@@ -64,7 +77,7 @@ def test_tiny_cpu_run_writes_json_and_table(tmp_cache: Path, tmp_path: Path) -> 
     table = (out / "gpu_check.md").read_text()
     assert "| part | setting | images/s | data wait | peak GPU MiB | wall s |" in table
     assert "DPM-Solver++-2 (synth.generate's default) samples" in table
-    for name in ("simclr_workers", "simclr_device", "synth_sampling: DDIM-2", "synth_sampling: DPM-2",
+    for name in ("simclr_workers", "simclr_device", "simclr_resident", "synth_sampling: DDIM-2", "synth_sampling: DPM-2",
                  "synth_sampling: DDPM-4",
                  "finetune_resnet50", "finetune_resnet18"):
         assert f"| {name} |" in table, name

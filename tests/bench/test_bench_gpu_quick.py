@@ -1,5 +1,5 @@
 """The gpu-quick preset: the evidence question (SimCLR >= 200 epochs, 1/10/100% x random/SimCLR x 3 seeds)
-on the device augmentation path, bf16, on a GPU."""
+with the images resident on the device, bf16, on a GPU."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 from bench.label_efficiency import build_steps, parse_args, preset_path, validate
 
 
-def test_gpu_quick_answers_the_evidence_question_on_the_device_path(tmp_path: Path) -> None:
+def test_gpu_quick_answers_the_evidence_question_with_resident_images(tmp_path: Path) -> None:
     cfg = parse_args(["--preset", "gpu-quick"])
     validate(cfg)
     steps = build_steps(cfg, tmp_path)
@@ -21,8 +21,8 @@ def test_gpu_quick_answers_the_evidence_question_on_the_device_path(tmp_path: Pa
     simclr = pretrain[0].args
     epochs = [int(a.split("=")[1]) for a in simclr if a.startswith("trainer.max_epochs=")]
     assert epochs[-1] >= 200 and "model.backbone=resnet18" in simclr and "data.image_size=64" in simclr
-    for step in (*pretrain, *cells):  # every stage augments on the device, in bf16, on the GPU
-        assert "data.augment_on=device" in step.args, step.name
+    for step in (*pretrain, *cells):  # every stage holds its images on the device, in bf16, on the GPU
+        assert "data.augment_on=resident" in step.args, step.name
         assert "trainer.precision=bf16-mixed" in step.args and "trainer.accelerator=gpu" in step.args, step.name
     assert "Running time:" in preset_path("gpu-quick").read_text()
 

@@ -260,3 +260,22 @@ def test_each_ddp_process_draws_its_own_views() -> None:
         views.setdefault(rank, []).append(augment(batch)[0])
     assert torch.equal(views[0][0], views[0][1])  # rank 0 keeps the run's stream: reproducible
     assert not torch.equal(views[0][0], views[1][0])
+
+
+@pytest.mark.parametrize("on_host", [True, False])
+def test_blur_and_vignette_subsets_are_drawn_alike_on_host_and_by_mask(on_host: bool,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Off the CPU a random subset is kept by a mask over every view (no count read on the host); on the CPU
+    it is picked out. Either way each view is blurred (darkened) with its probability and the others are
+    left exactly as they were. The mask branch runs here on the CPU by forcing the choice."""
+    from dermkit.augment import batch
+
+    monkeypatch.setattr(batch, "_pick_on_host", lambda device: on_host)
+    torch.manual_seed(0)
+    views = torch.rand(400, 3, 16, 16)
+    blurred = batch._blur(views, ViewSpec(size=16, blur_prob=0.3, blur_sigmas=(1.0, 2.0)))
+    darkened = batch._vignette_some(views, 0.6)
+    for out, prob in ((blurred, 0.3), (darkened, 0.6)):
+        changed = (out != views).flatten(1).any(1)  # (B,)
+        assert abs(changed.float().mean().item() - prob) < 0.08
+        assert torch.equal(out[~changed], views[~changed])

@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from dermkit.config import TrainerConfig
-from dermkit.trainer import build_trainer
+from dermkit.trainer import ProgressBar, build_trainer
 
 
 class TinyRegression(pl.LightningModule):
@@ -90,3 +90,37 @@ def test_a_step_triggered_run_also_saves_its_epoch_ends(tmp_path: Path) -> None:
     trainer.fit(TinyRegression(), loader(), loader())
     last = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert last["global_step"] == 8
+
+
+class StepCounter(TinyRegression):
+    """Logs its step number as ``train/step`` (no ``prog_bar``) and names it for the progress bar."""
+
+    progress_bar_keys = ("train/step",)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        self.log("train/step", torch.tensor(float(self.global_step)))
+        return super().training_step(batch, batch_idx)
+
+
+class BarReader(pl.Callback):
+    """What the progress bar shows at each training batch's end (called before the bar's own hook)."""
+
+    def __init__(self) -> None:
+        self.shown: list[float | None] = []
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: object) -> None:
+        bar = next(c for c in trainer.callbacks if isinstance(c, ProgressBar))
+        self.shown.append(bar._shown.get("train/step"))
+
+
+def test_progress_bar_reads_the_named_values_at_logging_steps_only(tmp_path: Path) -> None:
+    """A value read from a GPU waits for it: the bar reads the module's progress_bar_keys from the logged
+    values every log_every_n_steps steps (and on its first refresh), keeping them in between."""
+    reader = BarReader()
+    trainer, _ = build_trainer(TrainerConfig(max_epochs=-1, max_steps=7, accelerator="cpu", log_every_n_steps=3),
+                               tmp_path, callbacks=[reader])
+    trainer.fit(StepCounter(), loader())
+    # The reader runs before the bar: entry k is what the bar showed after batch k - 1. The bar read the
+    # value at its first refresh (step 0) and at logging steps 3 and 6 (values 2 and 5), nowhere else
+    # (not at the epoch boundary after batch 4 either).
+    assert reader.shown == [None, 0.0, 0.0, 2.0, 2.0, 2.0, 5.0]

@@ -24,10 +24,12 @@ def tiny_args(out: Path, cache: Path, *extra: str) -> list[str]:
 
 
 @pytest.mark.slow
-def test_ddp_tests_every_image_once_and_writes_each_file_once(demo_cache: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("augment_on", ["device", "resident"])  # resident: each process holds the images
+def test_ddp_tests_every_image_once_and_writes_each_file_once(demo_cache: Path, tmp_path: Path,
+                                                              augment_on: str) -> None:
     out, probe = tmp_path / "run", tmp_path / "probe"
-    run_probed(probe, "finetune.train", tiny_args(out, demo_cache, "trainer.strategy=ddp", "trainer.devices=2"),
-               demo_cache, out)
+    run_probed(probe, "finetune.train", tiny_args(out, demo_cache, "trainer.strategy=ddp", "trainer.devices=2",
+                                                  f"data.augment_on={augment_on}"), demo_cache, out)
     files = tree(out)
     assert RUN_FILES <= set(files), sorted(RUN_FILES - set(files))
     assert not [f for f in files if "version_" in f or "-v1" in f], files
