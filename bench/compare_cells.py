@@ -80,7 +80,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 @dataclass(frozen=True)
-class Cell:
+class SeedCell:
     """A cell folder and the test balanced accuracy its metrics.json gives."""
 
     path: Path
@@ -102,7 +102,7 @@ class Pairing:
     against_only: list[int]
 
 
-def pair_seeds(cells: dict[int, Cell], against: dict[int, Cell]) -> Pairing:
+def pair_seeds(cells: dict[int, SeedCell], against: dict[int, SeedCell]) -> Pairing:
     """Pair the two sides by seed.
 
     Raises:
@@ -115,7 +115,7 @@ def pair_seeds(cells: dict[int, Cell], against: dict[int, Cell]) -> Pairing:
     return Pairing(seeds, sorted(set(cells) - set(against)), sorted(set(against) - set(cells)))
 
 
-def unpaired_lines(pairing: Pairing, cells: dict[int, Cell], against: dict[int, Cell]) -> list[str]:
+def unpaired_lines(pairing: Pairing, cells: dict[int, SeedCell], against: dict[int, SeedCell]) -> list[str]:
     """A line naming each seed on one side only, left out of every comparison (nothing when all pair)."""
     left_out = [f"`--cells` seed {s} (`{cells[s].path}`)" for s in pairing.cells_only]
     left_out += [f"`--against` seed {s} (`{against[s].path}`)" for s in pairing.against_only]
@@ -124,13 +124,13 @@ def unpaired_lines(pairing: Pairing, cells: dict[int, Cell], against: dict[int, 
     return [f"Unpaired, left out (no cell of the same seed on the other side): {'; '.join(left_out)}.", ""]
 
 
-def _by_seed(dirs: list[Path], side: str) -> dict[int, Cell]:
+def _by_seed(dirs: list[Path], side: str) -> dict[int, SeedCell]:
     """Each cell by the seed its metrics.json names.
 
     Raises:
         DermkitError: a folder without readable metrics, or two folders of one seed.
     """
-    seeds: dict[int, Cell] = {}
+    seeds: dict[int, SeedCell] = {}
     for cell_dir in dirs:
         metrics = read_metrics(cell_dir)
         seed = metrics.get("seed")
@@ -139,7 +139,7 @@ def _by_seed(dirs: list[Path], side: str) -> dict[int, Cell]:
         if int(seed) in seeds:
             raise DermkitError(f"{side}: {seeds[int(seed)].path} and {cell_dir} are both seed {seed}; give one "
                                "cell per seed.")
-        seeds[int(seed)] = Cell(cell_dir, float(metrics["balanced_accuracy"]))
+        seeds[int(seed)] = SeedCell(cell_dir, float(metrics["balanced_accuracy"]))
     return seeds
 
 
@@ -212,7 +212,7 @@ def _planned_cell(plan: SeedPlan | None, *keys: ComparisonKey | None) -> list[st
     return [", ".join(METRIC_NAMES[k.metric] for k in keys if k is not None and plan.planned(k) is not None) or "no"]
 
 
-def compare(cells: dict[int, Cell], against: dict[int, Cell], names: tuple[str, str], classes: list[str],
+def compare(cells: dict[int, SeedCell], against: dict[int, SeedCell], names: tuple[str, str], classes: list[str],
             ctx: ReportContext, target: bool = False, plan: SeedPlan | None = None) -> Comparison:
     """The comparison: per-seed balanced accuracy, recall and AUROC per class, balanced accuracy.
 

@@ -46,7 +46,7 @@ from dermkit.resume import claim_run_folder, runs_dir
 from dermkit.runinfo import write_run_info
 from dermkit.vocab import canonical_class
 from bench.config import (ARM_REAL, ARM_SPELLINGS, INIT_SPELLINGS, INITS, LEGACY_ARMS, LINEAR_SUFFIX, SSL_METHODS, Arm,
-                          BenchConfig, GridConfig, SynthConfig, arm_sort_key, grid_arms, init_weights, parse_arm,
+                          BenchConfig, GridConfig, BenchSynthConfig, arm_sort_key, grid_arms, init_weights, parse_arm,
                           parse_init)
 from bench.dry_run import dry_run
 from bench.external import (PREDICT_KIND, PREDICT_RECORDS, export_external_reports, export_predictions,
@@ -405,12 +405,12 @@ def evaluate_step(cfg: BenchConfig, out: Path, fraction: float, generate: Step) 
                 key_paths={str(weights): "<evaluate weights>"} if weights else {})
 
 
-def generate_count_args(synth: SynthConfig) -> list[str]:
+def generate_count_args(synth: BenchSynthConfig) -> list[str]:
     """``synth.generate``'s count arguments: ``--n``, and ``--ratio`` when ``synth.ratio`` is set."""
     return [*(["--ratio", f"{synth.ratio:g}"] if synth.ratio > 0 else []), "--n", str(synth.n_per_class)]
 
 
-def generated_count_text(synth: SynthConfig) -> str:
+def generated_count_text(synth: BenchSynthConfig) -> str:
     """How many images each class gets, in words (the report's settings)."""
     if synth.ratio > 0:
         return (f"{synth.ratio:g} per training image of the class its generator saw (at most {synth.n_per_class}) "
