@@ -18,7 +18,7 @@ minority classes? The pipeline runs every stage through its command line, exchan
    init and seed, before that arm's cell
 
 then ``results.csv`` (one row per cell and class) and ``report.md`` with figures. Every step is
-keyed by a hash of its settings and inputs (:mod:`bench.grid`): re-running the command skips
+keyed by a hash of its settings and inputs (:mod:`bench.grid.keys`): re-running the command skips
 finished steps, so an interrupted grid resumes, and a changed setting re-runs what it affects.
 """
 
@@ -45,19 +45,19 @@ from dermkit.progress_file import read_progress
 from dermkit.resume import claim_run_folder, runs_dir
 from dermkit.runinfo import write_run_info
 from dermkit.vocab import canonical_class
-from bench.config import (ARM_REAL, ARM_SPELLINGS, INIT_SPELLINGS, INITS, LEGACY_ARMS, LINEAR_SUFFIX, SSL_METHODS, Arm,
+from bench.grid.config import (ARM_REAL, ARM_SPELLINGS, INIT_SPELLINGS, INITS, LEGACY_ARMS, LINEAR_SUFFIX, SSL_METHODS, Arm,
                           BenchConfig, GridConfig, BenchSynthConfig, arm_sort_key, grid_arms, init_weights, parse_arm,
                           parse_init)
-from bench.dry_run import dry_run
-from bench.external import (PREDICT_KIND, PREDICT_RECORDS, export_external_reports, export_predictions,
+from bench.grid.dry_run import dry_run
+from bench.grid.external import (PREDICT_KIND, PREDICT_RECORDS, export_external_reports, export_predictions,
                             exported_copy, external_folders, predict_steps, read_labels, write_external_sections)
-from bench.grid import (DONE_FILE, Cell, Step, adopt_finished, best_checkpoint, best_checkpoint_arg, copy_finished,
+from bench.grid.keys import (DONE_FILE, Cell, Step, adopt_finished, best_checkpoint, best_checkpoint_arg, copy_finished,
                         file_digest, is_done, read_done)
-from bench.plan import read_plan
-from bench.report import ReportContext, arm_label, cell_table, seed_summary, write_report
-from bench.results import (METRICS_FILE, PREDICTIONS_FILE, read_metrics, read_predictions, read_results, result_rows,
+from bench.report.comparison_plan import read_plan
+from bench.report.tables import ReportContext, arm_label, cell_table, seed_summary, write_report
+from bench.report.results import (METRICS_FILE, PREDICTIONS_FILE, read_metrics, read_predictions, read_results, result_rows,
                            write_results)
-from bench.runner import Runner, log_tail, progress_text
+from bench.grid.runner import Runner, log_tail, progress_text
 
 PROG = "python -m bench.label_efficiency"
 KIND = "bench.label_efficiency"  # run.json's kind (dermkit.out_folder)
@@ -922,7 +922,7 @@ def adopt_predictions(predicts: list[Step], source: Path, out: Path, fingerprint
 
 
 def saved_best_checkpoint(cell_dir: Path) -> str | None:
-    """The cell's best checkpoint (:func:`bench.grid.best_checkpoint`) relative to ``cell_dir``, when the
+    """The cell's best checkpoint (:func:`bench.grid.keys.best_checkpoint`) relative to ``cell_dir``, when the
     folder holds it (a run folder does, an export does not)."""
     try:
         path = best_checkpoint(cell_dir)

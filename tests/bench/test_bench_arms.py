@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.config import parse_arm
-from bench.grid import DONE_FILE, Cell, Step, best_checkpoint, is_done, mark_done
+from bench.grid.config import parse_arm
+from bench.grid.keys import DONE_FILE, Cell, Step, best_checkpoint, is_done, mark_done
 from bench.label_efficiency import build_steps, parse_args, reuse_cells, validate
-from bench.report import ReportContext, arm_effects, cell_table, write_report
-from bench.results import read_predictions, read_results, result_rows, write_results
-from bench.stats import verdict
+from bench.report.tables import ReportContext, arm_effects, cell_table, write_report
+from bench.report.results import read_predictions, read_results, result_rows, write_results
+from bench.report.stats import verdict
 from dermkit.config import REPO_ROOT
 from dermkit.errors import DermkitError
 
@@ -245,7 +245,7 @@ def test_arm_spellings() -> None:
 
 
 def test_each_synthetic_arm_is_compared_with_oversampling_for_as_many_steps_when_present() -> None:
-    from bench.config import arm_baselines
+    from bench.grid.config import arm_baselines
 
     present = ["real", "oversample", "oversample8", "synth2", "synth8", "filtered8"]
     assert arm_baselines("synth8", present) == ["real", "oversample", "oversample8"]
@@ -374,8 +374,8 @@ def test_report_section_names_every_arm_and_its_numbers(arm_grid: tuple[Path, li
 
 
 def test_target_needs_two_minority_gains_that_help_and_no_lower_balanced_accuracy() -> None:
-    from bench.report import Effect, _target_lines
-    from bench.stats import Interval
+    from bench.report.tables import Effect, _target_lines
+    from bench.report.stats import Interval
 
     def gain(klass: str, arm: str, estimate: float, low: float) -> Effect:
         return Effect(klass, "all", Interval(estimate, low, estimate + 0.1, 6), 6, 3, 30, arm, "oversample",
@@ -440,7 +440,7 @@ def test_arm_grid_on_demo_data_runs_filters_and_resumes(tmp_path: Path, demo_cac
     resume."""
     from omegaconf import OmegaConf
 
-    from bench.grid import DONE_FILE
+    from bench.grid.keys import DONE_FILE
     from bench.label_efficiency import main
 
     monkeypatch.setenv("DERMKIT_CACHE", str(demo_cache))
@@ -495,7 +495,7 @@ def test_arm_grid_on_demo_data_runs_filters_and_resumes(tmp_path: Path, demo_cac
 
 
 def test_dry_run_counts_the_generated_images_a_cell_adds() -> None:
-    from bench.cost import generated_per_class, real_per_class, synthetic_share
+    from bench.grid.cost import generated_per_class, real_per_class, synthetic_share
     from dermkit.data.demo import HAM10000_COUNTS
 
     total = sum(HAM10000_COUNTS.values())

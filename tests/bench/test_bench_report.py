@@ -12,9 +12,9 @@ import pytest
 import torch
 from PIL import Image
 
-from bench.grid import Cell
-from bench.report import FIGURES, INIT_FIGURE, ReportContext, conditioning_verdict, write_report
-from bench.results import read_predictions, read_results, result_rows, write_results
+from bench.grid.keys import Cell
+from bench.report.tables import FIGURES, INIT_FIGURE, ReportContext, conditioning_verdict, write_report
+from bench.report.results import read_predictions, read_results, result_rows, write_results
 from dermkit.errors import DermkitError
 from dermkit.metrics import classification_report
 
@@ -247,8 +247,8 @@ def test_results_csv_carries_each_class_auroc_and_reads_an_older_file_without_it
 
 def test_report_marks_the_comparisons_a_seed_plan_registered(grid_dir: tuple[Path, list[dict]],
                                                              tmp_path: Path) -> None:
-    from bench.plan import read_plan
-    from bench.seed_plan import main as seed_plan
+    from bench.report.comparison_plan import read_plan
+    from bench.report.seed_plan import main as seed_plan
 
     root, _ = grid_dir
     plan_path = tmp_path / "plan.json"

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from bench.stats import (DELTAS, GOAL_EXCLUDE_ZERO, GOAL_WITHIN_DELTA, HELPS, HURTS, MAX_SEEDS, NO_EFFECT, UNDECIDED,
+from bench.report.stats import (DELTAS, GOAL_EXCLUDE_ZERO, GOAL_WITHIN_DELTA, HELPS, HURTS, MAX_SEEDS, NO_EFFECT, UNDECIDED,
                          Interval, auroc_kernel, balanced_accuracy_differences, decide, mean_t_interval,
                          paired_auroc_bootstrap, paired_bootstrap, plan_goal, rank_auroc, seeds_needed, t_quantile,
                          verdict)

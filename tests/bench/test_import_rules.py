@@ -111,7 +111,7 @@ from .. import finetune
     lookalikes = '''
 import synthetic_data
 from dermkit import ssl_hint
-from bench.synth_speed import main
+from bench.probes.synth_speed import main
 command = ["python", "-m", "synth.train"]
 getattr(module, "import_module")
 '''

@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.stats import mean_t_interval
+from bench.report.stats import mean_t_interval
 from dermkit.console import console, print_table
 
 

@@ -35,14 +35,14 @@ from omegaconf import OmegaConf
 from dermkit.console import console, entry_point
 from dermkit.errors import DermkitError
 from dermkit.vocab import MINORITY_CLASSES
-from bench.plan import (ComparisonKey, PlannedComparison, SeedPlan, check_parent, check_plan_path, new_plan,
+from bench.report.comparison_plan import (ComparisonKey, PlannedComparison, SeedPlan, check_parent, check_plan_path, new_plan,
                         planned_comparison, read_plan, write_plan)
-from bench.report import (AUROC_RULE, BALANCED_ACCURACY, MAJORITY_CLASS, METRIC_HEADER, METRIC_NAMES, TARGET_CLASSES,
+from bench.report.tables import (AUROC_RULE, BALANCED_ACCURACY, MAJORITY_CLASS, METRIC_HEADER, METRIC_NAMES, TARGET_CLASSES,
                           TARGET_GAIN, VERDICT_RULE, CellKey, ReportContext, _md_table, _metric_cells, _signed,
                           _signed_or_estimate, _verdict_cell, meets_target, paired_balanced_accuracy,
                           synthetic_effects, target_gains, target_rule, with_auroc)
-from bench.results import METRICS_FILE, PREDICTIONS_FILE, read_metrics, read_predictions
-from bench.stats import DELTAS, decide
+from bench.report.results import METRICS_FILE, PREDICTIONS_FILE, read_metrics, read_predictions
+from bench.report.stats import DELTAS, decide
 
 DEFAULT_CLASSES = [*MINORITY_CLASSES, MAJORITY_CLASS]
 # The key both sides' cells share in synthetic_effects' table but for the arm: (fraction, init, arm, seed).

@@ -25,7 +25,7 @@ from typing import Any
 
 from dermkit.console import entry_point, print_table
 from dermkit.unet_presets import PRESETS
-from bench.runner import run_stage
+from bench.grid.runner import run_stage
 
 STAGE = "synth.speed"
 RESULTS_FILE = "speed.json"  # what python -m synth.speed writes into its --out folder

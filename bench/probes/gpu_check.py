@@ -60,9 +60,9 @@ from dermkit.console import console, entry_point, print_table
 from dermkit.errors import DermkitError
 from dermkit.resume import runs_dir
 from dermkit.runinfo import check_out_dir
-from bench.dry_run import check_stage_configs
-from bench.grid import Step
-from bench.runner import sigterm_as_interrupt
+from bench.grid.dry_run import check_stage_configs
+from bench.grid.keys import Step
+from bench.grid.runner import sigterm_as_interrupt
 
 DATA_CHOICES = ("ham10000", "demo")
 STAGE_MODULES = ("ssl.pretrain", "finetune.train")  # parts whose configs --check-configs resolves
@@ -241,7 +241,7 @@ def plan(args: argparse.Namespace, device: str, work: Path) -> list[Part]:
 
 def check_stage_parts(parts: list[Part]) -> None:
     """Resolve the stage parts' configs with each stage's own schema before anything runs (a bad
-    key fails in seconds, not after minutes of GPU time); :func:`bench.dry_run.check_stage_configs`."""
+    key fails in seconds, not after minutes of GPU time); :func:`bench.grid.dry_run.check_stage_configs`."""
     steps = [Step(p.name, "gpu-check", p.module, p.args, p.run_dir, ()) for p in parts if p.module in STAGE_MODULES]
     check_stage_configs(steps)
 

@@ -3,8 +3,8 @@
 Sections: the setup (data, preset, command, seeds; demo data flagged as never evidence), balanced
 accuracy against label fraction per initialisation (mean over seeds with a Student-t interval),
 minority-class recall and one-vs-rest AUROC with and without synthetic images, and per class the paired
-effect of synthetic images on recall (:func:`bench.stats.paired_bootstrap`) and on AUROC
-(:func:`bench.stats.paired_auroc_bootstrap`) with a verdict (:func:`bench.stats.decide`: helps, hurts, no
+effect of synthetic images on recall (:func:`bench.report.stats.paired_bootstrap`) and on AUROC
+(:func:`bench.report.stats.paired_auroc_bootstrap`) with a verdict (:func:`bench.report.stats.decide`: helps, hurts, no
 effect larger than δ, or undecided with the seeds deciding needs). A grid with arms beyond
 ``real`` and ``synth`` (``grid.arms``: ``oversample``, ``oversample<R>``, ``synth<R>``, ``filtered``) gets
 the section "Synthetic images against oversampling" instead of the last one: per arm balanced accuracy
@@ -17,13 +17,13 @@ minority classes, balanced accuracy not lower): met or not.
 Where the grid has ``random`` and another initialisation, the section "Does pretraining help?" gives,
 per label fraction, the paired difference in balanced accuracy (initialisation minus random: same
 seeds, arm and test images) with a bootstrap interval over seeds and test images
-(:func:`bench.stats.balanced_accuracy_differences`), the per-seed differences and their t-interval.
+(:func:`bench.report.stats.balanced_accuracy_differences`), the per-seed differences and their t-interval.
 
 A grid with synthetic images gets "Generator quality" (before the comparisons): per generator its
 ``synth.evaluate`` table (:func:`quality_table`: does each class rank its own real class first, as
 held-out real images of the class do?) and a figure of real, synthetic and nearest training images.
 
-With a seed plan (``report.plan``, :mod:`bench.plan`) the comparison tables mark the comparisons it
+With a seed plan (``report.plan``, :mod:`bench.report.comparison_plan`) the comparison tables mark the comparisons it
 registered as planned, and the section "Planned comparisons" gives each one's verdict then and now.
 
 Cells are keyed ``(fraction, init, arm, seed)``; the older arms print as before (``real`` as
@@ -44,10 +44,10 @@ from PIL import Image
 
 from dermkit.errors import DermkitError
 from dermkit.vocab import MINORITY_CLASSES, display_name
-from bench.config import ARM_OVERSAMPLE, ARM_REAL, ARM_SYNTH, LEGACY_ARMS, arm_baselines, arm_sort_key, parse_arm
-from bench.plan import ComparisonKey, SeedPlan
-from bench.results import Predictions
-from bench.stats import (DELTAS, HELPS, HURTS, NO_EFFECT, Decision, Interval, auroc_kernel,
+from bench.grid.config import ARM_OVERSAMPLE, ARM_REAL, ARM_SYNTH, LEGACY_ARMS, arm_baselines, arm_sort_key, parse_arm
+from bench.report.comparison_plan import ComparisonKey, SeedPlan
+from bench.report.results import Predictions
+from bench.report.stats import (DELTAS, HELPS, HURTS, NO_EFFECT, Decision, Interval, auroc_kernel,
                          balanced_accuracy_differences, decide, mean_t_interval, paired_auroc_bootstrap, paired_bootstrap)
 
 MAJORITY_CLASS = "nv"  # nevus: where a minority-class gain would be paid for
@@ -175,7 +175,7 @@ class Effect:
 
     @property
     def decision(self) -> Decision:
-        """:func:`bench.stats.decide` on both intervals with the metric's δ."""
+        """:func:`bench.report.stats.decide` on both intervals with the metric's δ."""
         return decide(self.interval, self.over_seeds, DELTAS[self.metric], self.interval.level)
 
     @property
@@ -294,10 +294,10 @@ def auroc_effects(loaded: dict[PairKey, tuple[Predictions, Predictions]], classe
                   ctx: ReportContext, arm: str, baseline: str) -> list[Effect]:
     """Paired effect of ``arm`` against ``baseline`` on each class's one-vs-rest AUROC, per scope.
 
-    Per (fraction, init, seed) the kernel difference :func:`bench.stats.auroc_kernel` of the arm's
+    Per (fraction, init, seed) the kernel difference :func:`bench.report.stats.auroc_kernel` of the arm's
     cell minus the baseline's (class probability, the class's test images against all others) is
     averaged per seed over the conditions in scope and bootstrapped over seeds, then test images
-    (:func:`bench.stats.paired_auroc_bootstrap`, the other images drawn within their class). A class
+    (:func:`bench.report.stats.paired_auroc_bootstrap`, the other images drawn within their class). A class
     without probabilities in either cell's predictions, or without test images, gets none.
 
     Args:
@@ -356,7 +356,7 @@ class InitEffect:
 
     @property
     def decision(self) -> Decision:
-        """:func:`bench.stats.decide` on both intervals with balanced accuracy's δ."""
+        """:func:`bench.report.stats.decide` on both intervals with balanced accuracy's δ."""
         return decide(self.interval, self.over_seeds, DELTAS[BALANCED_ACCURACY], self.interval.level)
 
     @property
@@ -438,7 +438,7 @@ def synthetic_arms(arms: list[str]) -> list[str]:
 
 def arm_effects(cells: dict[CellKey, dict[str, Any]], load: Callable[[str], Predictions], classes: list[str],
                 ctx: ReportContext) -> list[Effect]:
-    """Every synthetic arm against each of its baseline arms present (:func:`bench.config.arm_baselines`), per
+    """Every synthetic arm against each of its baseline arms present (:func:`bench.grid.config.arm_baselines`), per
     class.
 
     Args:
@@ -799,7 +799,7 @@ def _arm_lines(cells: dict[CellKey, dict[str, Any]], classes: list[str], fractio
 def _arm_comparison_lines(cells: dict[CellKey, dict[str, Any]], effects: list[Effect], classes: list[str],
                           fractions: list[float], ctx: ReportContext) -> list[str]:
     """The arm comparison: per arm balanced accuracy and nevus recall, then each synthetic arm's paired
-    recall and AUROC differences against its baselines (:func:`bench.config.arm_baselines`) per class, pooled (the
+    recall and AUROC differences against its baselines (:func:`bench.grid.config.arm_baselines`) per class, pooled (the
     verdict) and per fraction.
 
     Args:
@@ -1102,7 +1102,7 @@ def write_report(out_dir: Path, rows: list[dict[str, Any]], load: Callable[[str]
 
     Args:
         out_dir: the benchmark's output folder.
-        rows: the rows of ``results.csv`` (:func:`bench.results.read_results`).
+        rows: the rows of ``results.csv`` (:func:`bench.report.results.read_results`).
         load: a cell id -> its test predictions.
         ctx: how the results were made.
 

@@ -4,7 +4,7 @@ Before a long run starts, each distinct stage command of the pipeline is resolve
 own schema (one ``python -m <stage> --check-configs /dev/stdin`` process per stage module, see
 :func:`dermkit.config.check_configs`): a misspelt key, a bad value or an impossible trainer setting
 in any of the 90 cells of ``gpu-full`` fails now, not hours in. Then every step's command is printed
-with its estimated time, disk and peak memory (:mod:`bench.cost`, which states its assumptions).
+with its estimated time, disk and peak memory (:mod:`bench.grid.cost`, which states its assumptions).
 
 Nothing is written and no image is read: the image count comes from the dataset's metadata CSV
 when it is present, else from the documented HAM10000 counts (:data:`dermkit.data.demo.HAM10000_COUNTS`).
@@ -27,12 +27,12 @@ from dermkit.console import console, print_table
 from dermkit.data.demo import DEFAULT_N_IMAGES, HAM10000_COUNTS
 from dermkit.errors import DermkitError
 from dermkit.vocab import CANONICAL_CLASSES
-from bench.config import BenchConfig
-from bench.cost import (Estimate, filter_cost, finetune_cost, generated_per_class, human_bytes, human_seconds,
+from bench.grid.config import BenchConfig
+from bench.grid.cost import (Estimate, filter_cost, finetune_cost, generated_per_class, human_bytes, human_seconds,
                         predict_cost, pretrain_cost, real_per_class, synth_evaluate_cost, synth_generate_cost,
                         synth_train_cost, synthetic_share)
-from bench.external import image_files
-from bench.grid import Step
+from bench.grid.external import image_files
+from bench.grid.keys import Step
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 
@@ -101,7 +101,7 @@ def check_stage_configs(steps: list[Step]) -> dict[str, dict[str, Any]]:
 
 def generated_images(generate: Step, configs: dict[str, dict[str, Any]], train_images: int) -> dict[str, float]:
     """Images a ``synth.generate`` step makes per class (its ``--n`` or ``--ratio`` of the generator's
-    training images, :func:`bench.cost.generated_per_class`)."""
+    training images, :func:`bench.grid.cost.generated_per_class`)."""
     config, generator = configs[generate.name], configs[generate.inputs[0].name]
     real = real_per_class(train_images, float(generator["data"]["fraction"]), [str(c) for c in config["classes"]],
                           HAM10000_COUNTS)
@@ -111,7 +111,7 @@ def generated_images(generate: Step, configs: dict[str, dict[str, Any]], train_i
 def synthetic_images(step: Step, config: dict[str, Any], configs: dict[str, dict[str, Any]],
                      train_images: int) -> int:
     """Generated images a cell adds to each epoch (0 without a manifest): what its generation step
-    makes, capped by ``synth.max_ratio`` (:func:`bench.cost.synthetic_share`)."""
+    makes, capped by ``synth.max_ratio`` (:func:`bench.grid.cost.synthetic_share`)."""
     if not config["synth"]["manifest"]:
         return 0
     source = next((s for s in step.inputs if s.module in ("synth.generate", "finetune.filter_synthetic")), None)
@@ -126,7 +126,7 @@ def synthetic_images(step: Step, config: dict[str, Any], configs: dict[str, dict
 
 def estimate(step: Step, config: dict[str, Any], configs: dict[str, dict[str, Any]],
              split: dict[str, int]) -> Estimate:
-    """The cost of one step from its resolved config (see :mod:`bench.cost`)."""
+    """The cost of one step from its resolved config (see :mod:`bench.grid.cost`)."""
     if step.module == "ssl.pretrain":
         return pretrain_cost(config, split["train"])
     if step.module == "finetune.train":

@@ -1,11 +1,11 @@
 """A seed plan from a grid's finished cells: ``python -m bench.seed_plan --grid DIR --out plan.json``.
 
 Reads a grid's folder (a run folder, or an export such as ``docs/results/<preset>``: ``results.csv`` and
-``cells/<cell>/predictions.csv``), makes every paired comparison its report makes (:func:`bench.report.
+``cells/<cell>/predictions.csv``), makes every paired comparison its report makes (:func:`bench.report.tables.
 report_comparisons`: each synthetic arm against its baselines, per class, on recall and one-vs-rest
 AUROC; each initialisation against random on balanced accuracy), and writes per comparison its
 verdict and, undecided, the seeds the spread of its per-seed differences says deciding needs
-(:func:`bench.stats.seeds_needed`), as ``plan.json`` and ``plan.md``. Commit the plan before running
+(:func:`bench.report.stats.seeds_needed`), as ``plan.json`` and ``plan.md``. Commit the plan before running
 the seeds; then give it to the grid's report (``report.plan=plan.json``), which marks the comparisons
 it registered as planned and the others as exploratory. For two sets of cells outside one grid,
 ``python -m bench.compare_cells --plan-out`` writes the same kind of plan.
@@ -30,11 +30,11 @@ from pathlib import Path
 from dermkit.console import console, entry_point, print_table
 from dermkit.errors import DermkitError
 from dermkit.vocab import MINORITY_CLASSES
-from bench.plan import (PLAN_COLUMNS, PlannedComparison, check_plan_path, new_plan, plan_rows, planned_comparison,
+from bench.report.comparison_plan import (PLAN_COLUMNS, PlannedComparison, check_plan_path, new_plan, plan_rows, planned_comparison,
                         write_plan)
-from bench.report import (AUROC, BALANCED_ACCURACY, RECALL, VERDICT_RULE, Comparisons, Effect, InitEffect,
+from bench.report.tables import (AUROC, BALANCED_ACCURACY, RECALL, VERDICT_RULE, Comparisons, Effect, InitEffect,
                           ReportContext, cell_table, report_comparisons)
-from bench.results import read_predictions, read_results
+from bench.report.results import read_predictions, read_results
 
 PROG = "python -m bench.seed_plan"
 RESULTS_FILE = "results.csv"

@@ -202,7 +202,7 @@ class GridConfig:
         imagenet_weights: local ImageNet weights file for the ``imagenet`` init (nothing is
             downloaded); required exactly when ``inits`` holds ``imagenet``.
         external: external test sets ``{name: folder}``: after each cell, ``finetune.predict --tta`` on
-            every image below the folder (:mod:`bench.external`); exported as
+            every image below the folder (:mod:`bench.grid.external`); exported as
             ``cells/<cell>/external/<name>/predictions.csv``. Without labels the report calls the
             set blind and shows only predicted-class shares.
         external_labels: ``{name: file}`` for the external sets whose labels the user has (a CSV with

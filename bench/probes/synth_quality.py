@@ -24,8 +24,8 @@ import json
 from pathlib import Path
 
 from dermkit.console import console, entry_point
-from bench.report import quality_table, stack_grids
-from bench.runner import run_stage
+from bench.report.tables import quality_table, stack_grids
+from bench.grid.runner import run_stage
 
 # The evaluation's report folder inside the samples folder (synth.evaluate's default place too),
 # and the report file it writes there.

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from bench.runner import run_stage
+from bench.grid.runner import run_stage
 from dermkit.console import console, entry_point, print_table
 from dermkit.errors import DermkitError
 from dermkit.manifest import MANIFEST_CSV, read_manifest
