@@ -16,7 +16,9 @@ import pytest
 
 from bench.grid.config import parse_arm
 from bench.grid.keys import DONE_FILE, Cell, Step, best_checkpoint, is_done, mark_done
-from bench.label_efficiency import build_steps, parse_args, reuse_cells, validate
+from bench.grid.plan import build_steps
+from bench.grid.presets import parse_args, validate
+from bench.grid.reuse import reuse_cells
 from bench.report.tables import ReportContext, arm_effects, cell_table, write_report
 from bench.report.results import read_predictions, read_results, result_rows, write_results
 from bench.report.stats import verdict

@@ -12,8 +12,9 @@ from omegaconf import OmegaConf
 
 from bench.grid.config import BenchConfig
 from bench.grid.keys import DONE_FILE
-from bench.label_efficiency import (STEP_KINDS, build_steps, given_backbone_origin, main, parse_args, preset_path,
-                                    pretraining_settings, validate)
+from bench.grid.plan import STEP_KINDS, build_steps
+from bench.grid.presets import parse_args, preset_path, validate
+from bench.label_efficiency import given_backbone_origin, main, pretraining_settings
 from dermkit.backbones.card import BackboneCard, save_backbone
 from dermkit.backbones.registry import build_backbone
 from bench.report.results import read_results

@@ -13,7 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bench.label_efficiency import build_steps, parse_args, preset_names
+from bench.grid.plan import build_steps
+from bench.grid.presets import parse_args, preset_names
 from dermkit.checkpoint import file_digest
 from dermkit.config import REPO_ROOT
 
