@@ -306,10 +306,10 @@ def report_finished(cfg: BenchConfig, steps: list[Step], finished: list[Step], o
 def _print_summary(rows: list[dict[str, Any]], out: Path, report: Path, seconds: float, level: float) -> None:
     """Balanced accuracy per init, synthetic setting and fraction (mean over seeds) as a rich table."""
     summary = seed_summary(cell_table(rows), lambda e: e["balanced_accuracy"], level)
-    fractions = sorted({k[0] for k in summary})
-    arms = {k[2] for k in summary}
+    fractions = sorted({k.fraction for k in summary})
+    arms = {k.arm for k in summary}
     table_rows = []
-    for init, arm in sorted(dict.fromkeys((k[1], k[2]) for k in summary), key=lambda k: (k[0], arm_sort_key(k[1]))):
+    for init, arm in sorted(dict.fromkeys((k.init, k.arm) for k in summary), key=lambda pair: (pair[0], arm_sort_key(pair[1]))):
         table_rows.append([f"{init} ({arm_label(arm, long=True, legacy=set(arms) <= set(LEGACY_ARMS))})",
                            *(summary[(f, init, arm)].estimate if (f, init, arm) in summary else "-" for f in fractions)])
     print_table("test balanced accuracy, mean over seeds", ["init", *(f"fraction {f:g}" for f in fractions)], table_rows)

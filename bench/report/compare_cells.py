@@ -235,8 +235,8 @@ def compare(cells: dict[int, SeedCell], against: dict[int, SeedCell], names: tup
     seeds = pairing.seeds
     table: dict[CellKey, dict[str, str]] = {}
     for seed in seeds:
-        table[(_FRACTION, _INIT, name, seed)] = {"cell_id": str(cells[seed].path)}
-        table[(_FRACTION, _INIT, baseline, seed)] = {"cell_id": str(against[seed].path)}
+        table[CellKey(_FRACTION, _INIT, name, seed)] = {"cell_id": str(cells[seed].path)}
+        table[CellKey(_FRACTION, _INIT, baseline, seed)] = {"cell_id": str(against[seed].path)}
     predictions = {str(c.path): read_predictions(c.path) for s in seeds for c in (cells[s], against[s])}
     effects = [e for e in synthetic_effects(table, predictions.__getitem__, classes, ctx, name, baseline)
                if e.scope == "all"]

@@ -120,7 +120,7 @@ def plan_grid(args: argparse.Namespace) -> tuple[list[int], list[PlannedComparis
         raise DermkitError(f"No comparison of {args.grid} matches --arms/--baselines/--classes/--metrics/--scopes; "
                            "it has (arm, against, conditions): "
                            + "; ".join(", ".join(a) for a in available[:40]) + ".")
-    return sorted({k[3] for k in cells}), [planned_comparison(c.key, c.interval, c.over_seeds, c.decision)
+    return sorted({k.seed for k in cells}), [planned_comparison(c.key, c.interval, c.over_seeds, c.decision)
                                             for c in chosen]
 
 

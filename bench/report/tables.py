@@ -37,7 +37,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -52,7 +52,32 @@ from bench.report.stats import (DELTAS, HELPS, HURTS, NO_EFFECT, Decision, Inter
 
 MAJORITY_CLASS = "nv"  # nevus: where a minority-class gain would be paid for
 RECALL, AUROC, BALANCED_ACCURACY = "recall", "auroc", "balanced_accuracy"  # the metrics compared (keys of DELTAS)
-CellKey = tuple[float, str, str, int]  # (fraction, init, arm, seed)
+
+
+class CellKey(NamedTuple):
+    """One cell of the grid in the report's tables; sorts (and hashes) as the tuple ``(fraction, init, arm, seed)``."""
+
+    fraction: float
+    init: str
+    arm: str
+    seed: int
+
+
+class SettingKey(NamedTuple):
+    """A cell's setting, its seeds pooled: ``(fraction, init, arm)``."""
+
+    fraction: float
+    init: str
+    arm: str
+
+
+class PairKey(NamedTuple):
+    """A (fraction, init, seed) with a cell of both arms compared."""
+
+    fraction: float
+    init: str
+    seed: int
+
 
 FIGURES = {
     "balanced_accuracy": "balanced_accuracy.png",
@@ -203,8 +228,8 @@ def _row_arm(row: dict[str, Any]) -> str:
 
 
 def _arms_of(keys: Any) -> list[str]:
-    """The distinct arms (third element) of cell or summary keys, in report order."""
-    return sorted({k[2] for k in keys}, key=arm_sort_key)
+    """The distinct arms of cell or setting keys, in report order."""
+    return sorted({k.arm for k in keys}, key=arm_sort_key)
 
 
 # -- numbers ----------------------------------------------------------------------------------
@@ -213,7 +238,7 @@ def cell_table(rows: list[dict[str, Any]]) -> dict[CellKey, dict[str, Any]]:
     from a ``results.csv`` written without it)."""
     cells: dict[CellKey, dict[str, Any]] = {}
     for r in rows:
-        key = (r["fraction"], r["init"], _row_arm(r), r["seed"])
+        key = CellKey(r["fraction"], r["init"], _row_arm(r), r["seed"])
         entry = cells.setdefault(key, {"cell_id": r["cell_id"], "balanced_accuracy": r["balanced_accuracy"],
                                        "accuracy": r["accuracy"], "recall": {}, "auroc": {}})
         entry["recall"][r["class"]] = r["recall"]
@@ -222,11 +247,11 @@ def cell_table(rows: list[dict[str, Any]]) -> dict[CellKey, dict[str, Any]]:
 
 
 def seed_summary(cells: dict[CellKey, dict[str, Any]], value: Callable[[dict], float],
-                 level: float) -> dict[tuple[float, str, str], Interval]:
+                 level: float) -> dict[SettingKey, Interval]:
     """Mean and t-interval over seeds of ``value(cell)`` per ``(fraction, init, arm)``."""
-    groups: dict[tuple[float, str, str], list[float]] = defaultdict(list)
+    groups: dict[SettingKey, list[float]] = defaultdict(list)
     for (fraction, init, arm, _seed), entry in sorted(cells.items()):
-        groups[(fraction, init, arm)].append(value(entry))
+        groups[SettingKey(fraction, init, arm)].append(value(entry))
     return {k: mean_t_interval(v, level) for k, v in groups.items()}
 
 
@@ -245,7 +270,6 @@ def _load_pair(cells: dict[CellKey, dict[str, Any]], load: Callable[[str], Predi
     return base, found
 
 
-PairKey = tuple[float, str, int]  # (fraction, init, seed) with a cell of both arms compared
 Scope = tuple[str, Callable[[PairKey], bool]]  # a name and which pairs it pools
 
 
@@ -265,13 +289,13 @@ def synthetic_effects(cells: dict[CellKey, dict[str, Any]], load: Callable[[str]
     Raises:
         DermkitError: the two cells of a pair were tested on different images.
     """
-    pairs = sorted({(f, i, s) for (f, i, a, s) in cells if a == arm and (f, i, baseline, s) in cells})
+    pairs = sorted({PairKey(f, i, s) for (f, i, a, s) in cells if a == arm and (f, i, baseline, s) in cells})
     if not pairs:
         return []
-    loaded = {(f, i, s): _load_pair(cells, load, (f, i, baseline, s), (f, i, arm, s)) for f, i, s in pairs}
+    loaded = {PairKey(f, i, s): _load_pair(cells, load, (f, i, baseline, s), (f, i, arm, s)) for f, i, s in pairs}
     scopes: list[Scope] = [("all", lambda p: True)]
-    scopes += [(f"fraction {f:g}", lambda p, f=f: p[0] == f) for f in sorted({p[0] for p in pairs})]
-    scopes += [(f"init {i}", lambda p, i=i: p[1] == i) for i in sorted({p[1] for p in pairs})]
+    scopes += [(f"fraction {f:g}", lambda p, f=f: p.fraction == f) for f in sorted({p.fraction for p in pairs})]
+    scopes += [(f"init {i}", lambda p, i=i: p.init == i) for i in sorted({p.init for p in pairs})]
     effects = []
     for klass in classes:
         for scope, keep in scopes:
@@ -280,7 +304,7 @@ def synthetic_effects(cells: dict[CellKey, dict[str, Any]], load: Callable[[str]
             for p in chosen:
                 off, on = loaded[p]
                 mask = off.true == klass
-                by_seed[p[2]].append(on.correct[mask].astype(float) - off.correct[mask].astype(float))
+                by_seed[p.seed].append(on.correct[mask].astype(float) - off.correct[mask].astype(float))
             if not by_seed or not next(iter(by_seed.values()))[0].size:
                 continue
             matrix = np.stack([np.mean(by_seed[s], axis=0) for s in sorted(by_seed)])  # (S, N_class)
@@ -320,7 +344,7 @@ def auroc_effects(loaded: dict[PairKey, tuple[Predictions, Predictions]], classe
             by_seed: dict[int, list[np.ndarray]] = defaultdict(list)  # per seed, (P, Q) kernel differences
             for p in chosen:
                 off, on = loaded[p]
-                by_seed[p[2]].append(auroc_kernel(on.scores(klass), positive)
+                by_seed[p.seed].append(auroc_kernel(on.scores(klass), positive)
                                      - auroc_kernel(off.scores(klass), positive))
             kernels = np.stack([np.mean(by_seed[s], axis=0) for s in sorted(by_seed)])  # (S, P, Q)
             interval = paired_auroc_bootstrap(kernels, ctx.n_bootstrap, ctx.level, ctx.bootstrap_seed,
@@ -383,8 +407,8 @@ def init_effects(cells: dict[CellKey, dict[str, Any]], load: Callable[[str], Pre
         DermkitError: the two cells of a pair were tested on different images.
     """
     effects = []
-    groups = sorted({(f, i, a) for (f, i, a, _s) in cells if i != BASELINE_INIT},
-                    key=lambda k: (k[1], arm_sort_key(k[2]), k[0]))
+    groups = sorted({SettingKey(f, i, a) for (f, i, a, _s) in cells if i != BASELINE_INIT},
+                    key=lambda k: (k.init, arm_sort_key(k.arm), k.fraction))
     for fraction, init, arm in groups:
         seeds = sorted(s for (f, i, a, s) in cells if (f, i, a) == (fraction, init, arm)
                        and (fraction, BASELINE_INIT, arm, s) in cells)
@@ -473,12 +497,12 @@ def _fraction_axis(ax: Any, fractions: list[float]) -> None:
     ax.grid(alpha=0.3)
 
 
-def plot_balanced_accuracy(path: Path, summary: dict[tuple[float, str, str], Interval], level: float) -> None:
+def plot_balanced_accuracy(path: Path, summary: dict[SettingKey, Interval], level: float) -> None:
     """Balanced accuracy against label fraction, one line per init, a panel per arm."""
     plt = _pyplot()
     synthetic = _arms_of(summary)
-    fractions = sorted({k[0] for k in summary})
-    inits = list(dict.fromkeys(k[1] for k in summary))
+    fractions = sorted({k.fraction for k in summary})
+    inits = list(dict.fromkeys(k.init for k in summary))
     fig, axes = plt.subplots(1, len(synthetic), figsize=(4.6 * len(synthetic), 3.6), sharey=True, squeeze=False)
     for ax, syn in zip(axes[0], synthetic):
         for init in inits:
@@ -497,7 +521,7 @@ def plot_balanced_accuracy(path: Path, summary: dict[tuple[float, str, str], Int
     plt.close(fig)
 
 
-def plot_minority_recall(path: Path, recall: dict[str, dict[tuple[float, str, str], Interval]]) -> None:
+def plot_minority_recall(path: Path, recall: dict[str, dict[SettingKey, Interval]]) -> None:
     """Recall of each minority class against label fraction: solid without, dashed with synthetic images
     (with more arms than ``real`` and ``synth``, one line style per arm)."""
     plt = _pyplot()
@@ -509,9 +533,9 @@ def plot_minority_recall(path: Path, recall: dict[str, dict[tuple[float, str, st
         ax.axis("off")
     for ax, klass in zip(axes.flat, classes):
         summary = recall[klass]
-        fractions = sorted({k[0] for k in summary})
+        fractions = sorted({k.fraction for k in summary})
         arms = _arms_of(summary)
-        for init in dict.fromkeys(k[1] for k in summary):
+        for init in dict.fromkeys(k.init for k in summary):
             for number, syn in enumerate(arms):
                 xs = [f for f in fractions if (f, init, syn) in summary]
                 style = ("--" if syn == ARM_SYNTH else "-") if set(arms) <= set(LEGACY_ARMS) else \
@@ -616,8 +640,8 @@ def _setup_lines(ctx: ReportContext, cells: dict[CellKey, dict[str, Any]],
               f"split hash `{data.get('split_hash')}`",
               "- Test images per class: " + ", ".join(f"{c} {n}" for c, n in ctx.test_counts.items()),
               f"- Seeds: {', '.join(map(str, seeds))} ({len(seeds)} fine-tuning runs per configuration)",
-              f"- Cells: {len(cells)} (label fractions {', '.join(f'{f:g}' for f in sorted({k[0] for k in cells}))}; "
-              f"initialisations {', '.join(dict.fromkeys(k[1] for k in cells))}; "
+              f"- Cells: {len(cells)} (label fractions {', '.join(f'{f:g}' for f in sorted({k.fraction for k in cells}))}; "
+              f"initialisations {', '.join(dict.fromkeys(k.init for k in cells))}; "
               + (f"synthetic {', '.join(arm_label(a) for a in _arms_of(cells))})" if set(_arms_of(cells)) <=
                  set(LEGACY_ARMS) else f"arms {', '.join(_arms_of(cells))})"),
               *[f"- {s}" for s in ctx.settings], "",
@@ -626,18 +650,18 @@ def _setup_lines(ctx: ReportContext, cells: dict[CellKey, dict[str, Any]],
     return lines
 
 
-def _balanced_accuracy_lines(bal: dict[tuple[float, str, str], Interval], fractions: list[float],
+def _balanced_accuracy_lines(bal: dict[SettingKey, Interval], fractions: list[float],
                              level: float) -> list[str]:
     """The balanced-accuracy section: the figure and a row per initialisation and synthetic setting."""
     lines = ["## Balanced accuracy against label fraction", "",
              f"![balanced accuracy](figures/{FIGURES['balanced_accuracy']})", "",
              f"Mean over seeds with a two-sided {level:.0%} Student-t interval (n - 1 degrees of freedom, "
              "n = seeds): the band in the figure, the brackets below.", ""]
-    header = ["initialisation", _arm_column(bal), *(f"fraction {f:g}" for f in fractions)]
+    header = ["initialisation", _arm_column(_arms_of(bal)), *(f"fraction {f:g}" for f in fractions)]
     body = []
-    for init in dict.fromkeys(k[1] for k in bal):
+    for init in dict.fromkeys(k.init for k in bal):
         for syn in _arms_of(bal):
-            body.append([init, arm_label(syn, legacy=_arm_column(bal) == "synthetic"),
+            body.append([init, arm_label(syn, legacy=_arm_column(_arms_of(bal)) == "synthetic"),
                          *(_iv(bal[(f, init, syn)]) if (f, init, syn) in bal else "-" for f in fractions)])
     return [*lines, *_md_table(header, body), ""]
 
@@ -684,7 +708,7 @@ def _init_effect_lines(effects: list[InitEffect], ctx: ReportContext) -> list[st
     if not effects:
         return []
     several_arms = len({e.arm for e in effects}) > 1
-    column = _arm_column((None, None, e.arm) for e in effects)
+    column = _arm_column(e.arm for e in effects)
     lines = ["## Does pretraining help? Against random initialisation", "",
              f"![initialisation against random](figures/{INIT_FIGURE})", "",
              "Paired comparison: for every label fraction and seed, the cell of an initialisation is compared with "
@@ -703,18 +727,18 @@ def _init_effect_lines(effects: list[InitEffect], ctx: ReportContext) -> list[st
     return [*lines, *_md_table(header, body), ""]
 
 
-def _arm_column(keys: Any) -> str:
+def _arm_column(arms: Iterable[str]) -> str:
     """The header of the arm column: ``synthetic`` (on/off) for the older arms, else ``arm``."""
-    return "synthetic" if set(_arms_of(keys)) <= set(LEGACY_ARMS) else "arm"
+    return "synthetic" if set(arms) <= set(LEGACY_ARMS) else "arm"
 
 
-def _per_class_table(summary: dict[str, dict[tuple[float, str, str], Interval]], fractions: list[float]) -> list[str]:
+def _per_class_table(summary: dict[str, dict[SettingKey, Interval]], fractions: list[float]) -> list[str]:
     """A table of one metric per class, initialisation and arm (rows) and label fraction (columns)."""
     body = []
     column = "synthetic"
     for klass, by_setting in summary.items():
-        column = _arm_column(by_setting)
-        pairs = sorted(dict.fromkeys((k[1], k[2]) for k in by_setting), key=lambda k: (k[0], arm_sort_key(k[1])))
+        column = _arm_column(_arms_of(by_setting))
+        pairs = sorted(dict.fromkeys((k.init, k.arm) for k in by_setting), key=lambda pair: (pair[0], arm_sort_key(pair[1])))
         for (init, syn) in pairs:
             body.append([klass, init, arm_label(syn, legacy=column == "synthetic"),
                          *(_iv(by_setting[(f, init, syn)]) if (f, init, syn) in by_setting else "-"
@@ -722,8 +746,8 @@ def _per_class_table(summary: dict[str, dict[tuple[float, str, str], Interval]],
     return _md_table(["class", "initialisation", column, *(f"{f:g}" for f in fractions)], body)
 
 
-def _minority_recall_lines(recall: dict[str, dict[tuple[float, str, str], Interval]],
-                           auroc: dict[str, dict[tuple[float, str, str], Interval]], fractions: list[float],
+def _minority_recall_lines(recall: dict[str, dict[SettingKey, Interval]],
+                           auroc: dict[str, dict[SettingKey, Interval]], fractions: list[float],
                            level: float, synthetic: bool) -> list[str]:
     """The minority-recall section, then the same classes' one-vs-rest AUROC where ``results.csv`` has it
     (nothing when no minority class was tested); ``synthetic``: some cells trained on synthetic images."""
@@ -787,7 +811,7 @@ def _arm_lines(cells: dict[CellKey, dict[str, Any]], classes: list[str], fractio
     bal = seed_summary(cells, lambda e: e["balanced_accuracy"], ctx.level)
     nv = seed_summary(cells, lambda e: e["recall"].get(MAJORITY_CLASS, math.nan), ctx.level)
     body = []
-    for init in dict.fromkeys(k[1] for k in bal):
+    for init in dict.fromkeys(k.init for k in bal):
         for arm in arms:
             body.append([init, arm, *(_iv(bal[(f, init, arm)]) if (f, init, arm) in bal else "-" for f in fractions),
                          *(_iv(nv[(f, init, arm)]) if (f, init, arm) in nv else "-" for f in fractions)])
@@ -896,17 +920,17 @@ def _train_count_lines(cells: dict[CellKey, dict[str, Any]], classes: list[str],
     ``synth.max_ratio`` is a ceiling: a class with fewer generated (or kept) images than the ratio
     allows gets them all, so the table shows the ratio each arm really had.
     """
-    first: dict[tuple[float, str, str], dict[str, dict[str, int]]] = {}
+    first: dict[SettingKey, dict[str, dict[str, int]]] = {}
     for (fraction, init, arm, _seed), entry in sorted(cells.items()):
         counts = ctx.train_counts.get(entry["cell_id"])
         if counts and (fraction, init, arm) not in first:
-            first[(fraction, init, arm)] = counts
+            first[SettingKey(fraction, init, arm)] = counts
     if not first:
         return []
     lines = ["Training images per class, real + synthetic (first seed's cell; `synth.max_ratio` is a ceiling, "
              "so this is the ratio each arm really had):", ""]
     body = []
-    for (fraction, init, arm) in sorted(first, key=lambda k: (k[0], k[1], arm_sort_key(k[2]))):
+    for (fraction, init, arm) in sorted(first, key=lambda k: (k.fraction, k.init, arm_sort_key(k.arm))):
         counts = first[(fraction, init, arm)]
         body.append([f"{fraction:g}", init, arm, *(f"{counts.get('real', {}).get(c, 0)} + "
                                                   f"{counts.get('synthetic', {}).get(c, 0)}" for c in classes)])
@@ -1114,7 +1138,7 @@ def write_report(out_dir: Path, rows: list[dict[str, Any]], load: Callable[[str]
     figures = out_dir / "figures"
     figures.mkdir(parents=True, exist_ok=True)
     cells = cell_table(rows)
-    seeds = sorted({k[3] for k in cells})
+    seeds = sorted({k.seed for k in cells})
     bal = seed_summary(cells, lambda e: e["balanced_accuracy"], ctx.level)
     found = report_comparisons(cells, load, ctx)
     minority = found.minority
@@ -1133,7 +1157,7 @@ def write_report(out_dir: Path, rows: list[dict[str, Any]], load: Callable[[str]
     if found.inits:
         plot_init_effects(figures / INIT_FIGURE, found.inits, ctx.level)
 
-    fractions = sorted({k[0] for k in bal})  # the columns of both fraction tables
+    fractions = sorted({k.fraction for k in bal})  # the columns of both fraction tables
     # A grid of real images only (cpu-real) asks nothing about synthetic images: no section on them.
     synthetic = any(parse_arm(arm).synthetic for arm in _arms_of(cells))
     comparison = (_synthetic_effect_lines(found.synthetic, ctx) if synthetic else []) if found.legacy else \

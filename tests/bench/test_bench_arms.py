@@ -376,14 +376,14 @@ def test_report_section_names_every_arm_and_its_numbers(arm_grid: tuple[Path, li
 
 
 def test_target_needs_two_minority_gains_that_help_and_no_lower_balanced_accuracy() -> None:
-    from bench.report.tables import Effect, _target_lines
+    from bench.report.tables import CellKey, Effect, _target_lines
     from bench.report.stats import Interval
 
     def gain(klass: str, arm: str, estimate: float, low: float) -> Effect:
         return Effect(klass, "all", Interval(estimate, low, estimate + 0.1, 6), 6, 3, 30, arm, "oversample",
                       Interval(estimate, low, estimate + 0.1, 3))
 
-    cells = {(0.1, "random", arm, seed): {"balanced_accuracy": bal + 0.01 * seed, "cell_id": f"{arm}{seed}"}
+    cells = {CellKey(0.1, "random", arm, seed): {"balanced_accuracy": bal + 0.01 * seed, "cell_id": f"{arm}{seed}"}
              for arm, bal in (("oversample", 0.50), ("synth2", 0.52), ("synth8", 0.49), ("filtered", 0.55))
              for seed in (0, 1, 2)}
     pooled = [gain("mel", "synth2", 0.08, 0.02), gain("vasc", "synth2", 0.06, 0.01),  # met
@@ -396,7 +396,7 @@ def test_target_needs_two_minority_gains_that_help_and_no_lower_balanced_accurac
     assert rows["synth8"].endswith("| not met |")
     assert rows["filtered"].startswith("| filtered | oversample | none | +0.050")
     assert rows["filtered"].endswith("| not met |")
-    assert _target_lines({k: v for k, v in cells.items() if k[2] != "oversample"}, pooled, 0.95) == []
+    assert _target_lines({k: v for k, v in cells.items() if k.arm != "oversample"}, pooled, 0.95) == []
 
 
 # -- the preset ----------------------------------------------------------------------------------

@@ -269,3 +269,23 @@ def test_report_marks_the_comparisons_a_seed_plan_registered(grid_dir: tuple[Pat
     plain = write_report(tmp_path / "plain", rows, lambda c: read_predictions(root / "cells" / c),
                          _context()).read_text()
     assert "## Planned comparisons" not in plain and "planned" not in markdown_table(plain, "| class | name |")[0]
+
+
+def test_cell_keys_are_named_and_behave_as_their_tuples() -> None:
+    """The report's cells are named records (issue 43) that sort, compare and hash as the tuples they replaced,
+    so a lookup by a plain ``(fraction, init, arm, seed)`` still finds the cell."""
+    from bench.report.tables import CellKey, SettingKey, cell_table, seed_summary
+
+    rows = [{"fraction": f, "init": "random", "arm": arm, "synthetic": arm == "synth", "seed": s, "cell_id": f"c{f}{arm}{s}",
+             "balanced_accuracy": 0.5 + s / 10, "accuracy": 0.5, "class": "mel", "recall": 0.5}
+            for f in (1.0, 0.1) for arm in ("synth", "real") for s in (1, 0)]
+    cells = cell_table(rows)
+    keys = list(cells)
+    assert all(isinstance(k, CellKey) for k in keys)
+    assert sorted(keys) == sorted(tuple(k) for k in keys) == sorted(keys, key=lambda k: (k.fraction, k.init, k.arm,
+                                                                                           k.seed))
+    assert sorted(keys)[0] == (0.1, "random", "real", 0) and sorted(keys)[0].arm == "real"
+    assert cells[(1.0, "random", "synth", 1)]["cell_id"] == "c1.0synth1"
+    summary = seed_summary(cells, lambda e: e["balanced_accuracy"], 0.95)
+    assert set(summary) == {SettingKey(f, "random", a) for f in (1.0, 0.1) for a in ("synth", "real")}
+    assert summary[(0.1, "random", "real")].estimate == pytest.approx(0.55)
