@@ -50,7 +50,8 @@ from bench.grid.reuse import export_results, reuse_cells
 from bench.grid.runner import Runner, log_tail, progress_text
 from bench.report.comparison_plan import read_plan
 from bench.report.results import read_metrics, read_predictions, write_results
-from bench.report.tables import ReportContext, arm_label, cell_table, seed_summary, write_report
+from bench.report.effects import ReportContext, arm_label, cell_table, seed_summary
+from bench.report.tables import write_report
 
 
 def given_backbone_origin(path: str | Path) -> str:

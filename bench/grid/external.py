@@ -33,7 +33,8 @@ from dermkit.errors import DermkitError
 from dermkit.metrics import classification_report
 from dermkit.vocab import canonical_class
 from bench.grid.keys import Cell, Step, best_checkpoint_arg, copy_finished, file_digest, read_done
-from bench.report.tables import ReportContext, write_report
+from bench.report.effects import ReportContext
+from bench.report.tables import write_report
 from bench.report.results import Predictions, result_rows, write_results
 
 PREDICT_KIND = "predict"

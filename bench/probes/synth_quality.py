@@ -24,7 +24,8 @@ import json
 from pathlib import Path
 
 from dermkit.console import console, entry_point
-from bench.report.tables import quality_table, stack_grids
+from bench.report.figures import stack_grids
+from bench.report.run_sections import quality_table
 from bench.grid.runner import run_stage
 
 # The evaluation's report folder inside the samples folder (synth.evaluate's default place too),

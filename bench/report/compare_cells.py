@@ -37,10 +37,11 @@ from dermkit.errors import DermkitError
 from dermkit.vocab import MINORITY_CLASSES
 from bench.report.comparison_plan import (ComparisonKey, PlannedComparison, SeedPlan, check_parent, check_plan_path, new_plan,
                         planned_comparison, read_plan, write_plan)
-from bench.report.tables import (AUROC_RULE, BALANCED_ACCURACY, MAJORITY_CLASS, METRIC_HEADER, METRIC_NAMES, TARGET_CLASSES,
-                          TARGET_GAIN, VERDICT_RULE, CellKey, ReportContext, _md_table, _metric_cells, _signed,
-                          _signed_or_estimate, _verdict_cell, meets_target, paired_balanced_accuracy,
-                          synthetic_effects, target_gains, target_rule, with_auroc)
+from bench.report.effects import (BALANCED_ACCURACY, MAJORITY_CLASS, METRIC_NAMES, TARGET_CLASSES, TARGET_GAIN, CellKey,
+                                  ReportContext, meets_target, paired_balanced_accuracy, synthetic_effects,
+                                  target_gains)
+from bench.report.markdown import _md_table, _signed, _signed_or_estimate, _verdict_cell
+from bench.report.tables import AUROC_RULE, METRIC_HEADER, VERDICT_RULE, _metric_cells, target_rule, with_auroc
 from bench.report.results import METRICS_FILE, PREDICTIONS_FILE, read_metrics, read_predictions
 from bench.report.stats import DELTAS, decide
 

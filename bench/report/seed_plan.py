@@ -32,8 +32,9 @@ from dermkit.errors import DermkitError
 from dermkit.vocab import MINORITY_CLASSES
 from bench.report.comparison_plan import (PLAN_COLUMNS, PlannedComparison, check_plan_path, new_plan, plan_rows, planned_comparison,
                         write_plan)
-from bench.report.tables import (AUROC, BALANCED_ACCURACY, RECALL, VERDICT_RULE, Comparisons, Effect, InitEffect,
-                          ReportContext, cell_table, report_comparisons)
+from bench.report.effects import (AUROC, BALANCED_ACCURACY, RECALL, Comparisons, Effect, InitEffect, ReportContext,
+                                  cell_table, report_comparisons)
+from bench.report.tables import VERDICT_RULE
 from bench.report.results import read_predictions, read_results
 
 PROG = "python -m bench.seed_plan"

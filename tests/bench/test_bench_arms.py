@@ -19,7 +19,8 @@ from bench.grid.keys import DONE_FILE, Cell, Step, best_checkpoint, is_done, mar
 from bench.grid.plan import build_steps
 from bench.grid.presets import parse_args, validate
 from bench.grid.reuse import reuse_cells
-from bench.report.tables import ReportContext, arm_effects, cell_table, write_report
+from bench.report.effects import ReportContext, arm_effects, cell_table
+from bench.report.tables import write_report
 from bench.report.results import read_predictions, read_results, result_rows, write_results
 from bench.report.stats import verdict
 from dermkit.config import REPO_ROOT
@@ -376,7 +377,8 @@ def test_report_section_names_every_arm_and_its_numbers(arm_grid: tuple[Path, li
 
 
 def test_target_needs_two_minority_gains_that_help_and_no_lower_balanced_accuracy() -> None:
-    from bench.report.tables import CellKey, Effect, _target_lines
+    from bench.report.effects import CellKey, Effect
+    from bench.report.tables import _target_lines
     from bench.report.stats import Interval
 
     def gain(klass: str, arm: str, estimate: float, low: float) -> Effect:

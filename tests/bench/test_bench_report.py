@@ -13,7 +13,10 @@ import torch
 from PIL import Image
 
 from bench.grid.keys import Cell
-from bench.report.tables import FIGURES, INIT_FIGURE, ReportContext, conditioning_verdict, write_report
+from bench.report.effects import ReportContext
+from bench.report.figures import FIGURES, INIT_FIGURE
+from bench.report.run_sections import conditioning_verdict
+from bench.report.tables import write_report
 from bench.report.results import read_predictions, read_results, result_rows, write_results
 from dermkit.errors import DermkitError
 from dermkit.metrics import classification_report
@@ -274,7 +277,7 @@ def test_report_marks_the_comparisons_a_seed_plan_registered(grid_dir: tuple[Pat
 def test_cell_keys_are_named_and_behave_as_their_tuples() -> None:
     """The report's cells are named records (issue 43) that sort, compare and hash as the tuples they replaced,
     so a lookup by a plain ``(fraction, init, arm, seed)`` still finds the cell."""
-    from bench.report.tables import CellKey, SettingKey, cell_table, seed_summary
+    from bench.report.effects import CellKey, SettingKey, cell_table, seed_summary
 
     rows = [{"fraction": f, "init": "random", "arm": arm, "synthetic": arm == "synth", "seed": s, "cell_id": f"c{f}{arm}{s}",
              "balanced_accuracy": 0.5 + s / 10, "accuracy": 0.5, "class": "mel", "recall": 0.5}
