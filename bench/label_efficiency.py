@@ -310,7 +310,8 @@ def _print_summary(rows: list[dict[str, Any]], out: Path, report: Path, seconds:
     fractions = sorted({k.fraction for k in summary})
     arms = {k.arm for k in summary}
     table_rows = []
-    for init, arm in sorted(dict.fromkeys((k.init, k.arm) for k in summary), key=lambda pair: (pair[0], arm_sort_key(pair[1]))):
+    settings = dict.fromkeys((k.init, k.arm) for k in summary)
+    for init, arm in sorted(settings, key=lambda pair: (pair[0], arm_sort_key(pair[1]))):
         table_rows.append([f"{init} ({arm_label(arm, long=True, legacy=set(arms) <= set(LEGACY_ARMS))})",
                            *(summary[(f, init, arm)].estimate if (f, init, arm) in summary else "-" for f in fractions)])
     print_table("test balanced accuracy, mean over seeds", ["init", *(f"fraction {f:g}" for f in fractions)], table_rows)

@@ -33,7 +33,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from bench.probes.ssl_quality import evaluate_backbone  # noqa: E402
-from bench.report.stats import Interval, mean_t_interval  # noqa: E402
+from bench.report.stats import Interval, mean_t_interval
 from dermkit.console import console, entry_point, print_table  # noqa: E402
 from dermkit.errors import DermkitError  # noqa: E402
 

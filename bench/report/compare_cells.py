@@ -43,7 +43,7 @@ from bench.report.effects import (BALANCED_ACCURACY, MAJORITY_CLASS, METRIC_NAME
 from bench.report.markdown import _md_table, _signed, _signed_or_estimate, _verdict_cell
 from bench.report.tables import AUROC_RULE, METRIC_HEADER, VERDICT_RULE, _metric_cells, target_rule, with_auroc
 from bench.report.results import METRICS_FILE, PREDICTIONS_FILE, read_metrics, read_predictions
-from bench.report.stats import DELTAS, decide
+from bench.report.verdicts import DELTAS, decide
 
 DEFAULT_CLASSES = [*MINORITY_CLASSES, MAJORITY_CLASS]
 # The key both sides' cells share in synthetic_effects' table but for the arm: (fraction, init, arm, seed).

@@ -18,8 +18,9 @@ from dermkit.vocab import MINORITY_CLASSES
 from bench.grid.config import ARM_REAL, ARM_SYNTH, LEGACY_ARMS, arm_baselines, arm_sort_key, parse_arm
 from bench.report.comparison_plan import ComparisonKey, SeedPlan
 from bench.report.results import Predictions
-from bench.report.stats import (DELTAS, HELPS, Decision, Interval, auroc_kernel, balanced_accuracy_differences, decide,
-                                mean_t_interval, paired_auroc_bootstrap, paired_bootstrap)
+from bench.report.stats import (Interval, auroc_kernel, balanced_accuracy_differences, mean_t_interval,
+                                paired_auroc_bootstrap, paired_bootstrap)
+from bench.report.verdicts import DELTAS, HELPS, Decision, decide
 
 
 RECALL, AUROC, BALANCED_ACCURACY = "recall", "auroc", "balanced_accuracy"  # the metrics compared (keys of DELTAS)
@@ -140,7 +141,7 @@ class Effect:
 
     @property
     def decision(self) -> Decision:
-        """:func:`bench.report.stats.decide` on both intervals with the metric's δ."""
+        """:func:`bench.report.verdicts.decide` on both intervals with the metric's δ."""
         return decide(self.interval, self.over_seeds, DELTAS[self.metric], self.interval.level)
 
     @property
@@ -320,7 +321,7 @@ class InitEffect:
 
     @property
     def decision(self) -> Decision:
-        """:func:`bench.report.stats.decide` on both intervals with balanced accuracy's δ."""
+        """:func:`bench.report.verdicts.decide` on both intervals with balanced accuracy's δ."""
         return decide(self.interval, self.over_seeds, DELTAS[BALANCED_ACCURACY], self.interval.level)
 
     @property

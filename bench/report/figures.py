@@ -12,7 +12,8 @@ from PIL import Image
 from dermkit.vocab import display_name
 from bench.grid.config import ARM_OVERSAMPLE, ARM_REAL, ARM_SYNTH, LEGACY_ARMS
 from bench.report.effects import Effect, InitEffect, SettingKey, _arms_of
-from bench.report.stats import HELPS, HURTS, NO_EFFECT, Interval
+from bench.report.stats import Interval
+from bench.report.verdicts import HELPS, HURTS, NO_EFFECT
 
 
 FIGURES = {

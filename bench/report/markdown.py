@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import math
 
-from bench.report.stats import Decision, Interval
+from bench.report.stats import Interval
+from bench.report.verdicts import Decision
 
 
 # -- markdown ---------------------------------------------------------------------------------

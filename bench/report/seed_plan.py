@@ -5,7 +5,7 @@ Reads a grid's folder (a run folder, or an export such as ``docs/results/<preset
 report_comparisons`: each synthetic arm against its baselines, per class, on recall and one-vs-rest
 AUROC; each initialisation against random on balanced accuracy), and writes per comparison its
 verdict and, undecided, the seeds the spread of its per-seed differences says deciding needs
-(:func:`bench.report.stats.seeds_needed`), as ``plan.json`` and ``plan.md``. Commit the plan before running
+(:func:`bench.report.verdicts.seeds_needed`), as ``plan.json`` and ``plan.md``. Commit the plan before running
 the seeds; then give it to the grid's report (``report.plan=plan.json``), which marks the comparisons
 it registered as planned and the others as exploratory. For two sets of cells outside one grid,
 ``python -m bench.compare_cells --plan-out`` writes the same kind of plan.

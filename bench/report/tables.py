@@ -4,7 +4,7 @@ Sections: the setup (data, preset, command, seeds; demo data flagged as never ev
 accuracy against label fraction per initialisation (mean over seeds with a Student-t interval),
 minority-class recall and one-vs-rest AUROC with and without synthetic images, and per class the paired
 effect of synthetic images on recall (:func:`bench.report.stats.paired_bootstrap`) and on AUROC
-(:func:`bench.report.stats.paired_auroc_bootstrap`) with a verdict (:func:`bench.report.stats.decide`: helps, hurts, no
+(:func:`bench.report.stats.paired_auroc_bootstrap`) with a verdict (:func:`bench.report.verdicts.decide`: helps, hurts, no
 effect larger than δ, or undecided with the seeds deciding needs). A grid with arms beyond
 ``real`` and ``synth`` (``grid.arms``: ``oversample``, ``oversample<R>``, ``synth<R>``, ``filtered``) gets
 the section "Synthetic images against oversampling" instead of the last one: per arm balanced accuracy
@@ -49,7 +49,8 @@ from bench.report.figures import (ARM_FIGURE, FIGURES, INIT_FIGURE, plot_arm_eff
 from bench.report.markdown import _iv, _md_table, _signed, _signed_or_estimate, _verdict_cell
 from bench.report.results import Predictions
 from bench.report.run_sections import _filter_lines, _generator_quality_lines, _running_time_lines, _train_count_lines
-from bench.report.stats import DELTAS, Interval, mean_t_interval
+from bench.report.stats import Interval, mean_t_interval
+from bench.report.verdicts import DELTAS
 
 
 VERDICT_RULE = ("Verdict: **helps** / **hurts** when both intervals, the bootstrap's and the t-interval over the "

@@ -22,7 +22,7 @@ from bench.grid.reuse import reuse_cells
 from bench.report.effects import ReportContext, arm_effects, cell_table
 from bench.report.tables import write_report
 from bench.report.results import read_predictions, read_results, result_rows, write_results
-from bench.report.stats import verdict
+from bench.report.verdicts import verdict
 from dermkit.config import REPO_ROOT
 from dermkit.errors import DermkitError
 
