@@ -31,7 +31,6 @@ import math
 import resource
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +47,7 @@ from dermkit.data.datasets import CachedImageDataset
 from dermkit.data.prepare import prepare_data
 from dermkit.metrics import balanced_accuracy, recall_by_class
 from dermkit.precision import PRECISIONS, autocast
+from bench.probes.timed_loop import TimedLoop
 
 WARMUP_STEPS = 5
 
@@ -107,12 +107,12 @@ def run_plain(args: argparse.Namespace) -> dict[str, Any]:
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
 
     best_score, best_state, curve = -1.0, None, []
-    images, seconds, step = 0, 0.0, 0
+    loop = TimedLoop(WARMUP_STEPS)
     cpu_start = _cpu_seconds()
     with progress() as bar:
         task = bar.add_task("plain loop", total=total)
         for epoch in range(args.epochs):
-            last = None
+            loop.new_epoch()  # validation between epochs is not a training step's time
             for batch_index, (batch, target) in enumerate(train):
                 if batch_index >= steps_per_epoch:
                     break
@@ -122,11 +122,7 @@ def run_plain(args: argparse.Namespace) -> dict[str, Any]:
                 loss.backward()
                 optimizer.step()
                 schedule.step()
-                now = time.perf_counter()
-                step += 1
-                if last is not None and step > WARMUP_STEPS:
-                    images, seconds = images + batch.shape[0], seconds + now - last
-                last = now
+                loop.step_done(batch.shape[0])
                 bar.advance(task)
             score = balanced_accuracy(*_predict(model, val, args.precision), len(classes))
             curve.append(round(score, 4))
@@ -137,7 +133,7 @@ def run_plain(args: argparse.Namespace) -> dict[str, Any]:
     preds, targets = _predict(model, test, args.precision)
     return {"role": "plain", "test_balanced_accuracy": balanced_accuracy(preds, targets, len(classes)),
             "test_recall": recall_by_class(preds, targets, classes), "best_val_balanced_accuracy": best_score,
-            "val_curve": curve, "train_images_per_second": images / seconds if seconds else 0.0,
+            "val_curve": curve, "train_images_per_second": loop.images_per_second(),
             "cpu_seconds": _cpu_seconds() - cpu_start}
 
 

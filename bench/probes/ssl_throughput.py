@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 from dermkit.config import default_ham10000_root
 from dermkit.console import console, print_table
 from dermkit.precision import PRECISIONS, autocast, float32_call
+from bench.probes.timed_loop import TimedLoop
 
 if TYPE_CHECKING:
     import torch
@@ -78,19 +79,16 @@ def run_compute_only(args: argparse.Namespace) -> dict[str, float]:
     model, criterion, optimizer = _simclr_model(args)
     views = torch.randn(2 * args.batch_size, 3, args.image_size, args.image_size)  # (2B, 3, S, S)
     model.train()
-    images, seconds = 0, 0.0
-    for step in range(1, args.steps + 1):
-        start = time.perf_counter()
+    loop = TimedLoop(WARMUP_STEPS)
+    for _ in range(args.steps):
         with autocast(args.precision):
             z0, z1 = model(views).split(args.batch_size)  # (B, P) each
             loss = float32_call(criterion, z0, z1)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        if step > WARMUP_STEPS:
-            images += args.batch_size
-            seconds += time.perf_counter() - start
-    return {"images_per_second": images / seconds}
+        loop.step_done(args.batch_size)
+    return {"images_per_second": loop.images_per_second()}
 
 
 def run_reference(args: argparse.Namespace) -> dict[str, float]:
@@ -119,24 +117,20 @@ def run_reference(args: argparse.Namespace) -> dict[str, float]:
                         num_workers=args.workers, persistent_workers=args.workers > 0)
     model, criterion, optimizer = _simclr_model(args)
     model.train()
-    images, seconds, step, last = 0, 0.0, 0, None
+    loop, step = TimedLoop(WARMUP_STEPS), 0
     while step < args.steps:
-        for (x0, x1), _ in loader:
+        for (x0, x1), _ in loader:  # x0, x1: (B, 3, S, S) views
             with autocast(args.precision):
                 z0, z1 = model(x0), model(x1)
                 loss = float32_call(criterion, z0, z1)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            now = time.perf_counter()
+            loop.step_done(x0.shape[0])
             step += 1
-            if last is not None and step > WARMUP_STEPS:
-                images += x0.shape[0]
-                seconds += now - last
-            last = now
             if step >= args.steps:
                 break
-    return {"images_per_second": images / seconds}
+    return {"images_per_second": loop.images_per_second()}
 
 
 # ----------------------------------------------------------------------------------------------
