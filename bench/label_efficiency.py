@@ -79,9 +79,8 @@ def pretraining_settings(cfg: BenchConfig) -> str:
                       for m, p in given.items()))
 
 
-def report_context(cfg: BenchConfig, command: str, data: dict[str, Any], test_counts: dict[str, int],
-                   steps: list[Step], wall_seconds: float) -> ReportContext:
-    """What the report says about this run (settings, caveats, timings)."""
+def _settings_and_caveats(cfg: BenchConfig) -> tuple[list[str], list[str]]:
+    """The report's setting lines (backbone, overrides, arms, generator) and its caveats."""
     settings = [f"Backbone: `{cfg.model.backbone}` (small stem: {cfg.model.small_stem}), the same for every "
                 "initialisation",
                 pretraining_settings(cfg),
@@ -110,6 +109,13 @@ def report_context(cfg: BenchConfig, command: str, data: dict[str, Any], test_co
                            "come from those extra labels rather than from synthesis.")
     if len(cfg.grid.seeds) < 3:
         caveats.append(f"Only {len(cfg.grid.seeds)} seed(s): intervals over seeds are wide or undefined.")
+    return settings, caveats
+
+
+def report_context(cfg: BenchConfig, command: str, data: dict[str, Any], test_counts: dict[str, int],
+                   steps: list[Step], wall_seconds: float) -> ReportContext:
+    """What the report says about this run (settings, caveats, timings)."""
+    settings, caveats = _settings_and_caveats(cfg)
     timings = {}
     untimed: dict[str, int] = {}
     train_counts: dict[str, dict[str, dict[str, int]]] = {}

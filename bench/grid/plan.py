@@ -8,6 +8,7 @@ steps' keys (``tests/bench/test_preset_plans.py`` holds every preset's plan).
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -144,23 +145,36 @@ def generated_count_text(synth: BenchSynthConfig) -> str:
     return f"{synth.n_per_class} images per class"
 
 
-InitSource = tuple[list[str], list[Step], dict[str, str], dict[str, str]]
+@dataclass(frozen=True)
+class InitSource:
+    """Where an initialisation's weights come from (:func:`init_source`).
+
+    Attributes:
+        args: the ``model.init=...`` argument of its cells (none: random).
+        inputs: the step that writes the weights (a pretraining step), if any.
+        key_extra: extra key entries (a given or ImageNet file's digest).
+        key_paths: paths the key hashes by name (``{path: name}``), see :class:`bench.grid.keys.Step`.
+    """
+
+    args: list[str] = field(default_factory=list)
+    inputs: list[Step] = field(default_factory=list)
+    key_extra: dict[str, str] = field(default_factory=dict)
+    key_paths: dict[str, str] = field(default_factory=dict)
 
 
 def init_source(cfg: BenchConfig, init: str, given: dict[str, Path], backbones: dict[str, Step]) -> InitSource:
-    """Where an initialisation's weights come from: (``model.init`` argument, the step that writes
-    them, extra key entries, key paths). A given or ImageNet file enters the key by its digest, not
-    its path, so a replaced file re-runs its cells and the same file elsewhere does not."""
+    """Where an initialisation's weights come from. A given or ImageNet file enters the key by its digest,
+    not its path, so a replaced file re-runs its cells and the same file elsewhere does not."""
     if init in given:
-        return [f"model.init={given[init]}"], [], {"backbone_sha256": file_digest(given[init])}, \
-            {str(given[init]): f"<given {init} backbone>"}
+        return InitSource([f"model.init={given[init]}"], key_extra={"backbone_sha256": file_digest(given[init])},
+                          key_paths={str(given[init]): f"<given {init} backbone>"})
     if init in backbones:
-        return [f"model.init={backbones[init].out_dir / 'backbone.safetensors'}"], [backbones[init]], {}, {}
+        return InitSource([f"model.init={backbones[init].out_dir / 'backbone.safetensors'}"], [backbones[init]])
     if init == "imagenet":
         weights = Path(cfg.grid.imagenet_weights).expanduser().resolve()
-        return [f"model.init={weights}"], [], {"imagenet_weights_sha256": file_digest(weights)}, \
-            {str(weights): "<imagenet weights>"}
-    return [], [], {}, {}
+        return InitSource([f"model.init={weights}"], key_extra={"imagenet_weights_sha256": file_digest(weights)},
+                          key_paths={str(weights): "<imagenet weights>"})
+    return InitSource()
 
 
 def init_cells(cfg: BenchConfig, out: Path, fraction: float, init: str, source: InitSource,
@@ -168,7 +182,7 @@ def init_cells(cfg: BenchConfig, out: Path, fraction: float, init: str, source: 
     """The cells of one label fraction and initialisation (every arm and seed), with the filter steps
     that the filtered arms read. An ``<init>-linear`` initialisation's cells start from ``source`` (the
     weights of ``<init>``) and train the head only."""
-    init_args, init_inputs, extra_key, key_paths = source
+    init_args = source.args
     if parse_init(init).frozen:  # only these cells get the key: the other inits' cells keep their keys
         init_args = [*init_args, "optim.freeze_backbone=true"]
     arms = {name: parse_arm(name) for name in grid_arms(cfg.grid)}
@@ -187,7 +201,7 @@ def init_cells(cfg: BenchConfig, out: Path, fraction: float, init: str, source: 
             args = [*data_args(cfg), *model_args(cfg), *cfg.finetune.overrides, *per_fraction,
                     *cfg.finetune.init_overrides.get(init, []), f"data.fraction={fraction}", f"seed={seed}",
                     *init_args]
-            inputs = list(init_inputs)
+            inputs = list(source.inputs)
             if arm.sampler:  # the sampler replaces the loss's class weights, which the overrides may set
                 args += [f"sampler={arm.sampler}", "loss.weighting=none"]
             if arm.reads_manifest:
@@ -205,7 +219,7 @@ def init_cells(cfg: BenchConfig, out: Path, fraction: float, init: str, source: 
                 inputs.append(images)
             args.append(f"out_dir={folder}")
             step = Step(f"cell/{cell.cell_id}", "cell", "finetune.train", args, folder, CELL_OUTPUTS, inputs, cell,
-                        extra_key, key_paths)
+                        dict(source.key_extra), dict(source.key_paths))
             steps.append(step)
             if name == ARM_REAL:
                 real_cells[seed] = step
