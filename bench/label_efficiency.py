@@ -50,7 +50,7 @@ from bench.grid.reuse import export_results, reuse_cells
 from bench.grid.runner import Runner, log_tail, progress_text
 from bench.report.comparison_plan import read_plan
 from bench.report.results import read_metrics, read_predictions, write_results
-from bench.report.effects import ReportContext, arm_label, cell_table, seed_summary
+from bench.report.effects import ReportContext, StepTime, arm_label, cell_table, seed_summary
 from bench.report.tables import write_report
 
 
@@ -124,7 +124,7 @@ def report_context(cfg: BenchConfig, command: str, data: dict[str, Any], test_co
     for step in steps:
         record = read_done(step)
         if record is not None:
-            timings[step.name] = (float(record.get("seconds", 0.0)), float(record.get("cpu_seconds", 0.0)))
+            timings[step.name] = StepTime(float(record.get("seconds", 0.0)), float(record.get("cpu_seconds", 0.0)))
             if record.get("unrecorded_attempts"):
                 untimed[step.name] = int(record["unrecorded_attempts"])
             if step.cell is not None:  # what each arm trained on (synth.max_ratio is only a ceiling)

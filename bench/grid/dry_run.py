@@ -18,6 +18,7 @@ import subprocess
 import sys
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -157,6 +158,23 @@ def estimate(step: Step, config: dict[str, Any], configs: dict[str, dict[str, An
     raise ValueError(f"no cost model for {step.module}")
 
 
+
+@dataclass
+class KindTotal:
+    """The estimated cost of the steps of one kind: how many, their time and disk summed, the largest memory."""
+
+    steps: int = 0
+    seconds: float = 0.0
+    disk_bytes: float = 0.0
+    memory_bytes: float = 0.0
+
+    def add(self, cost: Estimate) -> None:
+        self.steps += 1
+        self.seconds += cost.seconds
+        self.disk_bytes += cost.disk_bytes
+        self.memory_bytes = max(self.memory_bytes, cost.memory_bytes)
+
+
 def dry_run(cfg: BenchConfig, steps: list[Step]) -> int:
     """Check and print the plan (see the module docstring); returns 0."""
     total, source = image_count(cfg)
@@ -170,26 +188,23 @@ def dry_run(cfg: BenchConfig, steps: list[Step]) -> int:
                            f"{split['test']} test images: the {' and '.join(empty)} split(s) would be empty. Use a "
                            "larger dataset, or change data.val_fraction / data.test_fraction.")
     configs = check_stage_configs(steps)
-    rows, totals = [], defaultdict(lambda: [0, 0.0, 0.0, 0.0])
+    rows, totals = [], defaultdict(KindTotal)
     for step in steps:
         cost = estimate(step, configs[step.name], configs, split)
         console.print(f"{step.name}: ~{human_seconds(cost.seconds)}, disk {human_bytes(cost.disk_bytes)}, "
                       f"peak memory {human_bytes(cost.memory_bytes)} ({cost.note})\n  $ python -m {step.module} "
                       + " ".join(map(shlex.quote, step.args)), highlight=False, soft_wrap=True)
-        kind = totals[step.kind]
-        kind[0] += 1
-        kind[1] += cost.seconds
-        kind[2] += cost.disk_bytes
-        kind[3] = max(kind[3], cost.memory_bytes)
+        totals[step.kind].add(cost)
     size = int(cfg.data.image_size)
-    for kind, (n, seconds, disk, memory) in totals.items():
-        rows.append([kind, str(n), human_seconds(seconds), human_bytes(disk), human_bytes(memory)])
+    for kind, t in totals.items():
+        rows.append([kind, str(t.steps), human_seconds(t.seconds), human_bytes(t.disk_bytes),
+                     human_bytes(t.memory_bytes)])
     rows.append(["image cache (once)", "-", "-", human_bytes(total * size * size * 3), "-"])
-    all_seconds = sum(t[1] for t in totals.values())
-    all_disk = sum(t[2] for t in totals.values()) + total * size * size * 3
+    all_seconds = sum(t.seconds for t in totals.values())
+    all_disk = sum(t.disk_bytes for t in totals.values()) + total * size * size * 3
     rows.append(["total (one step at a time)", str(len(steps)), human_seconds(all_seconds), human_bytes(all_disk),
-                 human_bytes(max(t[3] for t in totals.values()))])
-    print_table("estimated cost (bench/cost.py: an order of magnitude, not a measurement)",
+                 human_bytes(max(t.memory_bytes for t in totals.values()))])
+    print_table("estimated cost (bench/grid/cost.py: an order of magnitude, not a measurement)",
                 ["steps", "count", "time", "disk", "peak memory per step"], rows)
     console.print("Every config resolved. Nothing was written; run the same command without --dry-run to start.")
     return 0

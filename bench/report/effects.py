@@ -27,6 +27,13 @@ RECALL, AUROC, BALANCED_ACCURACY = "recall", "auroc", "balanced_accuracy"  # the
 MAJORITY_CLASS = "nv"  # nevus: where a minority-class gain would be paid for
 
 
+class StepTime(NamedTuple):
+    """A finished step's time over all its attempts (``done.json``)."""
+
+    seconds: float  # wall clock
+    cpu_seconds: float  # user + system of the stage process
+
+
 class CellKey(NamedTuple):
     """One cell of the grid in the report's tables; sorts (and hashes) as the tuple ``(fraction, init, arm, seed)``."""
 
@@ -98,7 +105,7 @@ class ReportContext:
     minority_classes: list[str]
     settings: list[str] = field(default_factory=list)
     caveats: list[str] = field(default_factory=list)
-    timings: dict[str, tuple[float, float]] = field(default_factory=dict)
+    timings: dict[str, StepTime] = field(default_factory=dict)
     wall_seconds: float = 0.0
     level: float = 0.95
     n_bootstrap: int = 5000

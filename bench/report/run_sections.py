@@ -11,7 +11,7 @@ from typing import Any
 
 from dermkit.vocab import display_name
 from bench.grid.config import arm_sort_key
-from bench.report.effects import CellKey, ReportContext, SettingKey
+from bench.report.effects import CellKey, ReportContext, SettingKey, StepTime
 from bench.report.figures import stack_grids
 from bench.report.markdown import _md_table
 
@@ -128,13 +128,13 @@ def _running_time_lines(ctx: ReportContext) -> list[str]:
         lines += [f"{len(ctx.untimed_attempts)} step(s) had attempts whose time was lost because the grid was killed "
                   "while they ran, so the totals below are lower bounds: "
                   + ", ".join(f"{name} ({n})" for name, n in sorted(ctx.untimed_attempts.items())) + ".", ""]
-    groups: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    groups: dict[str, list[StepTime]] = defaultdict(list)
     for name, times in ctx.timings.items():
         groups[name.split("/")[0]].append(times)
-    body = [[g, str(len(v)), f"{sum(t[0] for t in v):.0f}", f"{sum(t[1] for t in v):.0f}",
-             f"{np.mean([t[0] for t in v]):.1f}"] for g, v in groups.items()]
-    body.append(["total", str(len(ctx.timings)), f"{sum(t[0] for t in ctx.timings.values()):.0f}",
-                 f"{sum(t[1] for t in ctx.timings.values()):.0f}", ""])
+    body = [[g, str(len(v)), f"{sum(t.seconds for t in v):.0f}", f"{sum(t.cpu_seconds for t in v):.0f}",
+             f"{np.mean([t.seconds for t in v]):.1f}"] for g, v in groups.items()]
+    body.append(["total", str(len(ctx.timings)), f"{sum(t.seconds for t in ctx.timings.values()):.0f}",
+                 f"{sum(t.cpu_seconds for t in ctx.timings.values()):.0f}", ""])
     lines += [*_md_table(["stage", "steps", "wall s", "CPU s", "mean wall s per step"], body), ""]
     if ctx.wall_seconds:
         lines += [f"This invocation took {ctx.wall_seconds:.0f} s of wall-clock time end to end.", ""]

@@ -187,7 +187,8 @@ def _per_class_table(summary: dict[str, dict[SettingKey, Interval]], fractions: 
     column = "synthetic"
     for klass, by_setting in summary.items():
         column = _arm_column(_arms_of(by_setting))
-        pairs = sorted(dict.fromkeys((k.init, k.arm) for k in by_setting), key=lambda pair: (pair[0], arm_sort_key(pair[1])))
+        settings = dict.fromkeys((k.init, k.arm) for k in by_setting)
+        pairs = sorted(settings, key=lambda pair: (pair[0], arm_sort_key(pair[1])))
         for (init, syn) in pairs:
             body.append([klass, init, arm_label(syn, legacy=column == "synthetic"),
                          *(_iv(by_setting[(f, init, syn)]) if (f, init, syn) in by_setting else "-"

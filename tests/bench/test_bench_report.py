@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from bench.grid.keys import Cell
-from bench.report.effects import ReportContext
+from bench.report.effects import ReportContext, StepTime
 from bench.report.figures import FIGURES, INIT_FIGURE
 from bench.report.run_sections import conditioning_verdict
 from bench.report.tables import write_report
@@ -84,7 +84,7 @@ def _context(name: str = "demo") -> ReportContext:
                          data={"name": name, "root": "/data", "images": 1200, "image_size": 32, "split_seed": 0,
                                "split_hash": "abc"},
                          test_counts=TEST_COUNTS, minority_classes=["mel", "df"], caveats=["a stated caveat"],
-                         timings={"cell/x": (2.0, 1.5), "pretrain/simclr": (5.0, 9.0)}, n_bootstrap=1000)
+                         timings={"cell/x": StepTime(2.0, 1.5), "pretrain/simclr": StepTime(5.0, 9.0)}, n_bootstrap=1000)
 
 
 def test_results_csv_round_trip(grid_dir: tuple[Path, list[dict]]) -> None:
