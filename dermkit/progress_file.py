@@ -7,7 +7,7 @@ and ``synth.generate`` therefore also keep ``progress.json`` in their run folder
 
     {"done": 1234, "total": 20000, "unit": "steps", "updated": 1764790000.0}
 
-``bench.runner`` shows it beside each running step, with the rate and the time left.
+``bench.grid.runner`` shows it beside each running step, with the rate and the time left.
 """
 
 from __future__ import annotations

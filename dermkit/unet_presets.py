@@ -1,7 +1,7 @@
 """The generator's UNet size presets and the ``UNet2DModel`` keyword arguments they give.
 
 Pure data and arithmetic, no diffusers import: ``synth.model`` builds the network from
-:func:`unet_config`, and ``bench.cost`` profiles the same network for its estimates without
+:func:`unet_config`, and ``bench.grid.cost`` profiles the same network for its estimates without
 importing the ``synth`` stage (stages and benchmarks share only this library and files). One
 definition, so an estimate always describes the network the stage builds.
 """

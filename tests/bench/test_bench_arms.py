@@ -14,12 +14,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.config import parse_arm
-from bench.grid import DONE_FILE, Cell, Step, best_checkpoint, is_done, mark_done
-from bench.label_efficiency import build_steps, parse_args, reuse_cells, validate
-from bench.report import ReportContext, arm_effects, cell_table, write_report
-from bench.results import read_predictions, read_results, result_rows, write_results
-from bench.stats import verdict
+from bench.grid.config import parse_arm
+from bench.grid.keys import DONE_FILE, Cell, Step, best_checkpoint, is_done, mark_done
+from bench.grid.plan import build_steps
+from bench.grid.presets import parse_args, validate
+from bench.grid.reuse import reuse_cells
+from bench.report.effects import ReportContext, arm_effects, cell_table
+from bench.report.tables import write_report
+from bench.report.results import read_predictions, read_results, result_rows, write_results
+from bench.report.verdicts import verdict
 from dermkit.config import REPO_ROOT
 from dermkit.errors import DermkitError
 
@@ -245,7 +248,7 @@ def test_arm_spellings() -> None:
 
 
 def test_each_synthetic_arm_is_compared_with_oversampling_for_as_many_steps_when_present() -> None:
-    from bench.config import arm_baselines
+    from bench.grid.config import arm_baselines
 
     present = ["real", "oversample", "oversample8", "synth2", "synth8", "filtered8"]
     assert arm_baselines("synth8", present) == ["real", "oversample", "oversample8"]
@@ -374,14 +377,15 @@ def test_report_section_names_every_arm_and_its_numbers(arm_grid: tuple[Path, li
 
 
 def test_target_needs_two_minority_gains_that_help_and_no_lower_balanced_accuracy() -> None:
-    from bench.report import Effect, _target_lines
-    from bench.stats import Interval
+    from bench.report.effects import CellKey, Effect
+    from bench.report.tables import _target_lines
+    from bench.report.stats import Interval
 
     def gain(klass: str, arm: str, estimate: float, low: float) -> Effect:
         return Effect(klass, "all", Interval(estimate, low, estimate + 0.1, 6), 6, 3, 30, arm, "oversample",
                       Interval(estimate, low, estimate + 0.1, 3))
 
-    cells = {(0.1, "random", arm, seed): {"balanced_accuracy": bal + 0.01 * seed, "cell_id": f"{arm}{seed}"}
+    cells = {CellKey(0.1, "random", arm, seed): {"balanced_accuracy": bal + 0.01 * seed, "cell_id": f"{arm}{seed}"}
              for arm, bal in (("oversample", 0.50), ("synth2", 0.52), ("synth8", 0.49), ("filtered", 0.55))
              for seed in (0, 1, 2)}
     pooled = [gain("mel", "synth2", 0.08, 0.02), gain("vasc", "synth2", 0.06, 0.01),  # met
@@ -394,7 +398,7 @@ def test_target_needs_two_minority_gains_that_help_and_no_lower_balanced_accurac
     assert rows["synth8"].endswith("| not met |")
     assert rows["filtered"].startswith("| filtered | oversample | none | +0.050")
     assert rows["filtered"].endswith("| not met |")
-    assert _target_lines({k: v for k, v in cells.items() if k[2] != "oversample"}, pooled, 0.95) == []
+    assert _target_lines({k: v for k, v in cells.items() if k.arm != "oversample"}, pooled, 0.95) == []
 
 
 # -- the preset ----------------------------------------------------------------------------------
@@ -440,7 +444,7 @@ def test_arm_grid_on_demo_data_runs_filters_and_resumes(tmp_path: Path, demo_cac
     resume."""
     from omegaconf import OmegaConf
 
-    from bench.grid import DONE_FILE
+    from bench.grid.keys import DONE_FILE
     from bench.label_efficiency import main
 
     monkeypatch.setenv("DERMKIT_CACHE", str(demo_cache))
@@ -495,7 +499,7 @@ def test_arm_grid_on_demo_data_runs_filters_and_resumes(tmp_path: Path, demo_cac
 
 
 def test_dry_run_counts_the_generated_images_a_cell_adds() -> None:
-    from bench.cost import generated_per_class, real_per_class, synthetic_share
+    from bench.grid.cost import generated_per_class, real_per_class, synthetic_share
     from dermkit.data.demo import HAM10000_COUNTS
 
     total = sum(HAM10000_COUNTS.values())

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.cost import backbone_profile, finetune_cost
+from bench.grid.cost import backbone_profile, finetune_cost
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

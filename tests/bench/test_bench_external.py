@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from bench.grid import DONE_FILE
+from bench.grid.keys import DONE_FILE
 from bench.label_efficiency import main
 from dermkit.config import DataConfig
 from dermkit.data.prepare import prepare_data

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.finetune_baseline import main, plain_transforms
+from bench.probes.finetune_baseline import main, plain_transforms
 
 
 @pytest.mark.slow
@@ -43,7 +43,7 @@ def test_plain_transforms_keep_size_and_normalise() -> None:
 def test_precision_reaches_finetune_train_and_the_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """--precision bf16-mixed gives the stage trainer.precision=bf16-mixed (before the user's overrides, which
     still win); results.json and results.md record it. The subprocess is faked: this checks the wiring only."""
-    import bench.finetune_baseline as bench
+    import bench.probes.finetune_baseline as bench
 
     commands: list[list[str]] = []
 
@@ -70,7 +70,7 @@ def test_plain_loop_runs_forward_and_loss_under_the_precision(precision: str, de
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """Every forward pass of the plain loop (training, validation, test) and its loss run under bf16 autocast
     with --precision bf16-mixed, and under none with 32-true; one training batch, tiny CNN."""
-    import bench.finetune_baseline as bench
+    import bench.probes.finetune_baseline as bench
 
     monkeypatch.setenv("DERMKIT_CACHE", str(demo_cache))
     forwards: list[tuple[bool, bool, torch.dtype]] = []

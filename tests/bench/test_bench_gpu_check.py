@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.gpu_check import check_stage_parts, main, parse_args, plan
+from bench.probes.gpu_check import check_stage_parts, main, parse_args, plan
 from dermkit.errors import DermkitError
 
 PARTS = ["simclr_workers", "simclr_device", "simclr_resident", "synth_sampling", "finetune_resnet50",

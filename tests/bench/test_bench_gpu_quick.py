@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.label_efficiency import build_steps, parse_args, preset_path, validate
+from bench.grid.plan import build_steps
+from bench.grid.presets import parse_args, preset_path, validate
 
 
 def test_gpu_quick_answers_the_evidence_question_with_resident_images(tmp_path: Path) -> None:

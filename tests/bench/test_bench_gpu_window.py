@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.gpu_window import Phase, main, parse_args, plan, run_window
+from bench.probes.gpu_window import Phase, main, parse_args, plan, run_window
 from dermkit.errors import DermkitError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.grid import (DONE_FILE, STARTED_FILE, Cell, Step, adopt_finished, is_done, key_spelling, mark_done,
+from bench.grid.keys import (DONE_FILE, STARTED_FILE, Cell, Step, adopt_finished, is_done, key_spelling, mark_done,
                         prepare_folder, read_done)
-from bench.runner import Runner
+from bench.grid.runner import Runner
 
 # A stand-in stage: writes result.txt (its value plus the text of the files it reads), logs its
 # name to a counter file, and fails on request. Runs as `python -m fake_stage key=value ...`.
@@ -157,7 +157,7 @@ def test_prepare_folder_keeps_an_interrupted_run_and_clears_a_stale_one(tmp_path
 
 
 def test_done_json_adds_up_the_attempts_of_a_step_and_counts_those_whose_time_was_lost(tmp_path: Path) -> None:
-    from bench.grid import record_attempt
+    from bench.grid.keys import record_attempt
 
     step = Step("x", "k", "m", [], tmp_path / "x", ("out.txt",))
     prepare_folder(step, "key1")
@@ -350,7 +350,7 @@ def test_sigterm_stops_a_foreground_stage_too(tmp_path: Path, monkeypatch: pytes
     import threading
     import time
 
-    from bench.runner import run_stage
+    from bench.grid.runner import run_stage
 
     stages = _stage_dir(tmp_path)
     (stages / "waiting_stage.py").write_text(WAITING_STAGE)
@@ -386,7 +386,7 @@ def test_a_grid_without_a_terminal_prints_each_running_steps_progress(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     """A grid under nohup has no live table: it prints a status line with the step's progress.json
     (steps done of planned, rate, time left) instead, and ignores a file left by an earlier attempt."""
-    import bench.runner as runner_module
+    import bench.grid.runner as runner_module
 
     monkeypatch.setattr(runner_module, "STATUS_EVERY_S", 0.0)
     stages = _stage_dir(tmp_path)
@@ -405,7 +405,7 @@ def test_a_grid_without_a_terminal_prints_each_running_steps_progress(
 
 
 def test_progress_text_gives_the_rate_and_time_left_once_there_are_two_readings() -> None:
-    from bench.runner import progress_text
+    from bench.grid.runner import progress_text
     from dermkit.progress_file import Progress
 
     first = Progress(100, 20000, "steps", 1000.0)
@@ -419,7 +419,7 @@ def test_progress_text_gives_the_rate_and_time_left_once_there_are_two_readings(
 
 def test_a_running_steps_rate_is_that_of_its_last_ten_minutes(tmp_path: Path) -> None:
     """A pause early in a long step (a test suite beside it, SIGSTOP) does not slow its rate for hours."""
-    from bench.runner import _Running
+    from bench.grid.runner import _Running
 
     job = _Running(Step("a", "kind", "stage", [], tmp_path, ("out.txt",)), "key", None, None, started=0.0)
     lines = []

@@ -10,13 +10,14 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from bench.config import BenchConfig
-from bench.grid import DONE_FILE
-from bench.label_efficiency import (STEP_KINDS, build_steps, given_backbone_origin, main, parse_args, preset_path,
-                                    pretraining_settings, validate)
+from bench.grid.config import BenchConfig
+from bench.grid.keys import DONE_FILE
+from bench.grid.plan import STEP_KINDS, build_steps
+from bench.grid.presets import parse_args, preset_path, validate
+from bench.label_efficiency import given_backbone_origin, main, pretraining_settings
 from dermkit.backbones.card import BackboneCard, save_backbone
 from dermkit.backbones.registry import build_backbone
-from bench.results import read_results
+from bench.report.results import read_results
 from dermkit.config import CONFIG_DIR, REPO_ROOT
 from dermkit.errors import DermkitError
 
@@ -72,7 +73,7 @@ def test_reuse_needs_a_folder_written_by_export(tmp_path: Path) -> None:
 
 
 def test_report_plan_must_be_a_seed_plan_at_the_reports_level(tmp_path: Path) -> None:
-    from bench.plan import new_plan, write_plan
+    from bench.report.comparison_plan import new_plan, write_plan
 
     with pytest.raises(DermkitError, match="Cannot read the seed plan"):
         validate(_cfg(f"report.plan={tmp_path / 'missing.json'}"))
@@ -324,7 +325,7 @@ def test_every_preset_override_is_a_key_of_its_stage() -> None:
 
 def test_report_only_says_how_far_each_unfinished_step_had_got(tmp_path: Path,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
-    from bench.grid import Step
+    from bench.grid.keys import Step
     from bench.label_efficiency import print_under_way
     from dermkit.progress_file import write_progress
 

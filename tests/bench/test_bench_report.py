@@ -12,9 +12,12 @@ import pytest
 import torch
 from PIL import Image
 
-from bench.grid import Cell
-from bench.report import FIGURES, INIT_FIGURE, ReportContext, conditioning_verdict, write_report
-from bench.results import read_predictions, read_results, result_rows, write_results
+from bench.grid.keys import Cell
+from bench.report.effects import ReportContext, StepTime
+from bench.report.figures import FIGURES, INIT_FIGURE
+from bench.report.run_sections import conditioning_verdict
+from bench.report.tables import write_report
+from bench.report.results import read_predictions, read_results, result_rows, write_results
 from dermkit.errors import DermkitError
 from dermkit.metrics import classification_report
 
@@ -81,7 +84,7 @@ def _context(name: str = "demo") -> ReportContext:
                          data={"name": name, "root": "/data", "images": 1200, "image_size": 32, "split_seed": 0,
                                "split_hash": "abc"},
                          test_counts=TEST_COUNTS, minority_classes=["mel", "df"], caveats=["a stated caveat"],
-                         timings={"cell/x": (2.0, 1.5), "pretrain/simclr": (5.0, 9.0)}, n_bootstrap=1000)
+                         timings={"cell/x": StepTime(2.0, 1.5), "pretrain/simclr": StepTime(5.0, 9.0)}, n_bootstrap=1000)
 
 
 def test_results_csv_round_trip(grid_dir: tuple[Path, list[dict]]) -> None:
@@ -247,8 +250,8 @@ def test_results_csv_carries_each_class_auroc_and_reads_an_older_file_without_it
 
 def test_report_marks_the_comparisons_a_seed_plan_registered(grid_dir: tuple[Path, list[dict]],
                                                              tmp_path: Path) -> None:
-    from bench.plan import read_plan
-    from bench.seed_plan import main as seed_plan
+    from bench.report.comparison_plan import read_plan
+    from bench.report.seed_plan import main as seed_plan
 
     root, _ = grid_dir
     plan_path = tmp_path / "plan.json"
@@ -269,3 +272,23 @@ def test_report_marks_the_comparisons_a_seed_plan_registered(grid_dir: tuple[Pat
     plain = write_report(tmp_path / "plain", rows, lambda c: read_predictions(root / "cells" / c),
                          _context()).read_text()
     assert "## Planned comparisons" not in plain and "planned" not in markdown_table(plain, "| class | name |")[0]
+
+
+def test_cell_keys_are_named_and_behave_as_their_tuples() -> None:
+    """The report's cells are named records (issue 43) that sort, compare and hash as the tuples they replaced,
+    so a lookup by a plain ``(fraction, init, arm, seed)`` still finds the cell."""
+    from bench.report.effects import CellKey, SettingKey, cell_table, seed_summary
+
+    rows = [{"fraction": f, "init": "random", "arm": arm, "synthetic": arm == "synth", "seed": s, "cell_id": f"c{f}{arm}{s}",
+             "balanced_accuracy": 0.5 + s / 10, "accuracy": 0.5, "class": "mel", "recall": 0.5}
+            for f in (1.0, 0.1) for arm in ("synth", "real") for s in (1, 0)]
+    cells = cell_table(rows)
+    keys = list(cells)
+    assert all(isinstance(k, CellKey) for k in keys)
+    assert sorted(keys) == sorted(tuple(k) for k in keys) == sorted(keys, key=lambda k: (k.fraction, k.init, k.arm,
+                                                                                           k.seed))
+    assert sorted(keys)[0] == (0.1, "random", "real", 0) and sorted(keys)[0].arm == "real"
+    assert cells[(1.0, "random", "synth", 1)]["cell_id"] == "c1.0synth1"
+    summary = seed_summary(cells, lambda e: e["balanced_accuracy"], 0.95)
+    assert set(summary) == {SettingKey(f, "random", a) for f in (1.0, 0.1) for a in ("synth", "real")}
+    assert summary[(0.1, "random", "real")].estimate == pytest.approx(0.55)

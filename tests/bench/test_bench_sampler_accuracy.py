@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.sampler_accuracy import differences, main, parse_setting
+from bench.probes.sampler_accuracy import differences, main, parse_setting
 from dermkit.errors import DermkitError
 from synth.train import main as train_main
 from tests.synth.conftest import tiny_train_argv

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.ssl_curve import main, monitor_curve, snapshots
+from bench.probes.ssl_curve import main, monitor_curve, snapshots
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.ssl_quality import _row, _seeded
+from bench.probes.ssl_quality import _row, _seeded
 
 
 def test_seed_zero_keeps_the_plain_folder_and_others_get_a_suffix() -> None:

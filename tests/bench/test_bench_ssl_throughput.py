@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench.ssl_throughput import WARMUP_STEPS, build_parser, main, run_compute_only
+from bench.probes.ssl_throughput import WARMUP_STEPS, build_parser, main, run_compute_only
 
 
 def test_compute_only_loop_trains_and_times_the_steps_after_warmup() -> None:
@@ -30,7 +30,7 @@ def test_compute_role_prints_one_json_line(capsys: pytest.CaptureFixture[str]) -
 
 def test_device_loop_runs_ssl_pretrain_with_augment_on_device(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The third loop is ssl.pretrain itself with data.augment_on=device and its own worker count."""
-    import bench.ssl_throughput as bench
+    import bench.probes.ssl_throughput as bench
 
     commands: list[list[str]] = []
 
@@ -57,7 +57,7 @@ def test_hand_written_loops_autocast_the_forward_pass_and_keep_nt_xent_in_float3
     """--precision reaches both child loops: bf16 autocast around the network, the loss in float32 outside it."""
     from PIL import Image
 
-    import bench.ssl_throughput as bench
+    import bench.probes.ssl_throughput as bench
 
     (tmp_path / "images").mkdir()
     for i in range(8):  # two batches of 4 per epoch for the reference loop's JPEG folder
@@ -92,7 +92,7 @@ def test_precision_reaches_every_command_and_the_results(tmp_path, monkeypatch: 
     """Both ssl.pretrain runs get trainer.precision, both child loops --precision; the JSON and title record it."""
     import subprocess
 
-    import bench.ssl_throughput as bench
+    import bench.probes.ssl_throughput as bench
 
     commands: list[list[str]] = []
 

@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pytest
 
-from bench.stats import (DELTAS, GOAL_EXCLUDE_ZERO, GOAL_WITHIN_DELTA, HELPS, HURTS, MAX_SEEDS, NO_EFFECT, UNDECIDED,
-                         Interval, auroc_kernel, balanced_accuracy_differences, decide, mean_t_interval,
-                         paired_auroc_bootstrap, paired_bootstrap, plan_goal, rank_auroc, seeds_needed, t_quantile,
-                         verdict)
+from bench.report.stats import (Interval, auroc_kernel, balanced_accuracy_differences, mean_t_interval,
+                                paired_auroc_bootstrap, paired_bootstrap, rank_auroc, t_quantile)
+from bench.report.verdicts import (DELTAS, GOAL_EXCLUDE_ZERO, GOAL_WITHIN_DELTA, HELPS, HURTS, MAX_SEEDS, NO_EFFECT,
+                                   UNDECIDED, decide, plan_goal, seeds_needed, verdict)
 
 
 @pytest.mark.parametrize(("df", "expected"), [(1, 12.7062), (2, 4.3027), (4, 2.7764), (10, 2.2281), (30, 2.0423)])

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from bench.synth_quality import main
+from bench.probes.synth_quality import main
 
 
 def test_one_command_writes_report_table_and_figure(tmp_path: Path, demo_cache: Path,

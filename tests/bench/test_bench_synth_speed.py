@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.synth_speed import main
+from bench.probes.synth_speed import main
 
 # The keys bench.gpu_check reads from the --json file (its synth_sampling part), and the rest.
 KEYS = {"model", "device", "batch_size", "threads", "ddim_steps", "dpm_steps", "ddpm_steps", "guidance",

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.compare_cells import main
-from bench.plan import ComparisonKey, read_plan
-from bench.stats import rank_auroc
+from bench.report.compare_cells import main
+from bench.report.comparison_plan import ComparisonKey, read_plan
+from bench.report.stats import rank_auroc
 
 TEST_COUNTS = {"mel": 10, "nv": 20, "df": 5}
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from bench.cost import pretrain_cost
+from bench.grid.cost import pretrain_cost
 
 
 def pretrain_config(method: str) -> dict[str, Any]:

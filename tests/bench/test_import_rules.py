@@ -111,8 +111,86 @@ from .. import finetune
     lookalikes = '''
 import synthetic_data
 from dermkit import ssl_hint
-from bench.synth_speed import main
+from bench.probes.synth_speed import main
 command = ["python", "-m", "synth.train"]
 getattr(module, "import_module")
 '''
     assert stage_imports(lookalikes, "bench.x") == []
+
+
+# -- bench/'s rooms (issue 43) ------------------------------------------------------------------
+# bench/grid/ is the engine (presets, plan, keys, runner, cost, dry run, external), bench/report/ the
+# report layer (results, statistics, verdicts, tables, figures, compare_cells, seed plans) and
+# bench/probes/ the single-purpose measurements. bench/*.py holds only commands: the grid's CLI
+# (label_efficiency) and one thin module per ``python -m bench.<name>`` that a user types.
+ROOMS = ("grid", "report", "probes")
+GRID_RECORDS = frozenset({"bench.grid.config", "bench.grid.keys"})  # what report/ may read of grid/
+GRID_CLI = "label_efficiency"
+
+
+def _bench_modules() -> list[tuple[Path, str]]:
+    return [(path, module_name(path)) for path in sorted((REPO_ROOT / "bench").rglob("*.py"))]
+
+
+def _bench_imports(path: Path, module: str) -> list[tuple[int, str]]:
+    return [(line, name) for line, name in imported_modules(path.read_text(), module, path.name == "__init__.py")
+            if name == "bench" or name.startswith("bench.")]
+
+
+def _command_modules() -> set[str]:
+    """``bench.<name>`` of each ``bench/<name>.py``: the commands."""
+    return {module for path, module in _bench_modules() if path.parent.name == "bench" and path.name != "__init__.py"}
+
+
+def test_every_bench_module_lives_in_a_room_or_is_a_command() -> None:
+    stray = [module for path, module in _bench_modules()
+             if module.count(".") == 2 and module.split(".")[1] not in ROOMS or module.count(".") > 2]
+    assert not stray, f"bench/ modules outside bench/{{{','.join(ROOMS)}}}/: {stray}"
+
+
+def test_command_modules_are_thin() -> None:
+    """``bench/<name>.py`` (other than the grid's CLI) only runs ``main`` of the room module of the same name."""
+    commands = [(path, module) for path, module in _bench_modules()
+                if module in _command_modules() and module != f"bench.{GRID_CLI}"]
+    assert len(commands) >= 10, "the thin command modules are missing"
+    for path, module in commands:
+        name = module.split(".")[1]
+        imports = [found for _, found in _bench_imports(path, module)]
+        assert imports in ([f"bench.{room}.{name}"] for room in ROOMS), (path, imports)
+        assert len(path.read_text().splitlines()) <= 8, f"{path.relative_to(REPO_ROOT)} holds more than its command"
+
+
+@pytest.mark.parametrize("room", ROOMS)
+def test_rooms_import_rules(room: str) -> None:
+    """Probes are leaves (no room imports them), nothing in a room imports a command module, and the report reads
+    only the grid's records (its settings and cells), never its runner or plan."""
+    commands = _command_modules()
+    violations = []
+    for path, module in _bench_modules():
+        if not module.startswith(f"bench.{room}."):
+            continue
+        for line, name in _bench_imports(path, module):
+            where = f"{path.relative_to(REPO_ROOT)}:{line}: {name}"
+            if room != "probes" and name.startswith("bench.probes"):
+                violations.append(f"{where} (probes are leaves)")
+            if name in commands:
+                violations.append(f"{where} (a command module: import its room's module)")
+            if room == "report" and name.startswith("bench.grid.") and name not in GRID_RECORDS:
+                violations.append(f"{where} (the report reads only {sorted(GRID_RECORDS)})")
+    assert not violations, "\n".join(violations)
+
+
+def test_bench_files_stay_small_and_class_names_unique() -> None:
+    """No bench/ module over 500 lines, and no class name defined twice in bench/ or in bench/ and a stage."""
+    long = [f"{path.relative_to(REPO_ROOT)}: {lines}" for path, _ in _bench_modules()
+            if (lines := len(path.read_text().splitlines())) > 500]
+    assert not long, long
+    where: dict[str, list[str]] = {}
+    for package in ("bench", "ssl", "synth", "finetune"):
+        for path in sorted((REPO_ROOT / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ClassDef):
+                    where.setdefault(node.name, []).append(str(path.relative_to(REPO_ROOT)))
+    twice = {name: paths for name, paths in where.items()
+             if len(paths) > 1 and any(path.startswith("bench/") for path in paths)}
+    assert not twice, twice

@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bench.grid import Cell
-from bench.plan import ComparisonKey, read_plan
-from bench.results import result_rows, write_results
-from bench.seed_plan import main
-from bench.stats import mean_t_interval, seeds_needed
+from bench.grid.keys import Cell
+from bench.report.comparison_plan import ComparisonKey, read_plan
+from bench.report.results import result_rows, write_results
+from bench.report.seed_plan import main
+from bench.report.stats import mean_t_interval
+from bench.report.verdicts import seeds_needed
 
 COUNTS = {"df": 12, "mel": 30, "nv": 60}
 # Melanomas right (of 30) per arm and seed: synth2 gains 0.4, 0 and 0.2 over oversample (a wide spread over

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.val_cadence import Pick, main, read_curve, replay
+from bench.probes.val_cadence import Pick, main, read_curve, replay
 from dermkit.errors import DermkitError
 
 CURVE = {0: 0.1, 1: 0.3, 2: 0.2, 3: 0.25, 4: 0.3, 5: 0.28}

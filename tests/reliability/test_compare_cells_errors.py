@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.compare_cells import main
+from bench.report.compare_cells import main
 
 TRUE = ["mel"] * 6 + ["nv"] * 10
 

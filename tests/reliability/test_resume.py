@@ -392,7 +392,7 @@ def test_pretraining_resumes_from_a_folder_outside_the_repository(tmp_path: Path
 def test_grid_resumes_from_a_folder_outside_the_repository(tmp_path: Path, demo_cache: Path,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """A one-cell demo grid under $DERMKIT_RUNS; a cell stopped before its done marker resumes, not restarts."""
-    from bench.grid import DONE_FILE
+    from bench.grid.keys import DONE_FILE
     from bench.label_efficiency import main as grid_main
 
     runs = tmp_path / "runs"

@@ -32,9 +32,10 @@ from dermkit.data.images import IMAGE_EXTENSIONS
 from dermkit.errors import DermkitError
 from dermkit.metrics import classification_report
 from dermkit.vocab import canonical_class
-from bench.grid import Cell, Step, best_checkpoint_arg, copy_finished, file_digest, read_done
-from bench.report import ReportContext, write_report
-from bench.results import Predictions, result_rows, write_results
+from bench.grid.keys import Cell, Step, best_checkpoint_arg, copy_finished, file_digest, read_done
+from bench.report.effects import ReportContext
+from bench.report.tables import write_report
+from bench.report.results import Predictions, result_rows, write_results
 
 PREDICT_KIND = "predict"
 PREDICT_OUTPUTS = ("predictions.csv", "predictions_without_tta.csv")

@@ -3,7 +3,7 @@
 Each step runs as ``python -m <module> <args>`` with the repository root as working directory, its
 output (progress bars included) going to ``stage.log`` in its folder. Up to ``jobs`` steps run at
 once; a step starts when all its input steps are done. Steps already done under the same key
-(:mod:`bench.grid`) are skipped, so re-running the command resumes an interrupted pipeline.
+(:mod:`bench.grid.keys`) are skipped, so re-running the command resumes an interrupted pipeline.
 :func:`run_stage` runs a single stage command in the foreground, for the smaller benchmarks.
 """
 
@@ -33,8 +33,8 @@ from dermkit.config import REPO_ROOT
 from dermkit.console import console
 from dermkit.errors import DermkitError
 from dermkit.progress_file import Progress, read_progress
-from bench.cost import human_seconds
-from bench.grid import LOG_FILE, Step, is_done, mark_done, prepare_folder, record_attempt
+from bench.grid.cost import human_seconds
+from bench.grid.keys import LOG_FILE, Step, is_done, mark_done, prepare_folder, record_attempt
 
 POLL_SECONDS = 0.5
 LOG_TAIL_LINES = 15

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from dermkit.checkpoint import file_digest
-from bench.config import ARM_REAL, ARM_SYNTH, parse_arm
+from bench.grid.config import ARM_REAL, ARM_SYNTH, parse_arm
 
 # Bump when the meaning of a key changes (every step then runs again).
 KEY_VERSION = 1

@@ -202,7 +202,7 @@ class GridConfig:
         imagenet_weights: local ImageNet weights file for the ``imagenet`` init (nothing is
             downloaded); required exactly when ``inits`` holds ``imagenet``.
         external: external test sets ``{name: folder}``: after each cell, ``finetune.predict --tta`` on
-            every image below the folder (:mod:`bench.external`); exported as
+            every image below the folder (:mod:`bench.grid.external`); exported as
             ``cells/<cell>/external/<name>/predictions.csv``. Without labels the report calls the
             set blind and shows only predicted-class shares.
         external_labels: ``{name: file}`` for the external sets whose labels the user has (a CSV with
@@ -236,7 +236,7 @@ class BenchModelConfig:
 
 
 @dataclass
-class PretrainConfig:
+class BenchPretrainConfig:
     """``ssl.pretrain``: one run per SSL method in ``grid.inits``.
 
     Keys:
@@ -254,7 +254,7 @@ class PretrainConfig:
 
 
 @dataclass
-class SynthConfig:
+class BenchSynthConfig:
     """``synth.train``, ``synth.generate`` and ``synth.evaluate`` (only when an arm uses synthetic
     images), and ``finetune.filter_synthetic`` for the ``filtered`` arms.
 
@@ -297,7 +297,7 @@ class SynthConfig:
 
 
 @dataclass
-class FinetuneConfig:
+class BenchFinetuneConfig:
     """``finetune.train``: one run per grid cell.
 
     Keys:
@@ -348,7 +348,7 @@ class RunConfig:
 
 
 @dataclass
-class ReportConfig:
+class BenchReportConfig:
     """Statistics of the report.
 
     Keys:
@@ -384,11 +384,11 @@ class BenchConfig:
             ``num_workers`` are passed to every stage, so every stage sees the same split.
         model: :class:`BenchModelConfig`.
         grid: :class:`GridConfig`.
-        pretrain: :class:`PretrainConfig`.
-        synth: :class:`SynthConfig`.
-        finetune: :class:`FinetuneConfig`.
+        pretrain: :class:`BenchPretrainConfig`.
+        synth: :class:`BenchSynthConfig`.
+        finetune: :class:`BenchFinetuneConfig`.
         run: :class:`RunConfig`.
-        report: :class:`ReportConfig`.
+        report: :class:`BenchReportConfig`.
         out_dir: output folder (default ``$DERMKIT_RUNS/bench/<preset>``, ``runs/bench/<preset>`` in
             the repository when ``DERMKIT_RUNS`` is unset); re-running resumes in it.
     """
@@ -398,9 +398,9 @@ class BenchConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: BenchModelConfig = field(default_factory=BenchModelConfig)
     grid: GridConfig = field(default_factory=GridConfig)
-    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
-    synth: SynthConfig = field(default_factory=SynthConfig)
-    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    pretrain: BenchPretrainConfig = field(default_factory=BenchPretrainConfig)
+    synth: BenchSynthConfig = field(default_factory=BenchSynthConfig)
+    finetune: BenchFinetuneConfig = field(default_factory=BenchFinetuneConfig)
     run: RunConfig = field(default_factory=RunConfig)
-    report: ReportConfig = field(default_factory=ReportConfig)
+    report: BenchReportConfig = field(default_factory=BenchReportConfig)
     out_dir: str = ""

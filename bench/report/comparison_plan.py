@@ -4,7 +4,7 @@
 (two sets of cells) write one from finished cells; commit it before running the seeds. The grid's
 report (``report.plan``) and ``bench.compare_cells --plan`` read it back and mark the comparisons it
 registered as planned: the others are exploratory. This module holds the records and the files
-only; it computes nothing (:mod:`bench.stats` does).
+only; it computes nothing (:mod:`bench.report.stats` does).
 
 ``plan.json`` (the record read back) and ``plan.md`` (the same for people) are written side by side.
 """
@@ -18,7 +18,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from dermkit.errors import DermkitError
-from bench.stats import DELTAS, MAX_SEEDS, Decision, Interval
+from bench.report.stats import Interval
+from bench.report.verdicts import DELTAS, MAX_SEEDS, Decision
 
 PLAN_FORMAT = "dermkit-seed-plan/1"
 PLAN_SUFFIX = ".json"
@@ -31,7 +32,7 @@ class ComparisonKey:
     """What identifies a comparison across a plan and a report.
 
     Attributes:
-        metric: ``recall``, ``auroc`` or ``balanced_accuracy`` (a key of :data:`bench.stats.DELTAS`).
+        metric: ``recall``, ``auroc`` or ``balanced_accuracy`` (a key of :data:`bench.report.verdicts.DELTAS`).
         klass: the class (empty for balanced accuracy).
         arm: the side compared (an arm, an initialisation, or ``bench.compare_cells``' first name).
         against: its baseline.
@@ -58,11 +59,11 @@ class PlannedComparison:
         seed_low: lower end of the t-interval of the per-seed differences (NaN with one seed).
         seed_high: its upper end.
         spread: standard deviation of the per-seed differences (NaN with one seed).
-        verdict: the verdict in words (:attr:`bench.stats.Decision.verdict`).
+        verdict: the verdict in words (:attr:`bench.report.verdicts.Decision.verdict`).
         goal: undecided only: what more seeds must achieve (exclude 0, or lie within ±δ).
         half_width: the t-interval half-width that achieves it.
         seeds_needed: the seeds the spread says it takes (None: decided, or one seed);
-            :data:`bench.stats.MAX_SEEDS` means at least that many.
+            :data:`bench.report.stats.MAX_SEEDS` means at least that many.
     """
 
     key: ComparisonKey
@@ -89,7 +90,7 @@ class SeedPlan:
         source: what it was made from (a grid folder, or the two sides' cell folders).
         seeds: the seeds its cells had.
         level: confidence level of every interval.
-        deltas: δ per metric (:data:`bench.stats.DELTAS` when it was made).
+        deltas: δ per metric (:data:`bench.report.verdicts.DELTAS` when it was made).
         comparisons: the comparisons it registers.
     """
 
@@ -107,14 +108,14 @@ class SeedPlan:
 
     def seeds_to_run(self) -> int:
         """The seeds that decide every planned comparison the spread says can be decided: the largest
-        ``seeds_needed`` below :data:`bench.stats.MAX_SEEDS`, and no fewer than the plan's own seeds."""
+        ``seeds_needed`` below :data:`bench.report.stats.MAX_SEEDS`, and no fewer than the plan's own seeds."""
         needed = [c.seeds_needed for c in self.comparisons if c.seeds_needed is not None and c.seeds_needed < MAX_SEEDS]
         return max([len(self.seeds), *needed])
 
 
 def planned_comparison(key: ComparisonKey, interval: Interval, over_seeds: Interval,
                        decision: Decision) -> PlannedComparison:
-    """A plan's entry from a comparison's intervals and :func:`bench.stats.decide`'s decision."""
+    """A plan's entry from a comparison's intervals and :func:`bench.report.verdicts.decide`'s decision."""
     return PlannedComparison(key, over_seeds.n, interval.estimate, interval.low, interval.high, over_seeds.low,
                              over_seeds.high, over_seeds.spread, decision.verdict, decision.goal, decision.half_width,
                              decision.seeds_needed)
@@ -178,7 +179,7 @@ def read_plan(path: Path) -> SeedPlan:
 
     Raises:
         DermkitError: the file is missing, not JSON, not a seed plan, or made with another δ than
-            :data:`bench.stats.DELTAS` (its verdicts would follow another rule).
+            :data:`bench.report.verdicts.DELTAS` (its verdicts would follow another rule).
     """
     try:
         record = json.loads(path.read_text())

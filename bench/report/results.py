@@ -23,7 +23,7 @@ import numpy as np
 
 from dermkit.csvfile import read_csv_rows
 from dermkit.errors import DermkitError
-from bench.grid import Cell
+from bench.grid.keys import Cell
 
 METRICS_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions.csv"

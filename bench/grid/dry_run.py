@@ -4,7 +4,7 @@ Before a long run starts, each distinct stage command of the pipeline is resolve
 own schema (one ``python -m <stage> --check-configs /dev/stdin`` process per stage module, see
 :func:`dermkit.config.check_configs`): a misspelt key, a bad value or an impossible trainer setting
 in any of the 90 cells of ``gpu-full`` fails now, not hours in. Then every step's command is printed
-with its estimated time, disk and peak memory (:mod:`bench.cost`, which states its assumptions).
+with its estimated time, disk and peak memory (:mod:`bench.grid.cost`, which states its assumptions).
 
 Nothing is written and no image is read: the image count comes from the dataset's metadata CSV
 when it is present, else from the documented HAM10000 counts (:data:`dermkit.data.demo.HAM10000_COUNTS`).
@@ -18,6 +18,7 @@ import subprocess
 import sys
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +28,12 @@ from dermkit.console import console, print_table
 from dermkit.data.demo import DEFAULT_N_IMAGES, HAM10000_COUNTS
 from dermkit.errors import DermkitError
 from dermkit.vocab import CANONICAL_CLASSES
-from bench.config import BenchConfig
-from bench.cost import (Estimate, filter_cost, finetune_cost, generated_per_class, human_bytes, human_seconds,
+from bench.grid.config import BenchConfig
+from bench.grid.cost import (Estimate, filter_cost, finetune_cost, generated_per_class, human_bytes, human_seconds,
                         predict_cost, pretrain_cost, real_per_class, synth_evaluate_cost, synth_generate_cost,
                         synth_train_cost, synthetic_share)
-from bench.external import image_files
-from bench.grid import Step
+from bench.grid.external import image_files
+from bench.grid.keys import Step
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 
@@ -101,7 +102,7 @@ def check_stage_configs(steps: list[Step]) -> dict[str, dict[str, Any]]:
 
 def generated_images(generate: Step, configs: dict[str, dict[str, Any]], train_images: int) -> dict[str, float]:
     """Images a ``synth.generate`` step makes per class (its ``--n`` or ``--ratio`` of the generator's
-    training images, :func:`bench.cost.generated_per_class`)."""
+    training images, :func:`bench.grid.cost.generated_per_class`)."""
     config, generator = configs[generate.name], configs[generate.inputs[0].name]
     real = real_per_class(train_images, float(generator["data"]["fraction"]), [str(c) for c in config["classes"]],
                           HAM10000_COUNTS)
@@ -111,7 +112,7 @@ def generated_images(generate: Step, configs: dict[str, dict[str, Any]], train_i
 def synthetic_images(step: Step, config: dict[str, Any], configs: dict[str, dict[str, Any]],
                      train_images: int) -> int:
     """Generated images a cell adds to each epoch (0 without a manifest): what its generation step
-    makes, capped by ``synth.max_ratio`` (:func:`bench.cost.synthetic_share`)."""
+    makes, capped by ``synth.max_ratio`` (:func:`bench.grid.cost.synthetic_share`)."""
     if not config["synth"]["manifest"]:
         return 0
     source = next((s for s in step.inputs if s.module in ("synth.generate", "finetune.filter_synthetic")), None)
@@ -126,7 +127,7 @@ def synthetic_images(step: Step, config: dict[str, Any], configs: dict[str, dict
 
 def estimate(step: Step, config: dict[str, Any], configs: dict[str, dict[str, Any]],
              split: dict[str, int]) -> Estimate:
-    """The cost of one step from its resolved config (see :mod:`bench.cost`)."""
+    """The cost of one step from its resolved config (see :mod:`bench.grid.cost`)."""
     if step.module == "ssl.pretrain":
         return pretrain_cost(config, split["train"])
     if step.module == "finetune.train":
@@ -157,6 +158,23 @@ def estimate(step: Step, config: dict[str, Any], configs: dict[str, dict[str, An
     raise ValueError(f"no cost model for {step.module}")
 
 
+
+@dataclass
+class KindTotal:
+    """The estimated cost of the steps of one kind: how many, their time and disk summed, the largest memory."""
+
+    steps: int = 0
+    seconds: float = 0.0
+    disk_bytes: float = 0.0
+    memory_bytes: float = 0.0
+
+    def add(self, cost: Estimate) -> None:
+        self.steps += 1
+        self.seconds += cost.seconds
+        self.disk_bytes += cost.disk_bytes
+        self.memory_bytes = max(self.memory_bytes, cost.memory_bytes)
+
+
 def dry_run(cfg: BenchConfig, steps: list[Step]) -> int:
     """Check and print the plan (see the module docstring); returns 0."""
     total, source = image_count(cfg)
@@ -170,26 +188,23 @@ def dry_run(cfg: BenchConfig, steps: list[Step]) -> int:
                            f"{split['test']} test images: the {' and '.join(empty)} split(s) would be empty. Use a "
                            "larger dataset, or change data.val_fraction / data.test_fraction.")
     configs = check_stage_configs(steps)
-    rows, totals = [], defaultdict(lambda: [0, 0.0, 0.0, 0.0])
+    rows, totals = [], defaultdict(KindTotal)
     for step in steps:
         cost = estimate(step, configs[step.name], configs, split)
         console.print(f"{step.name}: ~{human_seconds(cost.seconds)}, disk {human_bytes(cost.disk_bytes)}, "
                       f"peak memory {human_bytes(cost.memory_bytes)} ({cost.note})\n  $ python -m {step.module} "
                       + " ".join(map(shlex.quote, step.args)), highlight=False, soft_wrap=True)
-        kind = totals[step.kind]
-        kind[0] += 1
-        kind[1] += cost.seconds
-        kind[2] += cost.disk_bytes
-        kind[3] = max(kind[3], cost.memory_bytes)
+        totals[step.kind].add(cost)
     size = int(cfg.data.image_size)
-    for kind, (n, seconds, disk, memory) in totals.items():
-        rows.append([kind, str(n), human_seconds(seconds), human_bytes(disk), human_bytes(memory)])
+    for kind, t in totals.items():
+        rows.append([kind, str(t.steps), human_seconds(t.seconds), human_bytes(t.disk_bytes),
+                     human_bytes(t.memory_bytes)])
     rows.append(["image cache (once)", "-", "-", human_bytes(total * size * size * 3), "-"])
-    all_seconds = sum(t[1] for t in totals.values())
-    all_disk = sum(t[2] for t in totals.values()) + total * size * size * 3
+    all_seconds = sum(t.seconds for t in totals.values())
+    all_disk = sum(t.disk_bytes for t in totals.values()) + total * size * size * 3
     rows.append(["total (one step at a time)", str(len(steps)), human_seconds(all_seconds), human_bytes(all_disk),
-                 human_bytes(max(t[3] for t in totals.values()))])
-    print_table("estimated cost (bench/cost.py: an order of magnitude, not a measurement)",
+                 human_bytes(max(t.memory_bytes for t in totals.values()))])
+    print_table("estimated cost (bench/grid/cost.py: an order of magnitude, not a measurement)",
                 ["steps", "count", "time", "disk", "peak memory per step"], rows)
     console.print("Every config resolved. Nothing was written; run the same command without --dry-run to start.")
     return 0

@@ -1,0 +1,1 @@
+"""Single-purpose measurements (throughput, quality, GPU checks), each a ``python -m bench.<name>`` command."""
