@@ -18,7 +18,7 @@ from torch.utils.data import ConcatDataset, Dataset
 
 from dermkit.data.datasets import CachedImageDataset
 from dermkit.data.prepare import PreparedData
-from dermkit.data.resident import ImageSource, ResidentDataset, ResidentImages
+from dermkit.data.resident import CachedArraySource, ResidentDataset, ResidentImages
 from finetune.synthetic import SyntheticImages
 
 Transform = Callable[[Any], Any]
@@ -88,12 +88,12 @@ def trained_synthetic(synthetic: SyntheticImages | None) -> tuple[Path, np.ndarr
     return Path(synthetic.cache_path), synthetic.labels
 
 
-def resident_sources(prepared: PreparedData, synthetic: SyntheticImages | None = None) -> list[ImageSource]:
+def resident_sources(prepared: PreparedData, synthetic: SyntheticImages | None = None) -> list[CachedArraySource]:
     """The caches a resident run holds: the prepared data's, then the synthetic images' (when trained on)."""
-    sources = [ImageSource(prepared.cache_path, prepared.labels)]
+    sources = [CachedArraySource(prepared.cache_path, prepared.labels)]
     fake = trained_synthetic(synthetic)
     if fake is not None:
-        sources.append(ImageSource(*fake))
+        sources.append(CachedArraySource(*fake))
     return sources
 
 

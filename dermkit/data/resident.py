@@ -44,7 +44,7 @@ LOAD_CHUNK = 1024  # cache rows read into host memory at a time
 
 
 @dataclass(frozen=True)
-class ImageSource:
+class CachedArraySource:
     """One cached image array to hold: a cache ``.npy`` file and its rows' labels.
 
     Attributes:
@@ -117,7 +117,7 @@ class ResidentImages:
         self.offsets = list(offsets)
 
     @classmethod
-    def load(cls, sources: Sequence[ImageSource]) -> ResidentImages:
+    def load(cls, sources: Sequence[CachedArraySource]) -> ResidentImages:
         """Read every source's cache into host memory (after checking it fits there), channels first.
 
         Raises:

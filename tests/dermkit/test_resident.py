@@ -15,7 +15,7 @@ from dermkit.augment import ViewAugment, ViewSpec, normalize
 from dermkit.config import DataConfig
 from dermkit.data.datasets import CachedImageDataset
 from dermkit.data.prepare import PreparedData, prepare_data
-from dermkit.data.resident import (ImageSource, NormalizedBatches, ResidentDataset, ResidentImages, ResidentLoader,
+from dermkit.data.resident import (CachedArraySource, NormalizedBatches, ResidentDataset, ResidentImages, ResidentLoader,
                                    ResidentOnDevice, check_fits, resident_loader)
 from dermkit.errors import DermkitError
 
@@ -30,7 +30,7 @@ def prepared(demo_cache: Path) -> PreparedData:
 
 @pytest.fixture(scope="module")
 def store(prepared: PreparedData) -> ResidentImages:
-    return ResidentImages.load([ImageSource(prepared.cache_path, prepared.labels)])
+    return ResidentImages.load([CachedArraySource(prepared.cache_path, prepared.labels)])
 
 
 def epochs_of(loader: DataLoader, epochs: int = 2) -> list[tuple[torch.Tensor, ...]]:
@@ -123,8 +123,8 @@ def test_under_ddp_each_process_draws_its_share(prepared: PreparedData, store: R
 
 
 def test_a_second_source_follows_the_first(prepared: PreparedData) -> None:
-    both = ResidentImages.load([ImageSource(prepared.cache_path, prepared.labels),
-                                ImageSource(prepared.cache_path, np.full(len(prepared.labels), 6))])
+    both = ResidentImages.load([CachedArraySource(prepared.cache_path, prepared.labels),
+                                CachedArraySource(prepared.cache_path, np.full(len(prepared.labels), 6))])
     n = len(prepared.labels)
     assert both.offsets == [0, n] and both.images.shape == (2 * n, 3, SIZE, SIZE)
     assert both.images.is_contiguous() and both.images.dtype == torch.uint8
@@ -149,7 +149,7 @@ def test_loading_refuses_images_larger_than_the_available_memory(prepared: Prepa
     monkeypatch.setattr("dermkit.data.resident.free_memory", lambda device: 2**20)  # 1 MiB free
     with pytest.raises(DermkitError, match=r"resident: .* MiB on the host \(RAM\), which has 1 MiB free.*"
                                            r"data.augment_on=device"):
-        ResidentImages.load([ImageSource(prepared.cache_path, prepared.labels)])
+        ResidentImages.load([CachedArraySource(prepared.cache_path, prepared.labels)])
 
 
 def test_the_callback_moves_the_images_to_the_trainers_device(store: ResidentImages) -> None:
