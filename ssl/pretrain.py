@@ -37,7 +37,7 @@ from dermkit.config import BackboneConfig, DataConfig, Flag, TrainerConfig, augm
 from dermkit.console import console, entry_point, print_table
 from dermkit.data.datasets import CachedImageDataset
 from dermkit.data.prepare import PreparedData, prepare_data
-from dermkit.data.resident import (RESIDENT, ImageSource, NormalizedBatches, ResidentDataset, ResidentImages,
+from dermkit.data.resident import (RESIDENT, CachedArraySource, NormalizedBatches, ResidentDataset, ResidentImages,
                                    ResidentOnDevice, resident_loader)
 from dermkit.errors import DermkitError
 from dermkit.flags import backbone_flag, data_flag, out_flag, root_flag, small_stem_flag
@@ -280,7 +280,7 @@ def run_pretraining(cfg: PretrainConfig) -> PretrainResult:
     data = prepare_data(cfg.data)
     resume_from = resume_checkpoint(out_dir, cfg, PretrainConfig, data.split_hash)
     # data.augment_on=resident: the cached images, held where training runs (moved there by the trainer).
-    resident = (ResidentImages.load([ImageSource(data.cache_path, data.labels)])
+    resident = (ResidentImages.load([CachedArraySource(data.cache_path, data.labels)])
                 if cfg.data.augment_on == RESIDENT else None)
     train, bank, val = build_loaders(cfg, data, resident)
     if val is None:
