@@ -40,7 +40,7 @@ from dermkit.config import DataConfig, default_ham10000_root
 from dermkit.console import console, entry_point, print_table
 from dermkit.data.datasets import CachedImageDataset
 from dermkit.data.prepare import prepare_data
-from dermkit.data.resident import ImageSource, ResidentDataset, ResidentImages, resident_loader
+from dermkit.data.resident import CachedArraySource, ResidentDataset, ResidentImages, resident_loader
 from dermkit.errors import DermkitError
 
 PATHS = ("device", "resident")
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = np.sort(np.random.default_rng(0).choice(rows, size=args.images, replace=False)) \
         if 0 < args.images < len(rows) else rows
     augment = None if args.no_augment else simclr_views(args.image_size)
-    store = ResidentImages.load([ImageSource(data.cache_path, data.labels)])
+    store = ResidentImages.load([CachedArraySource(data.cache_path, data.labels)])
     store.to(device)
     generator = torch.Generator().manual_seed(0)
     loaders = {
