@@ -45,7 +45,8 @@ from bench.grid.external import external_folders, write_external_sections
 from bench.grid.keys import DONE_FILE, Step, read_done
 from bench.grid.plan import (EVALUATE_KIND, FILTER_KIND, build_steps, collect_results, describe_cell, filter_acceptance,
                              finished_cells, finished_steps, generated_count_text, generator_evaluation, repo_path)
-from bench.grid.presets import DRY_RUN, KIND, PROG, REPORT_ONLY, parse_args, validate
+# FLAGS: the flags this command takes, read here like every command's (tests/dermkit/test_flags.py)
+from bench.grid.presets import DRY_RUN, FLAGS, KIND, PROG, REPORT_ONLY, parse_args, validate  # noqa: F401
 from bench.grid.reuse import export_results, reuse_cells
 from bench.grid.runner import Runner, log_tail, progress_text
 from bench.report.comparison_plan import read_plan
