@@ -101,7 +101,8 @@ def command_line(command: str) -> str:
     return COMMAND_LINES.get(command, f"python -m {command}")
 
 
-def _json(path: Path) -> dict[str, Any]:
+def read_json_object(path: Path) -> dict[str, Any]:
+    """A JSON object from ``path``; an empty dict when the file is missing, unreadable or not an object."""
     try:
         value = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -122,7 +123,7 @@ def _config_keys(folder: Path) -> set[str]:
 
 def _recorded_kind(folder: Path) -> str | None:
     """The command ``run.json`` records: its ``kind``, or the grid's ``python -m ...`` command line."""
-    info = _json(folder / RUN_INFO)
+    info = read_json_object(folder / RUN_INFO)
     if isinstance(info.get(KIND_KEY), str) and info[KIND_KEY]:
         return str(info[KIND_KEY])
     command = info.get("command")
@@ -155,9 +156,9 @@ def _legacy_kind(folder: Path, names: set[str]) -> tuple[str, str] | None:
         if has(*files):
             return command, ", ".join(files)
     if has("metrics.json"):
-        if "knn" in _json(folder / "metrics.json"):
+        if "knn" in read_json_object(folder / "metrics.json"):
             return "ssl.evaluate", "metrics.json"
-        if "checkpoint" in _json(folder / RUN_INFO):
+        if "checkpoint" in read_json_object(folder / RUN_INFO):
             return "finetune.evaluate", "metrics.json, run.json"
     return None
 

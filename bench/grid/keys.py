@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from dermkit.checkpoint import file_digest
+from dermkit.out_folder import read_json_object
 from bench.grid.config import ARM_REAL, ARM_SYNTH, parse_arm
 
 # Bump when the meaning of a key changes (every step then runs again).
@@ -280,15 +281,6 @@ def copy_finished(step: Step, source: Path, dest: Path, extra: tuple[str, ...] =
         shutil.copyfile(source / name, target)
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    """A JSON object from ``path``; an empty dict when the file is missing, unreadable or not an object."""
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
 def prepare_folder(step: Step, key: str) -> bool:
     """Get the step's folder ready to run under ``key``; returns whether a stale folder was cleared.
 
@@ -298,9 +290,9 @@ def prepare_folder(step: Step, key: str) -> bool:
     ended without :func:`record_attempt` (the grid was killed): it is counted as ``unrecorded``.
     """
     cleared = False
-    started = _read_json(step.out_dir / STARTED_FILE)
+    started = read_json_object(step.out_dir / STARTED_FILE)
     if step.out_dir.exists():
-        marks = [_read_json(step.out_dir / mark) for mark in (STARTED_FILE, DONE_FILE)]
+        marks = [read_json_object(step.out_dir / mark) for mark in (STARTED_FILE, DONE_FILE)]
         keys = {mark.get("key") for mark in marks if mark}
         if keys != {key}:
             shutil.rmtree(step.out_dir)
@@ -318,7 +310,7 @@ def prepare_folder(step: Step, key: str) -> bool:
 def record_attempt(step: Step, seconds: float, cpu_seconds: float, outcome: str) -> None:
     """Keep the wall and CPU time of an attempt that ended without finishing (``stopped``, ``failed``)
     in ``started.json``, for :func:`mark_done` to add to the attempt that finishes."""
-    record = _read_json(step.out_dir / STARTED_FILE)
+    record = read_json_object(step.out_dir / STARTED_FILE)
     if not record:  # the folder was never prepared: nothing to attach the time to
         return
     record["attempts"] = [*record.get("attempts", []),
@@ -340,7 +332,7 @@ def mark_done(step: Step, key: str, seconds: float, cpu_seconds: float = 0.0) ->
     missing = [name for name in step.outputs if not (step.out_dir / name).is_file()]
     if missing:
         raise FileNotFoundError(f"{step.name} finished without writing {', '.join(missing)} in {step.out_dir}")
-    started = _read_json(step.out_dir / STARTED_FILE)
+    started = read_json_object(step.out_dir / STARTED_FILE)
     if started.get("key") != key:  # no attempt of this key recorded (a folder prepared before times were kept)
         started = {}
     earlier = started.get("attempts", [])
