@@ -249,6 +249,37 @@ def mistakes_section(folder: Path, images: np.ndarray | RowImages, probs: np.nda
     return table.replace("<td><img", '<td class="thumb"><img')
 
 
+def draw_figures(folder: Path, probs: np.ndarray, targets: np.ndarray, classes: Sequence[str],
+                 report: dict[str, Any], title: str) -> dict[str, Any]:
+    """The confusion matrix, ROC curves and reliability diagram of the scored images; returns the reliability bins.
+
+    Args:
+        probs: (N, C) probabilities of the scored images (targets >= 0).
+        targets: (N,) their true class index.
+    """
+    plot_confusion_matrix(folder / "confusion_matrix.png", report["confusion_matrix"], classes, title)
+    auroc = {c: report["per_class"][c]["auroc"] for c in classes}
+    plot_roc_curves(folder / "roc_curves.png", probs, targets, classes, auroc)
+    bins = reliability_bins(probs, targets)
+    plot_reliability(folder / "reliability.png", bins)
+    return bins
+
+
+def figure_sections(ece: float) -> str:
+    """The page's figure row: confusion matrix, ROC curves and calibration (with the ECE)."""
+    return "".join([
+        '<div class="figures">\n',
+        _section("confusion", "Confusion matrix",
+                 '<img class="figure" src="confusion_matrix.png" alt="confusion matrix">'
+                 '<p class="note">Rows: true class; colour: share of the true class; numbers: images.</p>'),
+        _section("roc", "ROC curves (one class against the rest)",
+                 '<img class="figure" src="roc_curves.png" alt="per-class ROC curves">'),
+        _section("calibration", "Calibration",
+                 f'<p>Expected calibration error: <b id="ece">{ece:.3f}</b> ({ECE_BINS} equal-width bins of '
+                 'top-label confidence).</p><img class="figure" src="reliability.png" alt="reliability diagram">'),
+        "</div>\n"])
+
+
 def write_html_report(out_dir: Path, model: nn.Module, images: np.ndarray | RowImages, image_ids: Sequence[str],
                       probs: np.ndarray, targets: np.ndarray, classes: Sequence[str], report: dict[str, Any],
                       settings: Any, title: str, mean: Sequence[float], std: Sequence[float],
@@ -284,11 +315,7 @@ def write_html_report(out_dir: Path, model: nn.Module, images: np.ndarray | RowI
     probs, targets = np.asarray(probs, dtype=np.float64), np.asarray(targets, dtype=np.int64)
     known = targets >= 0
     intervals = bootstrap_intervals(probs[known], targets[known], classes, settings.bootstrap, settings.seed)
-    plot_confusion_matrix(folder / "confusion_matrix.png", report["confusion_matrix"], classes, title)
-    auroc = {c: report["per_class"][c]["auroc"] for c in classes}
-    plot_roc_curves(folder / "roc_curves.png", probs[known], targets[known], classes, auroc)
-    bins = reliability_bins(probs[known], targets[known])
-    plot_reliability(folder / "reliability.png", bins)
+    bins = draw_figures(folder, probs[known], targets[known], classes, report, title)
     explanations, layer = None, None
     if settings.explain > 0:
         model = model.cpu().float()  # where write_explanations draws them
@@ -299,16 +326,7 @@ def write_html_report(out_dir: Path, model: nn.Module, images: np.ndarray | RowI
     body = [
         _section("summary", "Summary", "".join(f"<p>{html.escape(line)}</p>" for line in summary)),
         _section("metrics", "Balanced accuracy and per-class metrics", metrics_section(report, intervals)),
-        '<div class="figures">\n',
-        _section("confusion", "Confusion matrix",
-                 '<img class="figure" src="confusion_matrix.png" alt="confusion matrix">'
-                 '<p class="note">Rows: true class; colour: share of the true class; numbers: images.</p>'),
-        _section("roc", "ROC curves (one class against the rest)",
-                 '<img class="figure" src="roc_curves.png" alt="per-class ROC curves">'),
-        _section("calibration", "Calibration",
-                 f'<p>Expected calibration error: <b id="ece">{bins["ece"]:.3f}</b> ({ECE_BINS} equal-width bins of '
-                 'top-label confidence).</p><img class="figure" src="reliability.png" alt="reliability diagram">'),
-        "</div>\n",
+        figure_sections(bins["ece"]),
         _section("tta", "Test-time augmentation", tta_section(tta)),
         _section("external", "Dataset classes and external-set measures", external_section(external)),
         _section("explanations", "Where the model looks (Grad-CAM, Grad-CAM++)",
