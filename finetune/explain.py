@@ -292,6 +292,21 @@ def normalise(images: np.ndarray, mean: Sequence[float], std: Sequence[float]) -
     return (pixels - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
 
 
+def _draw_row(axes: Any, image: np.ndarray, group: str, image_id: str, probs: np.ndarray, pred: int, truth: int,
+              classes: Sequence[str], maps: dict[str, np.ndarray], true_map: np.ndarray) -> None:
+    """One grid row: the image, a CAM per method for the predicted class and, for a mistake, Grad-CAM for the
+    true class. ``probs`` (C,) and the maps (S, S) are this image's."""
+    truth_name = classes[truth] if truth >= 0 else "unknown class"
+    axes[0].imshow(image)
+    axes[0].set_title(f"{group[:-1]}\n{image_id}: true {truth_name}", fontsize=6)
+    for col, method in enumerate(CAM_METHODS, start=1):
+        axes[col].imshow(overlay(image, maps[method]))
+        axes[col].set_title(f"{method}: {classes[pred]}\np={probs[pred]:.2f}", fontsize=6)
+    if truth >= 0 and truth != pred:
+        axes[3].imshow(overlay(image, true_map))
+        axes[3].set_title(f"Grad-CAM: {truth_name}\np={probs[truth]:.2f}", fontsize=6)
+
+
 def write_class_grid(path: Path, model: nn.Module, images: np.ndarray | RowImages, probs: np.ndarray, targets: np.ndarray,
                      classes: Sequence[str], class_index: int, n: int, mean: Sequence[float], std: Sequence[float],
                      image_ids: Sequence[str], layer: CamLayer | None = None) -> dict[str, int]:
@@ -334,16 +349,9 @@ def write_class_grid(path: Path, model: nn.Module, images: np.ndarray | RowImage
         maps = {method: class_activation_maps(model, batch, predicted, method, layer) for method in CAM_METHODS}
         true_map = class_activation_maps(model, batch, np.where(true >= 0, true, predicted), "Grad-CAM", layer)
         for row, (group, i) in enumerate(order):
-            pred, truth = int(predicted[row]), int(true[row])
-            truth_name = classes[truth] if truth >= 0 else "unknown class"
-            axes[row, 0].imshow(images[i])
-            axes[row, 0].set_title(f"{group[:-1]}\n{image_ids[i]}: true {truth_name}", fontsize=6)
-            for col, method in enumerate(CAM_METHODS, start=1):
-                axes[row, col].imshow(overlay(images[i], maps[method][row]))
-                axes[row, col].set_title(f"{method}: {classes[pred]}\np={probs[i, pred]:.2f}", fontsize=6)
-            if truth >= 0 and truth != pred:
-                axes[row, 3].imshow(overlay(images[i], true_map[row]))
-                axes[row, 3].set_title(f"Grad-CAM: {truth_name}\np={probs[i, truth]:.2f}", fontsize=6)
+            maps_of_row = {method: maps[method][row] for method in CAM_METHODS}
+            _draw_row(axes[row], images[i], group, image_ids[i], probs[i], int(predicted[row]), int(true[row]),
+                      classes, maps_of_row, true_map[row])
     else:
         axes[0, 0].text(0, 0.5, f"No images of or predicted as {classes[class_index]}.", fontsize=8)
     fig.suptitle(f"{classes[class_index]}: " + ", ".join(f"{len(picked[g])} {g}" for g in GROUPS), fontsize=8)
