@@ -103,6 +103,22 @@ def expected_calibration_error(probs: torch.Tensor, targets: torch.Tensor, n_bin
     return float(multiclass_calibration_error(probs.float(), targets.long(), probs.shape[1], n_bins=n_bins, norm="l1"))
 
 
+def _checked(probs: torch.Tensor, targets: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``probs`` (N, C) as float32 and ``targets`` (N,) as int64 on the CPU, after checking their shapes and range.
+
+    Raises:
+        ValueError: shapes do not match or a target is out of range.
+    """
+    if probs.ndim != 2 or probs.shape[1] != num_classes:
+        raise ValueError(f"probs must be (N, {num_classes}), got {tuple(probs.shape)}")
+    if targets.ndim != 1 or targets.shape[0] != probs.shape[0]:
+        raise ValueError(f"targets must be ({probs.shape[0]},), got {tuple(targets.shape)}")
+    probs, targets = probs.detach().float().cpu(), targets.detach().long().cpu()
+    if targets.numel() and (targets.min() < 0 or targets.max() >= num_classes):
+        raise ValueError(f"targets must lie in [0, {num_classes}), got {targets.min()}..{targets.max()}")
+    return probs, targets
+
+
 def classification_report(probs: torch.Tensor, targets: torch.Tensor, classes: Sequence[str]) -> dict[str, Any]:
     """Every reported metric of a classifier on one labeled set.
 
@@ -120,14 +136,8 @@ def classification_report(probs: torch.Tensor, targets: torch.Tensor, classes: S
     Raises:
         ValueError: shapes do not match or a target is out of range.
     """
-    if probs.ndim != 2 or probs.shape[1] != len(classes):
-        raise ValueError(f"probs must be (N, {len(classes)}), got {tuple(probs.shape)}")
-    if targets.ndim != 1 or targets.shape[0] != probs.shape[0]:
-        raise ValueError(f"targets must be ({probs.shape[0]},), got {tuple(targets.shape)}")
+    probs, targets = _checked(probs, targets, len(classes))
     num_classes = len(classes)
-    probs, targets = probs.detach().float().cpu(), targets.detach().long().cpu()
-    if targets.numel() and (targets.min() < 0 or targets.max() >= num_classes):
-        raise ValueError(f"targets must lie in [0, {num_classes}), got {targets.min()}..{targets.max()}")
     preds = probs.argmax(dim=1)  # (N,)
     support = torch.bincount(targets, minlength=num_classes)  # (C,)
     present = support > 0

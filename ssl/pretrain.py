@@ -18,6 +18,7 @@ Several GPUs / nodes: ``trainer.strategy=ddp trainer.devices=N trainer.num_nodes
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, make_dataclass
@@ -268,6 +269,18 @@ def validate(cfg: PretrainConfig) -> None:
                            "batch (batch norm, negatives).")
 
 
+def backbone_card(cfg: PretrainConfig, data: PreparedData, train_images: int, epochs: int,
+                  steps: int) -> BackboneCard:
+    """The card saved beside a backbone (and each snapshot) after ``epochs`` epochs and ``steps`` steps."""
+    return BackboneCard(architecture=cfg.model.backbone, input_size=cfg.data.image_size,
+                        small_stem=bool(cfg.model.small_stem), mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                        method=cfg.method, epochs=epochs,
+                        data={"name": cfg.data.name, "root": str(data.source.root), "train_images": train_images,
+                              "steps": steps, "init": cfg.model.init or None,
+                              "color_constancy": cfg.data.color_constancy},
+                        split_hash=data.split_hash)
+
+
 def run_pretraining(cfg: PretrainConfig) -> PretrainResult:
     """Pretrain ``cfg.model.backbone`` with ``cfg.method`` and write the run folder (see module doc).
 
@@ -292,15 +305,7 @@ def run_pretraining(cfg: PretrainConfig) -> PretrainResult:
     monitor = SSLMonitor(cfg.monitor, bank, val, len(data.classes))
     timer = StepTimer()
 
-    def make_card(epochs: int, steps: int) -> BackboneCard:
-        return BackboneCard(architecture=cfg.model.backbone, input_size=cfg.data.image_size,
-                            small_stem=bool(cfg.model.small_stem), mean=IMAGENET_MEAN, std=IMAGENET_STD,
-                            method=cfg.method, epochs=epochs,
-                            data={"name": cfg.data.name, "root": str(data.source.root),
-                                  "train_images": len(train.dataset), "steps": steps,
-                                  "init": cfg.model.init or None, "color_constancy": cfg.data.color_constancy},
-                            split_hash=data.split_hash)
-
+    make_card = functools.partial(backbone_card, cfg, data, len(train.dataset))  # (epochs, steps) -> card
     snapshots = BackboneSnapshots(out_dir / "snapshots", cfg.snapshot_every_n_epochs, make_card)
     # No validation loop: the kNN monitor evaluates inside training (ssl.monitor).
     trainer, checkpoint = build_trainer(cfg.trainer, out_dir, every_n_train_steps=cfg.checkpoint_every_n_steps,
