@@ -18,6 +18,7 @@ for cell in "$@"; do
     echo "$(date +%T) $name: start at $(git -C "$WT" rev-parse --short HEAD)"
     (cd "$WT" && /usr/bin/time -f "$name cpu_user_s=%U cpu_sys_s=%S wall_s=%e" nice -n 10 $PY -m finetune.train \
        --config configs/$config ${overrides//,/ } out_dir=$out) >> "$RUNS/external-recipes/$name.log" 2>&1
-    echo "$(date +%T) $name: exit $? ($(tail -1 "$RUNS/external-recipes/$name.log"))"
+    status=$?  # before any command substitution below resets it
+    echo "$(date +%T) $name: exit $status ($(tail -1 "$RUNS/external-recipes/$name.log"))"
   fi
 done
