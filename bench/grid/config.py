@@ -58,6 +58,16 @@ def parse_init(name: str) -> Init:
     return Init(name, weights, frozen=weights != name)
 
 
+INIT_FRACTION_SEP = "@"  # finetune.init_overrides keys "<init>@<fraction>"
+
+
+def split_init_key(key: str) -> tuple[str, str | None]:
+    """A ``finetune.init_overrides`` key as (initialisation, fraction spelling or None):
+    ``simclr`` -> (``simclr``, None), ``simclr@0.01`` -> (``simclr``, ``0.01``)."""
+    init, sep, fraction = str(key).partition(INIT_FRACTION_SEP)
+    return init, (fraction if sep else None)
+
+
 def init_weights(inits: Iterable[str]) -> set[str]:
     """The initialisations whose weights the ``grid.inits`` entries ``inits`` start from (``simclr`` for
     ``simclr-linear``); unknown names are left out (:func:`parse_init` reports them)."""
@@ -310,7 +320,9 @@ class BenchFinetuneConfig:
         init_overrides: extra overrides per initialisation (a name of ``grid.inits``), applied after
             ``fraction_overrides``, e.g. ``{simclr: [optim.head_epochs=3, optim.backbone_lr_scale=0.3]}``:
             the schedule of a pretrained backbone, chosen on validation, without changing the key
-            (and so the finished runs) of the other initialisations' cells.
+            (and so the finished runs) of the other initialisations' cells. A key ``<init>@<fraction>``
+            (e.g. ``simclr@0.01``) applies to that fraction's cells of the initialisation only, after
+            the ``<init>`` key's overrides: a schedule chosen for one label fraction.
     """
 
     overrides: list[str] = field(default_factory=list)

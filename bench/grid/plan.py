@@ -16,7 +16,7 @@ from dermkit.config import REPO_ROOT, to_container
 from dermkit.errors import DermkitError
 from dermkit.vocab import canonical_class
 from bench.grid.config import (ARM_REAL, SSL_METHODS, Arm, BenchConfig, BenchSynthConfig, grid_arms, init_weights,
-                               parse_arm, parse_init)
+                               parse_arm, parse_init, split_init_key)
 from bench.grid.external import PREDICT_KIND, external_folders, predict_steps
 from bench.grid.keys import Cell, Step, best_checkpoint_arg, file_digest, is_done, read_done
 from bench.report.results import METRICS_FILE, PREDICTIONS_FILE, read_metrics, result_rows
@@ -44,6 +44,21 @@ def fraction_key(key: str, fractions: list[float]) -> float | None:
     except ValueError:
         return None
     return next((f for f in fractions if abs(f - value) < 1e-9), None)
+
+
+def init_overrides(cfg: BenchConfig, init: str, fraction: float) -> list[str]:
+    """``finetune.init_overrides`` of one initialisation's cells at ``fraction``: the ``<init>`` key's, then
+    the ``<init>@<fraction>`` key's (:func:`bench.grid.config.split_init_key`)."""
+    general, specific = [], []
+    for key, items in cfg.finetune.init_overrides.items():
+        name, at = split_init_key(key)
+        if name != init:
+            continue
+        if at is None:
+            general += items
+        elif fraction_key(at, [fraction]) is not None:
+            specific += items
+    return [*general, *specific]
 
 
 def data_args(cfg: BenchConfig, augment: bool = True) -> list[str]:
@@ -188,6 +203,7 @@ def init_cells(cfg: BenchConfig, out: Path, fraction: float, init: str, source: 
     arms = {name: parse_arm(name) for name in grid_arms(cfg.grid)}
     per_fraction = [item for key, items in cfg.finetune.fraction_overrides.items()
                     if fraction_key(key, [fraction]) is not None for item in items]
+    per_init = init_overrides(cfg, init, fraction)
     steps: list[Step] = []
     real_cells: dict[int, Step] = {}
     filters: dict[int, Step] = {}
@@ -198,9 +214,8 @@ def init_cells(cfg: BenchConfig, out: Path, fraction: float, init: str, source: 
         for seed in cfg.grid.seeds:
             cell = Cell(fraction, init, arm.synthetic, int(seed), name)
             folder = out / "cells" / cell.cell_id
-            args = [*data_args(cfg), *model_args(cfg), *cfg.finetune.overrides, *per_fraction,
-                    *cfg.finetune.init_overrides.get(init, []), f"data.fraction={fraction}", f"seed={seed}",
-                    *init_args]
+            args = [*data_args(cfg), *model_args(cfg), *cfg.finetune.overrides, *per_fraction, *per_init,
+                    f"data.fraction={fraction}", f"seed={seed}", *init_args]
             inputs = list(source.inputs)
             if arm.sampler:  # the sampler replaces the loss's class weights, which the overrides may set
                 args += [f"sampler={arm.sampler}", "loss.weighting=none"]

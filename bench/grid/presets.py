@@ -12,7 +12,8 @@ from dermkit.errors import DermkitError, did_you_mean
 from dermkit.flags import out_flag
 from dermkit.vocab import canonical_class
 from bench.grid.config import (ARM_REAL, ARM_SPELLINGS, INIT_SPELLINGS, INITS, LEGACY_ARMS, LINEAR_SUFFIX, SSL_METHODS,
-                               BenchConfig, GridConfig, grid_arms, init_weights, parse_arm, parse_init)
+                               BenchConfig, GridConfig, grid_arms, init_weights, parse_arm, parse_init,
+                               split_init_key)
 from bench.grid.external import external_folders, read_labels
 from bench.grid.plan import STEP_KINDS, fraction_key, repo_path
 from bench.report.comparison_plan import read_plan
@@ -229,12 +230,17 @@ def _check_overrides(cfg: BenchConfig, arms: list[str]) -> None:
         if fraction_key(key, list(FRACTIONS)) is None:
             raise DermkitError(f"finetune.fraction_overrides has key {key!r}, which is not a label fraction "
                                f"({', '.join(f'{f:g}' for f in FRACTIONS)}).")
-    for init in cfg.finetune.init_overrides:
+    for key in cfg.finetune.init_overrides:
+        init, fraction = split_init_key(key)
         try:
             parse_init(init)
         except ValueError:
-            raise DermkitError(f"finetune.init_overrides has key {init!r}, which is not an initialisation "
-                               f"({INIT_SPELLINGS}).{did_you_mean(init, init_names())}") from None
+            raise DermkitError(f"finetune.init_overrides has key {key!r}, which is not an initialisation "
+                               f"({INIT_SPELLINGS}), optionally followed by @<fraction> (simclr@0.01)."
+                               f"{did_you_mean(init, init_names())}") from None
+        if fraction is not None and fraction_key(fraction, list(FRACTIONS)) is None:
+            raise DermkitError(f"finetune.init_overrides has key {key!r}: {fraction!r} is not a label fraction "
+                               f"({', '.join(f'{f:g}' for f in FRACTIONS)}).")
     per_fraction = [item for items in cfg.finetune.fraction_overrides.values() for item in items]
     per_init = [item for items in cfg.finetune.init_overrides.values() for item in items]
     per_method = [item for items in cfg.pretrain.method_overrides.values() for item in items]

@@ -60,6 +60,8 @@ def test_unknown_preset_lists_the_presets() -> None:
     ("finetune.fraction_overrides={'0.2':[trainer.max_epochs=2]}", "fraction_overrides has key '0.2'"),
     ("finetune.init_overrides={simclr:[seed=2]}", "sets 'seed'"),
     ("finetune.init_overrides={simclr:[head_epochs]}", "not of the form key=value"),
+    ("finetune.init_overrides={simclr@0.2:[optim.lr=0.01]}", "'simclr@0.2': '0.2' is not a label fraction"),
+    ("finetune.init_overrides={simclrr@0.01:[optim.lr=0.01]}", "key 'simclrr@0.01'.*@<fraction>"),
     ("run.alone_kinds=[synth-trian]", "unknown step kind.*synth-train"),
 ])
 def test_validate_names_the_bad_key(override: str, message: str) -> None:
@@ -131,6 +133,23 @@ def test_init_overrides_reach_only_that_inits_cells_and_keep_the_others_keys(tmp
     assert after[simclr].args != before[simclr].args
     assert not any(a.startswith("optim.") for a in after[random].args)
     assert after[random].key(tmp_path, {}) == before[random].key(tmp_path, {})  # finished random cells stay done
+
+
+def test_init_overrides_at_a_fraction_reach_only_that_fractions_cells(tmp_path: Path) -> None:
+    base = ("grid.inits=[random,simclr]", "grid.synthetic=[false]", "grid.fractions=[0.01,0.1]", "grid.seeds=[0]")
+    schedule = "finetune.init_overrides={simclr: [optim.head_epochs=1], simclr@0.01: [optim.head_epochs=5]}"
+    cfg = _cfg(*base, schedule)
+    validate(cfg)
+    before = {s.name: s for s in build_steps(_cfg(*base, "finetune.init_overrides={simclr: [optim.head_epochs=1]}"),
+                                             tmp_path) if s.cell}
+    after = {s.name: s for s in build_steps(cfg, tmp_path) if s.cell}
+    one, ten = after["cell/f0.01-simclr-real-s0"].args, after["cell/f0.1-simclr-real-s0"].args
+    assert one.index("optim.head_epochs=5") > one.index("optim.head_epochs=1")  # the fraction's key wins
+    assert "optim.head_epochs=5" not in ten
+    for name in ("cell/f0.01-random-real-s0", "cell/f0.1-random-real-s0"):
+        assert after[name].key(tmp_path, {}) == before[name].key(tmp_path, {})
+    assert after["cell/f0.1-simclr-real-s0"].args == before["cell/f0.1-simclr-real-s0"].args  # its key is kept
+    assert after["cell/f0.01-simclr-real-s0"].args != before["cell/f0.01-simclr-real-s0"].args
 
 
 def test_one_generator_without_match_fraction(tmp_path: Path) -> None:
