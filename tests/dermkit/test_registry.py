@@ -1,5 +1,6 @@
 """Every registry (:class:`dermkit.registry.Registry`): refuses a repeated name, lists its names, and
-answers a misspelt one with the closest names; every backbone, loss and sampler works on a tiny input.
+answers a misspelt one with the closest names; every backbone, loss, sampler and diffusion sampler
+works on a tiny input.
 
 The readers run on fixtures of their own (``tests/dermkit/test_readers.py``, which fails when a
 registered reader has none) and each SSL method trains one step (``tests/ssl/test_methods.py``).
@@ -7,10 +8,13 @@ registered reader has none) and each SSL method trains one step (``tests/ssl/tes
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
+from types import SimpleNamespace
 
 import pytest
 import torch
+from torch import nn
 from torch.utils.data import DataLoader
 
 from dermkit.errors import DermkitError
@@ -48,9 +52,15 @@ def _samplers() -> Registry:
     return SAMPLERS
 
 
+def _diffusion_samplers() -> Registry:
+    from synth.sampling import SAMPLERS
+
+    return SAMPLERS
+
+
 REGISTRIES: dict[str, Callable[[], Registry]] = {
     "backbones": _backbones, "readers": _readers, "ssl methods": _ssl_methods, "losses": _losses,
-    "samplers": _samplers,
+    "samplers": _samplers, "diffusion samplers": _diffusion_samplers,
 }
 # Names each registry must keep (configs and presets use them).
 SOME_NAMES = {
@@ -59,6 +69,7 @@ SOME_NAMES = {
     "ssl methods": {"simclr", "dino", "byol"},
     "losses": {"focal", "ce", "class_balanced"},
     "samplers": {"shuffle", "balanced"},
+    "diffusion samplers": {"ddim", "dpm", "ddpm"},
 }
 
 
@@ -80,6 +91,10 @@ def _help_line(registry: str) -> str | None:
         from finetune.train import FLAGS
 
         return next(flag.help for flag in FLAGS if flag.option == "--loss")
+    if registry == "diffusion samplers":
+        from synth.generate import FLAGS as GENERATE_FLAGS
+
+        return next(flag.help for flag in GENERATE_FLAGS if flag.option == "--sampler")
     return None
 
 
@@ -176,6 +191,56 @@ def test_the_shuffle_sampler_draws_what_a_shuffling_loader_draws() -> None:
                          generator=generator)
     for _ in range(3):
         assert [b.tolist() for b in shuffling] == [b.tolist() for b in sampled]
+
+
+class _ZeroUNet(nn.Module):
+    """A stand-in class-conditional UNet predicting 0 everywhere (3 classes and the null class, 8 px)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.anchor = nn.Parameter(torch.zeros(1))  # sample() reads device and dtype from a parameter
+        self.config = SimpleNamespace(num_class_embeds=4, sample_size=8)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, class_labels: torch.Tensor) -> SimpleNamespace:
+        return SimpleNamespace(sample=torch.zeros_like(x))  # (B, 3, 8, 8)
+
+
+def _diffusion_sampler_kinds() -> dict[str, tuple[type, dict[str, object]]]:
+    """What each diffusion sampler's name promises: its diffusers scheduler class and settings."""
+    from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
+
+    return {"ddim": (DDIMScheduler, {}),
+            "dpm": (DPMSolverMultistepScheduler, {"algorithm_type": "dpmsolver++", "solver_order": 2,
+                                                  "use_lu_lambdas": True}),
+            "ddpm": (DDPMScheduler, {})}
+
+
+def test_diffusion_samplers_keep_their_order() -> None:
+    # synth.speed times and reports them in registration order.
+    assert list(_diffusion_samplers())[:3] == ["ddim", "dpm", "ddpm"]
+
+
+@pytest.mark.parametrize("name", list(_diffusion_samplers()))
+def test_every_diffusion_sampler_builds_its_scheduler_and_steps_as_asked(name: str) -> None:
+    from diffusers import DDPMScheduler
+
+    from synth.sampling import make_sampler, sample
+    from synth.speed import SpeedConfig
+
+    train = DDPMScheduler(num_train_timesteps=100, beta_schedule="squaredcos_cap_v2", prediction_type="v_prediction")
+    scheduler = make_sampler(name, train)
+    scheduler_class, settings = _diffusion_sampler_kinds()[name]
+    assert type(scheduler) is scheduler_class
+    assert {key: scheduler.config.get(key) for key in settings} == settings
+    # The training schedule and prediction type carry over.
+    assert scheduler.config.prediction_type == "v_prediction"
+    assert torch.allclose(scheduler.alphas_cumprod, train.alphas_cumprod)
+    steps: list[int] = []
+    images = sample(_ZeroUNet(), scheduler, torch.tensor([0, 2]), [0, 1], num_steps=7, guidance=2.0,
+                    on_step=steps.append)
+    assert steps == list(range(1, 8)) and len(scheduler.timesteps) == 7
+    assert images.shape == (2, 3, 8, 8) and torch.isfinite(images).all()
+    assert f"{name}_steps" in {f.name for f in dataclasses.fields(SpeedConfig)}  # synth.speed times every sampler
 
 
 def test_registry_keeps_registration_order_and_can_sort_its_names() -> None:
