@@ -1,6 +1,6 @@
 """Every registry (:class:`dermkit.registry.Registry`): refuses a repeated name, lists its names, and
-answers a misspelt one with the closest names; every backbone, loss, sampler and diffusion sampler
-works on a tiny input.
+answers a misspelt one with the closest names; every backbone, loss, sampler, diffusion sampler and
+SSL optimiser works on a tiny input.
 
 The readers run on fixtures of their own (``tests/dermkit/test_readers.py``, which fails when a
 registered reader has none) and each SSL method trains one step (``tests/ssl/test_methods.py``).
@@ -58,9 +58,15 @@ def _diffusion_samplers() -> Registry:
     return SAMPLERS
 
 
+def _ssl_optimizers() -> Registry:
+    from ssl.base_module import OPTIMIZERS
+
+    return OPTIMIZERS
+
+
 REGISTRIES: dict[str, Callable[[], Registry]] = {
     "backbones": _backbones, "readers": _readers, "ssl methods": _ssl_methods, "losses": _losses,
-    "samplers": _samplers, "diffusion samplers": _diffusion_samplers,
+    "samplers": _samplers, "diffusion samplers": _diffusion_samplers, "ssl optimisers": _ssl_optimizers,
 }
 # Names each registry must keep (configs and presets use them).
 SOME_NAMES = {
@@ -70,6 +76,7 @@ SOME_NAMES = {
     "losses": {"focal", "ce", "class_balanced"},
     "samplers": {"shuffle", "balanced"},
     "diffusion samplers": {"ddim", "dpm", "ddpm"},
+    "ssl optimisers": {"sgd", "adamw", "lars"},
 }
 
 
@@ -241,6 +248,35 @@ def test_every_diffusion_sampler_builds_its_scheduler_and_steps_as_asked(name: s
     assert steps == list(range(1, 8)) and len(scheduler.timesteps) == 7
     assert images.shape == (2, 3, 8, 8) and torch.isfinite(images).all()
     assert f"{name}_steps" in {f.name for f in dataclasses.fields(SpeedConfig)}  # synth.speed times every sampler
+
+
+def _ssl_optimizer_kinds() -> dict[str, tuple[type, float | None]]:
+    """What each SSL optimiser's name promises: its class and the momentum it keeps (None: none)."""
+    from lightly.utils.lars import LARS
+
+    return {"sgd": (torch.optim.SGD, 0.8), "adamw": (torch.optim.AdamW, None), "lars": (LARS, 0.8)}
+
+
+@pytest.mark.parametrize("name", list(_ssl_optimizers()))
+def test_every_ssl_optimizer_keeps_its_groups_and_steps_downhill(name: str) -> None:
+    weight, bias = nn.Parameter(torch.ones(4, 3)), nn.Parameter(torch.ones(4))
+    groups = [{"params": [weight], "weight_decay": 0.01}, {"params": [bias], "weight_decay": 0.0}]
+    optimizer = _ssl_optimizers().lookup(name)(groups, 0.05, 0.8)
+    optimizer_class, momentum = _ssl_optimizer_kinds()[name]
+    assert type(optimizer) is optimizer_class
+    assert [g["weight_decay"] for g in optimizer.param_groups] == [0.01, 0.0]
+    assert all(g["lr"] == 0.05 and g.get("momentum") == momentum for g in optimizer.param_groups)
+    loss_before = (weight**2).sum() + (bias**2).sum()
+    loss_before.backward()
+    optimizer.step()
+    assert (weight**2).sum() + (bias**2).sum() < loss_before
+
+
+def test_an_unknown_ssl_optimizer_names_auto_and_the_registered_ones() -> None:
+    from ssl.base_module import PretrainOptimConfig, SSLModule
+
+    with pytest.raises(DermkitError, match=r"optim.name='lasr'\. Did you mean: lars.*Choose auto, sgd, adamw, lars\.$"):
+        SSLModule(nn.Identity(), PretrainOptimConfig(name="lasr"), 8, "sgd", 0.1, 0.0)  # type: ignore[arg-type]
 
 
 def test_registry_keeps_registration_order_and_can_sort_its_names() -> None:
