@@ -1,6 +1,6 @@
 """Every registry (:class:`dermkit.registry.Registry`): refuses a repeated name, lists its names, and
-answers a misspelt one with the closest names; every backbone, loss, sampler, diffusion sampler and
-SSL optimiser works on a tiny input.
+answers a misspelt one with the closest names; every backbone, loss, loss weighting, sampler,
+diffusion sampler and SSL optimiser works on a tiny input.
 
 The readers run on fixtures of their own (``tests/dermkit/test_readers.py``, which fails when a
 registered reader has none) and each SSL method trains one step (``tests/ssl/test_methods.py``).
@@ -64,9 +64,16 @@ def _ssl_optimizers() -> Registry:
     return OPTIMIZERS
 
 
+def _weightings() -> Registry:
+    from finetune.class_weights import WEIGHTINGS
+
+    return WEIGHTINGS
+
+
 REGISTRIES: dict[str, Callable[[], Registry]] = {
     "backbones": _backbones, "readers": _readers, "ssl methods": _ssl_methods, "losses": _losses,
     "samplers": _samplers, "diffusion samplers": _diffusion_samplers, "ssl optimisers": _ssl_optimizers,
+    "loss weightings": _weightings,
 }
 # Names each registry must keep (configs and presets use them).
 SOME_NAMES = {
@@ -77,6 +84,7 @@ SOME_NAMES = {
     "samplers": {"shuffle", "balanced"},
     "diffusion samplers": {"ddim", "dpm", "ddpm"},
     "ssl optimisers": {"sgd", "adamw", "lars"},
+    "loss weightings": {"none", "inverse", "effective", "given"},
 }
 
 
@@ -171,6 +179,27 @@ def test_every_loss_returns_a_scalar_with_gradients(name: str) -> None:
     assert loss.shape == () and torch.isfinite(loss)
     loss.backward()
     assert logits.grad is not None and logits.grad.abs().sum() > 0
+
+
+def _expected_class_weights(counts: list[int], beta: float, given: list[float]) -> dict[str, torch.Tensor | None]:
+    """What each weighting's name promises for ``counts``, from its formula."""
+    n = torch.tensor(counts, dtype=torch.float64)
+    inverse, effective = 1 / n, (1 - beta) / (1 - beta**n)
+    return {"none": None, "inverse": (inverse * len(n) / inverse.sum()).float(),
+            "effective": (effective * len(n) / effective.sum()).float(), "given": torch.tensor(given)}
+
+
+@pytest.mark.parametrize("name", list(_weightings()))
+def test_every_loss_weighting_gives_the_weights_its_name_says(name: str) -> None:
+    from finetune.class_weights import class_weights
+
+    counts, beta, given = [8, 2, 1], 0.9, [0.5, 1.0, 2.0]
+    weights = class_weights(name, counts, beta=beta, given=given)
+    expected = _expected_class_weights(counts, beta, given)[name]
+    if expected is None:
+        assert weights is None
+    else:
+        assert weights is not None and weights.dtype == torch.float32 and torch.allclose(weights, expected)
 
 
 @pytest.mark.parametrize("name", list(_samplers()))
