@@ -1,6 +1,6 @@
 """Every registry (:class:`dermkit.registry.Registry`): refuses a repeated name, lists its names, and
 answers a misspelt one with the closest names; every backbone, loss, loss weighting, sampler,
-diffusion sampler and SSL optimiser works on a tiny input.
+diffusion sampler, SSL optimiser and colour constancy method works on a tiny input.
 
 The readers run on fixtures of their own (``tests/dermkit/test_readers.py``, which fails when a
 registered reader has none) and each SSL method trains one step (``tests/ssl/test_methods.py``).
@@ -12,6 +12,7 @@ import dataclasses
 from collections.abc import Callable
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -70,10 +71,16 @@ def _weightings() -> Registry:
     return WEIGHTINGS
 
 
+def _color_constancy() -> Registry:
+    from dermkit.data.color import COLOR_CONSTANCY
+
+    return COLOR_CONSTANCY
+
+
 REGISTRIES: dict[str, Callable[[], Registry]] = {
     "backbones": _backbones, "readers": _readers, "ssl methods": _ssl_methods, "losses": _losses,
     "samplers": _samplers, "diffusion samplers": _diffusion_samplers, "ssl optimisers": _ssl_optimizers,
-    "loss weightings": _weightings,
+    "loss weightings": _weightings, "colour constancy": _color_constancy,
 }
 # Names each registry must keep (configs and presets use them).
 SOME_NAMES = {
@@ -85,6 +92,7 @@ SOME_NAMES = {
     "diffusion samplers": {"ddim", "dpm", "ddpm"},
     "ssl optimisers": {"sgd", "adamw", "lars"},
     "loss weightings": {"none", "inverse", "effective", "given"},
+    "colour constancy": {"none", "shades_of_gray"},
 }
 
 
@@ -200,6 +208,24 @@ def test_every_loss_weighting_gives_the_weights_its_name_says(name: str) -> None
         assert weights is None
     else:
         assert weights is not None and weights.dtype == torch.float32 and torch.allclose(weights, expected)
+
+
+def _channel_p_norms(image: np.ndarray, p: int = 6) -> np.ndarray:
+    """(3,) per-channel Minkowski p-norm means of an (H, W, 3) image (Shades of Gray's illuminant)."""
+    return np.power(np.mean(np.power(image.astype(np.float64), p), axis=(0, 1)), 1 / p)
+
+
+@pytest.mark.parametrize("name", list(_color_constancy()))
+def test_every_colour_constancy_method_does_what_its_name_says(name: str) -> None:
+    rng = np.random.default_rng(0)
+    gray = rng.uniform(60, 200, size=(16, 16, 1))
+    cast = np.clip(gray * np.array([1.0, 0.75, 0.45]), 0, 255).astype(np.uint8)  # (16, 16, 3) under a warm light
+    corrected = _color_constancy().lookup(name)(cast)
+    assert corrected.shape == cast.shape and corrected.dtype == np.uint8
+    norms = _channel_p_norms(corrected)
+    promise = {"none": lambda: corrected is cast,  # nothing changed, not even copied
+               "shades_of_gray": lambda: norms.max() / norms.min() < 1.02}  # the illuminant made gray
+    assert promise[name]()
 
 
 @pytest.mark.parametrize("name", list(_samplers()))
