@@ -1,4 +1,5 @@
-"""One way to register things by name: backbones, dataset readers, SSL methods, losses, samplers.
+"""One way to register things by name: backbones, dataset readers, SSL methods and optimisers, losses,
+loss weightings, samplers, diffusion samplers, colour constancy methods.
 
 A :class:`Registry` maps a name to an entry (a factory, a reader function, a method record). It
 refuses a name registered twice (a programming error: ``ValueError``), lists its names for help

@@ -1,7 +1,8 @@
-"""Per-class weights (the focal loss's alpha) from class frequencies.
+"""Per-class weights (the focal loss's alpha) from class frequencies: the registry of ``loss.weighting``.
 
-Two schemes, both normalised so the weights average 1 over the classes (the loss keeps the scale
-of unweighted cross-entropy, and the learning rate need not change with the weighting):
+``none`` (no weights), ``given`` (``loss.alpha`` as it is) and two schemes from the counts, both
+normalised so the weights average 1 over the classes (the loss keeps the scale of unweighted
+cross-entropy, and the learning rate need not change with the weighting):
 
 - ``inverse``: ``w_c ∝ 1 / n_c``.
 - ``effective``: ``w_c ∝ (1 - β) / (1 - β^{n_c})``, the inverse of the effective number of samples
@@ -11,13 +12,17 @@ of unweighted cross-entropy, and the learning rate need not change with the weig
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
 from dermkit.errors import DermkitError
+from dermkit.registry import Registry
 
-WEIGHTINGS = ("none", "inverse", "effective")
+# (counts (C,), beta of the effective number, loss.alpha's given weights) -> (C,) weights or None.
+# A new scheme: one function at the end of this file, decorated with ``@WEIGHTINGS.register("name")``.
+Weighting = Callable[[Sequence[int] | torch.Tensor, float, Sequence[float]], "torch.Tensor | None"]
+WEIGHTINGS: Registry[Weighting] = Registry("loss weighting")
 
 
 def _counts_tensor(counts: Sequence[int] | torch.Tensor) -> torch.Tensor:
@@ -61,23 +66,47 @@ def class_weights(weighting: str, counts: Sequence[int] | torch.Tensor, beta: fl
     """Per-class weights by scheme name.
 
     Args:
-        weighting: ``none`` (None is returned), ``inverse``, ``effective`` or ``given``.
+        weighting: a name of :data:`WEIGHTINGS`: ``none`` (None is returned), ``inverse``,
+            ``effective`` or ``given``.
         counts: (C,) training images per class.
         beta: β of the effective-number scheme.
         given: (C,) explicit weights, for ``weighting=given``.
 
     Returns:
         (C,) float weights, or None for ``none``.
+
+    Raises:
+        DermkitError: an unknown scheme (naming ``loss.weighting``), or weights that do not fit the classes.
     """
-    if weighting == "none":
-        return None
-    if weighting == "inverse":
-        return inverse_frequency_weights(counts)
-    if weighting == "effective":
-        return effective_number_weights(counts, beta)
-    if weighting == "given":
-        if len(given) != len(counts):
-            raise DermkitError(f"loss.alpha lists {len(given)} weights but the data has {len(counts)} classes; "
-                               "give one weight per class, in the order of the run's classes.")
-        return torch.as_tensor(list(given), dtype=torch.float32)
-    raise DermkitError(f"Unknown loss.weighting {weighting!r}; choose one of {', '.join((*WEIGHTINGS, 'given'))}.")
+    return WEIGHTINGS.lookup(weighting, key="loss.weighting")(counts, beta, given)
+
+
+@WEIGHTINGS.register("none")
+def no_weights(counts: Sequence[int] | torch.Tensor, beta: float, given: Sequence[float]) -> None:
+    """No per-class weights: every class counts alike."""
+    return None
+
+
+@WEIGHTINGS.register("inverse")
+def inverse_weighting(counts: Sequence[int] | torch.Tensor, beta: float, given: Sequence[float]) -> torch.Tensor:
+    """(C,) :func:`inverse_frequency_weights` of ``counts``."""
+    return inverse_frequency_weights(counts)
+
+
+@WEIGHTINGS.register("effective")
+def effective_weighting(counts: Sequence[int] | torch.Tensor, beta: float, given: Sequence[float]) -> torch.Tensor:
+    """(C,) :func:`effective_number_weights` of ``counts`` with ``beta``."""
+    return effective_number_weights(counts, beta)
+
+
+@WEIGHTINGS.register("given")
+def given_weights(counts: Sequence[int] | torch.Tensor, beta: float, given: Sequence[float]) -> torch.Tensor:
+    """(C,) the weights ``loss.alpha`` lists, as they are.
+
+    Raises:
+        DermkitError: not one weight per class.
+    """
+    if len(given) != len(counts):
+        raise DermkitError(f"loss.alpha lists {len(given)} weights but the data has {len(counts)} classes; "
+                           "give one weight per class, in the order of the run's classes.")
+    return torch.as_tensor(list(given), dtype=torch.float32)

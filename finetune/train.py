@@ -90,9 +90,7 @@ def check_config(cfg: FinetuneConfig) -> None:
     if not 0 <= cfg.optim.ema_decay < 1:
         raise DermkitError(f"optim.ema_decay={cfg.optim.ema_decay} must lie in [0, 1) (0: no weight average).")
     LOSSES.lookup(cfg.loss.name, key="loss.name")
-    if cfg.loss.weighting not in (*WEIGHTINGS, "given"):
-        raise DermkitError(f"loss.weighting={cfg.loss.weighting!r} is unknown; choose one of "
-                           f"{', '.join((*WEIGHTINGS, 'given'))}.")
+    WEIGHTINGS.lookup(cfg.loss.weighting, key="loss.weighting")
     check_label_smoothing(cfg.loss.name, cfg.loss.label_smoothing)
     if cfg.sampler == "balanced" and cfg.loss.weighting in ("inverse", "effective"):
         # The sampler already evens the classes out; weights from the class counts on top would

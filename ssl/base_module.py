@@ -34,9 +34,32 @@ from dermkit.backbones import Backbone
 from dermkit.config import OptimConfig
 from dermkit.errors import DermkitError, did_you_mean
 from dermkit.precision import float32_call
+from dermkit.registry import Registry
 from dermkit.trainer import is_logging_step
 
-OPTIMIZERS = ("sgd", "adamw", "lars")
+# (parameter groups, each with its weight_decay; base learning rate; momentum) -> optimiser (config key
+# optim.name). SSLModule.on_train_batch_start replaces the learning rate with the per-step schedule's.
+# A new optimiser: one factory below, decorated with ``@OPTIMIZERS.register("name")``.
+OptimizerFactory = Callable[[list[dict[str, Any]], float, float], torch.optim.Optimizer]
+OPTIMIZERS: Registry[OptimizerFactory] = Registry("optimiser")
+
+
+@OPTIMIZERS.register("sgd")
+def sgd_optimizer(groups: list[dict[str, Any]], lr: float, momentum: float) -> torch.optim.SGD:
+    """SGD with (heavy-ball) momentum."""
+    return torch.optim.SGD(groups, lr=lr, momentum=momentum)
+
+
+@OPTIMIZERS.register("adamw")
+def adamw_optimizer(groups: list[dict[str, Any]], lr: float, momentum: float) -> torch.optim.AdamW:
+    """AdamW (``momentum`` unused: Adam's betas are torch's defaults)."""
+    return torch.optim.AdamW(groups, lr=lr)
+
+
+@OPTIMIZERS.register("lars")
+def lars_optimizer(groups: list[dict[str, Any]], lr: float, momentum: float) -> LARS:
+    """lightly's LARS (layer-wise adaptive rate scaling, You et al. 2017) with momentum."""
+    return LARS(groups, lr=lr, momentum=momentum)
 
 
 @dataclass
@@ -105,8 +128,9 @@ class SSLModule(pl.LightningModule):
         super().__init__()
         name = default_optimizer if optim.name == "auto" else str(optim.name)
         if name not in OPTIMIZERS:
+            # Not OPTIMIZERS.lookup: the message lists "auto" too.
             raise DermkitError(f"Unknown optimiser optim.name={optim.name!r}.{did_you_mean(name, OPTIMIZERS)} "
-                               f"Choose auto, {', '.join(OPTIMIZERS)}.")
+                               f"Choose auto, {', '.join(OPTIMIZERS.names())}.")
         if not 0.0 <= optim.warmup_fraction < 1.0:
             raise DermkitError(f"Config key optim.warmup_fraction must lie in [0, 1), got {optim.warmup_fraction}.")
         self.backbone = backbone
@@ -157,11 +181,7 @@ class SSLModule(pl.LightningModule):
         decay, no_decay = _split_decay(self)
         groups = [{"params": decay, "weight_decay": self.weight_decay},
                   {"params": no_decay, "weight_decay": 0.0}]
-        if self.optimizer_name == "sgd":
-            return torch.optim.SGD(groups, lr=self.base_lr, momentum=self.momentum)
-        if self.optimizer_name == "lars":
-            return LARS(groups, lr=self.base_lr, momentum=self.momentum)
-        return torch.optim.AdamW(groups, lr=self.base_lr)
+        return OPTIMIZERS[self.optimizer_name](groups, self.base_lr, self.momentum)
 
     def on_fit_start(self) -> None:
         if self.device.type == "cuda":

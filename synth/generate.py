@@ -48,7 +48,7 @@ from synth.manifest import (
     update_manifest,
     write_png,
 )
-from synth.sampling import make_sampler, sample, to_uint8
+from synth.sampling import SAMPLERS, check_sampler, make_sampler, sample, to_uint8
 
 
 @dataclass
@@ -71,7 +71,7 @@ class GenerateConfig:
             images, at 50 it lands 17 levels of 255 off, docs/benchmarks.md; DDPM: the training
             length, 1000).
         guidance: classifier-free guidance weight (1 = conditional only, 0 = unconditional).
-        sampler: ``dpm`` (DPM-Solver++ 2M), ``ddim`` or ``ddpm`` (:func:`synth.sampling.make_sampler`).
+        sampler: a name of :data:`synth.sampling.SAMPLERS`: ``dpm`` (DPM-Solver++ 2M), ``ddim`` or ``ddpm``.
         seed: base seed; image i of class c uses a seed derived from (seed, c, i).
         batch_size: images denoised at once.
         device: ``auto`` (GPU if available), ``cpu`` or ``cuda``.
@@ -100,7 +100,8 @@ FLAGS = [
     Flag("--ratio", "ratio", "floor(RATIO x the class's training images) per class, at most --n if given", float),
     Flag("--steps", "steps", "denoising steps (dpm: 20 reach the converged images within about 4 levels of 255)", int),
     Flag("--guidance", "guidance", "classifier-free guidance weight", float),
-    Flag("--sampler", "sampler", "dpm (DPM-Solver++ 2M), ddim or ddpm"),
+    Flag("--sampler", "sampler", f"sampling scheduler: {', '.join(SAMPLERS.names())} (default dpm: DPM-Solver++ 2M)",
+         check=check_sampler),
     Flag("--seed", "seed", "base seed", int),
     Flag("--batch-size", "batch_size", "images per batch", int),
     Flag("--device", "device", "auto, cpu or cuda"),

@@ -15,40 +15,68 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, UNet2DModel
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
-from dermkit.errors import DermkitError, did_you_mean
+from dermkit.errors import DermkitError
+from dermkit.registry import Registry
 from synth.model import null_class
 
-SAMPLERS: tuple[str, ...] = ("ddim", "dpm", "ddpm")
+# The training scheduler (its config: betas, timesteps, prediction type) -> a sampling scheduler on
+# the same noise schedule. A new sampler: one factory below, decorated with ``@SAMPLERS.register("name")``,
+# and a ``<name>_steps`` key in :class:`synth.speed.SpeedConfig` (synth.speed times every sampler).
+SamplerFactory = Callable[[SchedulerMixin], SchedulerMixin]
+# Registration order is the order synth.speed times and reports the samplers in.
+SAMPLERS: Registry[SamplerFactory] = Registry("sampler")
+
+
+@SAMPLERS.register("ddim")
+def ddim_sampler(train_scheduler: SchedulerMixin) -> DDIMScheduler:
+    """Deterministic DDIM (eta = 0, first-order: Song et al. 2021).
+
+    diffusers' "leading" timesteps: 50 steps start at t = 980, not at the pure noise of t = 999.
+    """
+    return DDIMScheduler.from_config(train_scheduler.config)
+
+
+@SAMPLERS.register("dpm")
+def dpm_solver_sampler(train_scheduler: SchedulerMixin) -> DPMSolverMultistepScheduler:
+    """Deterministic DPM-Solver++ 2M (second-order multistep, Lu et al. 2022), steps even in log-SNR.
+
+    20 steps come about as near the converged ODE solution as DDIM's 250: 1.2 and 1.4 levels of 255
+    from DDIM 1,000 on 2 images (docs/benchmarks.md).
+    """
+    # Steps evenly spaced in log-SNR (lambda), as Lu et al. advise: spaced evenly in t, the
+    # cosine schedule's first step spans lambda -9.9 to -2.6, and 20 steps landed 42 levels
+    # (of 255) from the converged images of a HAM10000 generator; evenly in lambda, 1.2
+    # (docs/benchmarks.md, "Sampler accuracy").
+    return DPMSolverMultistepScheduler.from_config(train_scheduler.config, algorithm_type="dpmsolver++",
+                                                   solver_order=2, lower_order_final=True, use_lu_lambdas=True)
+
+
+@SAMPLERS.register("ddpm")
+def ddpm_sampler(train_scheduler: SchedulerMixin) -> DDPMScheduler:
+    """Ancestral DDPM sampling (fresh noise every step; usually the training length, 1000 steps)."""
+    return DDPMScheduler.from_config(train_scheduler.config)
 
 
 def make_sampler(name: str, train_scheduler: SchedulerMixin) -> SchedulerMixin:
     """A sampling scheduler sharing the noise schedule (betas) of the training scheduler.
 
     Args:
-        name: ``ddim`` (deterministic, eta = 0, first-order: Song et al. 2021; diffusers' "leading"
-            timesteps, so 50 steps start at t = 980 and not at the pure noise of t = 999),
-            ``dpm`` (deterministic DPM-Solver++ 2M, second-order multistep, steps even in log-SNR:
-            Lu et al. 2022; 20 steps come about as near the converged ODE solution as DDIM's 250:
-            1.2 and 1.4 levels of 255 from DDIM 1,000 on 2 images, docs/benchmarks.md) or ``ddpm``
-            (ancestral, usually 1000).
+        name: a name of :data:`SAMPLERS`: ``ddim``, ``dpm`` (DPM-Solver++ 2M) or ``ddpm``.
         train_scheduler: the ``DDPMScheduler`` the network was trained with.
 
     Raises:
-        DermkitError: unknown sampler name.
+        DermkitError: unknown sampler name (naming the config key ``sampler`` and the closest names).
     """
-    if name == "ddim":
-        return DDIMScheduler.from_config(train_scheduler.config)
-    if name == "dpm":
-        # Steps evenly spaced in log-SNR (lambda), as Lu et al. advise: spaced evenly in t, the
-        # cosine schedule's first step spans lambda -9.9 to -2.6, and 20 steps landed 42 levels
-        # (of 255) from the converged images of a HAM10000 generator; evenly in lambda, 1.2
-        # (docs/benchmarks.md, "Sampler accuracy").
-        return DPMSolverMultistepScheduler.from_config(train_scheduler.config, algorithm_type="dpmsolver++",
-                                                       solver_order=2, lower_order_final=True, use_lu_lambdas=True)
-    if name == "ddpm":
-        return DDPMScheduler.from_config(train_scheduler.config)
-    raise DermkitError(f"Unknown sampler {name!r} (config key sampler).{did_you_mean(name, SAMPLERS)} "
-                       f"Samplers: {', '.join(SAMPLERS)}.")
+    return SAMPLERS.lookup(name, key="sampler")(train_scheduler)
+
+
+def check_sampler(name: str) -> None:
+    """Refuse an unknown sampler name when the config is read (the check of ``--sampler``).
+
+    Raises:
+        DermkitError: ``name`` is not in :data:`SAMPLERS`.
+    """
+    SAMPLERS.lookup(name, key="sampler")
 
 
 def seed_generators(seeds: Sequence[int]) -> list[torch.Generator]:

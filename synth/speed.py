@@ -110,7 +110,7 @@ def time_sampling(unet: UNet2DModel, scheduler: DDPMScheduler, sampler: str, ste
     Args:
         unet: class-conditional UNet in eval mode, on the device to time.
         scheduler: the training noise scheduler (the sampler shares its schedule).
-        sampler: a name of :data:`synth.sampling.SAMPLERS`.
+        sampler: a name of the registry :data:`synth.sampling.SAMPLERS`.
         steps: denoising steps.
         batch: images in the batch.
         guidance: classifier-free guidance weight.

@@ -13,22 +13,37 @@ with every model trained on the data.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
-from dermkit.errors import DermkitError
+from dermkit.registry import Registry
 
-# ``data.color_constancy`` values: no correction, or Shades of Gray with p = 6.
-COLOR_CONSTANCY: tuple[str, ...] = ("none", "shades_of_gray")
+# ``data.color_constancy``: (H, W, 3) uint8 RGB -> (H, W, 3) uint8 corrected. A new method: one function
+# below decorated with ``@COLOR_CONSTANCY.register("name")`` (and its words in finetune.export's
+# preprocessing_steps, which an exported model's users follow).
+ColorConstancy = Callable[[np.ndarray], np.ndarray]
+COLOR_CONSTANCY: Registry[ColorConstancy] = Registry("colour constancy method")
 SHADES_OF_GRAY_P = 6
 
 
 def check_color_constancy(value: str, key: str = "data.color_constancy") -> str:
-    """``value`` if it names a colour-constancy method, else a :class:`DermkitError` listing them."""
-    if value not in COLOR_CONSTANCY:
-        raise DermkitError(f"{key}={value!r} is unknown; choose one of {', '.join(COLOR_CONSTANCY)}.")
+    """``value`` if it names a colour-constancy method.
+
+    Raises:
+        DermkitError: an unknown name, with the closest names and every registered one.
+    """
+    COLOR_CONSTANCY.lookup(value, key=key)
     return value
 
 
+@COLOR_CONSTANCY.register("none")
+def no_correction(image: np.ndarray) -> np.ndarray:
+    """``image`` (H, W, 3) uint8, unchanged (the same array)."""
+    return image
+
+
+@COLOR_CONSTANCY.register("shades_of_gray")
 def shades_of_gray(image: np.ndarray, p: int = SHADES_OF_GRAY_P) -> np.ndarray:
     """Shades of Gray colour constancy of one RGB image.
 
@@ -51,7 +66,10 @@ def shades_of_gray(image: np.ndarray, p: int = SHADES_OF_GRAY_P) -> np.ndarray:
 
 
 def apply_color_constancy(image: np.ndarray, method: str) -> np.ndarray:
-    """``image`` (H, W, 3) uint8 corrected with ``method`` (``none`` returns it unchanged)."""
-    if check_color_constancy(method) == "none":
-        return image
-    return shades_of_gray(image)
+    """``image`` (H, W, 3) uint8 corrected with ``method``, a name of :data:`COLOR_CONSTANCY`
+    (``none`` returns it unchanged).
+
+    Raises:
+        DermkitError: an unknown method.
+    """
+    return COLOR_CONSTANCY.lookup(method, key="data.color_constancy")(image)

@@ -152,6 +152,13 @@ def test_bad_input_is_a_clear_error(tiny_generator: Path, tmp_path: Path, args: 
         run(tiny_generator, tmp_path, *args)
 
 
+@pytest.mark.parametrize("sampler_args", [["--sampler", "dmp"], ["sampler=dmp"]])
+def test_misspelt_sampler_is_refused_when_the_config_is_read(tmp_path: Path, sampler_args: list[str]) -> None:
+    # Before the generator is loaded: the model folder here does not even exist.
+    with pytest.raises(DermkitError, match=r"sampler='dmp'\. Did you mean: dpm.*Known: ddim, dpm, ddpm\."):
+        parse_config(GenerateConfig, "t", "t", ["--model", str(tmp_path / "nowhere"), *sampler_args], FLAGS)
+
+
 def test_missing_model_folder_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(DermkitError, match="does not exist"):
         run(tmp_path / "nowhere", tmp_path / "out", "--class", "mel", "--n", "1")

@@ -109,7 +109,7 @@ def test_dpm_steps_are_even_in_log_snr() -> None:
 
 
 def test_unknown_sampler_is_an_error_that_lists_them() -> None:
-    with pytest.raises(DermkitError, match="Did you mean: dpm.*Samplers: ddim, dpm, ddpm"):
+    with pytest.raises(DermkitError, match=r"sampler='dmp'\. Did you mean: dpm.*Known: ddim, dpm, ddpm\.$"):
         make_sampler("dmp", DDPMScheduler(num_train_timesteps=100))
 
 
