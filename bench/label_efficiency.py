@@ -41,10 +41,11 @@ from dermkit.runinfo import write_run_info
 from dermkit.vocab import canonical_class
 from bench.grid.config import LEGACY_ARMS, BenchConfig, arm_sort_key, grid_arms, parse_arm
 from bench.grid.dry_run import dry_run
-from bench.grid.external import PREDICT_KIND, external_folders, write_external_sections
+from bench.grid.external import external_folders, write_external_sections
 from bench.grid.keys import DONE_FILE, Step, read_done
 from bench.grid.plan import (EVALUATE_KIND, FILTER_KIND, build_steps, collect_results, describe_cell, filter_acceptance,
-                             finished_cells, finished_steps, generated_count_text, generator_evaluation, repo_path)
+                             finished_cells, finished_steps, generated_count_text, generator_evaluation, repo_path,
+                             start_key)
 # FLAGS: the flags this command takes, read here like every command's (tests/dermkit/test_flags.py)
 from bench.grid.presets import DRY_RUN, FLAGS, KIND, PROG, REPORT_ONLY, parse_args, validate  # noqa: F401
 from bench.grid.reuse import export_results, reuse_cells
@@ -184,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     write_run_info(out, cfg, seed=0, extra={"data": described, "command": command}, kind=KIND)
     runner = Runner(steps, out, fingerprint, jobs=cfg.run.jobs, threads=cfg.run.threads,
-                    alone_kinds=cfg.run.alone_kinds, first_kinds=[PREDICT_KIND], keep_going=cfg.run.keep_going,
+                    alone_kinds=cfg.run.alone_kinds, start_key=start_key, keep_going=cfg.run.keep_going,
                     describe=describe_cell,
                     env={"DERMKIT_CACHE": str(Path(cfg.data.cache_dir).expanduser().resolve())})
     report_written = False

@@ -61,6 +61,19 @@ def init_overrides(cfg: BenchConfig, init: str, fraction: float) -> list[str]:
     return [*general, *specific]
 
 
+def start_key(step: Step) -> tuple[int, float, int]:
+    """The order in which the grid starts its ready steps (:class:`bench.grid.runner.Runner` ``start_key``):
+    predict steps first, so that a finished cell gets its predictions before another cell starts; then the
+    steps that are not cells (pretraining, generators: inputs of cells); then the cells of one label fraction
+    seed by seed (every initialisation and arm of seed 0 before seed 1), the smallest fraction first. A grid
+    stopped part-way then leaves whole cells and paired seeds, not one arm's seeds without the other's."""
+    if step.kind == PREDICT_KIND:
+        return (0, 0.0, 0)
+    if step.cell is None:
+        return (1, 0.0, 0)
+    return (2, step.cell.fraction, step.cell.seed)
+
+
 def data_args(cfg: BenchConfig, augment: bool = True) -> list[str]:
     """``data.*=value`` overrides giving every stage the same dataset and split, and ``data.augment_on``
     to the stages that augment (``augment``; not synth.train, which does not read it)."""

@@ -201,9 +201,9 @@ class Runner:
         threads: ``OMP_NUM_THREADS`` of each step (0: inherit).
         alone_kinds: kinds of step that run with nothing beside them, on ``jobs x threads`` threads
             (``threads`` 0: inherit); a ready one waits until the running steps have ended.
-        first_kinds: kinds of step that start before any other ready step (in step order among
-            themselves): ``predict`` steps, so that a grid stopped part-way leaves each finished cell
-            with its predictions, and an export of it holds whole cells.
+        start_key: when several steps are ready, they start in the order of this key, ties in step
+            order (None: step order). The grid's (:func:`bench.grid.plan.start_key`) makes a
+            stopped grid leave whole cells and paired seeds.
         keep_going: after a failure, keep running steps that do not depend on it.
         describe: text shown for a finished step in the live table (e.g. its balanced accuracy),
             or None for nothing.
@@ -212,8 +212,8 @@ class Runner:
     """
 
     def __init__(self, steps: list[Step], out_root: Path, data_fingerprint: dict[str, Any], jobs: int = 1,
-                 threads: int = 0, alone_kinds: Collection[str] = (), first_kinds: Collection[str] = (),
-                 keep_going: bool = False,
+                 threads: int = 0, alone_kinds: Collection[str] = (),
+                 start_key: Callable[[Step], Any] | None = None, keep_going: bool = False,
                  describe: Callable[[Step], str | None] | None = None, env: dict[str, str] | None = None,
                  python: str = sys.executable) -> None:
         names = [s.name for s in steps]
@@ -225,8 +225,7 @@ class Runner:
         self.jobs = max(1, jobs)
         self.threads = threads
         self.alone_kinds = frozenset(alone_kinds)
-        # Stable: the first kinds' steps, then the others, each in step order.
-        self.start_order = sorted(steps, key=lambda step: step.kind not in frozenset(first_kinds))
+        self.start_order = sorted(steps, key=start_key) if start_key else list(steps)  # stable: ties in step order
         self.keep_going = keep_going
         self.describe = describe or (lambda step: None)
         self.extra_env = dict(env or {})
@@ -251,8 +250,8 @@ class Runner:
         return env
 
     def _next_to_start(self, running: list[_Running]) -> Step | None:
-        """The first ready step that may start beside ``running``, in step order with the ``first_kinds``
-        before the others; None when there is none. An alone step blocks the steps after it until it has
+        """The first ready step that may start beside ``running``, in start order (``start_key``); None
+        when there is none. An alone step blocks the steps after it until it has
         started, so the running ones drain for it."""
         if len(running) >= self.jobs or any(job.step.kind in self.alone_kinds for job in running):
             return None

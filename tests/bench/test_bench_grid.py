@@ -236,7 +236,7 @@ def test_an_alone_step_gets_every_thread_and_nothing_runs_beside_it(tmp_path: Pa
     assert max(runs["c2"][1], runs["c3"][1]) < min(runs["c2"][2], runs["c3"][2])  # after it, two at a time
 
 
-def test_a_first_kind_step_starts_before_the_other_ready_steps(tmp_path: Path) -> None:
+def test_ready_steps_start_in_the_order_of_start_key(tmp_path: Path) -> None:
     """Two cells, each read by a predict step listed after both: one job runs c1, p1, c2, p2."""
     stages = tmp_path / "stage_code"
     stages.mkdir()
@@ -249,7 +249,8 @@ def test_a_first_kind_step_starts_before_the_other_ready_steps(tmp_path: Path) -
 
     c1, c2 = step("c1", "cell", []), step("c2", "cell", [])
     steps = [c1, c2, step("p1", "predict", [c1]), step("p2", "predict", [c2])]
-    assert Runner(steps, tmp_path / "out", DATA, env={"PYTHONPATH": str(stages)}, first_kinds=["predict"]).run().ok
+    assert Runner(steps, tmp_path / "out", DATA, env={"PYTHONPATH": str(stages)},
+                  start_key=lambda step: step.kind != "predict").run().ok
     assert [line.split()[0] for line in log.read_text().splitlines()] == ["c1", "p1", "c2", "p2"]
     log.unlink()
     assert Runner(steps, tmp_path / "again", DATA, env={"PYTHONPATH": str(stages)}).run().ok

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
+from PIL import Image
 
 from bench.grid.config import BenchConfig
 from bench.grid.keys import DONE_FILE
-from bench.grid.plan import STEP_KINDS, build_steps
+from bench.grid.plan import STEP_KINDS, build_steps, start_key
 from bench.grid.presets import parse_args, preset_path, validate
 from bench.label_efficiency import given_backbone_origin, main, pretraining_settings
 from dermkit.backbones.card import BackboneCard, save_backbone
@@ -150,6 +151,22 @@ def test_init_overrides_at_a_fraction_reach_only_that_fractions_cells(tmp_path: 
         assert after[name].key(tmp_path, {}) == before[name].key(tmp_path, {})
     assert after["cell/f0.1-simclr-real-s0"].args == before["cell/f0.1-simclr-real-s0"].args  # its key is kept
     assert after["cell/f0.01-simclr-real-s0"].args != before["cell/f0.01-simclr-real-s0"].args
+
+
+def test_the_grid_starts_predictions_first_then_cells_seed_by_seed(tmp_path: Path) -> None:
+    (tmp_path / "b.safetensors").write_bytes(b"weights")
+    (tmp_path / "external").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "external" / "a.png")
+    cfg = parse_args(["--preset", "cpu-decisive-ssl", f"pretrain.backbones={{simclr: {tmp_path / 'b.safetensors'}}}",
+                      f"grid.external={{one: {tmp_path / 'external'}}}"])
+    steps = build_steps(cfg, tmp_path)
+    order = sorted(steps, key=start_key)
+    assert {s.kind for s in order[:len([s for s in steps if s.kind == "predict"])]} == {"predict"}
+    cells = [s.cell for s in order if s.cell is not None]
+    assert [(c.fraction, c.seed, c.init) for c in cells[:4]] == [
+        (0.01, 0, "random"), (0.01, 0, "simclr"), (0.01, 0, "simclr-linear"), (0.01, 1, "random")]
+    assert [c.fraction for c in cells] == sorted(c.fraction for c in cells)
+    assert [s.name for s in steps if s.cell] == [s.name for s in build_steps(cfg, tmp_path) if s.cell]  # plan unchanged
 
 
 def test_one_generator_without_match_fraction(tmp_path: Path) -> None:
