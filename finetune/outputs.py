@@ -36,14 +36,19 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 
 def write_predictions(path: Path, image_ids: Sequence[str], true: Sequence[str], probs: torch.Tensor,
                       classes: Sequence[str]) -> None:
-    """``predictions.csv``: image id, true class name, predicted class, probabilities (N, C); sorted by image id."""
+    """``predictions.csv``: image id, true class name, predicted class, probabilities (N, C); sorted by image id.
+
+    Probabilities are written with 9 significant digits, which round-trip a float32 exactly: a confident model
+    puts many probabilities below 1e-6, and fixed decimals would turn them into ties at 0 and change the
+    one-vs-rest AUROC that bench.compare_cells and the grid's report compute from this file.
+    """
     predicted = probs.argmax(dim=1).tolist()
     order = sorted(range(len(image_ids)), key=lambda i: image_ids[i])
     with open(path, "w", newline="") as fh:
         writer = csv.writer(fh, lineterminator="\n")
         writer.writerow(["image_id", "true", "predicted", *(f"prob_{c}" for c in classes)])
         for i in order:
-            writer.writerow([image_ids[i], true[i], classes[predicted[i]], *(f"{p:.6f}" for p in probs[i].tolist())])
+            writer.writerow([image_ids[i], true[i], classes[predicted[i]], *(f"{p:.9g}" for p in probs[i].tolist())])
 
 
 def write_per_class_csv(path: Path, report: dict[str, Any], counts: dict[str, dict[str, int]] | None) -> None:
