@@ -4,9 +4,11 @@
 #   2. the SimCLR schedules at 1% labels, chosen on validation (sweep_1pct.sh, seeds 0-2);
 #   3. cpu-decisive-ssl: random / SimCLR fine-tuned / SimCLR linear at 1% and 10% labels, 13 seeds;
 #   4. the bf16-mixed check: three 10% random cells of step 3 again in bf16-mixed (seeds 0-2), paired with step 3's;
-#   5. cpu-real again (issue 39): its 18 cells with blind predictions on the external sets, the SimCLR cells from this
-#      machine's backbone (the committed cells' checkpoints and backbone are gone with their machines);
-#   6. cpu-decisive-synth: the 10% generator (about 7.5 h alone), its images, oversample and synth8 for 10 seeds.
+#   5. cpu-decisive-synth: the 10% generator (20,000 steps alone on both cores: 4.5 h on machine F,
+#      7.5 h on machine E; it checkpoints every 100 steps), its images, oversample and synth8 for 10 seeds;
+#   6. cpu-real again (issue 39): its 18 cells with blind predictions on the external sets, the SimCLR cells from this
+#      machine's backbone (the committed cells' checkpoints and backbone are gone with their machines).
+# The generator goes before cpu-real because cpu-synth's 10% cells need the same generator (same key) for issue 39 too.
 # Re-run after any stop, from the checkout: every step resumes from its own checkpoint or is reused by key; on a new
 # machine the committed exports (docs/results/cpu-decisive-*) bring back their finished cells.
 #   export DERMKIT_RUNS=~/dermkit-runs DERMKIT_HAM10000=/path/to/ham10000 PY=/path/to/.venv/bin/python
@@ -50,15 +52,15 @@ for seed in 0 1 2; do
 done
 wait
 echo "$(date -u +%F' '%T) chain: bf16 check done"
-# 5. cpu-real with blind predictions (its random cells under their committed keys; the SimCLR cells' keys change
-#    with the backbone)
-nice -n 10 $PY -m bench.label_efficiency --preset cpu-real --out $R/bench/cpu-real "pretrain.backbones={simclr: $BACKBONE}" \
-  "$EXT" --export $R/export-cpu-real || exit 1
-echo "$(date -u +%F' '%T) chain: cpu-real done"
-# 6. the synthetic-data grid: its real arm is step 3's 10% random cells (same keys), or, where this grid's export is
+# 5. the synthetic-data grid: its real arm is step 3's 10% random cells (same keys), or, where this grid's export is
 #    committed, that export's (--reuse takes one folder)
 SYNTH_REUSE=$(reuse cpu-decisive-synth); SYNTH_REUSE=${SYNTH_REUSE:---reuse $R/bench/cpu-decisive-ssl}
 nice -n 10 $PY -m bench.label_efficiency --preset cpu-decisive-synth --out $R/bench/cpu-decisive-synth \
   $SYNTH_REUSE "synth.evaluate_weights=$BACKBONE" "$EXT" \
   --export $R/export-cpu-decisive-synth || exit 1
 echo "$(date -u +%F' '%T) chain: cpu-decisive-synth done"
+# 6. cpu-real with blind predictions (its random cells under their committed keys; the SimCLR cells' keys change
+#    with the backbone)
+nice -n 10 $PY -m bench.label_efficiency --preset cpu-real --out $R/bench/cpu-real "pretrain.backbones={simclr: $BACKBONE}" \
+  "$EXT" --export $R/export-cpu-real || exit 1
+echo "$(date -u +%F' '%T) chain: cpu-real done"
