@@ -20,7 +20,6 @@ may already sit in the operating system's page cache.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -32,10 +31,11 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.functional import pil_to_tensor
 
 from dermkit.config import default_ham10000_root
-from dermkit.console import console, entry_point, print_table, progress
+from dermkit.console import entry_point, print_table, progress
 from dermkit.data.cache import cache_images
 from dermkit.data.datasets import CachedImageDataset
 from dermkit.data.readers import read_source
+from bench.probes.figures import write_figures
 
 
 class PlainDecodeDataset(Dataset):
@@ -128,10 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         ["cached / decode", figures["speedup"]],
         ["first epoch, incl. worker start: cached / decode", figures["first_epoch_speedup"]],
     ])
-    print(json.dumps(figures))
-    if args.json:
-        Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
-        console.print(f"Wrote {args.json}", highlight=False)
+    write_figures(figures, args.json)
     return 0
 
 

@@ -24,11 +24,9 @@ the ratio of the two paths' median images/s beside it.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -42,6 +40,7 @@ from dermkit.data.datasets import CachedImageDataset
 from dermkit.data.prepare import prepare_data
 from dermkit.data.resident import CachedArraySource, ResidentDataset, ResidentImages, resident_loader
 from dermkit.errors import DermkitError
+from bench.probes.figures import write_figures
 
 PATHS = ("device", "resident")
 
@@ -140,10 +139,7 @@ def main(argv: list[str] | None = None) -> int:
                 [[p, f"{median[p]:,.0f}", ", ".join(f"{v:,.0f}" for v in speeds[p])] for p in PATHS]
                 + [["resident / device, same round (median)", f"{paired:.3f}", ""],
                    ["resident / device, of the medians", f"{figures['resident_over_device']:.3f}", ""]])
-    print(json.dumps(figures))
-    if args.json:
-        Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
-        console.print(f"Wrote {args.json}", highlight=False)
+    write_figures(figures, args.json)
     return 0
 
 

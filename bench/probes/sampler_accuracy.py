@@ -35,6 +35,7 @@ from dermkit.console import console, entry_point, print_table
 from dermkit.errors import DermkitError
 from dermkit.manifest import MANIFEST_CSV, read_manifest
 from dermkit.progress_file import PROGRESS_FILE, read_progress
+from bench.probes.figures import write_figures
 
 STAGE = "synth.generate"
 TIMING_FILE = "timing.json"  # this benchmark's record of one setting's generation time
@@ -212,10 +213,7 @@ def main(argv: list[str] | None = None) -> int:
                 ["setting", "mean |diff| (0-255)", "99th pct |diff|", "s/image"],
                 [[s, f"{r['mean_abs']:.2f}", f"{r['p99_abs']:.0f}", f"{r['seconds_per_image']:.2f}"]
                  for s, r in results["candidates"].items()])
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
-        console.print(f"Results in {args.json}")
+    write_figures(results, args.json, echo=False)
     return 0
 
 

@@ -26,6 +26,7 @@ from typing import Any
 from dermkit.console import entry_point, print_table
 from dermkit.unet_presets import PRESETS
 from bench.grid.runner import run_stage
+from bench.probes.figures import write_figures
 
 STAGE = "synth.speed"
 RESULTS_FILE = "speed.json"  # what python -m synth.speed writes into its --out folder
@@ -79,9 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         ["DDIM / DDPM speed-up", results["ddim_images_per_s"] / results["ddpm_images_per_s"]],
         [f"training steps/s (batch {args.batch_size})", results["train_steps_per_s"]],
     ])
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    write_figures(results, args.json, echo=False)
     return 0
 
 

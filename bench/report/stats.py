@@ -147,6 +147,19 @@ def _percentile_interval(estimate: float, replicates: np.ndarray, level: float, 
     return Interval(estimate, float(low), float(high), n, level)
 
 
+def _bootstrap_input(values: np.ndarray, dtype: type, name: str, axes: tuple[str, ...], n_boot: int) -> np.ndarray:
+    """``values`` as an array of ``dtype`` after the checks both bootstraps share: one axis per name in ``axes``,
+    not empty, finite; ``n_boot`` at least 1 (a ``ValueError`` naming ``name`` otherwise)."""
+    array = np.asarray(values, dtype=dtype)
+    if array.ndim != len(axes) or array.size == 0:
+        raise ValueError(f"{name} must be a non-empty ({', '.join(axes)}) array, got shape {array.shape}")
+    if not np.isfinite(array).all():
+        raise ValueError(f"{name} holds NaN or infinite values")
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be at least 1, got {n_boot}")
+    return array
+
+
 def paired_bootstrap(differences: np.ndarray, n_boot: int = 2000, level: float = 0.95,
                      seed: int = 0, strata: np.ndarray | None = None) -> Interval:
     """Percentile bootstrap interval of a mean paired difference, resampling seeds and images.
@@ -174,13 +187,7 @@ def paired_bootstrap(differences: np.ndarray, n_boot: int = 2000, level: float =
         ValueError: ``differences`` is not a 2-D array, is empty, or holds NaN; ``strata`` is not
             one label per image.
     """
-    d = np.asarray(differences, dtype=float)
-    if d.ndim != 2 or d.size == 0:
-        raise ValueError(f"differences must be a non-empty (seeds, images) array, got shape {d.shape}")
-    if not np.isfinite(d).all():
-        raise ValueError("differences holds NaN or infinite values")
-    if n_boot < 1:
-        raise ValueError(f"n_boot must be at least 1, got {n_boot}")
+    d = _bootstrap_input(differences, float, "differences", ("seeds", "images"), n_boot)
     n_seeds, n_images = d.shape
     if strata is not None:
         strata = np.asarray(strata)
@@ -282,13 +289,7 @@ def paired_auroc_bootstrap(kernels: np.ndarray, n_boot: int = 2000, level: float
         ValueError: ``kernels`` is not a non-empty (S, P, Q) array without NaN, or the strata do
             not hold one label per negative image.
     """
-    k = np.asarray(kernels, dtype=np.float32)
-    if k.ndim != 3 or k.size == 0:
-        raise ValueError(f"kernels must be a non-empty (seeds, positives, negatives) array, got shape {k.shape}")
-    if not np.isfinite(k).all():
-        raise ValueError("kernels holds NaN or infinite values")
-    if n_boot < 1:
-        raise ValueError(f"n_boot must be at least 1, got {n_boot}")
+    k = _bootstrap_input(kernels, np.float32, "kernels", ("seeds", "positives", "negatives"), n_boot)
     n_seeds, n_pos, n_neg = k.shape
     if negative_strata is not None and np.shape(negative_strata) != (n_neg,):
         raise ValueError(f"negative_strata must hold one label per negative image ({n_neg}), got shape "
