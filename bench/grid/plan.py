@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from dermkit.config import REPO_ROOT, to_container
@@ -61,17 +62,23 @@ def init_overrides(cfg: BenchConfig, init: str, fraction: float) -> list[str]:
     return [*general, *specific]
 
 
-def start_key(step: Step) -> tuple[int, float, int]:
+def start_key(fractions: Sequence[float]) -> Callable[[Step], tuple[int, int, int]]:
     """The order in which the grid starts its ready steps (:class:`bench.grid.runner.Runner` ``start_key``):
     predict steps first, so that a finished cell gets its predictions before another cell starts; then the
     steps that are not cells (pretraining, generators: inputs of cells); then the cells of one label fraction
-    seed by seed (every initialisation and arm of seed 0 before seed 1), the smallest fraction first. A grid
-    stopped part-way then leaves whole cells and paired seeds, not one arm's seeds without the other's."""
-    if step.kind == PREDICT_KIND:
-        return (0, 0.0, 0)
-    if step.cell is None:
-        return (1, 0.0, 0)
-    return (2, step.cell.fraction, step.cell.seed)
+    seed by seed (every initialisation and arm of seed 0 before seed 1), the fractions in the order
+    ``fractions`` (``grid.fractions``) lists them: ``grid.fractions=[0.1,0.01,1.0]`` runs the 10% cells first.
+    A grid stopped part-way then leaves whole cells and paired seeds, not one arm's seeds without the other's."""
+    rank = {float(f): i for i, f in enumerate(fractions)}
+
+    def key(step: Step) -> tuple[int, int, int]:
+        if step.kind == PREDICT_KIND:
+            return (0, 0, 0)
+        if step.cell is None:
+            return (1, 0, 0)
+        return (2, rank.get(step.cell.fraction, len(rank)), step.cell.seed)
+
+    return key
 
 
 def data_args(cfg: BenchConfig, augment: bool = True) -> list[str]:

@@ -60,7 +60,7 @@ nice -n 10 $PY -m bench.label_efficiency --preset cpu-decisive-synth --out $R/be
   --export $R/export-cpu-decisive-synth || exit 1
 echo "$(date -u +%F' '%T) chain: cpu-decisive-synth done"
 # 6. cpu-real with blind predictions (its random cells under their committed keys; the SimCLR cells' keys change
-#    with the backbone)
+#    with the backbone), the 10% cells first, then 1%, then 100% (issue 39's order)
 nice -n 10 $PY -m bench.label_efficiency --preset cpu-real --out $R/bench/cpu-real "pretrain.backbones={simclr: $BACKBONE}" \
-  "$EXT" --export $R/export-cpu-real || exit 1
+  "grid.fractions=[0.1,0.01,1.0]" "$EXT" --export $R/export-cpu-real || exit 1
 echo "$(date -u +%F' '%T) chain: cpu-real done"

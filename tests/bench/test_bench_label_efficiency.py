@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -160,13 +159,23 @@ def test_the_grid_starts_predictions_first_then_cells_seed_by_seed(tmp_path: Pat
     cfg = parse_args(["--preset", "cpu-decisive-ssl", f"pretrain.backbones={{simclr: {tmp_path / 'b.safetensors'}}}",
                       f"grid.external={{one: {tmp_path / 'external'}}}"])
     steps = build_steps(cfg, tmp_path)
-    order = sorted(steps, key=start_key)
+    order = sorted(steps, key=start_key(cfg.grid.fractions))
     assert {s.kind for s in order[:len([s for s in steps if s.kind == "predict"])]} == {"predict"}
     cells = [s.cell for s in order if s.cell is not None]
     assert [(c.fraction, c.seed, c.init) for c in cells[:4]] == [
         (0.01, 0, "random"), (0.01, 0, "simclr"), (0.01, 0, "simclr-linear"), (0.01, 1, "random")]
     assert [c.fraction for c in cells] == sorted(c.fraction for c in cells)
     assert [s.name for s in steps if s.cell] == [s.name for s in build_steps(cfg, tmp_path) if s.cell]  # plan unchanged
+
+
+def test_the_grid_runs_its_fractions_in_the_order_listed(tmp_path: Path) -> None:
+    (tmp_path / "b.safetensors").write_bytes(b"weights")
+    listed = parse_args(["--preset", "cpu-real", f"pretrain.backbones={{simclr: {tmp_path / 'b.safetensors'}}}",
+                         "grid.fractions=[0.1,0.01,1.0]"])
+    cells = [s.cell for s in sorted(build_steps(listed, tmp_path), key=start_key(listed.grid.fractions)) if s.cell]
+    fractions = [c.fraction for c in cells]
+    assert fractions == [0.1] * fractions.count(0.1) + [0.01] * fractions.count(0.01) + [1.0] * fractions.count(1.0)
+    assert [c.seed for c in cells if c.fraction == 0.1] == sorted(c.seed for c in cells if c.fraction == 0.1)
 
 
 def test_one_generator_without_match_fraction(tmp_path: Path) -> None:
