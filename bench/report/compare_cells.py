@@ -82,10 +82,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 @dataclass(frozen=True)
 class SeedCell:
-    """A cell folder and the test balanced accuracy its metrics.json gives."""
+    """A cell folder, the test balanced accuracy its metrics.json gives and its label fraction (None: not
+    recorded)."""
 
     path: Path
     balanced_accuracy: float
+    fraction: float | None = None
 
 
 @dataclass(frozen=True)
@@ -140,7 +142,9 @@ def _by_seed(dirs: list[Path], side: str) -> dict[int, SeedCell]:
         if int(seed) in seeds:
             raise DermkitError(f"{side}: {seeds[int(seed)].path} and {cell_dir} are both seed {seed}; give one "
                                "cell per seed.")
-        seeds[int(seed)] = SeedCell(cell_dir, float(metrics["balanced_accuracy"]))
+        fraction = metrics.get("fraction")
+        seeds[int(seed)] = SeedCell(cell_dir, float(metrics["balanced_accuracy"]),
+                                    None if fraction is None else float(fraction))
     return seeds
 
 
@@ -206,11 +210,19 @@ class Comparison:
     planned: list[PlannedComparison]
 
 
-def _planned_cell(plan: SeedPlan | None, *keys: ComparisonKey | None) -> list[str]:
-    """The ``planned`` column (only with ``--plan``): which of the row's metrics the plan registered."""
+def _planned_cell(plan: SeedPlan | None, fraction: float | None, *keys: ComparisonKey | None) -> list[str]:
+    """The ``planned`` column (only with ``--plan``): which of the row's metrics the plan registered, for cells
+    of ``fraction`` (:meth:`SeedPlan.planned`)."""
     if plan is None:
         return []
-    return [", ".join(METRIC_NAMES[k.metric] for k in keys if k is not None and plan.planned(k) is not None) or "no"]
+    return [", ".join(METRIC_NAMES[k.metric] for k in keys
+                      if k is not None and plan.planned(k, fraction) is not None) or "no"]
+
+
+def common_fraction(cells: list[SeedCell]) -> float | None:
+    """The label fraction every cell records, or None where they differ or one does not record it."""
+    fractions = {c.fraction for c in cells}
+    return fractions.pop() if len(fractions) == 1 else None
 
 
 def compare(cells: dict[int, SeedCell], against: dict[int, SeedCell], names: tuple[str, str], classes: list[str],
@@ -253,10 +265,11 @@ def compare(cells: dict[int, SeedCell], against: dict[int, SeedCell], names: tup
                         [[str(s), f"`{cells[s].path}`", f"`{against[s].path}`", f"{cells[s].balanced_accuracy:.3f}",
                           f"{against[s].balanced_accuracy:.3f}", f"{d:+.3f}"] for s, d in zip(seeds, per_seed)]), ""]
     planned_header = [] if plan is None else ["planned"]
+    fraction = common_fraction([side[s] for s in seeds for side in (cells, against)])
     rows = [[e.klass, *_metric_cells(e), *_metric_cells(a), str(e.images),
-             *_planned_cell(plan, e.key, a.key if a else None)] for e, a in with_auroc(effects)]
+             *_planned_cell(plan, fraction, e.key, a.key if a else None)] for e, a in with_auroc(effects)]
     rows.append(["balanced accuracy", _signed(interval), _signed_or_estimate(over_seeds), _verdict_cell(balanced),
-                 "-", "-", "-", str(pairs[0][0].true.size), *_planned_cell(plan, balanced_key)])
+                 "-", "-", "-", str(pairs[0][0].true.size), *_planned_cell(plan, fraction, balanced_key)])
     lines += _md_table(["class", *METRIC_HEADER, "test images", *planned_header], rows)
     lines += ["", f"{ctx.level:.0%} intervals: a percentile bootstrap over seeds, then test images "
               f"({ctx.n_bootstrap} replicates; for balanced accuracy within each class), and the Student-t interval "

@@ -102,9 +102,21 @@ class SeedPlan:
     deltas: dict[str, float]
     comparisons: tuple[PlannedComparison, ...] = field(default_factory=tuple)
 
-    def planned(self, key: ComparisonKey) -> PlannedComparison | None:
-        """The plan's entry for ``key``, or None when the plan does not register it."""
-        return next((c for c in self.comparisons if c.key == key), None)
+    def planned(self, key: ComparisonKey, fraction: float | None = None) -> PlannedComparison | None:
+        """The plan's entry for ``key``, or None when the plan does not register it.
+
+        ``fraction``: the label fraction of every cell compared, where one: an entry of the same metric, class
+        and sides whose scope is that fraction (``fraction 0.1``, or a grid's ``fraction 0.1, arm real``) also
+        matches, so that ``bench.compare_cells`` (scope ``all``) finds what a grid's plan registered. The arm
+        in a grid's scope is not checked: the cells do not record it.
+        """
+        exact = next((c for c in self.comparisons if c.key == key), None)
+        if exact is not None or fraction is None:
+            return exact
+        scope = f"fraction {fraction:g}"
+        return next((c for c in self.comparisons if (c.key.metric, c.key.klass, c.key.arm, c.key.against)
+                     == (key.metric, key.klass, key.arm, key.against)
+                     and (c.key.scope == scope or c.key.scope.startswith(scope + ","))), None)
 
     def seeds_to_run(self) -> int:
         """The seeds that decide every planned comparison the spread says can be decided: the largest

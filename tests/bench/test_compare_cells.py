@@ -227,6 +227,35 @@ def test_plan_out_writes_the_seeds_each_comparison_needs_and_plan_marks_them(tmp
     assert _rows(out.read_text())["df"]["planned"] == "no"
 
 
+def test_a_grid_plan_of_one_fraction_marks_the_comparison_of_cells_of_that_fraction(tmp_path: Path) -> None:
+    cells, against = _scored_sides(tmp_path, 1.5, 1.0)
+    plan_path = tmp_path / "plan.json"
+    main(["--cells", *map(str, cells[:3]), "--against", *map(str, against[:3]), "--names", "simclr", "random",
+          "--n-bootstrap", "200", "--plan-out", str(plan_path)])
+    # as bench.seed_plan writes a grid's comparisons: scoped to a fraction and an arm
+    plan = json.loads(plan_path.read_text())
+    for comparison in plan["comparisons"]:
+        comparison["scope"] = "fraction 0.1, arm real"
+    plan_path.write_text(json.dumps(plan))
+    out = tmp_path / "compare.md"
+
+    def planned_at(fraction: float | None) -> dict[str, dict[str, str]]:
+        for folder in (*cells, *against):
+            metrics = json.loads((folder / "metrics.json").read_text())
+            metrics.pop("fraction", None)
+            if fraction is not None:
+                metrics["fraction"] = fraction
+            (folder / "metrics.json").write_text(json.dumps(metrics))
+        main(["--cells", *map(str, cells), "--against", *map(str, against), "--names", "simclr", "random",
+              "--n-bootstrap", "200", "--plan", str(plan_path), "--out", str(out)])
+        return _rows(out.read_text())
+
+    rows = planned_at(0.1)
+    assert rows["balanced accuracy"]["planned"] == "balanced accuracy" and rows["df"]["planned"] == "recall, AUROC"
+    assert planned_at(0.01)["balanced accuracy"]["planned"] == "no"  # another fraction: not what was planned
+    assert planned_at(None)["balanced accuracy"]["planned"] == "no"  # no fraction recorded: only scope "all" matches
+
+
 def test_help_states_the_verdict_rule_and_delta(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["--help"])
