@@ -185,8 +185,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     write_run_info(out, cfg, seed=0, extra={"data": described, "command": command}, kind=KIND)
     runner = Runner(steps, out, fingerprint, jobs=cfg.run.jobs, threads=cfg.run.threads,
-                    alone_kinds=cfg.run.alone_kinds, start_key=start_key(cfg.grid.fractions), keep_going=cfg.run.keep_going,
-                    describe=describe_cell,
+                    alone_kinds=cfg.run.alone_kinds, start_key=start_key(cfg.grid.fractions),
+                    keep_going=cfg.run.keep_going, describe=describe_cell,
                     env={"DERMKIT_CACHE": str(Path(cfg.data.cache_dir).expanduser().resolve())})
     report_written = False
     try:

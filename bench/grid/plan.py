@@ -8,9 +8,9 @@ steps' keys (``tests/bench/test_preset_plans.py`` holds every preset's plan).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable, Sequence
 from typing import Any
 
 from dermkit.config import REPO_ROOT, to_container
