@@ -4,7 +4,7 @@
 #   2. the SimCLR schedules at 1% labels, chosen on validation (sweep_1pct.sh, seeds 0-2);
 #   3. cpu-decisive-ssl: random / SimCLR fine-tuned / SimCLR linear at 1% and 10% labels, 13 seeds;
 #   4. the bf16-mixed check: three 10% random cells of step 3 again in bf16-mixed (seeds 0-2), paired with step 3's;
-#   5. cpu-decisive-synth: the 10% generator (20,000 steps alone on both cores: 3.8 h on machine G,
+#   5. cpu-decisive-synth: the 10% generator (20,000 steps alone on both cores: 4 h on machine G,
 #      4.5 h on F, 7.5 h on E; it checkpoints every 100 steps), its images, oversample and synth8 for 10 seeds;
 #   6. cpu-real again (issue 39): its 18 cells with blind predictions on the external sets, the SimCLR cells from this
 #      machine's backbone (the committed cells' checkpoints and backbone are gone with their machines).
