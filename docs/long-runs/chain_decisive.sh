@@ -7,7 +7,9 @@
 #   5. cpu-decisive-synth: the 10% generator (20,000 steps alone on both cores: 4 h on machine G,
 #      4.5 h on F, 7.5 h on E; it checkpoints every 100 steps), its images, oversample and synth8 for 10 seeds;
 #   6. cpu-real again (issue 39): its 18 cells with blind predictions on the external sets, the SimCLR cells from this
-#      machine's backbone (the committed cells' checkpoints and backbone are gone with their machines).
+#      machine's backbone (the committed cells' checkpoints and backbone are gone with their machines);
+#   7. cpu-synth again (issue 39), with blind predictions: its 10% cells on step 5's generator, then the 100% generator
+#      (20,000 steps, about 4 h alone on machine G) and the 100% cells.
 # The generator goes before cpu-real because cpu-synth's 10% cells need the same generator (same key) for issue 39 too.
 # Re-run after any stop, from the checkout: every step resumes from its own checkpoint or is reused by key; on a new
 # machine the committed exports (docs/results/cpu-decisive-*) bring back their finished cells.
@@ -64,3 +66,18 @@ echo "$(date -u +%F' '%T) chain: cpu-decisive-synth done"
 nice -n 10 $PY -m bench.label_efficiency --preset cpu-real --out $R/bench/cpu-real "pretrain.backbones={simclr: $BACKBONE}" \
   "grid.fractions=[0.1,0.01,1.0]" "$EXT" --export $R/export-cpu-real || exit 1
 echo "$(date -u +%F' '%T) chain: cpu-real done"
+# 7. cpu-synth with blind predictions. Its real arm is step 6's random cells (same keys; the run folder has the
+#    checkpoints its filtered arm reads). Its 10% generator and images are step 5's: same arguments, so same keys, and
+#    a step's key writes its output root as <out>, so the finished folders are copied in and count as done rather than
+#    training 4 h again. The 10% cells first, then the 100% generator and cells.
+SYNTH=$R/bench/cpu-synth
+for done in $R/bench/cpu-decisive-synth/synth/*-f0.1/done.json; do
+  [ -f "$done" ] || continue
+  step=$(dirname "$done")
+  [ -e "$SYNTH/synth/$(basename "$step")" ] || { mkdir -p $SYNTH/synth && cp -a "$step" $SYNTH/synth/; }
+done
+for fractions in "[0.1]" "[0.1,1.0]"; do
+  nice -n 10 $PY -m bench.label_efficiency --preset cpu-synth --out $SYNTH --reuse $R/bench/cpu-real \
+    "synth.evaluate_weights=$BACKBONE" "grid.fractions=$fractions" "$EXT" --export $R/export-cpu-synth || exit 1
+done
+echo "$(date -u +%F' '%T) chain: cpu-synth done"
