@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from dermkit.config import AdamWOptimConfig, BackboneConfig, DataConfig, TrainerConfig
 from dermkit.errors import DermkitError
-from dermkit.resume import default_run_dir
+from dermkit.resume import runs_dir
 
 
 @dataclass
@@ -236,8 +237,9 @@ class FinetuneConfig:
         report: :class:`ReportConfig` of the test split's HTML report (``report/index.html``).
         sampler: ``shuffle`` (plain shuffling) or ``balanced`` (every class drawn equally often).
         seed: seed of initialisation, augmentation and sampling.
-        out_dir: run folder (metrics, predictions, figures, checkpoints); default
-            ``$DERMKIT_RUNS/finetune/demo`` (``runs/`` when unset). Re-running with the same folder
+        out_dir: run folder (metrics, predictions, figures, checkpoints); empty =
+            ``$DERMKIT_RUNS/finetune/<backbone>_<data.name>_<image_size>px`` (``runs/`` when unset), so that
+            runs on other data or at another size do not share a folder. Re-running with the same folder
             resumes from ``out_dir/checkpoints/last.ckpt`` when the settings match
             (:mod:`dermkit.resume`).
         resume: no longer needed (re-running resumes); kept so that older commands still run.
@@ -256,6 +258,13 @@ class FinetuneConfig:
     report: ReportConfig = field(default_factory=lambda: ReportConfig(explain=2))
     sampler: str = "shuffle"
     seed: int = 0
-    out_dir: str = field(default_factory=lambda: default_run_dir("finetune", "demo"))
+    out_dir: str = ""
     resume: bool = False
     restart: bool = False
+
+
+def run_folder(cfg: FinetuneConfig) -> Path:
+    """``cfg.out_dir``, or where a run of this backbone, data and image size goes when it is empty."""
+    if cfg.out_dir:
+        return Path(cfg.out_dir)
+    return runs_dir() / "finetune" / f"{cfg.model.backbone}_{cfg.data.name}_{cfg.data.image_size}px"

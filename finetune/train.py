@@ -42,13 +42,14 @@ from dermkit.data.split_policy import check_same_split
 from dermkit.errors import DermkitError
 from dermkit.flags import backbone_flag, data_flag, out_flag, root_flag
 from dermkit.metrics import classification_report
+from dermkit.out_folder import check_out_folder
 from dermkit.resume import RESTART_FLAG, resume_checkpoint
 from dermkit.runinfo import write_run_info
 from dermkit.throughput import StepTimer
 from dermkit.trainer import build_trainer
 from finetune.backbone import BackboneSpec, resolve_backbone
 from finetune.class_weights import WEIGHTINGS
-from finetune.config import FinetuneConfig, check_report_config
+from finetune.config import FinetuneConfig, check_report_config, run_folder
 from finetune.data import FinetuneData, build_datasets, resident_sources
 from finetune.device_transforms import train_device_augment
 from finetune.explain import RowImages, cam_layer, require_grad_cam
@@ -349,7 +350,9 @@ def main(argv: list[str] | None = None) -> int:
     if cfg.report.explain > 0 and cfg.report.cam_layer:  # a layer the backbone lacks fails now, not after training
         cam_layer(module, spec.image_size, cfg.report.cam_layer)
 
-    out_dir = Path(cfg.out_dir)
+    out_dir = run_folder(cfg)
+    if not cfg.out_dir:  # --out is checked as it is parsed; the default folder here
+        check_out_folder(out_dir, "finetune.train", "The default run folder", other="Pass another with --out.")
     resume_from = resume_checkpoint(out_dir, cfg, FinetuneConfig, prepared.split_hash)
     if cfg.resume:
         console.print("--resume is no longer needed: re-running the same command resumes "
