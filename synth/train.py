@@ -32,7 +32,8 @@ from dermkit.data.datasets import CachedImageDataset
 from dermkit.data.prepare import prepare_data
 from dermkit.errors import DermkitError, did_you_mean
 from dermkit.flags import data_flag, out_flag, root_flag
-from dermkit.resume import RESTART_FLAG, default_run_dir, resume_checkpoint
+from dermkit.out_folder import check_out_folder
+from dermkit.resume import RESTART_FLAG, resume_checkpoint, runs_dir
 from dermkit.runinfo import write_run_info
 from dermkit.trainer import build_trainer
 from synth.generator import GeneratorInfo, save_generator
@@ -99,8 +100,9 @@ class SynthTrainConfig:
             the cosine schedule's length; otherwise ``max_epochs`` does).
         model: :class:`DiffusionConfig`.
         optim: :class:`DiffusionOptimConfig`.
-        out_dir: the generator folder (checkpoints, logs and the saved model); default
-            ``$DERMKIT_RUNS/synth/default`` (``runs/`` when unset). Re-running resumes when the
+        out_dir: the generator folder (checkpoints, logs and the saved model); empty =
+            ``$DERMKIT_RUNS/synth/<model.preset>_<data.name>_<image_size>px`` (``runs/`` when unset), so that
+            generators of other data or sizes do not share a folder. Re-running resumes when the
             settings match (:mod:`dermkit.resume`).
         seed: seed of initialisation, noise and data order.
         checkpoint_every_n_steps: optimiser steps between resumable checkpoints.
@@ -112,7 +114,7 @@ class SynthTrainConfig:
     trainer: TrainerConfig = field(default_factory=lambda: TrainerConfig(max_epochs=-1, max_steps=2000))
     model: DiffusionConfig = field(default_factory=DiffusionConfig)
     optim: DiffusionOptimConfig = field(default_factory=DiffusionOptimConfig)
-    out_dir: str = field(default_factory=lambda: default_run_dir("synth", "default"))
+    out_dir: str = ""
     seed: int = 0
     checkpoint_every_n_steps: int = 200
     restart: bool = False
@@ -234,8 +236,15 @@ def _write_train_state(out: Path, state: dict[str, Any]) -> None:
     path.write_text(json.dumps(state, indent=2) + "\n")
 
 
+def generator_folder(cfg: SynthTrainConfig) -> Path:
+    """``cfg.out_dir``, or where a generator of this preset, data and image size goes when it is empty."""
+    if cfg.out_dir:
+        return Path(cfg.out_dir)
+    return runs_dir() / "synth" / f"{cfg.model.preset}_{cfg.data.name}_{cfg.data.image_size}px"
+
+
 def train(cfg: SynthTrainConfig) -> Path:
-    """Train (or resume) a generator and save it to ``cfg.out_dir``; returns the folder."""
+    """Train (or resume) a generator and save it to :func:`generator_folder`; returns the folder."""
     get_preset(cfg.model.preset)
     make_noise_scheduler(cfg.model)  # loud errors for bad schedule keys before the run folder is written
     if not 0.0 <= cfg.model.label_dropout < 1.0:
@@ -251,7 +260,9 @@ def train(cfg: SynthTrainConfig) -> Path:
     counts = {c: int(n) for c, n in prepared.class_counts(train_idx).items()}
     if len(train_idx) == 0:
         raise DermkitError("The training split is empty; check data.val_fraction and data.test_fraction.")
-    out = Path(cfg.out_dir)
+    out = generator_folder(cfg)
+    if not cfg.out_dir:  # --out is checked as it is parsed; the default folder here
+        check_out_folder(out, "synth.train", "The default generator folder", other="Pass another with --out.")
     state = {"split_hash": prepared.split_hash, "classes": list(prepared.classes), "preset": cfg.model.preset,
              "image_size": cfg.data.image_size, "fraction": cfg.data.fraction,
              "prediction_type": cfg.model.prediction_type}
