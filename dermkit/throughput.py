@@ -1,4 +1,4 @@
-"""Steady-state training speed: a callback timing optimiser steps after a warm-up (every stage)."""
+"""Steady-state training speed: a callback timing optimiser steps after a warm-up (ssl.pretrain, finetune.train)."""
 
 from __future__ import annotations
 

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.report.stats import mean_t_interval
-from dermkit.console import console, print_table
+from dermkit.console import console, entry_point, print_table
 
 
 def _run(command: list[str]) -> None:
@@ -94,6 +94,7 @@ def _row(name: str, per_seed: list[dict[str, Any]], steps: Any) -> list[Any]:
     return [name, len(per_seed), *cells, steps]
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     runs = Path(args.runs)

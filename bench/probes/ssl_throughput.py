@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dermkit.config import default_ham10000_root
-from dermkit.console import console, print_table
+from dermkit.console import console, entry_point, print_table
 from dermkit.precision import PRECISIONS, autocast, float32_call
 from bench.probes.timed_loop import TimedLoop
 
@@ -246,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.role != "compare":

@@ -289,8 +289,9 @@ def compare(cells: dict[int, SeedCell], against: dict[int, SeedCell], names: tup
 
 
 @entry_point
-def main(argv: list[str] | None = None) -> None:
-    """Compare the cells, print the tables and, with ``--out``, write them; with ``--plan-out``, write the plan."""
+def main(argv: list[str] | None = None) -> int:
+    """Compare the cells, print the tables and, with ``--out``, write them; with ``--plan-out``, write the plan;
+    returns 0."""
     args = parse_args(argv)
     if args.n_bootstrap < 1 or not 0 < args.level < 1:
         raise DermkitError(f"--n-bootstrap must be at least 1 and --level in (0, 1); got {args.n_bootstrap} and "
@@ -317,7 +318,8 @@ def main(argv: list[str] | None = None) -> None:
         plan_paths = write_plan(args.plan_out, new_plan(command, source, pair_seeds(cells, against).seeds, args.level,
                                                         result.planned))
         console.print(f"wrote {' and '.join(map(str, plan_paths))}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

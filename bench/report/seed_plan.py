@@ -126,8 +126,8 @@ def plan_grid(args: argparse.Namespace) -> tuple[list[int], list[PlannedComparis
 
 
 @entry_point
-def main(argv: list[str] | None = None) -> None:
-    """Write the plan of a grid's comparisons and print its table."""
+def main(argv: list[str] | None = None) -> int:
+    """Write the plan of a grid's comparisons and print its table; returns 0."""
     args = parse_args(argv)
     check_args(args)
     command = f"{PROG} " + shlex.join(sys.argv[1:] if argv is None else argv)
@@ -138,7 +138,8 @@ def main(argv: list[str] | None = None) -> None:
                 CONSOLE_COLUMNS, [[row[i] for i in shown] for row in plan_rows(plan)])
     written = write_plan(args.out, plan)
     console.print(f"wrote {' and '.join(map(str, written))}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
