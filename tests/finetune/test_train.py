@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from dermkit.backbones import BackboneCard, build_backbone, save_backbone
+from dermkit.config import parse_config
 from dermkit.data.prepare import PreparedData
 from finetune.backbone import BackboneSpec
-from dermkit.config import parse_config
 from finetune.config import FinetuneConfig, run_folder
 from finetune.train import FLAGS, check_backbone_card, main
 from tests.finetune.helpers import IMAGE_SIZE
