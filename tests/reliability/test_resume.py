@@ -211,7 +211,7 @@ def test_default_run_folder_lies_under_dermkit_runs(tmp_path: Path, demo_cache: 
     monkeypatch.chdir(cwd)
     monkeypatch.setenv("DERMKIT_RUNS", str(runs))
     assert finetune_main(finetune_argv(None, demo_cache)) == 0
-    assert (runs / "finetune" / "demo" / "metrics.json").is_file()
+    assert (runs / "finetune" / "tiny_cnn_demo_32px" / "metrics.json").is_file()  # <backbone>_<data>_<size>px
     assert not (cwd / "runs").exists()
 
 
