@@ -9,11 +9,10 @@ from pathlib import Path
 import pytest
 
 from dermkit.backbones import BackboneCard, build_backbone, save_backbone
-from dermkit.config import parse_config
 from dermkit.data.prepare import PreparedData
 from finetune.backbone import BackboneSpec
-from finetune.config import FinetuneConfig, run_folder
-from finetune.train import FLAGS, check_backbone_card, main
+from finetune.config import run_folder
+from finetune.train import check_backbone_card, main
 from tests.finetune.helpers import IMAGE_SIZE
 
 PER_CLASS_KEYS = {"recall", "precision", "f1", "specificity", "auroc", "support"}
@@ -131,6 +130,8 @@ def test_label_smoothing_is_checked_before_anything_runs(loss: str, smoothing: f
 
 @pytest.mark.parametrize("preset", sorted(Path("configs").glob("finetune_*.yaml")), ids=lambda p: p.name)
 def test_presets_parse(preset: Path) -> None:
+    from dermkit.config import parse_config
+    from finetune.config import FinetuneConfig
     from finetune.train import check_config
 
     cfg = parse_config(FinetuneConfig, "test", "", ["--config", str(preset)])
@@ -166,17 +167,3 @@ def test_a_card_of_this_split_or_without_a_split_hash_is_accepted(demo_prepared:
                             {"method": "simclr", "split_hash": split_hash, "data": {}})
         check_backbone_card(spec, demo_prepared.split_hash, "none")
     check_backbone_card(BackboneSpec("tiny_cnn", True, IMAGE_SIZE, [0.5] * 3, [0.5] * 3), "any", "none")  # random
-
-
-def test_the_default_run_folder_is_named_by_backbone_data_and_size(tmp_path: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    # It was $DERMKIT_RUNS/finetune/demo whatever --data said: a HAM10000 run without --out landed in "demo",
-    # and a demo run after it was refused there for its changed settings.
-    monkeypatch.setenv("DERMKIT_RUNS", str(tmp_path))
-
-    def folder(*argv: str) -> Path:
-        return run_folder(parse_config(FinetuneConfig, "python -m finetune.train", "", list(argv), FLAGS))
-
-    assert folder() == tmp_path / "finetune" / "resnet18_demo_64px"
-    assert folder("--data", "ham10000", "--image-size", "128") == tmp_path / "finetune" / "resnet18_ham10000_128px"
-    assert folder("--data", "ham10000", "--out", str(tmp_path / "mine")) == tmp_path / "mine"

@@ -13,6 +13,7 @@ import re
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ import torch
 from omegaconf import OmegaConf
 
 from dermkit.backbones import BackboneCard, build_backbone, save_backbone
-from dermkit.config import REPO_ROOT
+from dermkit.config import REPO_ROOT, parse_config
 from dermkit.console import console
 from dermkit.resume import changed_settings
 from finetune.config import FinetuneConfig
@@ -213,6 +214,33 @@ def test_default_run_folder_lies_under_dermkit_runs(tmp_path: Path, demo_cache: 
     assert finetune_main(finetune_argv(None, demo_cache)) == 0
     assert (runs / "finetune" / "tiny_cnn_demo_32px" / "metrics.json").is_file()  # <backbone>_<data>_<size>px
     assert not (cwd / "runs").exists()
+
+
+def _finetune_folder(argv: list[str]) -> Path:
+    from finetune.config import run_folder
+    from finetune.train import FLAGS
+    return run_folder(parse_config(FinetuneConfig, "python -m finetune.train", "", argv, FLAGS))
+
+
+def _generator_folder(argv: list[str]) -> Path:
+    from synth.train import FLAGS, SynthTrainConfig, generator_folder
+    return generator_folder(parse_config(SynthTrainConfig, "python -m synth.train", "", argv, FLAGS))
+
+
+@pytest.mark.parametrize(("folder_of", "argv", "expected"), [
+    (_finetune_folder, [], "finetune/resnet18_demo_64px"),
+    (_finetune_folder, ["--data", "ham10000", "--image-size", "128"], "finetune/resnet18_ham10000_128px"),
+    (_generator_folder, [], "synth/small_demo_32px"),
+    (_generator_folder, ["--data", "ham10000", "--image-size", "64", "--preset", "base"], "synth/base_ham10000_64px"),
+])
+def test_the_default_folder_is_named_by_model_data_and_size(folder_of: Callable[[list[str]], Path], argv: list[str],
+                                                            expected: str, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    # It was $DERMKIT_RUNS/finetune/demo (synth/default) whatever --data said: a HAM10000 run without --out landed in
+    # "demo", and a demo run after it was refused there for its changed settings. --out still wins.
+    monkeypatch.setenv("DERMKIT_RUNS", str(tmp_path))
+    assert folder_of(argv) == tmp_path / expected
+    assert folder_of([*argv, "--out", str(tmp_path / "mine")]) == tmp_path / "mine"
 
 
 def test_truncated_checkpoint_is_one_clear_error_and_the_previous_one_is_kept(

@@ -15,8 +15,7 @@ from dermkit.errors import DermkitError
 from synth.generator import load_generator, read_info
 from synth.model import unet_config
 from synth.sampling import make_sampler
-from synth.train import (FLAGS, DiffusionConfig, DiffusionModule, DiffusionOptimConfig, SynthTrainConfig,
-                         generator_folder, train)
+from synth.train import FLAGS, DiffusionConfig, DiffusionModule, DiffusionOptimConfig, SynthTrainConfig, train
 from synth.train import main as train_main
 from tests.synth.conftest import tiny_train_argv
 from tests.synth.test_sampling import OracleUNet
@@ -129,18 +128,3 @@ def test_augment_on_of_a_recorded_run_does_not_refuse_its_resume(tmp_path: Path,
     assert train_main([*tiny_train_argv(out, demo_cache, steps=1), "data.augment_on=workers"]) == 0
     assert train_main(tiny_train_argv(out, demo_cache, steps=1)) == 0
     assert read_info(out).steps_trained == 1
-
-
-def test_the_default_generator_folder_is_named_by_preset_data_and_size(tmp_path: Path,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    # It was $DERMKIT_RUNS/synth/default whatever --data said: a HAM10000 generator without --out and a demo one
-    # shared a folder, and the second was refused there for its changed settings.
-    monkeypatch.setenv("DERMKIT_RUNS", str(tmp_path))
-
-    def folder(*argv: str) -> Path:
-        return generator_folder(parse_config(SynthTrainConfig, "python -m synth.train", "", list(argv), FLAGS))
-
-    assert folder() == tmp_path / "synth" / "small_demo_32px"
-    ham = folder("--data", "ham10000", "--image-size", "64", "--preset", "base")
-    assert ham == tmp_path / "synth" / "base_ham10000_64px"
-    assert folder("--data", "ham10000", "--out", str(tmp_path / "mine")) == tmp_path / "mine"
