@@ -6,10 +6,11 @@
 #   4. the bf16-mixed check: three 10% random cells of step 3 again in bf16-mixed (seeds 0-2), paired with step 3's;
 #   5. cpu-decisive-synth: the 10% generator (20,000 steps alone on both cores: 4 h on machine G,
 #      4.5 h on F, 7.5 h on E; it checkpoints every 100 steps), its images, oversample and synth8 for 10 seeds;
-#   6. cpu-real again (issue 39): its 18 cells with blind predictions on the external sets, the SimCLR cells from this
-#      machine's backbone (the committed cells' checkpoints and backbone are gone with their machines);
-#   7. cpu-synth again (issue 39), with blind predictions: its 10% cells on step 5's generator, then the 100% generator
-#      (20,000 steps, about 4 h alone on machine G) and the 100% cells.
+#   6. cpu-real and cpu-synth again (issue 39), every cell with blind predictions on the external sets: the 10% cells
+#      of both first (the toolkit's two questions at 10% labels: SimCLR against random init, synth8 against
+#      oversampling), then cpu-real's 1% and 100% cells, then cpu-synth's 100% generator (20,000 steps, about 4 h
+#      alone on machine G) and 100% cells. cpu-real's SimCLR cells start from this machine's backbone (the committed
+#      cells' checkpoints and backbone are gone with their machines).
 # The generator goes before cpu-real because cpu-synth's 10% cells need the same generator (same key) for issue 39 too.
 # Re-run after any stop, from the checkout: every step resumes from its own checkpoint or is reused by key; on a new
 # machine the committed exports (docs/results/cpu-decisive-*) bring back their finished cells.
@@ -61,23 +62,28 @@ nice -n 10 $PY -m bench.label_efficiency --preset cpu-decisive-synth --out $R/be
   $SYNTH_REUSE "synth.evaluate_weights=$BACKBONE" "$EXT" \
   --export $R/export-cpu-decisive-synth || exit 1
 echo "$(date -u +%F' '%T) chain: cpu-decisive-synth done"
-# 6. cpu-real with blind predictions (its random cells under their committed keys; the SimCLR cells' keys change
-#    with the backbone), the 10% cells first, then 1%, then 100% (issue 39's order)
-nice -n 10 $PY -m bench.label_efficiency --preset cpu-real --out $R/bench/cpu-real "pretrain.backbones={simclr: $BACKBONE}" \
-  "grid.fractions=[0.1,0.01,1.0]" "$EXT" --export $R/export-cpu-real || exit 1
-echo "$(date -u +%F' '%T) chain: cpu-real done"
-# 7. cpu-synth with blind predictions. Its real arm is step 6's random cells (same keys; the run folder has the
-#    checkpoints its filtered arm reads). Its 10% generator and images are step 5's: same arguments, so same keys, and
-#    a step's key writes its output root as <out>, so the finished folders are copied in and count as done rather than
-#    training 4 h again. The 10% cells first, then the 100% generator and cells.
+# 6. cpu-real and cpu-synth with blind predictions. cpu-real's random cells keep their committed keys; its SimCLR cells'
+#    keys change with the backbone. cpu-synth's real arm is cpu-real's random cells (same keys; the run folder has the
+#    checkpoints its filtered arm reads). cpu-synth's 10% generator and images are step 5's: same arguments, so same
+#    keys, and a step's key writes its output root as <out>, so the finished folders are copied in and count as done
+#    rather than training 4 h again.
 SYNTH=$R/bench/cpu-synth
-for done in $R/bench/cpu-decisive-synth/synth/*-f0.1/done.json; do
-  [ -f "$done" ] || continue
-  step=$(dirname "$done")
-  [ -e "$SYNTH/synth/$(basename "$step")" ] || { mkdir -p $SYNTH/synth && cp -a "$step" $SYNTH/synth/; }
-done
-for fractions in "[0.1]" "[0.1,1.0]"; do
+cpu_real() {  # $1: the fractions to run, in order
+  nice -n 10 $PY -m bench.label_efficiency --preset cpu-real --out $R/bench/cpu-real \
+    "pretrain.backbones={simclr: $BACKBONE}" "grid.fractions=$1" "$EXT" --export $R/export-cpu-real
+}
+cpu_synth() {  # $1: the fractions to run, in order
+  for done in $R/bench/cpu-decisive-synth/synth/*-f0.1/done.json; do
+    [ -f "$done" ] || continue
+    step=$(dirname "$done")
+    [ -e "$SYNTH/synth/$(basename "$step")" ] || { mkdir -p $SYNTH/synth && cp -a "$step" $SYNTH/synth/; }
+  done
   nice -n 10 $PY -m bench.label_efficiency --preset cpu-synth --out $SYNTH --reuse $R/bench/cpu-real \
-    "synth.evaluate_weights=$BACKBONE" "grid.fractions=$fractions" "$EXT" --export $R/export-cpu-synth || exit 1
-done
+    "synth.evaluate_weights=$BACKBONE" "grid.fractions=$1" "$EXT" --export $R/export-cpu-synth
+}
+cpu_real "[0.1]" && cpu_synth "[0.1]" || exit 1
+echo "$(date -u +%F' '%T) chain: the 10% cells of cpu-real and cpu-synth done"
+cpu_real "[0.1,0.01,1.0]" || exit 1
+echo "$(date -u +%F' '%T) chain: cpu-real done"
+cpu_synth "[0.1,1.0]" || exit 1
 echo "$(date -u +%F' '%T) chain: cpu-synth done"
