@@ -22,20 +22,13 @@
 # Re-run after any stop, from the checkout, with the same commands (a new machine: all four lines; else the last):
 #   export DERMKIT_RUNS=~/dermkit-runs DERMKIT_HAM10000=/path/to/ham10000 PY=/path/to/.venv/bin/python
 #   git worktree add --detach $DERMKIT_RUNS/worktree-decisive HEAD      # once
-#   cp docs/long-runs/chain_decisive.sh $DERMKIT_RUNS/
+#   cp docs/long-runs/chain_decisive.sh $DERMKIT_RUNS/      # it sources chain_setup.sh from the worktree
 #   nohup $DERMKIT_RUNS/chain_decisive.sh >> $DERMKIT_RUNS/chain_decisive.log 2>&1 &
 set -u
 R=${DERMKIT_RUNS:-$HOME/dermkit-runs}
 WT=$R/worktree-decisive
-PY=${PY:-python}
-EXTERNAL=${DERMKIT_EXTERNAL:-/work/shared/data/external}
-: "${DERMKIT_HAM10000:?set DERMKIT_HAM10000 to the HAM10000 folder}"
-export DERMKIT_RUNS=$R DERMKIT_CACHE=${DERMKIT_CACHE:-$R/cache}
-BACKBONE=$R/ssl/simclr_ham64_long/backbone.safetensors
 git -C "$WT" checkout -q --detach main || exit 1
-cd "$WT" || exit 1
-echo "$(date -u +%F' '%T) chain start at $(git rev-parse --short HEAD)"
-EXT="grid.external={isic2018_test: $EXTERNAL/isic2018_test/images, ph2: $EXTERNAL/ph2/images}"
+. "$WT/docs/long-runs/chain_setup.sh"
 # --reuse takes one folder: this grid's committed export where there is one (it holds the real arm too), else
 # cpu-decisive-ssl's, for the real arm.
 SYNTH_REUSE=docs/results/cpu-decisive-ssl
@@ -56,11 +49,8 @@ cpu_real 19 "[0.1,0.01,1.0]" "grid.inits=[random]" run.jobs=1 & lane_b=$!
 wait $lane_a || exit 1
 wait $lane_b || exit 1
 echo "$(date -u +%F' '%T) chain: lanes done (cpu-decisive-synth's cells, cpu-real's random cells)"
-# 2. the backbone (float32 would be the evidence default; bf16-mixed with device augmentation is how cpu-real's was made)
-if [ ! -f "$BACKBONE" ]; then
-  OMP_NUM_THREADS=2 nice -n 10 $PY -m ssl.pretrain --config configs/ssl_simclr_ham64_long.yaml \
-    --out $R/ssl/simclr_ham64_long trainer.precision=bf16-mixed data.augment_on=device || exit 1
-fi
+# 2. the backbone
+make_backbone || exit 1
 echo "$(date -u +%F' '%T) chain: backbone done"
 # 3. the generator's quality in the SimCLR space, and cpu-decisive-synth's export
 decisive_synth "synth.evaluate_weights=$BACKBONE" || exit 1

@@ -16,24 +16,14 @@
 set -u
 R=${DERMKIT_RUNS:-$HOME/dermkit-runs}
 WT=$R/worktree-decisive
-PY=${PY:-python}
-EXTERNAL=${DERMKIT_EXTERNAL:-/work/shared/data/external}
-: "${DERMKIT_HAM10000:?set DERMKIT_HAM10000 to the HAM10000 folder}"
-export DERMKIT_RUNS=$R DERMKIT_CACHE=${DERMKIT_CACHE:-$R/cache}
-BACKBONE=$R/ssl/simclr_ham64_long/backbone.safetensors
 git -C "$WT" checkout -q --detach main || exit 1
-cd "$WT" || exit 1
-echo "$(date -u +%F' '%T) chain start at $(git rev-parse --short HEAD)"
-# 1. the backbone (float32 would be the evidence default; bf16-mixed with device augmentation is how cpu-real's was made)
-if [ ! -f "$BACKBONE" ]; then
-  OMP_NUM_THREADS=2 nice -n 10 $PY -m ssl.pretrain --config configs/ssl_simclr_ham64_long.yaml \
-    --out $R/ssl/simclr_ham64_long trainer.precision=bf16-mixed data.augment_on=device || exit 1
-fi
+. "$WT/docs/long-runs/chain_setup.sh"
+# 1. the backbone
+make_backbone || exit 1
 echo "$(date -u +%F' '%T) chain: backbone done"
 # 2. the 1% schedules (each finished run is skipped)
 PY=$PY "$R/sweep_1pct.sh" || exit 1
 # 3. the SSL grid; the committed export, where there is one, brings back its cells
-EXT="grid.external={isic2018_test: $EXTERNAL/isic2018_test/images, ph2: $EXTERNAL/ph2/images}"
 reuse() { [ -d "docs/results/$1/cells" ] && echo "--reuse docs/results/$1"; }
 nice -n 10 $PY -m bench.label_efficiency --preset cpu-decisive-ssl --out $R/bench/cpu-decisive-ssl $(reuse cpu-decisive-ssl) \
   "pretrain.backbones={simclr: $BACKBONE}" "$EXT" --export $R/export-cpu-decisive-ssl || exit 1

@@ -1,0 +1,18 @@
+# Sourced by chain_decisive.sh and chain_decisive_ssl.sh (R and WT set, the worktree WT moved to main; set -u):
+# their settings, the backbone step, and the move into the worktree.
+PY=${PY:-python}
+EXTERNAL=${DERMKIT_EXTERNAL:-/work/shared/data/external}
+: "${DERMKIT_HAM10000:?set DERMKIT_HAM10000 to the HAM10000 folder}"
+export DERMKIT_RUNS=$R DERMKIT_CACHE=${DERMKIT_CACHE:-$R/cache}
+BACKBONE=$R/ssl/simclr_ham64_long/backbone.safetensors
+EXT="grid.external={isic2018_test: $EXTERNAL/isic2018_test/images, ph2: $EXTERNAL/ph2/images}"
+cd "$WT" || exit 1
+echo "$(date -u +%F' '%T) chain start at $(git rev-parse --short HEAD)"
+
+make_backbone() {  # the 100-epoch SimCLR backbone, alone on both cores, unless it is there (docs/benchmarks.md,
+  # "Long SimCLR runs"; float32 would be the evidence default; bf16-mixed with device augmentation is how
+  # cpu-real's was made)
+  [ -f "$BACKBONE" ] && return 0
+  OMP_NUM_THREADS=2 nice -n 10 $PY -m ssl.pretrain --config configs/ssl_simclr_ham64_long.yaml \
+    --out $R/ssl/simclr_ham64_long trainer.precision=bf16-mixed data.augment_on=device
+}
