@@ -15,8 +15,8 @@
 #   4. cpu-real's SimCLR cells (from this machine's backbone, so not the committed cells' keys), then cpu-synth with
 #      blind predictions: its 10% cells first (generator and images copied from cpu-decisive-synth: same keys),
 #      then the 100% generator (20,000 steps) and cells.
-# Running time on 2 cores: the 10% generator alone 4 h on machine G (1.45 steps/s), 7.8 h on this kind of AMD EPYC
-# (0.72 steps/s; on one thread beside a cell 0.38 steps/s), so step 1 outlasts a 3-hour session; every step keeps
+# Running time on 2 cores: the 10% generator alone 4 h on machine G, 7.8 h on machine H, 16 h on one thread
+# (docs/benchmarks.md, "Training step"), so step 1 outlasts a 3-hour session; every step keeps
 # what it finished in its run folder, and a new machine takes the finished cells back from the committed exports
 # (docs/results/cpu-decisive-synth, where there is one) but starts the generator again.
 # Re-run after any stop, from the checkout, with the same commands (a new machine: all four lines; else the last):
@@ -37,10 +37,13 @@ decisive_synth() {  # $@: extra settings
   nice -n 10 $PY -m bench.label_efficiency --preset cpu-decisive-synth --out $R/bench/cpu-decisive-synth \
     --reuse $SYNTH_REUSE "$EXT" "$@" --export $R/export-cpu-decisive-synth
 }
+# cpu-real's cells again: the committed re-run export, where there is one, brings back the cells finished with
+# their predictions (the committed cpu-real/ cells have none, and no checkpoint to make them from).
+REAL_REUSE=(); [ -d docs/results/cpu-real-rerun/cells ] && REAL_REUSE=(--reuse docs/results/cpu-real-rerun)
 cpu_real() {  # $1: niceness, $2: the fractions to run, in order; then extra settings
   local niceness=$1 fractions=$2; shift 2
-  nice -n $niceness $PY -m bench.label_efficiency --preset cpu-real --out $R/bench/cpu-real \
-    "grid.fractions=$fractions" "$EXT" "$@" --export $R/export-cpu-real
+  nice -n $niceness $PY -m bench.label_efficiency --preset cpu-real --out $R/bench/cpu-real "${REAL_REUSE[@]}" \
+    "grid.fractions=$fractions" "$EXT" "$@" --export $R/export-cpu-real-rerun
 }
 # 1. the two lanes (the generator's quality is measured in the SimCLR space once step 2 has made the backbone)
 evaluate_space=(); [ -f "$BACKBONE" ] && evaluate_space=("synth.evaluate_weights=$BACKBONE")
