@@ -15,7 +15,7 @@
 #   4. cpu-real's SimCLR cells (from this machine's backbone, so not the committed cells' keys), then cpu-synth with
 #      blind predictions: its 10% cells first (generator and images copied from cpu-decisive-synth: same keys),
 #      then the 100% generator (20,000 steps) and cells.
-# Running time on 2 cores: the 10% generator alone 4 h on machine G, 7.8 h on machine H, 16 h on one thread
+# Running time on 2 cores: the 10% generator alone 4 h on machine G, 7.7 h on machine H, 16 h on one thread
 # (docs/benchmarks.md, "Training step"), so step 1 outlasts a 3-hour session; every step keeps
 # what it finished in its run folder, and a new machine takes the finished cells back from the committed exports
 # (docs/results/cpu-decisive-synth, where there is one) but starts the generator again.
