@@ -18,6 +18,29 @@ if TYPE_CHECKING:  # torch is imported where it is used: the benchmark parents s
 PRECISIONS = ("32-true", "bf16-mixed")  # the trainer.precision values the benchmark loops reproduce
 
 
+def cpu_runs_bf16_natively() -> bool:
+    """Whether this CPU has oneDNN's bfloat16 kernels (AVX-512 or AMX); without them bfloat16 autocast
+    falls back to reference kernels: the ``small`` generator's training step took 105 s instead of 4.5 s
+    in float32 on an AVX2-only CPU (docs/benchmarks.md, "Training step"). True where torch cannot tell.
+    """
+    import torch
+
+    check = getattr(getattr(torch.ops, "mkldnn", None), "_is_mkldnn_bf16_supported", None)
+    return bool(check()) if check is not None else True
+
+
+def slow_bf16_warning(precision: str, accelerator: str) -> str:
+    """A one-line warning when ``bf16-mixed`` would run on a CPU without bfloat16 kernels, else ``""``."""
+    import torch
+
+    on_cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
+    if precision != "bf16-mixed" or not on_cpu or cpu_runs_bf16_natively():
+        return ""
+    return ("trainer.precision=bf16-mixed on a CPU without bfloat16 kernels (no AVX-512 or AMX): "
+            "23x slower than float32 on an AVX2 CPU (docs/benchmarks.md, \"Training step\"); "
+            "pass trainer.precision=32-true unless a run's key must keep bf16-mixed.")
+
+
 def autocast(precision: str, device_type: str = "cpu") -> torch.autocast:
     """bfloat16 autocast under ``bf16-mixed``, a disabled one under ``32-true``."""
     import torch

@@ -45,7 +45,16 @@ cpu_real() {  # $1: niceness, $2: the fractions to run, in order; then extra set
   nice -n $niceness $PY -m bench.label_efficiency --preset cpu-real --out $R/bench/cpu-real "${REAL_REUSE[@]}" \
     "grid.fractions=$fractions" "$EXT" "$@" --export $R/export-cpu-real-rerun
 }
-# 1. the two lanes (the generator's quality is measured in the SimCLR space once step 2 has made the backbone)
+# 1. the two lanes (the generator's quality is measured in the SimCLR space once step 2 has made the backbone).
+#    On a CPU without bfloat16 kernels (AVX2 only) the generator's bf16-mixed step takes 105 s instead of 2-3
+#    (docs/benchmarks.md, "Training step"): 20,000 steps would take weeks, so there lane b alone runs, on both cores,
+#    and the chain stops after it (lane a needs a machine with AVX-512 or AMX).
+if ! $PY -c "import sys, dermkit.precision as p; sys.exit(not p.cpu_runs_bf16_natively())"; then
+  echo "$(date -u +%F' '%T) chain: no bfloat16 kernels on this CPU; only cpu-real's random cells run"
+  cpu_real 10 "[0.1,0.01,1.0]" "grid.inits=[random]" run.jobs=2 || exit 1
+  echo "$(date -u +%F' '%T) chain: cpu-real's random cells done; the rest needs a CPU with AVX-512 or AMX"
+  exit 0
+fi
 evaluate_space=(); [ -f "$BACKBONE" ] && evaluate_space=("synth.evaluate_weights=$BACKBONE")
 decisive_synth "run.alone_kinds=[synth-generate]" "${evaluate_space[@]}" & lane_a=$!
 cpu_real 19 "[0.1,0.01,1.0]" "grid.inits=[random]" run.jobs=1 & lane_b=$!

@@ -25,3 +25,14 @@ def test_float32_call_casts_tensors_and_lists_and_turns_autocast_off() -> None:
     with autocast("bf16-mixed"):
         loss = float32_call(criterion, half, [half, half], scale=2.0)
     assert seen == [torch.float32, torch.float32, torch.float32, False, 2.0] and loss.dtype == torch.float32
+
+
+def test_bf16_on_a_cpu_without_bfloat16_kernels_warns_and_nothing_else_does(monkeypatch) -> None:
+    import dermkit.precision as precision
+
+    monkeypatch.setattr(precision, "cpu_runs_bf16_natively", lambda: False)
+    assert "trainer.precision=32-true" in precision.slow_bf16_warning("bf16-mixed", "cpu")
+    assert precision.slow_bf16_warning("32-true", "cpu") == ""
+    assert precision.slow_bf16_warning("bf16-mixed", "gpu") == ""  # a GPU has its own bf16 units
+    monkeypatch.setattr(precision, "cpu_runs_bf16_natively", lambda: True)
+    assert precision.slow_bf16_warning("bf16-mixed", "cpu") == ""
