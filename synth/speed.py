@@ -3,7 +3,9 @@
 Measures, for one UNet in one process, side by side: images/s of DDIM, DPM-Solver++ and DDPM
 sampling (at ``ddim_steps``, ``dpm_steps`` and ``ddpm_steps``; with classifier-free guidance unless
 ``guidance`` is 1, i.e. two network passes per step), and training optimiser steps/s (one network
-pass, MSE against the noise, AdamW) on random images at the given batch size. The model is a
+pass, MSE against the noise, AdamW) on random images at the given batch size, in each of
+``train_precisions`` (float32 beside bf16-mixed: on a CPU without bfloat16 kernels the latter is
+far slower). The model is a
 generator folder (``model``) or a random-init ``preset`` (speed does not depend on the weights, so
 no data and no training run are needed). The timing has to happen inside the process that holds
 the model: each measurement follows a warm-up (a short DDIM run; two training steps) and waits for
@@ -33,6 +35,7 @@ from dermkit.errors import DermkitError
 from dermkit.flags import out_flag
 from dermkit.resume import default_run_dir
 from dermkit.out_folder import replacing
+from dermkit.precision import PRECISIONS, autocast
 from dermkit.runinfo import write_run_info
 from synth.generate import resolve_device
 from synth.generator import load_generator
@@ -59,6 +62,8 @@ class SpeedConfig:
         ddpm_steps: DDPM denoising steps.
         guidance: classifier-free guidance weight (not 1: two network passes per step).
         train_steps: timed training steps (after two untimed warm-up steps).
+        train_precisions: precisions the training steps are timed in, one after the other (``32-true``,
+            ``bf16-mixed``: autocast as under ``trainer.precision``); ``train_steps_per_s`` is the first's.
         device: ``auto`` (GPU if available), ``cpu`` or ``cuda``.
         threads: torch CPU threads (0: torch's default).
         out_dir: folder for ``speed.json``, ``config.yaml`` and ``run.json``.
@@ -74,6 +79,7 @@ class SpeedConfig:
     ddpm_steps: int = 1000
     guidance: float = 3.0
     train_steps: int = 10
+    train_precisions: list[str] = field(default_factory=lambda: ["32-true"])
     device: str = "auto"
     threads: int = 0
     out_dir: str = field(default_factory=lambda: default_run_dir("synth", "speed"))
@@ -123,7 +129,8 @@ def time_sampling(unet: UNet2DModel, scheduler: DDPMScheduler, sampler: str, ste
     return batch / (time.perf_counter() - start)
 
 
-def time_training(unet: UNet2DModel, scheduler: DDPMScheduler, batch: int, steps: int, device: torch.device) -> float:
+def time_training(unet: UNet2DModel, scheduler: DDPMScheduler, batch: int, steps: int, device: torch.device,
+                  precision: str = "32-true") -> float:
     """Optimiser steps per second of noise-prediction training on random images.
 
     Args:
@@ -132,6 +139,7 @@ def time_training(unet: UNet2DModel, scheduler: DDPMScheduler, batch: int, steps
         batch: images per step.
         steps: timed steps, after :data:`WARMUP_TRAIN_STEPS` untimed ones.
         device: where ``unet`` is.
+        precision: ``32-true`` or ``bf16-mixed`` (the forward pass under bfloat16 autocast).
     """
     unet.train()
     opt = torch.optim.AdamW(unet.parameters(), lr=1e-4)
@@ -142,7 +150,9 @@ def time_training(unet: UNet2DModel, scheduler: DDPMScheduler, batch: int, steps
     def step() -> None:
         noise = torch.randn_like(x0)
         t = torch.randint(0, scheduler.config.num_train_timesteps, (batch,), device=device)
-        loss = F.mse_loss(unet(scheduler.add_noise(x0, noise, t), t, class_labels=labels).sample, noise)
+        with autocast(precision, device.type):
+            pred = unet(scheduler.add_noise(x0, noise, t), t, class_labels=labels).sample  # (B, 3, S, S)
+        loss = F.mse_loss(pred.float(), noise)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -178,7 +188,8 @@ def measure(cfg: SpeedConfig) -> dict[str, Any]:
     Returns:
         The results: ``model`` (label), ``device``, ``batch_size``, ``threads``, ``guidance``, for each
         sampler ``<name>_steps`` and ``<name>_images_per_s`` (``ddim``, ``dpm``, ``ddpm``),
-        ``train_steps_per_s`` and ``peak_gpu_memory_mib`` (None off the GPU).
+        ``train_steps_per_s`` (in the first of ``train_precisions``), ``train_steps_per_s_by_precision``
+        and ``peak_gpu_memory_mib`` (None off the GPU).
 
     Raises:
         DermkitError: a count below 1, a bad device, an unknown preset or an unreadable model.
@@ -186,6 +197,9 @@ def measure(cfg: SpeedConfig) -> dict[str, Any]:
     for key in ("batch_size", *(f"{name}_steps" for name in SAMPLERS), "train_steps"):
         if getattr(cfg, key) < 1:
             raise DermkitError(f"{key} must be at least 1, got {getattr(cfg, key)}.")
+    if not cfg.train_precisions or set(cfg.train_precisions) - set(PRECISIONS):
+        raise DermkitError(f"train_precisions must be a non-empty list of {', '.join(PRECISIONS)}, "
+                           f"got {list(cfg.train_precisions)}.")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
@@ -199,8 +213,11 @@ def measure(cfg: SpeedConfig) -> dict[str, Any]:
         steps = getattr(cfg, f"{name}_steps")
         results[f"{name}_steps"] = steps
         results[f"{name}_images_per_s"] = time_sampling(unet, scheduler, name, steps, cfg.batch_size, cfg.guidance)
+    by_precision = {precision: time_training(unet, scheduler, cfg.batch_size, cfg.train_steps, device, precision)
+                    for precision in cfg.train_precisions}
     results |= {
-        "train_steps_per_s": time_training(unet, scheduler, cfg.batch_size, cfg.train_steps, device),
+        "train_steps_per_s": by_precision[cfg.train_precisions[0]],
+        "train_steps_per_s_by_precision": by_precision,
         # Of sampling and training together (None: not on a GPU).
         "peak_gpu_memory_mib": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
     }

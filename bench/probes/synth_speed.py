@@ -13,6 +13,7 @@ to run in the process that holds the model), run here as a subprocess; this scri
 Example::
 
     python -m bench.synth_speed --preset small --image-size 32 --batch-size 8
+    python -m bench.synth_speed --preset small --image-size 64 --batch-size 32 --train-precisions 32-true bf16-mixed
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--ddpm-steps", type=int, default=1000, help="DDPM denoising steps")
     parser.add_argument("--guidance", type=float, default=3.0, help="guidance weight (not 1: two passes per step)")
     parser.add_argument("--train-steps", type=int, default=10, help="timed training steps (after 2 warm-up steps)")
+    parser.add_argument("--train-precisions", nargs="+", default=["32-true"],
+                        help="precisions to time training in, side by side (32-true, bf16-mixed)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--json", default="", help="also write the results to this JSON file")
@@ -58,6 +61,7 @@ def stage_args(args: argparse.Namespace, out: Path) -> list[str]:
             "--ddim-steps", str(args.ddim_steps), "--dpm-steps", str(args.dpm_steps),
             "--ddpm-steps", str(args.ddpm_steps),
             "--guidance", str(args.guidance), "--train-steps", str(args.train_steps), "--device", args.device,
+            f"train_precisions=[{','.join(args.train_precisions)}]",
             "--threads", str(args.threads), "--out", str(out)]
 
 
@@ -78,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         [f"DPM-Solver++ {args.dpm_steps} steps, images/s", results["dpm_images_per_s"]],
         [f"DDPM {args.ddpm_steps} steps, images/s", results["ddpm_images_per_s"]],
         ["DDIM / DDPM speed-up", results["ddim_images_per_s"] / results["ddpm_images_per_s"]],
-        [f"training steps/s (batch {args.batch_size})", results["train_steps_per_s"]],
+        *([f"training steps/s, {precision} (batch {args.batch_size})", steps_per_s]
+          for precision, steps_per_s in results["train_steps_per_s_by_precision"].items()),
     ])
     write_figures(results, args.json, echo=False)
     return 0

@@ -46,7 +46,7 @@ cpu_real() {  # $1: niceness, $2: the fractions to run, in order; then extra set
     "grid.fractions=$fractions" "$EXT" "$@" --export $R/export-cpu-real-rerun
 }
 # 1. the two lanes (the generator's quality is measured in the SimCLR space once step 2 has made the backbone).
-#    On a CPU without bfloat16 kernels (AVX2 only) the generator's bf16-mixed step takes 105 s instead of 2-3
+#    On a CPU without bfloat16 kernels (AVX2 only) the generator's bf16-mixed step takes 103 s instead of 2-3
 #    (docs/benchmarks.md, "Training step"): 20,000 steps would take weeks, so there lane b alone runs, on both cores,
 #    and the chain stops after it (lane a needs a machine with AVX-512 or AMX).
 if ! $PY -c "import sys, dermkit.precision as p; sys.exit(not p.cpu_runs_bf16_natively())"; then

@@ -11,7 +11,8 @@ from bench.probes.synth_speed import main
 
 # The keys bench.gpu_check reads from the --json file (its synth_sampling part), and the rest.
 KEYS = {"model", "device", "batch_size", "threads", "ddim_steps", "dpm_steps", "ddpm_steps", "guidance",
-        "ddim_images_per_s", "dpm_images_per_s", "ddpm_images_per_s", "train_steps_per_s", "peak_gpu_memory_mib"}
+        "ddim_images_per_s", "dpm_images_per_s", "ddpm_images_per_s", "train_steps_per_s",
+        "train_steps_per_s_by_precision", "peak_gpu_memory_mib"}
 
 
 @pytest.fixture(autouse=True)
@@ -25,7 +26,7 @@ def test_tiny_random_init_run_writes_results(tmp_path: Path, capsys: pytest.Capt
     out = tmp_path / "speed" / "tiny.json"
     assert main(["--preset", "tiny", "--image-size", "16", "--batch-size", "2", "--ddim-steps", "2", "--dpm-steps", "3",
                  "--ddpm-steps", "4", "--train-steps", "2", "--device", "cpu", "--threads", "1",
-                 "--json", str(out)]) == 0
+                 "--train-precisions", "32-true", "bf16-mixed", "--json", str(out)]) == 0
     results = json.loads(out.read_text())
     assert set(results) == KEYS
     assert results["model"] == "random-init tiny (16 px)" and results["device"] == "cpu"
@@ -33,6 +34,9 @@ def test_tiny_random_init_run_writes_results(tmp_path: Path, capsys: pytest.Capt
     assert results["dpm_steps"] == 3
     assert min(results["ddim_images_per_s"], results["dpm_images_per_s"], results["ddpm_images_per_s"],
                results["train_steps_per_s"]) > 0
+    by_precision = results["train_steps_per_s_by_precision"]
+    assert list(by_precision) == ["32-true", "bf16-mixed"] and min(by_precision.values()) > 0
+    assert results["train_steps_per_s"] == by_precision["32-true"]  # the first precision's
     assert results["peak_gpu_memory_mib"] is None  # CPU: no GPU memory to report
     assert "DDIM / DDPM speed-up" in capsys.readouterr().out
 

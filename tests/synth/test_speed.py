@@ -26,6 +26,8 @@ def test_generator_folder_is_timed_and_recorded(tiny_generator: Path, tmp_path: 
 @pytest.mark.parametrize(("override", "message"), [("train_steps=0", "train_steps must be at least 1"),
                                                    ("dpm_steps=0", "dpm_steps must be at least 1"),
                                                    ("preset=tinny", "Unknown UNet preset 'tinny'"),
+                                                   ("train_precisions=[16-mixed]", "train_precisions must be"),
+                                                   ("train_precisions=[]", "train_precisions must be"),
                                                    ("device=tpu", "device must be auto, cpu or cuda")])
 def test_bad_settings_are_refused_before_anything_is_written(override: str, message: str, tmp_path: Path) -> None:
     cfg = parse_config(SpeedConfig, "t", "t", ["--out", str(tmp_path / "speed"), override], FLAGS)
