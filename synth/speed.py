@@ -5,9 +5,8 @@ sampling (at ``ddim_steps``, ``dpm_steps`` and ``ddpm_steps``; with classifier-f
 ``guidance`` is 1, i.e. two network passes per step), and training optimiser steps/s (one network
 pass, MSE against the noise, AdamW) on random images at the given batch size, in each of
 ``train_precisions`` (float32 beside bf16-mixed: on a CPU without bfloat16 kernels the latter is
-far slower). The model is a
-generator folder (``model``) or a random-init ``preset`` (speed does not depend on the weights, so
-no data and no training run are needed). The timing has to happen inside the process that holds
+far slower). The model is a generator folder (``model``) or a random-init ``preset`` (speed does
+not depend on the weights, so no data and no training run are needed). The timing has to happen inside the process that holds
 the model: each measurement follows a warm-up (a short DDIM run; two training steps) and waits for
 the GPU before the clock stops. Writes ``OUT/speed.json`` (with ``config.yaml`` and ``run.json``); ``python -m
 bench.synth_speed`` runs this command and prints the table.
