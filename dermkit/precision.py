@@ -20,8 +20,8 @@ PRECISIONS = ("32-true", "bf16-mixed")  # the trainer.precision values the bench
 
 def cpu_runs_bf16_natively() -> bool:
     """Whether this CPU has oneDNN's bfloat16 kernels (AVX-512 or AMX); without them bfloat16 autocast
-    falls back to reference kernels: the ``small`` generator's training step took 103 s instead of 4.3 s
-    in float32 on an AVX2-only CPU (docs/benchmarks.md, "Training step"). True where torch cannot tell.
+    falls back to reference kernels, many times slower than float32 (docs/benchmarks.md, "Training step").
+    True where torch cannot tell.
     """
     import torch
 
@@ -37,7 +37,7 @@ def slow_bf16_warning(precision: str, accelerator: str) -> str:
     if precision != "bf16-mixed" or not on_cpu or cpu_runs_bf16_natively():
         return ""
     return ("trainer.precision=bf16-mixed on a CPU without bfloat16 kernels (no AVX-512 or AMX): "
-            "24x slower than float32 on an AVX2 CPU (docs/benchmarks.md, \"Training step\"); "
+            "many times slower than float32 (docs/benchmarks.md, \"Training step\"); "
             "pass trainer.precision=32-true unless a run's key must keep bf16-mixed.")
 
 

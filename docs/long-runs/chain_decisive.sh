@@ -46,9 +46,9 @@ cpu_real() {  # $1: niceness, $2: the fractions to run, in order; then extra set
     "grid.fractions=$fractions" "$EXT" "$@" --export $R/export-cpu-real-rerun
 }
 # 1. the two lanes (the generator's quality is measured in the SimCLR space once step 2 has made the backbone).
-#    On a CPU without bfloat16 kernels (AVX2 only) the generator's bf16-mixed step takes 103 s instead of 2-3
-#    (docs/benchmarks.md, "Training step"): 20,000 steps would take weeks, so there lane b alone runs, on both cores,
-#    and the chain stops after it (lane a needs a machine with AVX-512 or AMX).
+#    On a CPU without bfloat16 kernels (AVX2 only) the generator's bf16-mixed steps fall back to slow reference
+#    kernels (docs/benchmarks.md, "Training step"): 20,000 steps would take weeks, so there lane b alone runs, on
+#    both cores, and the chain stops after it (lane a needs a machine with AVX-512 or AMX).
 if ! $PY -c "import sys, dermkit.precision as p; sys.exit(not p.cpu_runs_bf16_natively())"; then
   echo "$(date -u +%F' '%T) chain: no bfloat16 kernels on this CPU; only cpu-real's random cells run"
   cpu_real 10 "[0.1,0.01,1.0]" "grid.inits=[random]" run.jobs=2 || exit 1
