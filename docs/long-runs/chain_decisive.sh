@@ -3,10 +3,10 @@
 # (chain_decisive_ssl.sh made it); this chain runs, in order:
 #   1. two lanes side by side:
 #      a. cpu-decisive-synth (issue 40's open target: synth8 against oversampling per class at 10% labels, 10 seeds):
-#         the 10% generator on one thread (20,000 steps, resumable every 100 steps) beside its oversample cells on
-#         the other; then its images, and the synth8 cells. Its real arm is cpu-decisive-ssl's 10% random cells,
+#         the 10% generator alone on both cores (20,000 steps, resumable every 100 steps; its oversample cells are
+#         committed, so nothing runs beside it); then its images, and the synth8 cells. Its real arm is cpu-decisive-ssl's 10% random cells,
 #         taken from the committed export by key (a random cell's key holds no backbone).
-#      b. at nice 19, so that it only takes what lane a leaves (once the oversample cells are done, a whole core):
+#      b. at nice 19, so that it only takes what lane a leaves (all 9 are committed, so it only takes them back):
 #         cpu-real's random cells again, 10% then 1% then 100%, each with blind predictions on the external sets
 #         (issue 39 item 4: the committed cells' checkpoints are gone; random cells keep their committed keys).
 #   2. the 100-epoch SimCLR backbone (docs/benchmarks.md, "Long SimCLR runs"), alone on both cores.
@@ -56,7 +56,7 @@ if ! $PY -c "import sys, dermkit.precision as p; sys.exit(not p.cpu_runs_bf16_na
   exit 0
 fi
 evaluate_space=(); [ -f "$BACKBONE" ] && evaluate_space=("synth.evaluate_weights=$BACKBONE")
-decisive_synth "run.alone_kinds=[synth-generate]" "${evaluate_space[@]}" & lane_a=$!
+decisive_synth "${evaluate_space[@]}" & lane_a=$!
 cpu_real 19 "[0.1,0.01,1.0]" "grid.inits=[random]" run.jobs=1 & lane_b=$!
 wait $lane_a || exit 1
 wait $lane_b || exit 1
