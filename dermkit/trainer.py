@@ -204,9 +204,10 @@ def build_trainer(cfg: TrainerConfig, out_dir: Path, *, monitor: str = "", every
     # A ModelCheckpoint takes one trigger; with a step trigger, epoch ends (the run's last step among
     # them) are saved here, so that a finished run's last.ckpt is its final state.
     at_epoch_end = [LastAtEpochEnd(folder / "last.ckpt", every_n_train_steps)] if every_n_train_steps else []
-    if warning := slow_bf16_warning(trainer_kwargs(cfg)["precision"], cfg.accelerator):
+    shared = trainer_kwargs(cfg)
+    if warning := slow_bf16_warning(shared["precision"], cfg.accelerator):
         console.print(f"[yellow]warning:[/] {warning}")
-    kwargs = {**trainer_kwargs(cfg), "default_root_dir": str(out_dir), "logger": run_loggers(out_dir),
+    kwargs = {**shared, "default_root_dir": str(out_dir), "logger": run_loggers(out_dir),
               "callbacks": [*([best] if best else []), last, *at_epoch_end, on_interrupt, *callbacks,
                             ProgressFileCallback(out_dir), RngStateInCheckpoint(), ProgressBar()],
               "plugins": [KeepPreviousCheckpointIO()], **trainer_args}

@@ -4,11 +4,12 @@
 #   1. two lanes side by side:
 #      a. cpu-decisive-synth (issue 40's open target: synth8 against oversampling per class at 10% labels, 10 seeds):
 #         the 10% generator alone on both cores (20,000 steps, resumable every 100 steps; its oversample cells are
-#         committed, so nothing runs beside it); then its images, and the synth8 cells. Its real arm is cpu-decisive-ssl's 10% random cells,
-#         taken from the committed export by key (a random cell's key holds no backbone).
-#      b. at nice 19, so that it only takes what lane a leaves (all 9 are committed, so it only takes them back):
-#         cpu-real's random cells again, 10% then 1% then 100%, each with blind predictions on the external sets
-#         (issue 39 item 4: the committed cells' checkpoints are gone; random cells keep their committed keys).
+#         committed, so nothing runs beside it); then its images, and the synth8 cells. Its real arm is
+#         cpu-decisive-ssl's 10% random cells, taken from the committed export by key (a random cell's key holds
+#         no backbone).
+#      b. at nice 19, so that it only takes what lane a leaves (all 9 are committed, so it takes them back and
+#         ends): cpu-real's random cells again, 10% then 1% then 100%, each with blind predictions on the
+#         external sets (issue 39 item 4: the committed cells' checkpoints are gone; random cells keep their keys).
 #   2. the 100-epoch SimCLR backbone (docs/benchmarks.md, "Long SimCLR runs"), alone on both cores.
 #   3. cpu-decisive-synth again with the backbone: only its synth.evaluate runs again (generator quality in the
 #      SimCLR feature space, as cpu-synth's report has it); the export.
