@@ -19,24 +19,30 @@ PRECISIONS = ("32-true", "bf16-mixed")  # the trainer.precision values the bench
 
 
 def cpu_runs_bf16_natively() -> bool:
-    """Whether this CPU has oneDNN's bfloat16 kernels (AVX-512 or AMX); without them bfloat16 autocast
-    falls back to reference kernels, many times slower than float32 (docs/benchmarks.md, "Training step").
-    True where torch cannot tell.
+    """Whether this CPU has bfloat16 instructions (AVX512-BF16 or AMX). Without them bfloat16 autocast is
+    slower than float32: oneDNN emulates it with conversions on plain AVX-512 (2x slower, machine J) and
+    falls back to reference kernels on AVX2 (24x; docs/benchmarks.md, "Training step"), so oneDNN's own
+    ``_is_mkldnn_bf16_supported`` (True on plain AVX-512) is only the answer where torch cannot read the
+    instruction flags. True where nothing can tell.
     """
     import torch
 
+    avx512_bf16 = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    if avx512_bf16 is not None and amx is not None:
+        return bool(avx512_bf16() or amx())
     check = getattr(getattr(torch.ops, "mkldnn", None), "_is_mkldnn_bf16_supported", None)
     return bool(check()) if check is not None else True
 
 
 def slow_bf16_warning(precision: str, accelerator: str) -> str:
-    """A one-line warning when ``bf16-mixed`` would run on a CPU without bfloat16 kernels, else ``""``."""
+    """A one-line warning when ``bf16-mixed`` would run on a CPU without bfloat16 instructions, else ``""``."""
     import torch
 
     on_cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
     if precision != "bf16-mixed" or not on_cpu or cpu_runs_bf16_natively():
         return ""
-    return ("trainer.precision=bf16-mixed on a CPU without bfloat16 kernels (no AVX-512 or AMX): "
+    return ("trainer.precision=bf16-mixed on a CPU without bfloat16 instructions (no AVX512-BF16 or AMX): "
             "many times slower than float32 (docs/benchmarks.md, \"Training step\"); "
             "pass trainer.precision=32-true unless a run's key must keep bf16-mixed.")
 

@@ -47,13 +47,19 @@ cpu_real() {  # $1: niceness, $2: the fractions to run, in order; then extra set
     "grid.fractions=$fractions" "$EXT" "$@" --export $R/export-cpu-real-rerun
 }
 # 1. the two lanes (the generator's quality is measured in the SimCLR space once step 2 has made the backbone).
-#    On a CPU without bfloat16 kernels (AVX2 only) the generator's bf16-mixed steps fall back to slow reference
-#    kernels (docs/benchmarks.md, "Training step"): 20,000 steps would take weeks, so there lane b alone runs, on
-#    both cores, and the chain stops after it (lane a needs a machine with AVX-512 or AMX).
+#    On a CPU without bfloat16 instructions (no AVX512-BF16 or AMX) the generator's bf16-mixed steps are slower
+#    than float32 (2x emulated on plain AVX-512, 24x on AVX2: docs/benchmarks.md, "Training step"), and in
+#    float32 the generator takes 10 h and the backbone 3 h (machine J), more than a session: there only the cells
+#    that need neither run, on both cores, and the chain stops: cpu-real's random cells, then cpu-synth's real
+#    and oversample cells (10% first).
 if ! $PY -c "import sys, dermkit.precision as p; sys.exit(not p.cpu_runs_bf16_natively())"; then
-  echo "$(date -u +%F' '%T) chain: no bfloat16 kernels on this CPU; only cpu-real's random cells run"
+  echo "$(date -u +%F' '%T) chain: no bfloat16 instructions on this CPU; only cells without generator or backbone run"
   cpu_real 10 "[0.1,0.01,1.0]" "grid.inits=[random]" run.jobs=2 || exit 1
-  echo "$(date -u +%F' '%T) chain: cpu-real's random cells done; the rest needs a CPU with AVX-512 or AMX"
+  OVERSAMPLE_REUSE=$R/bench/cpu-real
+  [ -d docs/results/cpu-synth-rerun/cells ] && OVERSAMPLE_REUSE=docs/results/cpu-synth-rerun
+  nice -n 10 $PY -m bench.label_efficiency --preset cpu-synth --out $R/bench/cpu-synth --reuse $OVERSAMPLE_REUSE \
+    "grid.arms=[real,oversample]" "grid.fractions=[0.1,1.0]" "$EXT" --export $R/export-cpu-synth-rerun || exit 1
+  echo "$(date -u +%F' '%T) chain: cells without generator or backbone done; the rest needs AVX512-BF16 or AMX"
   exit 0
 fi
 evaluate_space=(); [ -f "$BACKBONE" ] && evaluate_space=("synth.evaluate_weights=$BACKBONE")

@@ -27,7 +27,7 @@ def test_float32_call_casts_tensors_and_lists_and_turns_autocast_off() -> None:
     assert seen == [torch.float32, torch.float32, torch.float32, False, 2.0] and loss.dtype == torch.float32
 
 
-def test_bf16_on_a_cpu_without_bfloat16_kernels_warns_and_nothing_else_does(monkeypatch) -> None:
+def test_bf16_on_a_cpu_without_bfloat16_instructions_warns_and_nothing_else_does(monkeypatch) -> None:
     import dermkit.precision as precision
 
     monkeypatch.setattr(precision, "cpu_runs_bf16_natively", lambda: False)
@@ -36,3 +36,14 @@ def test_bf16_on_a_cpu_without_bfloat16_kernels_warns_and_nothing_else_does(monk
     assert precision.slow_bf16_warning("bf16-mixed", "gpu") == ""  # a GPU has its own bf16 units
     monkeypatch.setattr(precision, "cpu_runs_bf16_natively", lambda: True)
     assert precision.slow_bf16_warning("bf16-mixed", "cpu") == ""
+
+
+def test_only_bfloat16_instructions_count_as_native_not_onednn_emulation(monkeypatch) -> None:
+    import dermkit.precision as precision
+
+    # Machine J: plain AVX-512, where oneDNN reports bf16 support by emulating it (2x slower than float32).
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True, raising=False)
+    for avx512_bf16, amx, native in ((False, False, False), (True, False, True), (False, True, True)):
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=avx512_bf16: v, raising=False)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v, raising=False)
+        assert precision.cpu_runs_bf16_natively() is native, (avx512_bf16, amx)

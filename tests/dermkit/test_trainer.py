@@ -126,11 +126,11 @@ def test_progress_bar_reads_the_named_values_at_logging_steps_only(tmp_path: Pat
     assert reader.shown == [None, 0.0, 0.0, 2.0, 2.0, 2.0, 5.0]
 
 
-def test_build_trainer_warns_of_bf16_on_a_cpu_without_bfloat16_kernels(tmp_path: Path, monkeypatch, capsys) -> None:
+def test_build_trainer_warns_of_bf16_on_a_cpu_without_bfloat16_instructions(tmp_path: Path, monkeypatch, capsys) -> None:
     import dermkit.precision as precision
 
     monkeypatch.setattr(precision, "cpu_runs_bf16_natively", lambda: False)
     for value in ("32-true", "bf16-mixed"):
         build_trainer(TrainerConfig(accelerator="cpu", devices="1", precision=value), tmp_path / value)
         printed = " ".join(capsys.readouterr().err.split())
-        assert ("without bfloat16 kernels" in printed) == (value == "bf16-mixed"), value
+        assert ("without bfloat16 instructions" in printed) == (value == "bf16-mixed"), value
