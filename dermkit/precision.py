@@ -43,7 +43,7 @@ def slow_bf16_warning(precision: str, accelerator: str) -> str:
     if precision != "bf16-mixed" or not on_cpu or cpu_runs_bf16_natively():
         return ""
     return ("trainer.precision=bf16-mixed on a CPU without bfloat16 instructions (no AVX512-BF16 or AMX): "
-            "many times slower than float32 (docs/benchmarks.md, \"Training step\"); "
+            "2-24x slower than float32 (docs/benchmarks.md, \"Training step\"); "
             "pass trainer.precision=32-true unless a run's key must keep bf16-mixed.")
 
 

@@ -53,7 +53,7 @@ cpu_real() {  # $1: niceness, $2: the fractions to run, in order; then extra set
 #    that need neither run, on both cores, and the chain stops: cpu-real's random cells, then cpu-synth's real
 #    and oversample cells (10% first).
 if ! $PY -c "import sys, dermkit.precision as p; sys.exit(not p.cpu_runs_bf16_natively())"; then
-  echo "$(date -u +%F' '%T) chain: no bfloat16 instructions on this CPU; only cells without generator or backbone run"
+  echo "$(date -u +%F' '%T) chain: no bfloat16 instructions here; only cells without generator or backbone run"
   cpu_real 10 "[0.1,0.01,1.0]" "grid.inits=[random]" run.jobs=2 || exit 1
   OVERSAMPLE_REUSE=$R/bench/cpu-real
   [ -d docs/results/cpu-synth-rerun/cells ] && OVERSAMPLE_REUSE=docs/results/cpu-synth-rerun

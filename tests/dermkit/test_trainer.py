@@ -126,7 +126,7 @@ def test_progress_bar_reads_the_named_values_at_logging_steps_only(tmp_path: Pat
     assert reader.shown == [None, 0.0, 0.0, 2.0, 2.0, 2.0, 5.0]
 
 
-def test_build_trainer_warns_of_bf16_on_a_cpu_without_bfloat16_instructions(tmp_path: Path, monkeypatch, capsys) -> None:
+def test_build_trainer_warns_of_bf16_without_bfloat16_instructions(tmp_path: Path, monkeypatch, capsys) -> None:
     import dermkit.precision as precision
 
     monkeypatch.setattr(precision, "cpu_runs_bf16_natively", lambda: False)
