@@ -11,8 +11,10 @@ echo "$(date -u +%F' '%T) chain start at $(git rev-parse --short HEAD)"
 
 make_backbone() {  # the 100-epoch SimCLR backbone, alone on both cores, unless it is there (docs/benchmarks.md,
   # "Long SimCLR runs"; float32 would be the evidence default; bf16-mixed with device augmentation is how
-  # cpu-real's was made)
+  # cpu-real's was made, and float32 where the CPU has no bfloat16 instructions, as bf16 is slower there)
   [ -f "$BACKBONE" ] && return 0
+  local precision=bf16-mixed
+  $PY -c "import sys, dermkit.precision as p; sys.exit(not p.cpu_runs_bf16_natively())" || precision=32-true
   OMP_NUM_THREADS=2 nice -n 10 $PY -m ssl.pretrain --config configs/ssl_simclr_ham64_long.yaml \
-    --out $R/ssl/simclr_ham64_long trainer.precision=bf16-mixed data.augment_on=device
+    --out $R/ssl/simclr_ham64_long trainer.precision=$precision data.augment_on=device
 }
