@@ -49,10 +49,10 @@ cpu_real() {  # $1: niceness, $2: the fractions to run, in order; then extra set
 # 1. the two lanes (the generator's quality is measured in the SimCLR space once step 2 has made the backbone).
 #    On a CPU without bfloat16 instructions (no AVX512-BF16 or AMX) the generator's bf16-mixed steps are slower
 #    than float32 (2x emulated on plain AVX-512, 24x on AVX2: docs/benchmarks.md, "Training step"), and in
-#    float32 the generator takes 10 h (machine J): there the chain runs only what needs no generator, on both
+#    float32 the generator takes ~10 h (machine J): there the chain runs only what needs no generator, on both
 #    cores, and stops: cpu-real's random cells, cpu-synth's real and oversample cells (10% first), the backbone
 #    in float32 (3 h on machine J) and cpu-real's SimCLR cells.
-if ! $PY -c "import sys, dermkit.precision as p; sys.exit(not p.cpu_runs_bf16_natively())"; then
+if ! cpu_has_bf16; then
   echo "$(date -u +%F' '%T) chain: no bfloat16 instructions here; only what needs no generator runs"
   cpu_real 10 "[0.1,0.01,1.0]" "grid.inits=[random]" run.jobs=2 || exit 1
   OVERSAMPLE_REUSE=$R/bench/cpu-real
